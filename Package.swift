@@ -1,0 +1,93 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Layers, bottom to top:
+/// - `CometWire`: the wire codec (frames, no I/O).
+/// - `CometChannels`: channel semantics (rings, positions, registry; plain values, no sockets).
+/// - `CometServer`: connection handling on SwiftNIO.
+/// - `cometd`: the daemon executable (systemd, configuration, lifecycle).
+/// Clients: `Comet` (Swift library) and `comet` (command-line tool).
+let package = Package(
+    name: "comet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Comet", targets: ["Comet"]),
+        .library(name: "CometWire", targets: ["CometWire"]),
+        .executable(name: "cometd", targets: ["cometd"]),
+        .executable(name: "comet", targets: ["CometCLI"]),
+        .executable(name: "comet-bench", targets: ["CometBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "CometWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(name: "CometChannels"),
+        .target(
+            name: "CometServer",
+            dependencies: [
+                "CometWire", "CometChannels",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "cometd",
+            dependencies: [
+                "CometServer", "CSystemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .target(
+            name: "Comet",
+            dependencies: [
+                "CometWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "CometCLI",
+            dependencies: [
+                "Comet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "CometBench",
+            dependencies: [
+                "CometWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),
+        .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
+        .testTarget(
+            name: "CometIntegrationTests",
+            dependencies: ["Comet", "CometWire"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+    ]
+)

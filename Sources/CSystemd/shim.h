@@ -1,0 +1,6 @@
+#ifndef COMET_CSYSTEMD_SHIM_H
+#define COMET_CSYSTEMD_SHIM_H
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#endif

@@ -1,0 +1,25 @@
+/// Why a channel operation was refused. The connection layer maps each code to a wire error.
+public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: Hashable, Sendable {
+        case invalidName
+        case invalidSize
+        case invalidPosition
+        case channelExists
+        case noSuchChannel
+        case notOwner
+        case channelClosed
+        case positionAhead
+        case limitExceeded
+        case epochMismatch
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,108 @@
+/// Limits the registry enforces.
+public struct RegistryLimits: Sendable {
+    /// Size of a channel created with size 0 (Eliom's default).
+    public var defaultSize = 1000
+    /// Largest `size` a channel may have.
+    public var maxSize = 1_000_000
+    /// Most live channels in the daemon.
+    public var maxChannels = 65_536
+
+    public init() {}
+}
+
+/// Every live site channel, by name and by id, plus readers waiting for names that do not exist yet.
+///
+/// Plain state with no I/O: the connection layer owns one and calls it from a single thread.
+/// `Waiter` is whatever the caller uses to find a waiting subscription again.
+public final class ChannelRegistry<Payload, Waiter: Hashable> {
+    public let limits: RegistryLimits
+    public private(set) var byName: [String: SiteChannel<Payload>] = [:]
+    private var byID: [UInt64: SiteChannel<Payload>] = [:]
+    private var waiters: [String: [Waiter]] = [:]
+    private var nextID: UInt64 = 1
+    private let makeEpoch: () -> UInt64
+
+    /// - Parameter makeEpoch: source of channel epochs; must never return 0. Random by default.
+    public init(limits: RegistryLimits = RegistryLimits(), makeEpoch: @escaping () -> UInt64 = { UInt64.random(in: 1...UInt64.max) }) {
+        self.limits = limits
+        self.makeEpoch = makeEpoch
+    }
+
+    public var count: Int { byName.count }
+
+    /// Creates a channel owned by `owner` and hands over the readers that were waiting for its name.
+    ///
+    /// - Parameter size: ring size; 0 means `limits.defaultSize`.
+    public func create(name: String, size: Int, owner: UInt64) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
+        try ChannelName.validate(name)
+        let size = size == 0 ? limits.defaultSize : size
+        guard size >= 1, size <= limits.maxSize else {
+            throw ChannelRefusal(.invalidSize, "size \(size) is outside 1...\(limits.maxSize)")
+        }
+        guard byName[name] == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
+        guard byName.count < limits.maxChannels else {
+            throw ChannelRefusal(.limitExceeded, "the daemon already holds \(limits.maxChannels) channels")
+        }
+        let channel = SiteChannel<Payload>(id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner)
+        nextID += 1
+        byName[name] = channel
+        byID[channel.id] = channel
+        return (channel, waiters.removeValue(forKey: name) ?? [])
+    }
+
+    /// The live channel named `name`.
+    public func channel(named name: String) -> SiteChannel<Payload>? { byName[name] }
+
+    /// The live channel with handle `id`, checked to be owned by `owner`.
+    public func owned(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Payload> {
+        guard let channel = byID[id] else { throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)") }
+        guard channel.owner == owner else {
+            throw ChannelRefusal(.notOwner, "channel '\(channel.name)' belongs to another connection")
+        }
+        return channel
+    }
+
+    /// Closes channel `id` on behalf of `owner`; its name becomes free at once.
+    @discardableResult
+    public func close(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Payload> {
+        let channel = try owned(id, by: owner)
+        remove(channel)
+        return channel
+    }
+
+    /// Closes every channel `owner` holds (its connection ended) and returns them.
+    public func closeAll(ownedBy owner: UInt64) -> [SiteChannel<Payload>] {
+        let owned = byID.values.filter { $0.owner == owner }
+        owned.forEach(remove)
+        return owned
+    }
+
+    /// Closes every channel (the daemon is stopping) and returns them.
+    public func closeEverything() -> [SiteChannel<Payload>] {
+        let all = Array(byID.values)
+        all.forEach(remove)
+        return all
+    }
+
+    private func remove(_ channel: SiteChannel<Payload>) {
+        channel.close()
+        byName[channel.name] = nil
+        byID[channel.id] = nil
+    }
+
+    /// Parks `waiter` until a channel named `name` is created.
+    public func wait(for name: String, _ waiter: Waiter) throws(ChannelRefusal) {
+        try ChannelName.validate(name)
+        waiters[name, default: []].append(waiter)
+    }
+
+    /// Stops `waiter` from waiting for `name`.
+    public func stopWaiting(for name: String, _ waiter: Waiter) {
+        guard var list = waiters[name] else { return }
+        list.removeAll { $0 == waiter }
+        waiters[name] = list.isEmpty ? nil : list
+    }
+
+    /// Number of parked waiters, over all names.
+    public var waiterCount: Int { waiters.values.reduce(0) { $0 + $1.count } }
+}

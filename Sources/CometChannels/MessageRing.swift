@@ -1,0 +1,56 @@
+/// A bounded ring of messages numbered by consecutive sequence numbers from 1.
+///
+/// Appending to a full ring evicts the oldest message. Storage grows with use up to `capacity`
+/// slots, so an idle channel with a large `size` costs little. One ring serves every reader of a
+/// channel: readers hold sequence numbers, never copies.
+public struct MessageRing<Payload> {
+    @usableFromInline var slots: ContiguousArray<Payload> = []
+    /// Index in `slots` of the oldest message once the ring has wrapped.
+    @usableFromInline var head = 0
+    /// The most messages kept.
+    public let capacity: Int
+    @usableFromInline var last: UInt64 = 0
+
+    public init(capacity: Int) {
+        precondition(capacity > 0, "ring capacity must be positive")
+        self.capacity = capacity
+    }
+
+    /// Sequence number of the newest message; 0 before the first.
+    @inlinable public var lastSequence: UInt64 { last }
+
+    /// Messages currently kept.
+    @inlinable public var count: Int { slots.count }
+
+    /// Sequence number of the oldest message kept; `lastSequence + 1` when empty.
+    @inlinable public var firstSequence: UInt64 { lastSequence + 1 - UInt64(slots.count) }
+
+    /// Appends `payload`, evicting the oldest message if the ring is full, and returns its sequence number.
+    @inlinable @discardableResult
+    public mutating func append(_ payload: Payload) -> UInt64 {
+        if slots.count < capacity {
+            slots.append(payload)
+        } else {
+            slots[head] = payload
+            head += 1
+            if head == capacity { head = 0 }
+        }
+        last += 1
+        return last
+    }
+
+    /// The message numbered `sequence`, or `nil` if it was evicted or does not exist yet.
+    @inlinable
+    public subscript(sequence: UInt64) -> Payload? {
+        guard sequence >= firstSequence, sequence <= lastSequence else { return nil }
+        var index = head + Int(sequence - firstSequence)
+        if index >= slots.count { index -= slots.count }
+        return slots[index]
+    }
+
+    /// Drops every message, keeping the numbering (the next append gets `lastSequence + 1`).
+    public mutating func removeAll() {
+        slots = []
+        head = 0
+    }
+}

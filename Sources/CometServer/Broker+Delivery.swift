@@ -1,0 +1,92 @@
+import CometChannels
+import CometWire
+import NIOCore
+
+extension Broker {
+    /// Queues `conn` for the next delivery pass.
+    func markDirty(_ conn: ConnectionState) {
+        guard !conn.isDirty, !conn.isClosing else { return }
+        conn.isDirty = true
+        dirty.append(conn)
+        if !deliveryScheduled {
+            deliveryScheduled = true
+            eventLoop.execute { self.deliverDirty() }
+        }
+    }
+
+    /// Queues every connection that reads `channel`.
+    func wakeReaders(of channel: SiteChannel<ByteBuffer>) {
+        for reader in channel.readers.keys {
+            if let conn = connections[reader] { markDirty(conn) }
+        }
+    }
+
+    /// One delivery pass: every queued connection gets what its subscriptions can take, in one flush.
+    func deliverDirty() {
+        deliveryScheduled = false
+        let batch = dirty
+        dirty = []
+        for conn in batch {
+            conn.isDirty = false
+            deliver(to: conn)
+        }
+    }
+
+    /// Copies messages from the rings into `conn`'s outbox while its socket keeps up, then flushes.
+    ///
+    /// Stops at the delivery budget (the connection is queued again so others get their turn) or
+    /// when the socket's queue passes the high watermark (`writabilityChanged` queues it again).
+    func deliver(to conn: ConnectionState) {
+        guard !conn.isClosing else { return }
+        let writable = conn.context.channel.isWritable
+        if writable, !conn.subscriptions.isEmpty {
+            let limit = conn.outbox.writerIndex + configuration.deliveryBudget
+            var ended: [UInt32] = []
+            var more = false
+            outer: for (id, var sub) in conn.subscriptions {
+                guard let channel = sub.channel else { continue }
+                let start = sub.cursor
+                while true {
+                    if conn.outbox.writerIndex >= limit {
+                        more = true
+                        break
+                    }
+                    switch channel.read(at: sub.cursor) {
+                    case .message(let payload):
+                        ServerFrame.writeMessage(subscription: id, sequence: sub.cursor, payload: payload, into: &conn.outbox)
+                        sub.cursor += 1
+                        continue
+                    case .caughtUp:
+                        break
+                    case .full(let first):
+                        ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
+                        ended.append(id)
+                    case .closed(let last):
+                        ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &conn.outbox)
+                        ended.append(id)
+                    }
+                    break
+                }
+                if sub.cursor != start { conn.subscriptions[id]!.cursor = sub.cursor }
+                if more { break outer }
+            }
+            for id in ended {
+                if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
+            }
+            if more { markDirty(conn) }
+        }
+        flush(conn)
+    }
+
+    /// Hands the outbox to the socket.
+    func flush(_ conn: ConnectionState) {
+        guard conn.outbox.readableBytes > 0 else {
+            if conn.inputClosed { closeAfterFlush(conn) }
+            return
+        }
+        let out = conn.outbox
+        conn.outbox = conn.context.channel.allocator.buffer(capacity: min(out.capacity, configuration.deliveryBudget + 4096))
+        conn.context.writeAndFlush(NIOAny(out), promise: nil)
+        if conn.inputClosed { closeAfterFlush(conn) }
+    }
+}

@@ -1,0 +1,196 @@
+import CometChannels
+import CometWire
+import NIOCore
+
+extension Broker {
+    /// Handles one decoded request. Answers go to the connection's outbox.
+    func handle(_ request: Request, from conn: ConnectionState) {
+        guard !conn.isClosing else { return }
+        guard conn.handshaken else {
+            guard case .hello(let versions) = request.operation else {
+                fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
+                return
+            }
+            hello(request.id, versions: versions, conn)
+            return
+        }
+        do throws(ChannelRefusal) {
+            switch request.operation {
+            case .hello:
+                fail(conn, WireError(.handshakeRequired, "HELLO was already received"))
+                return
+            case .create(let name, let kind, let size):
+                try create(request.id, name: name, kind: kind, size: size, conn)
+            case .push(let channelID, let payload):
+                let channel = try registry.owned(channelID, by: conn.id)
+                let seq = try channel.push(store(payload, conn))
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    PushReply(firstSequence: seq, count: 1).write(to: &$0)
+                }
+                wakeReaders(of: channel)
+            case .pushBatch(let channelID, let payloads):
+                let channel = try registry.owned(channelID, by: conn.id)
+                guard !payloads.isEmpty else {
+                    reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
+                    return
+                }
+                let first = channel.lastSequence + 1
+                for payload in payloads { try channel.push(store(payload, conn)) }
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
+                }
+                wakeReaders(of: channel)
+            case .close(let channelID):
+                let channel = try registry.close(channelID, by: conn.id)
+                conn.ownedChannels -= 1
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
+                }
+                wakeReaders(of: channel)
+            case .subscribe(let name, let position, let epoch, let wait):
+                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, conn)
+            case .unsubscribe(let id):
+                guard let sub = conn.subscriptions.removeValue(forKey: id) else {
+                    reply(error: .noSuchSubscription, "no subscription \(id) on this connection", to: request.id, conn)
+                    return
+                }
+                detach(sub, of: conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
+            case .list:
+                let infos = registry.byName.values.sorted { $0.name < $1.name }.map { c in
+                    ChannelInfo(
+                        name: c.name, kind: .buffered, scope: 0, size: UInt32(c.size), buffered: UInt32(c.ring.count),
+                        subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence, epoch: c.epoch)
+                }
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { ListReply(channels: infos).write(to: &$0) }
+            case .ping:
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
+            }
+        } catch {
+            reply(error: error.wireCode, error.message, to: request.id, conn)
+        }
+        markDirty(conn)
+    }
+
+    func reply(error code: ErrorCode, _ message: String, to requestID: UInt32, _ conn: ConnectionState) {
+        ServerFrame.writeError(requestID: requestID, code: code, message: message, into: &conn.outbox)
+        markDirty(conn)
+    }
+
+    /// Copies a payload out of the read buffer, so a ring never pins a socket's receive buffers.
+    private func store(_ payload: ByteBuffer, _ conn: ConnectionState) -> ByteBuffer {
+        var copy = conn.context.channel.allocator.buffer(capacity: payload.readableBytes)
+        copy.writeImmutableBuffer(payload)
+        return copy
+    }
+
+    private func hello(_ requestID: UInt32, versions: [UInt16], _ conn: ConnectionState) {
+        guard versions.contains(CometProtocol.version) else {
+            fail(conn, WireError(
+                .unsupportedVersion,
+                "this daemon speaks protocol version \(CometProtocol.version); the client offered \(versions)"))
+            return
+        }
+        conn.handshaken = true
+        let reply = HelloReply(
+            version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
+            maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
+            sessionID: conn.sessionID)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
+        markDirty(conn)
+    }
+
+    private func create(_ requestID: UInt32, name: String, kind: ChannelKind, size: UInt32, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard kind == .buffered else {
+            reply(error: .unsupported, "channel kind \(kind.rawValue) is not served by protocol v1 of this daemon", to: requestID, conn)
+            return
+        }
+        guard conn.ownedChannels < configuration.maxChannelsPerConnection else {
+            throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
+        }
+        let (channel, waiters) = try registry.create(name: name, size: Int(size), owner: conn.id)
+        conn.ownedChannels += 1
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
+        }
+        for waiter in waiters {
+            guard let reader = connections[waiter.connection],
+                reader.subscriptions[waiter.subscription] != nil
+            else { continue }
+            reader.subscriptions[waiter.subscription]!.channel = channel
+            reader.subscriptions[waiter.subscription]!.cursor = 1
+            channel.addReader(reader.id)
+            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1)
+                .encode(into: &reader.outbox)
+            markDirty(reader)
+        }
+    }
+
+    private func subscribe(
+        _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, _ conn: ConnectionState
+    ) throws(ChannelRefusal) {
+        try ChannelName.validate(name)
+        guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
+            throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
+        }
+        guard let channel = registry.channel(named: name) else {
+            guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
+            let id = conn.allocateSubscriptionID()
+            try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
+            conn.subscriptions[id] = Subscription(id: id, name: name, channel: nil, cursor: 0)
+            ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+                SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
+            }
+            return
+        }
+        guard epoch == 0 || epoch == channel.epoch else {
+            throw ChannelRefusal(
+                .epochMismatch,
+                "channel '\(name)' has epoch \(channel.epoch), not \(epoch): it was re-created and its sequence numbers restarted")
+        }
+        let start = try channel.start(at: Position(position))
+        let id = conn.allocateSubscriptionID()
+        switch start {
+        case .at(let seq):
+            conn.subscriptions[id] = Subscription(id: id, name: name, channel: channel, cursor: seq)
+            channel.addReader(conn.id)
+            ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq).write(to: &$0)
+            }
+        case .full(let first):
+            // The subscription exists only to carry its FULL event.
+            ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: first).write(to: &$0)
+            }
+            ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
+        }
+    }
+}
+
+extension Position {
+    init(_ wire: SubscribePosition) {
+        switch wire {
+        case .next: self = .next
+        case .oldest: self = .oldest
+        case .from(let n): self = .from(n)
+        case .last(let k): self = .last(k)
+        }
+    }
+}
+
+extension ChannelRefusal {
+    /// The wire error this refusal is reported as.
+    var wireCode: ErrorCode {
+        switch code {
+        case .invalidName: return .invalidName
+        case .invalidSize, .invalidPosition: return .invalidArgument
+        case .channelExists: return .channelExists
+        case .noSuchChannel: return .noSuchChannel
+        case .notOwner: return .notOwner
+        case .channelClosed: return .channelClosed
+        case .positionAhead: return .positionAhead
+        case .limitExceeded: return .limitExceeded
+        case .epochMismatch: return .epochMismatch
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import CometWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Serves comet's protocol on Unix stream sockets.
+///
+/// All connections and channels live on one event loop, so the broker needs no locks; the
+/// listening sockets are either bound here or adopted from the service manager.
+public final class CometServer: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    public let eventLoop: EventLoop
+    private let broker: Broker
+    private let logger: Logger
+    private var listeners: [Channel] = []  // touched only on `eventLoop`
+
+    /// - Parameter eventLoop: the loop every connection and channel of this server lives on.
+    public init(configuration: ServerConfiguration = ServerConfiguration(), eventLoop: EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.broker = Broker(eventLoop: eventLoop, configuration: configuration, logger: logger)
+    }
+
+    private var bootstrap: ServerBootstrap {
+        let broker = self.broker
+        let watermark = ChannelOptions.Types.WriteBufferWaterMark(
+            low: configuration.outboundLowWatermark, high: configuration.outboundHighWatermark)
+        return ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: watermark)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker))
+                }
+            }
+    }
+
+    /// Binds a new listening socket at `path` (the caller handles stale files).
+    public func bind(unixPath path: String) async throws {
+        let channel = try await bootstrap.bind(unixDomainSocketPath: path).get()
+        try await add(channel)
+        logger.info("listening", metadata: ["socket": "\(path)"])
+    }
+
+    /// Adopts a listening socket that is already bound, e.g. one passed by systemd.
+    public func adopt(descriptor: CInt) async throws {
+        let channel = try await bootstrap.withBoundSocket(descriptor).get()
+        try await add(channel)
+        logger.info("listening on inherited socket", metadata: ["fd": "\(descriptor)"])
+    }
+
+    private func add(_ channel: Channel) async throws {
+        try await eventLoop.submit { self.listeners.append(channel) }.get()
+    }
+
+    /// A snapshot of connections and channels.
+    public func status() async throws -> ServerStatus {
+        try await eventLoop.submit { self.broker.summary }.get()
+    }
+
+    /// Stops accepting, closes every channel (readers get what is buffered, then CLOSED),
+    /// sends SHUTTING_DOWN to every client and closes the connections.
+    public func shutdown() async {
+        let listeners = (try? await eventLoop.submit { () -> [Channel] in
+            defer { self.listeners = [] }
+            return self.listeners
+        }.get()) ?? []
+        for listener in listeners { try? await listener.close() }
+        try? await eventLoop.flatSubmit { self.broker.shutdown() }.get()
+    }
+}

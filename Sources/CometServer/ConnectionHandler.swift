@@ -1,0 +1,95 @@
+import CometWire
+import NIOCore
+
+/// The thin NIO end of a client connection: splits bytes into frames, decodes requests and hands
+/// them to the broker; reports writability and closure. Holds no protocol state of its own.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let broker: Broker
+    private let decoder: FrameDecoder
+    private var state: ConnectionState?
+    /// Bytes of an incomplete frame carried over to the next read.
+    private var pending: ByteBuffer?
+
+    init(broker: Broker) {
+        self.broker = broker
+        self.decoder = FrameDecoder(maxFrameSize: broker.configuration.maxFrameSize)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { open(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        open(context)
+        context.fireChannelActive()
+    }
+
+    private func open(_ context: ChannelHandlerContext) {
+        guard state == nil else { return }
+        if broker.isShuttingDown {
+            context.close(promise: nil)
+            return
+        }
+        state = broker.connectionOpened(context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let conn = state, !conn.isClosing else { return }
+        var input = unwrapInboundIn(data)
+        if var carried = pending {
+            carried.writeBuffer(&input)
+            input = carried
+            pending = nil
+        }
+        do {
+            while !conn.isClosing, let body = try decoder.nextFrame(from: &input) {
+                let request: Request
+                do {
+                    request = try Request.decode(body: body)
+                } catch where !error.code.isFatal {
+                    // The layout was readable up to a bad value: answer this request, keep the connection.
+                    broker.reply(error: error.code, error.message, to: body.getInteger(at: body.readerIndex + 1) ?? 0, conn)
+                    continue
+                }
+                broker.handle(request, from: conn)
+            }
+        } catch {
+            broker.fail(conn, error)
+            return
+        }
+        if input.readableBytes > 0 {
+            // Keep only the partial frame, in a buffer of its own, not the whole read buffer.
+            var rest = context.channel.allocator.buffer(capacity: input.readableBytes)
+            rest.writeBuffer(&input)
+            pending = rest
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let conn = state { broker.markDirty(conn) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, let conn = state {
+            // The peer sent all it will: answer what it asked, then close.
+            conn.inputClosed = true
+            broker.markDirty(conn)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let conn = state { broker.connectionClosed(conn) }
+        state = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        broker.logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

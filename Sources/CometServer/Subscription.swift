@@ -1,0 +1,18 @@
+import CometChannels
+import NIOCore
+
+/// One subscription of a connection: a cursor into a channel's ring, or a wait for a name.
+struct Subscription {
+    let id: UInt32
+    let name: String
+    /// The channel read; `nil` while waiting for a channel of that name to be created.
+    var channel: SiteChannel<ByteBuffer>?
+    /// Sequence number of the next message to deliver.
+    var cursor: UInt64
+}
+
+/// Identifies a waiting subscription in the registry.
+struct WaiterKey: Hashable {
+    let connection: UInt64
+    let subscription: UInt32
+}

@@ -1,0 +1,85 @@
+/// The numbered error registry of docs/PROTOCOL.md ("Errors").
+///
+/// A struct rather than an enum so that a client decodes codes added by a newer
+/// server without failing.
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// No protocol version in common; the server closes the connection.
+    public static let unsupportedVersion = ErrorCode(rawValue: 1)
+    /// A frame whose body does not match its operation's layout; connection closed.
+    public static let malformedFrame = ErrorCode(rawValue: 2)
+    /// A length prefix above the advertised maximum; connection closed.
+    public static let frameTooLarge = ErrorCode(rawValue: 3)
+    /// An opcode the server does not know; connection closed.
+    public static let unknownOperation = ErrorCode(rawValue: 4)
+    /// A request before HELLO, or a second HELLO; connection closed.
+    public static let handshakeRequired = ErrorCode(rawValue: 5)
+    /// A channel name outside the grammar or too long.
+    public static let invalidName = ErrorCode(rawValue: 6)
+    /// A field out of range: size, position kind, flags, an empty batch.
+    public static let invalidArgument = ErrorCode(rawValue: 7)
+    /// CREATE for a name that a live channel already has.
+    public static let channelExists = ErrorCode(rawValue: 8)
+    /// No live channel has this name or id.
+    public static let noSuchChannel = ErrorCode(rawValue: 9)
+    /// PUSH or CLOSE on a channel that another connection created.
+    public static let notOwner = ErrorCode(rawValue: 10)
+    /// The channel was closed.
+    public static let channelClosed = ErrorCode(rawValue: 11)
+    /// UNSUBSCRIBE with an id this connection does not hold.
+    public static let noSuchSubscription = ErrorCode(rawValue: 12)
+    /// SUBSCRIBE named an epoch that is not the channel's current one.
+    public static let epochMismatch = ErrorCode(rawValue: 13)
+    /// SUBSCRIBE from a sequence number the channel has not reached yet.
+    public static let positionAhead = ErrorCode(rawValue: 14)
+    /// A per-connection or per-daemon limit (channels, subscriptions) is reached.
+    public static let limitExceeded = ErrorCode(rawValue: 15)
+    /// Reserved for client-process channels: the channel is full.
+    public static let channelFull = ErrorCode(rawValue: 16)
+    /// The request is valid but this kind or scope is not served by this daemon.
+    public static let unsupported = ErrorCode(rawValue: 17)
+    /// The daemon is shutting down.
+    public static let shuttingDown = ErrorCode(rawValue: 18)
+    /// A bug in the daemon; the request had no effect.
+    public static let internalError = ErrorCode(rawValue: 255)
+
+    /// Whether the server closes the connection after sending this error.
+    public var isFatal: Bool {
+        switch self {
+        case .unsupportedVersion, .malformedFrame, .frameTooLarge, .unknownOperation, .handshakeRequired,
+            .shuttingDown:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .unsupportedVersion: return "UNSUPPORTED_VERSION"
+        case .malformedFrame: return "MALFORMED_FRAME"
+        case .frameTooLarge: return "FRAME_TOO_LARGE"
+        case .unknownOperation: return "UNKNOWN_OPERATION"
+        case .handshakeRequired: return "HANDSHAKE_REQUIRED"
+        case .invalidName: return "INVALID_NAME"
+        case .invalidArgument: return "INVALID_ARGUMENT"
+        case .channelExists: return "CHANNEL_EXISTS"
+        case .noSuchChannel: return "NO_SUCH_CHANNEL"
+        case .notOwner: return "NOT_OWNER"
+        case .channelClosed: return "CHANNEL_CLOSED"
+        case .noSuchSubscription: return "NO_SUCH_SUBSCRIPTION"
+        case .epochMismatch: return "EPOCH_MISMATCH"
+        case .positionAhead: return "POSITION_AHEAD"
+        case .limitExceeded: return "LIMIT_EXCEEDED"
+        case .channelFull: return "CHANNEL_FULL"
+        case .unsupported: return "UNSUPPORTED"
+        case .shuttingDown: return "SHUTTING_DOWN"
+        case .internalError: return "INTERNAL"
+        default: return "ERROR_\(rawValue)"
+        }
+    }
+
+    public var description: String { "\(name) (\(rawValue))" }
+}

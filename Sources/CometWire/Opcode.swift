@@ -1,0 +1,24 @@
+/// First byte of every frame body: what the frame is.
+///
+/// `0x01...0x7F` are requests (client to server), `0x80...0x8F` responses,
+/// `0x90...0xBF` events (server to client, unsolicited).
+public enum Opcode: UInt8, Sendable, CaseIterable {
+    // Requests.
+    case hello = 0x01
+    case create = 0x02
+    case push = 0x03
+    case pushBatch = 0x04
+    case close = 0x05
+    case subscribe = 0x06
+    case unsubscribe = 0x07
+    case list = 0x08
+    case ping = 0x09
+    // Responses.
+    case ok = 0x80
+    case error = 0x81
+    // Events.
+    case message = 0x90
+    case full = 0x91
+    case closed = 0x92
+    case started = 0x93
+}

@@ -1,0 +1,180 @@
+import NIOCore
+
+/// A reply body carried by an OK frame. Decoding ignores trailing bytes, so a v1 server may
+/// append fields that older clients skip.
+public protocol Reply: Sendable {
+    /// Reads the fields from an OK body.
+    init(from body: inout ByteBuffer) throws(WireError)
+    /// Writes the fields into an OK body.
+    func write(to body: inout ByteBuffer)
+}
+
+/// Reply to HELLO: the version chosen and the server's limits.
+public struct HelloReply: Reply, Hashable {
+    public var version: UInt16
+    /// Largest frame body the server accepts and sends.
+    public var maxFrameSize: UInt32
+    /// Largest `size` a channel may have.
+    public var maxChannelSize: UInt32
+    /// Longest channel name, in bytes.
+    public var maxNameLength: UInt16
+    /// The id of the session this connection belongs to.
+    public var sessionID: UInt64
+
+    public init(version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64) {
+        self.version = version
+        self.maxFrameSize = maxFrameSize
+        self.maxChannelSize = maxChannelSize
+        self.maxNameLength = maxNameLength
+        self.sessionID = sessionID
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        version = try body.readWire(UInt16.self, "version")
+        maxFrameSize = try body.readWire(UInt32.self, "max frame size")
+        maxChannelSize = try body.readWire(UInt32.self, "max channel size")
+        maxNameLength = try body.readWire(UInt16.self, "max name length")
+        sessionID = try body.readWire(UInt64.self, "session id")
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID)
+    }
+}
+
+/// Reply to CREATE: the handle for PUSH and CLOSE, and the channel's epoch.
+public struct CreateReply: Reply, Hashable {
+    public var channel: UInt64
+    public var epoch: UInt64
+
+    public init(channel: UInt64, epoch: UInt64) {
+        self.channel = channel
+        self.epoch = epoch
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        channel = try body.readWire(UInt64.self, "channel")
+        epoch = try body.readWire(UInt64.self, "epoch")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch) }
+}
+
+/// Reply to PUSH and PUSH_BATCH: the sequence numbers given, `first ..< first + count`.
+public struct PushReply: Reply, Hashable {
+    public var firstSequence: UInt64
+    public var count: UInt32
+
+    public init(firstSequence: UInt64, count: UInt32) {
+        self.firstSequence = firstSequence
+        self.count = count
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        firstSequence = try body.readWire(UInt64.self, "first sequence")
+        count = try body.readWire(UInt32.self, "count")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(firstSequence, count) }
+}
+
+/// Reply to CLOSE: the last sequence number the channel gave (0 if none).
+public struct CloseReply: Reply, Hashable {
+    public var lastSequence: UInt64
+
+    public init(lastSequence: UInt64) { self.lastSequence = lastSequence }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        lastSequence = try body.readWire(UInt64.self, "last sequence")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeInteger(lastSequence) }
+}
+
+/// Reply to SUBSCRIBE.
+public struct SubscribeReply: Reply, Hashable {
+    /// The id that MESSAGE, FULL, CLOSED and STARTED events of this subscription carry.
+    public var subscription: UInt32
+    /// True when the channel does not exist yet and the subscription waits for it (STARTED follows).
+    public var waiting: Bool
+    /// The channel's epoch (0 while waiting).
+    public var epoch: UInt64
+    /// The sequence number of the first message this subscription will deliver (0 while waiting).
+    public var nextSequence: UInt64
+
+    public init(subscription: UInt32, waiting: Bool, epoch: UInt64, nextSequence: UInt64) {
+        self.subscription = subscription
+        self.waiting = waiting
+        self.epoch = epoch
+        self.nextSequence = nextSequence
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        subscription = try body.readWire(UInt32.self, "subscription")
+        waiting = try body.readWire(UInt8.self, "state") == 1
+        epoch = try body.readWire(UInt64.self, "epoch")
+        nextSequence = try body.readWire(UInt64.self, "next sequence")
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeMultipleIntegers(subscription, UInt8(waiting ? 1 : 0), epoch, nextSequence)
+    }
+}
+
+/// One channel in a LIST reply.
+public struct ChannelInfo: Hashable, Sendable {
+    public var name: String
+    public var kind: ChannelKind
+    /// Scope: 0 site, 1 client process.
+    public var scope: UInt8
+    public var size: UInt32
+    public var buffered: UInt32
+    public var subscribers: UInt32
+    public var lastSequence: UInt64
+    public var epoch: UInt64
+
+    public init(name: String, kind: ChannelKind, scope: UInt8, size: UInt32, buffered: UInt32, subscribers: UInt32, lastSequence: UInt64, epoch: UInt64) {
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.size = size
+        self.buffered = buffered
+        self.subscribers = subscribers
+        self.lastSequence = lastSequence
+        self.epoch = epoch
+    }
+}
+
+/// Reply to LIST: the live channels this connection may see.
+public struct ListReply: Reply, Hashable {
+    public var channels: [ChannelInfo]
+
+    public init(channels: [ChannelInfo]) { self.channels = channels }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        let count = try body.readWire(UInt32.self, "count")
+        guard Int(count) <= body.readableBytes / 2 else { throw WireError.malformed("channel count exceeds frame") }
+        channels = []
+        for _ in 0..<count {
+            let name = try body.readWireString()
+            let kind = try body.readWire(UInt8.self, "kind")
+            let scope = try body.readWire(UInt8.self, "scope")
+            let size = try body.readWire(UInt32.self, "size")
+            let buffered = try body.readWire(UInt32.self, "buffered")
+            let subscribers = try body.readWire(UInt32.self, "subscribers")
+            let last = try body.readWire(UInt64.self, "last sequence")
+            let epoch = try body.readWire(UInt64.self, "epoch")
+            channels.append(ChannelInfo(
+                name: name, kind: ChannelKind(rawValue: kind), scope: scope, size: size, buffered: buffered,
+                subscribers: subscribers, lastSequence: last, epoch: epoch))
+        }
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeInteger(UInt32(channels.count))
+        for c in channels {
+            body.writeWireString(c.name)
+            body.writeMultipleIntegers(c.kind.rawValue, c.scope, c.size, c.buffered, c.subscribers, c.lastSequence, c.epoch)
+        }
+    }
+}

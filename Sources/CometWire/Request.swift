@@ -1,0 +1,199 @@
+import NIOCore
+
+/// Where a subscription starts reading (docs/SEMANTICS.md, "Positions").
+public enum SubscribePosition: Hashable, Sendable {
+    /// Only messages pushed after the subscription (the default).
+    case next
+    /// The oldest message the channel still buffers.
+    case oldest
+    /// Sequence number `n` (resume); it must still be buffered.
+    case from(UInt64)
+    /// Exactly the `k` most recent messages (fewer if fewer exist).
+    case last(UInt64)
+
+    var wireKind: UInt8 {
+        switch self {
+        case .next: return 0
+        case .oldest: return 1
+        case .from: return 2
+        case .last: return 3
+        }
+    }
+
+    var wireArgument: UInt64 {
+        switch self {
+        case .next, .oldest: return 0
+        case .from(let n), .last(let n): return n
+        }
+    }
+
+    init(kind: UInt8, argument: UInt64) throws(WireError) {
+        switch kind {
+        case 0: self = .next
+        case 1: self = .oldest
+        case 2: self = .from(argument)
+        case 3: self = .last(argument)
+        default: throw WireError(.invalidArgument, "unknown position kind \(kind)")
+        }
+    }
+}
+
+/// Channel kinds of the CREATE request. v1 serves `buffered` (site scope); the others are reserved.
+public struct ChannelKind: RawRepresentable, Hashable, Sendable {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// A site-scope channel with a ring of `size` messages shared by all readers.
+    public static let buffered = ChannelKind(rawValue: 0)
+    /// Reserved: site scope, latest value only.
+    public static let newest = ChannelKind(rawValue: 1)
+    /// Reserved: client-process scope.
+    public static let `private` = ChannelKind(rawValue: 2)
+    /// Reserved: client-process scope, pulled from the producer.
+    public static let unlimited = ChannelKind(rawValue: 3)
+}
+
+/// A client-to-server frame: an operation and the request id its answer will carry.
+public struct Request: Sendable {
+    public enum Operation: Sendable {
+        case hello(versions: [UInt16])
+        case create(name: String, kind: ChannelKind, size: UInt32)
+        case push(channel: UInt64, payload: ByteBuffer)
+        case pushBatch(channel: UInt64, payloads: [ByteBuffer])
+        case close(channel: UInt64)
+        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool)
+        case unsubscribe(subscription: UInt32)
+        case list
+        case ping
+    }
+
+    public var id: UInt32
+    public var operation: Operation
+
+    public init(id: UInt32, _ operation: Operation) {
+        self.id = id
+        self.operation = operation
+    }
+
+    public var opcode: Opcode {
+        switch operation {
+        case .hello: return .hello
+        case .create: return .create
+        case .push: return .push
+        case .pushBatch: return .pushBatch
+        case .close: return .close
+        case .subscribe: return .subscribe
+        case .unsubscribe: return .unsubscribe
+        case .list: return .list
+        case .ping: return .ping
+        }
+    }
+}
+
+extension Request {
+    static let subscribeWaitFlag: UInt8 = 0x01
+
+    /// Appends this request as one frame.
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeFrame { out in
+            out.writeInteger(opcode.rawValue)
+            out.writeInteger(id)
+            switch operation {
+            case .hello(let versions):
+                out.writeInteger(UInt8(truncatingIfNeeded: versions.count))
+                for v in versions.prefix(255) { out.writeInteger(v) }
+            case .create(let name, let kind, let size):
+                out.writeInteger(kind.rawValue)
+                out.writeInteger(size)
+                out.writeWireString(name)
+            case .push(let channel, let payload):
+                out.writeInteger(channel)
+                out.writeImmutableBuffer(payload)
+            case .pushBatch(let channel, let payloads):
+                out.writeInteger(channel)
+                out.writeInteger(UInt32(payloads.count))
+                for p in payloads {
+                    out.writeInteger(UInt32(p.readableBytes))
+                    out.writeImmutableBuffer(p)
+                }
+            case .close(let channel):
+                out.writeInteger(channel)
+            case .subscribe(let name, let position, let epoch, let wait):
+                out.writeInteger(wait ? Request.subscribeWaitFlag : 0)
+                out.writeInteger(position.wireKind)
+                out.writeInteger(position.wireArgument)
+                out.writeInteger(epoch)
+                out.writeWireString(name)
+            case .unsubscribe(let subscription):
+                out.writeInteger(subscription)
+            case .list, .ping:
+                break
+            }
+        }
+    }
+
+    /// Decodes a frame body (without its length prefix).
+    /// - Throws: `WireError` with `.unknownOperation`, `.malformedFrame` or `.invalidArgument`.
+    public static func decode(body: ByteBuffer) throws(WireError) -> Request {
+        var body = body
+        let rawOp = try body.readWire(UInt8.self, "opcode")
+        guard let op = Opcode(rawValue: rawOp), rawOp < Opcode.ok.rawValue else {
+            throw WireError(.unknownOperation, "unknown request opcode 0x\(String(rawOp, radix: 16))")
+        }
+        let id = try body.readWire(UInt32.self, "request id")
+        let operation: Operation
+        switch op {
+        case .hello:
+            let count = try body.readWire(UInt8.self, "version count")
+            var versions: [UInt16] = []
+            for _ in 0..<count { versions.append(try body.readWire(UInt16.self, "version")) }
+            operation = .hello(versions: versions)
+        case .create:
+            let kind = try body.readWire(UInt8.self, "kind")
+            let size = try body.readWire(UInt32.self, "size")
+            let name = try body.readWireString()
+            operation = .create(name: name, kind: ChannelKind(rawValue: kind), size: size)
+        case .push:
+            let channel = try body.readWire(UInt64.self, "channel")
+            operation = .push(channel: channel, payload: body.readSlice(length: body.readableBytes)!)
+        case .pushBatch:
+            let channel = try body.readWire(UInt64.self, "channel")
+            let count = try body.readWire(UInt32.self, "count")
+            // Each entry takes at least 4 bytes: a count above that is a lie, not an allocation.
+            guard Int(count) <= body.readableBytes / 4 else { throw WireError.malformed("batch count \(count) exceeds frame") }
+            var payloads: [ByteBuffer] = []
+            payloads.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                let length = try body.readWire(UInt32.self, "message length")
+                guard let payload = body.readSlice(length: Int(length)) else {
+                    throw WireError.malformed("truncated batch message")
+                }
+                payloads.append(payload)
+            }
+            operation = .pushBatch(channel: channel, payloads: payloads)
+        case .close:
+            operation = .close(channel: try body.readWire(UInt64.self, "channel"))
+        case .subscribe:
+            let flags = try body.readWire(UInt8.self, "flags")
+            let kind = try body.readWire(UInt8.self, "position")
+            let argument = try body.readWire(UInt64.self, "position argument")
+            let epoch = try body.readWire(UInt64.self, "epoch")
+            let name = try body.readWireString()
+            guard flags & ~Request.subscribeWaitFlag == 0 else {
+                throw WireError(.invalidArgument, "unknown subscribe flags 0x\(String(flags, radix: 16))")
+            }
+            operation = .subscribe(
+                name: name, position: try SubscribePosition(kind: kind, argument: argument), epoch: epoch,
+                wait: flags & Request.subscribeWaitFlag != 0)
+        case .unsubscribe:
+            operation = .unsubscribe(subscription: try body.readWire(UInt32.self, "subscription"))
+        case .list:
+            operation = .list
+        case .ping:
+            operation = .ping
+        case .ok, .error, .message, .full, .closed, .started:
+            throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
+        }
+        try body.expectEnd("request")
+        return Request(id: id, operation)
+    }
+}

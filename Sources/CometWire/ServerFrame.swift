@@ -1,0 +1,122 @@
+import NIOCore
+
+/// A server-to-client frame: a response to a request, or an event.
+public enum ServerFrame: Sendable {
+    /// Success. `body` holds the operation's reply fields; decode them with the reply type
+    /// of the request that `requestID` names (`HelloReply`, `CreateReply`, ...).
+    case ok(requestID: UInt32, body: ByteBuffer)
+    /// Failure of request `requestID`, or of the whole connection when it is 0.
+    case error(requestID: UInt32, code: ErrorCode, message: String)
+    /// Message `sequence` of the channel that `subscription` reads.
+    case message(subscription: UInt32, sequence: UInt64, payload: ByteBuffer)
+    /// The subscription ended because it fell behind the ring; `firstAvailable` is still buffered.
+    case full(subscription: UInt32, firstAvailable: UInt64)
+    /// The subscription ended because the channel closed after message `lastSequence`.
+    case closed(subscription: UInt32, lastSequence: UInt64)
+    /// A waiting subscription started: its channel now exists.
+    case started(subscription: UInt32, epoch: UInt64, nextSequence: UInt64)
+}
+
+extension ServerFrame {
+    /// Appends this frame.
+    public func encode(into buffer: inout ByteBuffer) {
+        switch self {
+        case .ok(let requestID, let body):
+            buffer.writeFrame { out in
+                out.writeInteger(Opcode.ok.rawValue)
+                out.writeInteger(requestID)
+                out.writeImmutableBuffer(body)
+            }
+        case .error(let requestID, let code, let message):
+            ServerFrame.writeError(requestID: requestID, code: code, message: message, into: &buffer)
+        case .message(let subscription, let sequence, let payload):
+            ServerFrame.writeMessage(subscription: subscription, sequence: sequence, payload: payload, into: &buffer)
+        case .full(let subscription, let firstAvailable):
+            buffer.writeFrame { out in
+                out.writeInteger(Opcode.full.rawValue)
+                out.writeInteger(subscription)
+                out.writeInteger(firstAvailable)
+            }
+        case .closed(let subscription, let lastSequence):
+            buffer.writeFrame { out in
+                out.writeInteger(Opcode.closed.rawValue)
+                out.writeInteger(subscription)
+                out.writeInteger(lastSequence)
+            }
+        case .started(let subscription, let epoch, let nextSequence):
+            buffer.writeFrame { out in
+                out.writeInteger(Opcode.started.rawValue)
+                out.writeInteger(subscription)
+                out.writeInteger(epoch)
+                out.writeInteger(nextSequence)
+            }
+        }
+    }
+
+    /// Writes a MESSAGE frame without building a `ServerFrame` (the daemon's hot path).
+    @inlinable
+    public static func writeMessage(subscription: UInt32, sequence: UInt64, payload: ByteBuffer, into buffer: inout ByteBuffer) {
+        buffer.writeMultipleIntegers(
+            UInt32(1 + 4 + 8 + payload.readableBytes), Opcode.message.rawValue, subscription, sequence)
+        buffer.writeImmutableBuffer(payload)
+    }
+
+    /// Writes an OK frame whose body `fields` writes.
+    @inlinable
+    public static func writeOK(requestID: UInt32, into buffer: inout ByteBuffer, _ fields: (inout ByteBuffer) -> Void = { _ in }) {
+        buffer.writeFrame { out in
+            out.writeInteger(Opcode.ok.rawValue)
+            out.writeInteger(requestID)
+            fields(&out)
+        }
+    }
+
+    /// Writes an ERROR frame.
+    public static func writeError(requestID: UInt32, code: ErrorCode, message: String, into buffer: inout ByteBuffer) {
+        buffer.writeFrame { out in
+            out.writeInteger(Opcode.error.rawValue)
+            out.writeInteger(requestID)
+            out.writeInteger(code.rawValue)
+            out.writeWireString(String(message.utf8.prefix(1024))!)
+        }
+    }
+
+    /// Decodes a frame body. Trailing bytes after the known fields of an event are ignored
+    /// (a v1 server may append fields), except in MESSAGE where they are the payload.
+    public static func decode(body: ByteBuffer) throws(WireError) -> ServerFrame {
+        var body = body
+        let rawOp = try body.readWire(UInt8.self, "opcode")
+        guard let op = Opcode(rawValue: rawOp), rawOp >= Opcode.ok.rawValue else {
+            throw WireError(.unknownOperation, "unknown server opcode 0x\(String(rawOp, radix: 16))")
+        }
+        switch op {
+        case .ok:
+            let id = try body.readWire(UInt32.self, "request id")
+            return .ok(requestID: id, body: body)
+        case .error:
+            let id = try body.readWire(UInt32.self, "request id")
+            let code = try body.readWire(UInt16.self, "code")
+            let message = try body.readWireString()
+            return .error(requestID: id, code: ErrorCode(rawValue: code), message: message)
+        case .message:
+            let sub = try body.readWire(UInt32.self, "subscription")
+            let seq = try body.readWire(UInt64.self, "sequence")
+            return .message(subscription: sub, sequence: seq, payload: body)
+        case .full:
+            return .full(
+                subscription: try body.readWire(UInt32.self, "subscription"),
+                firstAvailable: try body.readWire(UInt64.self, "first available"))
+        case .closed:
+            return .closed(
+                subscription: try body.readWire(UInt32.self, "subscription"),
+                lastSequence: try body.readWire(UInt64.self, "last sequence"))
+        case .started:
+            return .started(
+                subscription: try body.readWire(UInt32.self, "subscription"),
+                epoch: try body.readWire(UInt64.self, "epoch"),
+                nextSequence: try body.readWire(UInt64.self, "next sequence"))
+        default:
+            throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
+        }
+    }
+}
