@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "cometd",
             dependencies: [
-                "CometServer", "CSystemd",
+                "CometServer", "CometWire", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "CometCLI",
             dependencies: [
-                "Comet",
+                "Comet", "CometWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]

@@ -13,3 +13,15 @@ public enum CometProtocol {
     /// Request id reserved for errors that concern the whole connection.
     public static let connectionRequestID: UInt32 = 0
 }
+
+extension CometProtocol {
+    /// Where clients and a standalone daemon find the socket when none is named:
+    /// `$COMET_SOCKET`, else `/run/comet/comet.sock` for root, else `$XDG_RUNTIME_DIR/comet/comet.sock`.
+    /// `nil` when none applies (not root and no `XDG_RUNTIME_DIR`).
+    public static func defaultSocketPath(environment: [String: String], isRoot: Bool) -> String? {
+        if let path = environment["COMET_SOCKET"], !path.isEmpty { return path }
+        if isRoot { return "/run/comet/comet.sock" }
+        guard let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty else { return nil }
+        return runtime + "/comet/comet.sock"
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import CSystemd
+import CometWire
 import Glibc
 
 /// Where the standalone daemon binds, and the checks around it.
@@ -14,12 +15,10 @@ struct SocketPath {
     /// `$XDG_RUNTIME_DIR/comet/comet.sock` for anyone else.
     static func resolve(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SocketPath {
         if let option, !option.isEmpty { return SocketPath(path: option) }
-        if let env = environment["COMET_SOCKET"], !env.isEmpty { return SocketPath(path: env) }
-        if geteuid() == 0 { return SocketPath(path: "/run/comet/comet.sock") }
-        guard let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty else {
+        guard let path = CometProtocol.defaultSocketPath(environment: environment, isRoot: geteuid() == 0) else {
             throw Failure(description: "XDG_RUNTIME_DIR is not set; name a socket with --socket PATH or COMET_SOCKET")
         }
-        return SocketPath(path: runtime + "/comet/comet.sock")
+        return SocketPath(path: path)
     }
 
     /// Creates the directory and clears a stale socket file. Refuses to touch a socket that a live

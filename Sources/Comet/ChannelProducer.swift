@@ -1,0 +1,88 @@
+import CometWire
+import NIOCore
+
+/// The producer's handle on a channel it created. Pushes are answered with sequence numbers.
+///
+/// Sendable: pushes from several tasks are each numbered; their order is the order they reach
+/// the connection.
+public struct ChannelProducer: Sendable {
+    let client: CometClient
+    public let name: String
+    /// The daemon-wide channel handle.
+    public let id: UInt64
+    /// The channel's epoch: readers compare it when they resume.
+    public let epoch: UInt64
+
+    /// Pushes one message and returns its sequence number.
+    @discardableResult
+    public func push(_ payload: some Sequence<UInt8>) async throws -> UInt64 {
+        try await client.request(.push(channel: id, payload: ByteBuffer(bytes: payload))) {
+            try PushReply(from: &$0).firstSequence
+        }
+    }
+
+    /// Pushes a UTF-8 string.
+    @discardableResult
+    public func push(_ text: String) async throws -> UInt64 {
+        try await push(Array(text.utf8))
+    }
+
+    /// Pushes several messages in one frame; returns the sequence numbers they got.
+    @discardableResult
+    public func push<Payloads: Sequence>(batch: Payloads) async throws -> ClosedRange<UInt64>
+    where Payloads.Element: Sequence<UInt8> {
+        let buffers = batch.map { ByteBuffer(bytes: $0) }
+        precondition(!buffers.isEmpty, "a batch holds at least one message")
+        let reply = try await client.request(.pushBatch(channel: id, payloads: buffers)) { try PushReply(from: &$0) }
+        return reply.firstSequence...(reply.firstSequence + UInt64(reply.count) - 1)
+    }
+
+    /// Closes the channel: readers get what is buffered, then `ChannelClosed`. Returns the last sequence number.
+    @discardableResult
+    public func close() async throws -> UInt64 {
+        try await client.request(.close(channel: id)) { try CloseReply(from: &$0).lastSequence }
+    }
+
+    /// Pushes every element of `source` in order, pipelining up to `window` unanswered pushes,
+    /// and returns the sequence number of the last one (0 if `source` was empty).
+    /// Does not close the channel.
+    @discardableResult
+    public func push<Source: AsyncSequence>(contentsOf source: Source, window: Int = 256) async throws -> UInt64
+    where Source.Element: Sequence<UInt8> {
+        var inFlight: [EventLoopFuture<UInt64>] = []
+        inFlight.reserveCapacity(window)
+        var last: UInt64 = 0
+        let loop = client.eventLoop
+        for try await element in source {
+            let promise = loop.makePromise(of: UInt64.self)
+            client.send(.push(channel: id, payload: ByteBuffer(bytes: element)), promise: promise) {
+                try PushReply(from: &$0).firstSequence
+            }
+            inFlight.append(promise.futureResult)
+            if inFlight.count >= window {
+                last = try await inFlight.removeFirst().get()
+            }
+        }
+        for future in inFlight { last = try await future.get() }
+        return last
+    }
+}
+
+extension CometClient {
+    var eventLoop: EventLoop { channelEventLoop }
+
+    /// Eliom's `create` from a stream: creates channel `name`, pushes every element of `source`,
+    /// then closes the channel when `source` ends (or fails). Returns the last sequence number.
+    @discardableResult
+    public func produce<Source: AsyncSequence>(_ name: String, size: Int? = nil, from source: Source) async throws -> UInt64
+    where Source.Element: Sequence<UInt8> {
+        let producer = try await create(name, size: size)
+        do {
+            try await producer.push(contentsOf: source)
+        } catch {
+            _ = try? await producer.close()
+            throw error
+        }
+        return try await producer.close()
+    }
+}

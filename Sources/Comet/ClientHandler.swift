@@ -1,0 +1,202 @@
+import CometWire
+import NIOCore
+
+/// The NIO end of a client connection: frames requests, matches answers to request ids, routes
+/// events to subscriptions and holds socket reads while a subscriber is not keeping up.
+/// Confined to its channel's event loop.
+final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    typealias Completion = (Result<ByteBuffer, Error>) -> Void
+
+    private var context: ChannelHandlerContext?
+    private var decoder = FrameDecoder()
+    private var pendingBytes: ByteBuffer?
+    private var nextRequestID: UInt32 = 1
+    private var pending: [UInt32: Completion] = [:]
+    private var sinks: [UInt32: SubscriptionSink] = [:]
+    private var touched: [SubscriptionSink] = []
+    private var outbound: ByteBuffer?
+    private var flushScheduled = false
+    private var pausedSinks = 0
+    private var readHeld = false
+    /// Why the connection ended, once it did.
+    private(set) var failure: ConnectionError?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    /// Outstanding requests, for back-pressure in producers.
+    var outstanding: Int { pending.count }
+
+    func setMaxFrameSize(_ size: UInt32) { decoder.maxFrameSize = size }
+
+    /// Sends a request; `completion` runs on the event loop with the OK body or the error.
+    func send(_ operation: Request.Operation, completion: @escaping Completion) {
+        guard let context, failure == nil else {
+            completion(.failure(failure ?? ConnectionError(.lost, "the connection to cometd is closed")))
+            return
+        }
+        let id = nextRequestID
+        nextRequestID = nextRequestID == UInt32.max ? 1 : nextRequestID + 1
+        pending[id] = completion
+        var buffer = outbound ?? context.channel.allocator.buffer(capacity: 4096)
+        Request(id: id, operation).encode(into: &buffer)
+        outbound = buffer
+        if !flushScheduled {
+            flushScheduled = true
+            context.eventLoop.execute { self.flushOutbound() }
+        }
+    }
+
+    private func flushOutbound() {
+        flushScheduled = false
+        guard let context, let buffer = outbound else { return }
+        outbound = nil
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Registers a subscription whose SUBSCRIBE was answered; events for it may follow at once.
+    func addSink(_ sink: SubscriptionSink) { sinks[sink.id] = sink }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var input = unwrapInboundIn(data)
+        if var carried = pendingBytes {
+            carried.writeBuffer(&input)
+            input = carried
+            pendingBytes = nil
+        }
+        do {
+            while let body = try decoder.nextFrame(from: &input) {
+                try dispatch(try ServerFrame.decode(body: body))
+            }
+        } catch {
+            fail(ConnectionError(.protocolViolation, "cometd sent a malformed frame: \(error)"))
+            context.close(promise: nil)
+            return
+        }
+        if input.readableBytes > 0 {
+            var rest = context.channel.allocator.buffer(capacity: input.readableBytes)
+            rest.writeBuffer(&input)
+            pendingBytes = rest
+        }
+    }
+
+    private func dispatch(_ frame: ServerFrame) throws {
+        switch frame {
+        case .ok(let requestID, let body):
+            pending.removeValue(forKey: requestID)?(.success(body))
+        case .error(let requestID, let code, let message):
+            if requestID == CometProtocol.connectionRequestID {
+                let kind: ConnectionError.Kind = code == .unsupportedVersion ? .versionMismatch : .lost
+                failure = ConnectionError(kind, "cometd closed the connection: \(code.name): \(message)")
+            } else {
+                pending.removeValue(forKey: requestID)?(.failure(CometError(code: code, message: message)))
+            }
+        case .message(let subscription, let sequence, let payload):
+            guard let sink = sinks[subscription] else { return }
+            if sink.batch.isEmpty { touched.append(sink) }
+            sink.batch.append(CometMessage(sequence: sequence, payload: Array(payload.readableBytesView)))
+        case .full(let subscription, let firstAvailable):
+            end(subscription, ChannelFull(channel: sinks[subscription]?.name ?? "", firstAvailable: firstAvailable))
+        case .closed(let subscription, let lastSequence):
+            end(subscription, ChannelClosed(channel: sinks[subscription]?.name ?? "", lastSequence: lastSequence))
+        case .started(let subscription, let epoch, let next):
+            sinks[subscription]?.info.withLockedValue {
+                $0.epoch = epoch
+                $0.nextSequence = next
+                $0.waiting = false
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliverBatches()
+        context.fireChannelReadComplete()
+    }
+
+    private func deliverBatches() {
+        let list = touched
+        touched = []
+        for sink in list where !sink.batch.isEmpty {
+            let batch = sink.batch
+            sink.batch = []
+            if sink.source.yield(contentsOf: batch) == .stopProducing, !sink.paused {
+                sink.paused = true
+                pausedSinks += 1
+            }
+        }
+    }
+
+    private func end(_ subscription: UInt32, _ error: Error) {
+        guard let sink = sinks.removeValue(forKey: subscription) else { return }
+        if !sink.batch.isEmpty {
+            _ = sink.source.yield(contentsOf: sink.batch)
+            sink.batch = []
+        }
+        unpause(sink)
+        sink.source.finish(error)
+    }
+
+    // MARK: Flow control
+
+    func read(context: ChannelHandlerContext) {
+        if pausedSinks > 0 {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// A subscriber wants more.
+    func resume(_ subscription: UInt32) {
+        guard let sink = sinks[subscription] else { return }
+        unpause(sink)
+    }
+
+    private func unpause(_ sink: SubscriptionSink) {
+        guard sink.paused else { return }
+        sink.paused = false
+        pausedSinks -= 1
+        if pausedSinks == 0, readHeld, let context {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// A subscriber stopped iterating: tell the daemon.
+    func terminated(_ subscription: UInt32) {
+        guard let sink = sinks.removeValue(forKey: subscription) else { return }
+        unpause(sink)
+        send(.unsubscribe(subscription: subscription)) { _ in }
+    }
+
+    // MARK: End of connection
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(failure ?? ConnectionError(.lost, "the connection to cometd closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(ConnectionError(.lost, "the connection to cometd failed: \(error)"))
+        context.close(promise: nil)
+    }
+
+    private func fail(_ error: ConnectionError) {
+        if failure == nil { failure = error }
+        let error = failure!
+        let waiting = pending
+        pending = [:]
+        for completion in waiting.values { completion(.failure(error)) }
+        let open = sinks
+        sinks = [:]
+        for sink in open.values {
+            if !sink.batch.isEmpty { _ = sink.source.yield(contentsOf: sink.batch) }
+            sink.source.finish(error)
+        }
+    }
+}

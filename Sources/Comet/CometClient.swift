@@ -1,0 +1,148 @@
+import CometWire
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A connection to cometd.
+///
+/// Thread-safe: every method may be called from any task; requests are pipelined on one socket
+/// and answered in order.
+public final class CometClient: Sendable {
+    /// What the daemon said in the handshake: protocol version, limits, session id.
+    public let server: HelloReply
+    /// The path this client connected to.
+    public let socketPath: String
+    private let channel: Channel
+    var channelEventLoop: EventLoop { channel.eventLoop }
+    private let handler: ClientHandler  // touched only on channel.eventLoop
+
+    private init(channel: Channel, handler: ClientHandler, server: HelloReply, socketPath: String) {
+        self.channel = channel
+        self.handler = handler
+        self.server = server
+        self.socketPath = socketPath
+    }
+
+    /// The socket path used when none is given (see `CometProtocol.defaultSocketPath`).
+    public static var defaultSocketPath: String? {
+        CometProtocol.defaultSocketPath(environment: ProcessInfo.processInfo.environment, isRoot: geteuid() == 0)
+    }
+
+    /// Connects and performs the handshake.
+    /// - Throws: `ConnectionError` (`.unreachable` when no daemon answers, `.versionMismatch`).
+    public static func connect(
+        to socketPath: String? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> CometClient {
+        guard let path = socketPath ?? defaultSocketPath else {
+            throw ConnectionError(.unreachable, "no socket path: set COMET_SOCKET or XDG_RUNTIME_DIR, or name one")
+        }
+        let handler = ClientHandler()
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                }
+                .connect(unixDomainSocketPath: path).get()
+        } catch {
+            throw ConnectionError(.unreachable, "no cometd answers at \(path) (\(error)); is the daemon running?")
+        }
+        let client = CometClient(channel: channel, handler: handler, server: HelloReply(
+            version: 0, maxFrameSize: 0, maxChannelSize: 0, maxNameLength: 0, sessionID: 0), socketPath: path)
+        let hello: HelloReply
+        do {
+            hello = try await client.request(.hello(versions: [CometProtocol.version])) { try HelloReply(from: &$0) }
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try await channel.eventLoop.submit { handler.setMaxFrameSize(hello.maxFrameSize) }.get()
+        return CometClient(channel: channel, handler: handler, server: hello, socketPath: path)
+    }
+
+    /// Closes the connection. Channels this client created close; its subscriptions end.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    // MARK: Requests
+
+    func request<T>(_ operation: Request.Operation, _ decode: @escaping (inout ByteBuffer) throws -> T) async throws -> T {
+        let promise = channel.eventLoop.makePromise(of: T.self)
+        send(operation, promise: promise, decode)
+        return try await promise.futureResult.get()
+    }
+
+    func send<T>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping (inout ByteBuffer) throws -> T) {
+        let handler = self.handler
+        channel.eventLoop.execute {
+            handler.send(operation) { result in
+                switch result {
+                case .success(var body):
+                    do { promise.succeed(try decode(&body)) } catch { promise.fail(error) }
+                case .failure(let error):
+                    promise.fail(error)
+                }
+            }
+        }
+    }
+
+    /// Round trip to the daemon.
+    public func ping() async throws {
+        try await request(.ping) { _ in () }
+    }
+
+    /// The live channels, with their sizes, fill and readers.
+    public func channels() async throws -> [ChannelInfo] {
+        try await request(.list) { try ListReply(from: &$0).channels }
+    }
+
+    /// Creates a site-scope channel that this connection owns (Eliom's `create ~scope:site`).
+    ///
+    /// - Parameters:
+    ///   - size: ring size in messages; `nil` for the daemon's default (1000).
+    /// - Throws: `CometError` with `.channelExists`, `.invalidName`, `.invalidArgument`, `.limitExceeded`.
+    public func create(_ name: String, size: Int? = nil) async throws -> ChannelProducer {
+        let reply = try await request(.create(name: name, kind: .buffered, size: UInt32(clamping: size ?? 0))) {
+            try CreateReply(from: &$0)
+        }
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+    }
+
+    /// Subscribes to the channel `name`.
+    ///
+    /// - Parameters:
+    ///   - position: where to start; `.next` by default.
+    ///   - epoch: when resuming, the epoch last seen; a different one fails with `.epochMismatch`.
+    ///   - wait: if no channel has the name yet, wait for one instead of failing with `.noSuchChannel`.
+    public func subscribe(
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false
+    ) async throws -> CometSubscription {
+        let handler = self.handler
+        let loop = channel.eventLoop
+        let client = self
+        return try await request(.subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait)) { body in
+            let reply = try SubscribeReply(from: &body)
+            let info = NIOLockedValueBox(
+                SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting))
+            let made = MessageSequence.makeSequence(
+                backPressureStrategy: .init(lowWatermark: 1024, highWatermark: 8192),
+                finishOnDeinit: true,
+                delegate: SinkDelegate(eventLoop: loop, handler: handler, subscription: reply.subscription))
+            handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info))
+            return CometSubscription(client: client, id: reply.subscription, name: name, info: info, messages: made.sequence)
+        }
+    }
+
+    func unsubscribe(_ id: UInt32) async throws {
+        try await request(.unsubscribe(subscription: id)) { _ in () }
+    }
+
+    /// Runs `body` on the event loop with the count of unanswered requests.
+    func outstandingRequests() async throws -> Int {
+        let handler = self.handler
+        return try await channel.eventLoop.submit { handler.outstanding }.get()
+    }
+}

@@ -1,0 +1,50 @@
+import CometWire
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The messages of one subscription, in sequence order, as an async sequence.
+///
+/// Iteration ends by throwing `ChannelClosed` once a closed channel has delivered everything,
+/// `ChannelFull` when the reader fell behind the ring, or `ConnectionError` when the connection
+/// ends. Iterate it once. Dropping the iterator unsubscribes. The client reads from the socket
+/// only as fast as subscribers consume, so a slow consumer holds its messages in the daemon's
+/// ring, not in this process.
+public struct CometSubscription: AsyncSequence, Sendable {
+    public typealias Element = CometMessage
+
+    /// The subscription id on the connection.
+    public let id: UInt32
+    /// The channel name.
+    public let name: String
+    private let client: CometClient
+    private let state: NIOLockedValueBox<SubscriptionInfo>
+    private let messages: MessageSequence
+
+    init(client: CometClient, id: UInt32, name: String, info: NIOLockedValueBox<SubscriptionInfo>, messages: MessageSequence) {
+        self.client = client
+        self.id = id
+        self.name = name
+        self.state = info
+        self.messages = messages
+    }
+
+    /// Epoch, first sequence and waiting state, as last reported by the daemon.
+    public var info: SubscriptionInfo { state.withLockedValue { $0 } }
+
+    /// Ends the subscription; iteration then finishes after messages already received.
+    public func cancel() async throws {
+        try await client.unsubscribe(id)
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: MessageSequence.AsyncIterator
+
+        public mutating func next() async throws -> CometMessage? {
+            try await base.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: messages.makeAsyncIterator())
+    }
+}

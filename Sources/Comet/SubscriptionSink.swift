@@ -1,0 +1,54 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What a subscription knows of its channel; changes when a waiting subscription starts.
+public struct SubscriptionInfo: Sendable, Hashable {
+    /// The channel's epoch; 0 while waiting for the channel to exist.
+    public var epoch: UInt64
+    /// Sequence number of the first message this subscription delivers (0 while waiting).
+    public var nextSequence: UInt64
+    /// Whether the channel does not exist yet.
+    public var waiting: Bool
+}
+
+typealias MessageSequence = NIOThrowingAsyncSequenceProducer<
+    CometMessage, Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, SinkDelegate
+>
+
+/// The handler's side of a subscription: where its events go.
+final class SubscriptionSink {
+    let id: UInt32
+    let name: String
+    let source: MessageSequence.Source
+    let info: NIOLockedValueBox<SubscriptionInfo>
+    var batch: [CometMessage] = []
+    var paused = false
+
+    init(id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>) {
+        self.id = id
+        self.name = name
+        self.source = source
+        self.info = info
+    }
+}
+
+/// Tells the handler when a subscriber wants more or has gone.
+final class SinkDelegate: NIOAsyncSequenceProducerDelegate, @unchecked Sendable {
+    private let eventLoop: EventLoop
+    private let handler: ClientHandler
+    private let subscription: UInt32
+
+    init(eventLoop: EventLoop, handler: ClientHandler, subscription: UInt32) {
+        self.eventLoop = eventLoop
+        self.handler = handler
+        self.subscription = subscription
+    }
+
+    func produceMore() {
+        eventLoop.execute { self.handler.resume(self.subscription) }
+    }
+
+    func didTerminate() {
+        eventLoop.execute { self.handler.terminated(self.subscription) }
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Comet
+
+@main
+struct CometCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "comet",
+        abstract: "Push to and listen on cometd channels.",
+        discussion: """
+            Exit status: 0 success; 1 the daemon refused the request; 2 listen fell behind (channel full); \
+            3 listen ended because the channel closed; 64 usage; 69 no daemon answers; 74 connection lost; \
+            76 protocol version mismatch.
+            """,
+        subcommands: [Push.self, Listen.self, Channels.self])
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "cometd socket (default: $COMET_SOCKET, /run/comet/comet.sock as root, else $XDG_RUNTIME_DIR/comet/comet.sock).")
+    var socket: String?
+
+    func connect() async throws -> CometClient {
+        try await CometClient.connect(to: socket)
+    }
+}
+
+/// Runs `body`, turning every error into the documented exit status.
+func running(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        throw exitStatus(for: error)
+    }
+}

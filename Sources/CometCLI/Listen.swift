@@ -1,0 +1,100 @@
+import ArgumentParser
+import Comet
+import CometWire
+import Foundation
+
+struct Listen: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the messages of a channel, one per line.",
+        discussion: """
+            Text is printed with backslash, newline and other control bytes escaped (\\\\, \\n, \\xNN) so that \
+            each message is one line; --raw prints the bytes as they are. Ends with status 3 when the \
+            channel closes and 2 when this reader falls behind the ring.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "Channel name.")
+    var channel: String
+
+    @Option(name: .long, parsing: .unconditional, help: "Where to start: next (default), oldest, SEQ (resume at that sequence number) or -K (the K most recent).")
+    var from: StartOption = StartOption(position: .next)
+
+    @Option(name: .long, help: "When resuming with --from SEQ, the epoch last seen; a re-created channel is then refused.")
+    var epoch: UInt64?
+
+    @Flag(name: .long, help: "If the channel does not exist yet, wait for it to be created.")
+    var wait = false
+
+    @Flag(name: .long, help: "Print each payload's bytes unchanged, followed by a newline.")
+    var raw = false
+
+    @Flag(name: .long, help: "Prefix each line with the message's sequence number and a tab.")
+    var showSeq = false
+
+    @Option(name: .long, help: "Exit with status 0 after this many messages.")
+    var count: Int?
+
+    func run() async throws {
+        try await running {
+            let client = try await connection.connect()
+            let subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait)
+            var received = 0
+            if count == 0 { return }
+            for try await message in subscription {
+                var line: [UInt8] = []
+                if showSeq { line += Array("\(message.sequence)\t".utf8) }
+                line += raw ? message.payload : Escaping.escape(message.payload)
+                line.append(0x0A)
+                line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+                fflush(stdout)
+                received += 1
+                if let count, received >= count { break }
+            }
+            await client.close()
+        }
+    }
+}
+
+/// `--from` values: `next`, `oldest`, `SEQ`, `-K`.
+struct StartOption: ExpressibleByArgument {
+    var position: SubscribePosition
+
+    init(position: SubscribePosition) { self.position = position }
+
+    init?(argument: String) {
+        switch argument {
+        case "next": position = .next
+        case "oldest": position = .oldest
+        default:
+            if argument.hasPrefix("-"), let k = UInt64(argument.dropFirst()) {
+                position = .last(k)
+            } else if let n = UInt64(argument), n >= 1 {
+                position = .from(n)
+            } else {
+                return nil
+            }
+        }
+    }
+}
+
+/// One message, one line: escapes `\`, control bytes and DEL; leaves other bytes (UTF-8) as they are.
+enum Escaping {
+    static func escape(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\\"): out += [0x5C, 0x5C]
+            case 0x0A: out += Array("\\n".utf8)
+            case 0x09: out += Array("\\t".utf8)
+            case 0x0D: out += Array("\\r".utf8)
+            case 0..<0x20, 0x7F:
+                let hex = Array("0123456789abcdef".utf8)
+                out += [0x5C, UInt8(ascii: "x"), hex[Int(b >> 4)], hex[Int(b & 0xF)]]
+            default: out.append(b)
+            }
+        }
+        return out
+    }
+}

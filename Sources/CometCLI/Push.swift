@@ -1,0 +1,67 @@
+import ArgumentParser
+import Comet
+import Foundation
+
+struct Push: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a channel and push messages into it.",
+        discussion: """
+            Messages come from the arguments, else one per line from standard input (pushed as they \
+            arrive). The channel lives as long as this command: it closes when the command ends, and \
+            its readers then get what is buffered followed by `closed`.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "Channel name.")
+    var channel: String
+
+    @Argument(help: "Messages; if none, read lines from standard input.")
+    var messages: [String] = []
+
+    @Option(name: .long, help: "Ring size of the channel, in messages (default 1000).")
+    var size: Int?
+
+    @Option(name: .long, help: "Seconds to keep the channel open after the last message.")
+    var linger: Double = 0
+
+    @Flag(name: .long, help: "Print the sequence number each message got.")
+    var showSeq = false
+
+    func run() async throws {
+        try await running {
+            let client = try await connection.connect()
+            let producer = try await client.create(channel, size: size)
+            if messages.isEmpty {
+                for try await line in StandardInputLines() {
+                    let seq = try await producer.push(line)
+                    if showSeq { print(seq) }
+                }
+            } else if showSeq {
+                for message in messages { print(try await producer.push(message)) }
+            } else {
+                try await producer.push(batch: messages.map { Array($0.utf8) })
+            }
+            if linger > 0 { try await Task.sleep(for: .seconds(linger)) }
+            try await producer.close()
+            await client.close()
+        }
+    }
+}
+
+/// Lines of standard input, read on a thread of their own so that no task blocks.
+struct StandardInputLines: AsyncSequence {
+    typealias Element = String
+
+    func makeAsyncIterator() -> AsyncStream<String>.Iterator {
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(1024))
+        let thread = Thread {
+            while let line = readLine(strippingNewline: true) {
+                while case .dropped = continuation.yield(line) { usleep(1000) }
+            }
+            continuation.finish()
+        }
+        thread.start()
+        return stream.makeAsyncIterator()
+    }
+}
