@@ -1,0 +1,133 @@
+import CometWire
+import NIOCore
+import XCTest
+
+/// The hex examples of docs/PROTOCOL.md, checked against the codec in both directions.
+final class ProtocolVectorTests: XCTestCase {
+    static let epoch: UInt64 = 0x1122_3344_5566_7788
+
+    /// Every vector the document must hold, with the frame it encodes.
+    static let requests: [String: Request] = [
+        "hello": Request(id: 1, .hello(versions: [1])),
+        "create": Request(id: 2, .create(name: "news", kind: .buffered, size: 1000)),
+        "push": Request(id: 3, .push(channel: 1, payload: ByteBuffer(string: "hi"))),
+        "push-batch": Request(id: 4, .pushBatch(channel: 1, payloads: [ByteBuffer(string: "a"), ByteBuffer(string: "bc")])),
+        "close": Request(id: 5, .close(channel: 1)),
+        "subscribe": Request(id: 6, .subscribe(name: "news", position: .from(2), epoch: epoch, wait: true)),
+        "unsubscribe": Request(id: 7, .unsubscribe(subscription: 1)),
+        "list": Request(id: 8, .list),
+        "ping": Request(id: 9, .ping),
+    ]
+
+    static func ok(_ id: UInt32, _ reply: (any Reply)? = nil) -> ServerFrame {
+        var body = ByteBuffer()
+        reply?.write(to: &body)
+        return .ok(requestID: id, body: body)
+    }
+
+    static let serverFrames: [String: ServerFrame] = [
+        "hello-ok": ok(1, HelloReply(version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc)),
+        "create-ok": ok(2, CreateReply(channel: 1, epoch: epoch)),
+        "push-ok": ok(3, PushReply(firstSequence: 1, count: 1)),
+        "push-batch-ok": ok(4, PushReply(firstSequence: 2, count: 2)),
+        "close-ok": ok(5, CloseReply(lastSequence: 3)),
+        "subscribe-ok": ok(6, SubscribeReply(subscription: 1, waiting: false, epoch: epoch, nextSequence: 2)),
+        "unsubscribe-ok": ok(7),
+        "list-ok": ok(8, ListReply(channels: [ChannelInfo(
+            name: "news", kind: .buffered, scope: 0, size: 1000, buffered: 3, subscribers: 2, lastSequence: 3, epoch: epoch)])),
+        "ping-ok": ok(9),
+        "message": .message(subscription: 1, sequence: 2, payload: ByteBuffer(string: "bc")),
+        "full": .full(subscription: 1, firstAvailable: 5),
+        "closed": .closed(subscription: 1, lastSequence: 3),
+        "started": .started(subscription: 2, epoch: epoch, nextSequence: 1),
+        "error": .error(requestID: 3, code: .notOwner, message: "not yours"),
+    ]
+
+    /// `name` → bytes, from the ```hex vector=NAME blocks of docs/PROTOCOL.md.
+    static func documentVectors() throws -> [String: [UInt8]] {
+        let url = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/PROTOCOL.md")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        var vectors: [String: [UInt8]] = [:]
+        var current: String?
+        var hex = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```hex vector=") {
+                current = String(line.dropFirst("```hex vector=".count))
+                hex = ""
+            } else if line.hasPrefix("```"), let name = current {
+                vectors[name] = try bytes(fromHex: hex)
+                current = nil
+            } else if current != nil {
+                hex += line.filter { !$0.isWhitespace }
+            }
+        }
+        return vectors
+    }
+
+    static func bytes(fromHex hex: String) throws -> [UInt8] {
+        let chars = Array(hex)
+        guard chars.count % 2 == 0 else { throw WireError(.malformedFrame, "odd hex length") }
+        return try stride(from: 0, to: chars.count, by: 2).map {
+            guard let b = UInt8(String(chars[$0...$0 + 1]), radix: 16) else { throw WireError(.malformedFrame, "bad hex") }
+            return b
+        }
+    }
+
+    func testDocumentHoldsExactlyTheKnownVectors() throws {
+        let names = Set(try Self.documentVectors().keys)
+        XCTAssertEqual(names, Set(Self.requests.keys).union(Self.serverFrames.keys))
+    }
+
+    func testRequestsEncodeToTheDocumentedBytes() throws {
+        let vectors = try Self.documentVectors()
+        for (name, request) in Self.requests {
+            var buffer = ByteBuffer()
+            request.encode(into: &buffer)
+            XCTAssertEqual(Array(buffer.readableBytesView), vectors[name], "vector \(name)")
+        }
+    }
+
+    func testDocumentedRequestBytesDecodeBack() throws {
+        let vectors = try Self.documentVectors()
+        for (name, request) in Self.requests {
+            var input = ByteBuffer(bytes: vectors[name] ?? [])
+            let body = try XCTUnwrap(try FrameDecoder().nextFrame(from: &input), "vector \(name)")
+            XCTAssertEqual(input.readableBytes, 0)
+            let decoded = try Request.decode(body: body)
+            var reencoded = ByteBuffer()
+            decoded.encode(into: &reencoded)
+            XCTAssertEqual(Array(reencoded.readableBytesView), vectors[name], "vector \(name)")
+            XCTAssertEqual(decoded.id, request.id)
+            XCTAssertEqual(decoded.opcode, request.opcode)
+        }
+    }
+
+    func testServerFramesEncodeToTheDocumentedBytes() throws {
+        let vectors = try Self.documentVectors()
+        for (name, frame) in Self.serverFrames {
+            var buffer = ByteBuffer()
+            frame.encode(into: &buffer)
+            XCTAssertEqual(Array(buffer.readableBytesView), vectors[name], "vector \(name)")
+        }
+    }
+
+    func testDocumentedServerBytesDecodeToTheirValues() throws {
+        let vectors = try Self.documentVectors()
+        func frame(_ name: String) throws -> ServerFrame {
+            var input = ByteBuffer(bytes: vectors[name] ?? [])
+            return try ServerFrame.decode(body: XCTUnwrap(try FrameDecoder().nextFrame(from: &input)))
+        }
+        guard case .ok(1, var hello) = try frame("hello-ok") else { return XCTFail("hello-ok") }
+        XCTAssertEqual(try HelloReply(from: &hello).sessionID, 0xabc)
+        guard case .ok(6, var sub) = try frame("subscribe-ok") else { return XCTFail("subscribe-ok") }
+        XCTAssertEqual(try SubscribeReply(from: &sub), SubscribeReply(subscription: 1, waiting: false, epoch: Self.epoch, nextSequence: 2))
+        guard case .ok(8, var list) = try frame("list-ok") else { return XCTFail("list-ok") }
+        XCTAssertEqual(try ListReply(from: &list).channels.first?.name, "news")
+        guard case .message(1, 2, let payload) = try frame("message") else { return XCTFail("message") }
+        XCTAssertEqual(String(buffer: payload), "bc")
+        guard case .error(3, .notOwner, "not yours") = try frame("error") else { return XCTFail("error") }
+        guard case .started(2, Self.epoch, 1) = try frame("started") else { return XCTFail("started") }
+    }
+}
