@@ -1,0 +1,74 @@
+import CometChannels
+import XCTest
+
+final class SiteChannelTests: XCTestCase {
+    func channel(size: Int = 5, pushed: Int = 0) throws -> SiteChannel<Int> {
+        let c = SiteChannel<Int>(id: 1, name: "c", epoch: 42, size: size, owner: 9)
+        for i in 0..<pushed { try c.push(i + 1) }
+        return c
+    }
+
+    func testPositionsOnAFreshChannel() throws {
+        let c = try channel()
+        XCTAssertEqual(try c.start(at: .next), .at(1))
+        XCTAssertEqual(try c.start(at: .oldest), .at(1))
+        XCTAssertEqual(try c.start(at: .last(3)), .at(1))
+        XCTAssertEqual(try c.start(at: .from(1)), .at(1))
+        XCTAssertThrowsError(try c.start(at: .from(2))) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .positionAhead) }
+        XCTAssertThrowsError(try c.start(at: .from(0))) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .invalidPosition) }
+    }
+
+    func testPositionsAfterEviction() throws {
+        let c = try channel(size: 5, pushed: 8)  // holds 4...8
+        XCTAssertEqual(try c.start(at: .next), .at(9))
+        XCTAssertEqual(try c.start(at: .oldest), .at(4))
+        XCTAssertEqual(try c.start(at: .from(6)), .at(6))
+        XCTAssertEqual(try c.start(at: .from(9)), .at(9))
+        XCTAssertEqual(try c.start(at: .from(3)), .full(firstAvailable: 4))
+        XCTAssertEqual(try c.start(at: .from(1)), .full(firstAvailable: 4))
+    }
+
+    func testLastKIsExactlyTheKMostRecent() throws {
+        let c = try channel(size: 5, pushed: 8)
+        XCTAssertEqual(try c.start(at: .last(0)), .at(9), "last 0 delivers nothing old")
+        XCTAssertEqual(try c.start(at: .last(1)), .at(8))
+        XCTAssertEqual(try c.start(at: .last(3)), .at(6))
+        XCTAssertEqual(try c.start(at: .last(5)), .at(4))
+        XCTAssertEqual(try c.start(at: .last(50)), .at(4), "fewer buffered than asked: all of them")
+        // Reading from the start position yields exactly k messages.
+        guard case .at(var s) = try c.start(at: .last(3)) else { return XCTFail() }
+        var got: [Int] = []
+        while case .message(let m) = c.read(at: s) {
+            got.append(m)
+            s += 1
+        }
+        XCTAssertEqual(got, [6, 7, 8])
+    }
+
+    func testReadReportsCaughtUpFullAndClosed() throws {
+        let c = try channel(size: 3, pushed: 2)
+        guard case .message(1) = c.read(at: 1) else { return XCTFail() }
+        guard case .caughtUp = c.read(at: 3) else { return XCTFail() }
+        try c.push(3)
+        try c.push(4)  // evicts 1
+        guard case .full(firstAvailable: 2) = c.read(at: 1) else { return XCTFail("a reader at 1 fell behind") }
+        c.close()
+        guard case .message(4) = c.read(at: 4) else { return XCTFail("buffered messages stay readable after close") }
+        guard case .closed(lastSequence: 4) = c.read(at: 5) else { return XCTFail() }
+        XCTAssertThrowsError(try c.push(5)) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .channelClosed) }
+    }
+
+    func testReadersAreCountedNotCopied() throws {
+        let c = try channel()
+        c.addReader(1)
+        c.addReader(1)
+        c.addReader(2)
+        XCTAssertEqual(c.subscriberCount, 3)
+        XCTAssertEqual(c.readers, [1: 2, 2: 1])
+        c.removeReader(1)
+        c.removeReader(2)
+        c.removeReader(3)
+        XCTAssertEqual(c.subscriberCount, 1)
+        XCTAssertEqual(c.readers, [1: 1])
+    }
+}
