@@ -19,6 +19,11 @@ public struct ChannelFull: Error, Hashable, Sendable, CustomStringConvertible {
     public var channel: String
     /// The oldest sequence number the channel still buffers.
     public var firstAvailable: UInt64
+    public init(channel: String, firstAvailable: UInt64) {
+        self.channel = channel
+        self.firstAvailable = firstAvailable
+    }
+
     public var description: String { "channel '\(channel)' is full: the reader fell behind; oldest buffered is \(firstAvailable)" }
 }
 
@@ -27,6 +32,11 @@ public struct ChannelClosed: Error, Hashable, Sendable, CustomStringConvertible 
     public var channel: String
     /// The last sequence number the channel gave (0 if none).
     public var lastSequence: UInt64
+    public init(channel: String, lastSequence: UInt64) {
+        self.channel = channel
+        self.lastSequence = lastSequence
+    }
+
     public var description: String { "channel '\(channel)' was closed after message \(lastSequence)" }
 }
 
