@@ -138,6 +138,7 @@ extension Broker {
             let id = conn.allocateSubscriptionID()
             try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
             conn.subscriptions[id] = Subscription(id: id, name: name, channel: nil, cursor: 0)
+            logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
             }

@@ -89,7 +89,7 @@ struct DaemonFailure: Error, CustomStringConvertible {
 }
 
 /// Runs a built executable to completion and returns its status and output.
-func run(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+func runTool(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 30) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = Daemon.executable(executable)
     process.arguments = arguments

@@ -1,0 +1,130 @@
+import Comet
+import Foundation
+import XCTest
+
+/// cometd as a process: socket activation, sd_notify, its socket file, graceful shutdown.
+final class DaemonTests: XCTestCase {
+    func testSocketActivation() async throws {
+        let launcher = "/usr/bin/systemd-socket-activate"
+        guard FileManager.default.isExecutableFile(atPath: launcher) else {
+            throw DaemonFailure("\(launcher) is missing: install systemd (the test command does)")
+        }
+        let directory = try Daemon.temporaryDirectory()
+        let activated = directory.appendingPathComponent("activated.sock").path
+        let unused = directory.appendingPathComponent("unused.sock").path
+        let daemon = try Daemon(
+            environment: ["COMET_SOCKET": unused], launcher: [launcher, "-l", activated], waitForSocket: false)
+        defer { daemon.stop() }
+        let client = try await connectRetrying(activated)
+        let producer = try await client.create("activated")
+        try await producer.push("works")
+        let channels = try await client.channels()
+        XCTAssertEqual(channels.map(\.name), ["activated"])
+        await client.close()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: unused), "an activated daemon binds nothing of its own")
+        XCTAssertTrue(daemon.log.contains("inherited"), daemon.log)
+    }
+
+    func testReadyStatusAndStoppingAreNotified() throws {
+        let directory = try Daemon.temporaryDirectory()
+        let notify = try NotifySocket(path: directory.appendingPathComponent("notify").path)
+        let daemon = try Daemon(environment: ["NOTIFY_SOCKET": notify.path], waitForSocket: false)
+        let ready = try notify.waitFor("READY=1")
+        XCTAssertTrue(ready.joined().contains("STATUS=serving; 0 connections, 0 channels"), "\(ready)")
+        XCTAssertTrue(RawConnection.canConnect(daemon.socketPath), "READY=1 comes once the socket serves")
+        kill(daemon.process.processIdentifier, SIGTERM)
+        _ = try notify.waitFor("STOPPING=1")
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+
+    func testWatchdogPings() throws {
+        let directory = try Daemon.temporaryDirectory()
+        let notify = try NotifySocket(path: directory.appendingPathComponent("notify").path)
+        let daemon = try Daemon(
+            environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"], waitForSocket: false)
+        defer { daemon.stop() }
+        _ = try notify.waitFor("READY=1")
+        _ = try notify.waitFor("WATCHDOG=1", timeout: 2000)
+    }
+
+    func testGracefulShutdownDeliversThenCloses() async throws {
+        let daemon = try Daemon()
+        let producerClient = try await CometClient.connect(to: daemon.socketPath)
+        let producer = try await producerClient.create("last-words")
+        let reader = try RawConnection(daemon.socketPath, receiveBuffer: 4096)
+        _ = try reader.hello()
+        _ = try reader.expectOK(reader.send(.subscribe(name: "last-words", position: .next, epoch: 0, wait: false)))
+        try await producer.push(batch: (1...20).map { _ in [UInt8](repeating: 0x62, count: 100) })
+        XCTAssertEqual(daemon.stop(), 0, daemon.log)
+        var sequences: [UInt64] = []
+        var closedAt: UInt64?
+        var shutdownNotice = false
+        while let frame = try reader.read() {
+            switch frame {
+            case .message(_, let seq, _): sequences.append(seq)
+            case .closed(_, let last): closedAt = last
+            case .error(0, .shuttingDown, _): shutdownNotice = true
+            default: break
+            }
+        }
+        XCTAssertEqual(sequences, Array(1...20))
+        XCTAssertEqual(closedAt, 20)
+        XCTAssertTrue(shutdownNotice)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socketPath), "the socket file is removed")
+        await producerClient.close()
+    }
+
+    func testStaleSocketIsReplacedButALiveOneIsNot() throws {
+        let first = try Daemon()
+        // A second daemon on the same path must refuse, and leave the first one serving.
+        let second = Process()
+        second.executableURL = Daemon.executable("cometd")
+        second.arguments = ["--socket", first.socketPath]
+        second.standardError = FileHandle.nullDevice
+        try second.run()
+        second.waitUntilExit()
+        XCTAssertNotEqual(second.terminationStatus, 0)
+        XCTAssertTrue(RawConnection.canConnect(first.socketPath))
+
+        // Killed without cleanup, the first leaves a stale socket file behind; a new daemon takes the path.
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: first.socketPath))
+        let third = Process()
+        third.executableURL = Daemon.executable("cometd")
+        third.arguments = ["--socket", first.socketPath]
+        third.standardError = FileHandle.nullDevice
+        try third.run()
+        defer {
+            kill(third.processIdentifier, SIGTERM)
+            third.waitUntilExit()
+        }
+        var answered = false
+        for _ in 0..<400 where !answered {
+            answered = RawConnection.canConnect(first.socketPath)
+            if !answered { usleep(25_000) }
+        }
+        XCTAssertTrue(answered)
+    }
+
+    func testRefusesToRemoveAFileThatIsNotASocket() throws {
+        let directory = try Daemon.temporaryDirectory()
+        let path = directory.appendingPathComponent("plain").path
+        FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
+        let r = try runTool("cometd", ["--socket", path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("not a socket"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "keep me")
+    }
+
+    func connectRetrying(_ path: String) async throws -> CometClient {
+        var lastError: Error?
+        for _ in 0..<100 {
+            do { return try await CometClient.connect(to: path) } catch {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        throw lastError!
+    }
+}
