@@ -128,3 +128,31 @@ final class DaemonTests: XCTestCase {
         throw lastError!
     }
 }
+
+/// The unit files in systemd/ pass `systemd-analyze verify` with ExecStart pointing at the built daemon.
+final class UnitFileTests: XCTestCase {
+    func testUnitsVerify() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        guard FileManager.default.isExecutableFile(atPath: analyze) else {
+            throw DaemonFailure("\(analyze) is missing: install systemd (the test command does)")
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let directory = try Daemon.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for unit in ["cometd.socket", "cometd.service"] {
+            var text = try String(contentsOf: root.appendingPathComponent("systemd/\(unit)"), encoding: .utf8)
+            text = text.replacingOccurrences(of: "/usr/local/bin/cometd", with: Daemon.executable("cometd").path)
+            try text.write(to: directory.appendingPathComponent(unit), atomically: true, encoding: .utf8)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: analyze)
+        process.arguments = ["verify", directory.appendingPathComponent("cometd.socket").path, directory.appendingPathComponent("cometd.service").path]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, message)
+        XCTAssertEqual(message, "", "systemd-analyze verify has remarks")
+    }
+}

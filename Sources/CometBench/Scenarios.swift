@@ -1,0 +1,234 @@
+import CometWire
+import Foundation
+import Glibc
+import NIOCore
+import Synchronization
+
+/// The benchmark scenarios of README "Speed". Each returns a line of results.
+struct Scenarios {
+    let socket: String
+    let payloadSize = 64
+
+    /// A PUSH_BATCH frame of `count` payloads of `payloadSize` bytes.
+    func batchFrame(channel: UInt64, count: Int) -> ByteBuffer {
+        var out = ByteBuffer()
+        let payload = ByteBuffer(bytes: [UInt8](repeating: 0x6D, count: payloadSize))
+        Request(id: 1_000_000, .pushBatch(channel: channel, payloads: Array(repeating: payload, count: count))).encode(into: &out)
+        return out
+    }
+
+    /// Producer pushes `total` messages in batches while a reader thread drains the OKs, staying at
+    /// most `lead` messages ahead of the slowest consumer so that nobody overflows the ring.
+    func produce(channel: UInt64, producer: BenchSocket, total: Int, batch: Int, consumed: AtomicCounter, lead: Int) {
+        let frame = batchFrame(channel: channel, count: batch)
+        let okReader = Thread {
+            var answered = 0
+            while answered < total / batch, let (op, _) = producer.nextFrame() {
+                if op == Opcode.ok.rawValue { answered += 1 }
+            }
+        }
+        okReader.start()
+        var pushed = 0
+        while pushed < total {
+            while pushed - consumed.load() > lead { sched_yield() }
+            producer.write(frame)
+            pushed += batch
+        }
+    }
+
+    /// Counts MESSAGE frames on `socket` until `total`, checking they arrive in sequence order.
+    static func consume(_ socket: BenchSocket, total: Int, progress: AtomicCounter?) -> Bool {
+        var received = 0
+        var expected: UInt64 = 1
+        while received < total, let (op, body) = socket.nextFrame() {
+            if op == Opcode.message.rawValue {
+                let seq = socket.u64(at: body.lowerBound + 5)
+                if seq != expected { return false }
+                expected += 1
+                received += 1
+                if received & 1023 == 0 { progress?.add(1024) }
+            } else if op == Opcode.full.rawValue {
+                return false
+            }
+        }
+        return received == total
+    }
+
+    func oneToOne(total: Int) throws -> Double {
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        let channel = try producer.create("bench.1to1", size: 1_000_000)
+        let consumer = try BenchSocket(path: socket)
+        try consumer.handshake()
+        _ = try consumer.subscribe("bench.1to1")
+        let consumed = AtomicCounter()
+        let ok = AtomicCounter()
+        let done = DispatchSemaphore(value: 0)
+        let start = now()
+        let reader = Thread {
+            ok.store(Scenarios.consume(consumer, total: total, progress: consumed) ? 1 : 0)
+            done.signal()
+        }
+        reader.start()
+        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: consumed, lead: 500_000)
+        done.wait()
+        let seconds = Double(now() - start) / 1e9
+        guard ok.load() == 1 else { throw BenchFailure("1→1: a consumer saw a gap or FULL") }
+        return Double(total) / seconds
+    }
+
+    func fanOut(total: Int, consumers: Int) throws -> Double {
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        let channel = try producer.create("bench.fanout", size: 1_000_000)
+        var sockets: [BenchSocket] = []
+        for _ in 0..<consumers {
+            let s = try BenchSocket(path: socket)
+            try s.handshake()
+            _ = try s.subscribe("bench.fanout")
+            sockets.append(s)
+        }
+        // The slowest reader's progress bounds the producer's lead.
+        let slowest = AtomicCounter()
+        let failures = AtomicCounter()
+        let group = DispatchGroup()
+        let threads = 2
+        let start = now()
+        for t in 0..<threads {
+            let mine = stride(from: t, to: consumers, by: threads).map { sockets[$0] }
+            group.enter()
+            let thread = Thread {
+                if !Scenarios.consumeMany(mine, total: total, slowest: t == 0 ? slowest : nil) { failures.add(1) }
+                group.leave()
+            }
+            thread.start()
+        }
+        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: slowest, lead: 400_000)
+        group.wait()
+        let seconds = Double(now() - start) / 1e9
+        guard failures.load() == 0 else { throw BenchFailure("1→\(consumers): a consumer saw a gap or FULL") }
+        return Double(total * consumers) / seconds
+    }
+
+    /// One thread serving many consumer sockets with poll(2).
+    static func consumeMany(_ sockets: [BenchSocket], total: Int, slowest: AtomicCounter?) -> Bool {
+        var received = [Int](repeating: 0, count: sockets.count)
+        var expected = [UInt64](repeating: 1, count: sockets.count)
+        var fds = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        var remaining = sockets.count
+        while remaining > 0 {
+            guard poll(&fds, nfds_t(fds.count), 30_000) > 0 else { return false }
+            for i in fds.indices where fds[i].revents != 0 && received[i] < total {
+                let s = sockets[i]
+                guard s.fill() else { return false }
+                while s.buffer.count - s.start >= 4 {
+                    let length = Int(s.u32(at: s.start))
+                    guard s.buffer.count - s.start >= 4 + length else { break }
+                    let body = s.start + 4
+                    s.start += 4 + length
+                    let op = s.buffer[body]
+                    if op == Opcode.message.rawValue {
+                        if s.u64(at: body + 5) != expected[i] { return false }
+                        expected[i] += 1
+                        received[i] += 1
+                    } else if op == Opcode.full.rawValue {
+                        return false
+                    }
+                }
+                if received[i] >= total {
+                    remaining -= 1
+                    fds[i].events = 0
+                }
+            }
+            slowest?.store(received.min()!)
+        }
+        return true
+    }
+
+    /// Pushes one message every `1/rate` s for `seconds`, each carrying its send time; returns p50 and p99 in µs.
+    func latency(rate: Int, seconds: Int) throws -> (p50: Double, p99: Double, p999: Double, samples: Int) {
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        let channel = try producer.create("bench.latency", size: 1000)
+        let consumer = try BenchSocket(path: socket)
+        try consumer.handshake()
+        _ = try consumer.subscribe("bench.latency")
+        let total = rate * seconds
+        var latencies = [UInt64]()
+        latencies.reserveCapacity(total)
+        let done = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            var n = 0
+            while n < total, let (op, body) = consumer.nextFrame() {
+                guard op == Opcode.message.rawValue else { continue }
+                let sent = consumer.u64(at: body.lowerBound + 13)
+                latencies.append(now() - sent)
+                n += 1
+            }
+            done.signal()
+        }
+        reader.start()
+        let okDrain = Thread { while let _ = producer.nextFrame() {} }
+        okDrain.start()
+        let interval = UInt64(1_000_000_000 / rate)
+        var frame = ByteBuffer()
+        var next = now()
+        for i in 0..<total {
+            while now() < next {}
+            frame.clear()
+            // PUSH: opcode, request id, channel, payload = send time + padding to 64 bytes.
+            frame.writeMultipleIntegers(UInt32(1 + 4 + 8 + payloadSize), Opcode.push.rawValue, UInt32(i + 10), channel, now())
+            frame.writeRepeatingByte(0x6C, count: payloadSize - 8)
+            producer.write(frame)
+            next += interval
+        }
+        done.wait()
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
+        return (percentile(0.50), percentile(0.99), percentile(0.999), latencies.count)
+    }
+
+    /// Daemon RSS growth per idle subscriber, each on a connection of its own.
+    func idleSubscriberMemory(pid: pid_t, subscribers: Int) throws -> (bytesPerSubscriber: Double, before: Int, after: Int) {
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        _ = try producer.create("bench.idle", size: 1000)
+        // Warm up allocator pools with a first batch, then measure a second one.
+        var warm: [BenchSocket] = []
+        for _ in 0..<100 {
+            let s = try BenchSocket(path: socket)
+            try s.handshake()
+            _ = try s.subscribe("bench.idle")
+            warm.append(s)
+        }
+        usleep(300_000)
+        let before = try rss(pid)
+        var idle: [BenchSocket] = []
+        for _ in 0..<subscribers {
+            let s = try BenchSocket(path: socket)
+            try s.handshake()
+            _ = try s.subscribe("bench.idle")
+            idle.append(s)
+        }
+        usleep(500_000)
+        let after = try rss(pid)
+        _ = (warm, idle)
+        return (Double(after - before) / Double(subscribers), before, after)
+    }
+
+    func rss(_ pid: pid_t) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        else { throw BenchFailure("no VmRSS for \(pid)") }
+        return kb * 1024
+    }
+}
+
+/// An integer shared between benchmark threads.
+final class AtomicCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func load() -> Int { value.load(ordering: .relaxed) }
+    func store(_ v: Int) { value.store(v, ordering: .relaxed) }
+    func add(_ v: Int) { value.add(v, ordering: .relaxed) }
+}
