@@ -72,6 +72,12 @@ final class BenchSocket {
         return n > 0
     }
 
+    /// Reads and drops whatever is already buffered in the socket.
+    func drainWithoutBlocking() {
+        var scratch = [UInt8](repeating: 0, count: 65536)
+        while recv(fd, &scratch, scratch.count, CInt(MSG_DONTWAIT)) > 0 {}
+    }
+
     /// The next whole frame body as (opcode, body range in `buffer`), reading as needed.
     func nextFrame() -> (UInt8, Range<Int>)? {
         while true {

@@ -30,35 +30,71 @@ struct CometBench: ParsableCommand {
     @Option(help: "Idle subscribers for the memory run.")
     var idle: Int = 1000
 
+    @Option(help: "Measure a daemon already serving this socket instead of starting one per scenario.")
+    var socket: String?
+
+    @Option(help: "With --socket: the daemon's pid, for the memory run (skipped without it).")
+    var pid: Int32?
+
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory.")
+    var only: String = "1to1,fanout,latency,memory"
+
     func run() throws {
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        let selected = Set(only.split(separator: ",").map(String.init))
+
+        print("cometd benchmark: 64-byte payloads, \(ProcessInfo.processInfo.activeProcessorCount) cores, daemon \(socket ?? cometd)")
+        if selected.contains("1to1") {
+            let one = try withDaemon { s, _ in try s.oneToOne(total: messages) }
+            print(String(format: "1 producer → 1 consumer:        %10.0f msgs/s  (%d messages)", one, messages))
+        }
+        if selected.contains("fanout") {
+            let fan = try withDaemon { s, _ in try s.fanOut(total: fanoutMessages, consumers: consumers) }
+            print(String(format: "1 producer → %d consumers:    %10.0f delivered msgs/s  (%d messages each)", consumers, fan, fanoutMessages))
+        }
+        if selected.contains("latency") {
+            let lat = try withDaemon { s, _ in try s.latency(rate: rate, seconds: seconds) }
+            print(String(format: "latency at %d msgs/s:         p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs  (%d samples)", rate, lat.p50, lat.p99, lat.p999, lat.samples))
+        }
+        if selected.contains("memory") {
+            let mem = try withDaemon { s, pid -> (Double, Int, Int)? in
+                guard let pid else { return nil }
+                let m = try s.idleSubscriberMemory(pid: pid, subscribers: idle)
+                return (m.bytesPerSubscriber, m.before, m.after)
+            }
+            let cursors = try withDaemon { s, pid -> Double? in
+                guard let pid else { return nil }
+                return try s.idleSubscriptionMemory(pid: pid, subscriptions: idle)
+            }
+            if let (perSubscriber, before, after) = mem, let cursors {
+                print(String(format: "daemon RSS per idle subscriber: %.0f bytes each on its own connection (%d subscribers; RSS %d → %d KiB)",
+                             perSubscriber, idle, before / 1024, after / 1024))
+                print(String(format: "daemon RSS per idle subscription: %.0f bytes when %d subscriptions share one connection", cursors, idle))
+            } else {
+                print("daemon RSS per idle subscriber: skipped (give --pid with --socket)")
+            }
+        }
+    }
+
+    /// Runs `body` against a fresh daemon (or the one at --socket).
+    func withDaemon<T>(_ body: (Scenarios, pid_t?) throws -> T) throws -> T {
+        if let socket { return try body(Scenarios(socket: socket), pid) }
         let directory = "/tmp/comet-bench-\(getpid())"
         mkdir(directory, 0o700)
-        let socket = directory + "/comet.sock"
+        let path = directory + "/comet.sock"
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: cometd)
-        daemon.arguments = ["--socket", socket, "--log-level", "warning"]
+        daemon.arguments = ["--socket", path, "--log-level", "warning"]
         try daemon.run()
         defer {
             daemon.terminate()
             daemon.waitUntilExit()
             rmdir(directory)
         }
-        for _ in 0..<200 where (try? BenchSocket(path: socket)) == nil { usleep(25_000) }
-        var limit = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        limit.rlim_cur = limit.rlim_max
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-
-        let scenarios = Scenarios(socket: socket)
-        print("cometd benchmark: 64-byte payloads, daemon \(cometd), \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        let one = try scenarios.oneToOne(total: messages)
-        print(String(format: "1 producer → 1 consumer:      %10.0f msgs/s  (%d messages)", one, messages))
-        let fan = try scenarios.fanOut(total: fanoutMessages, consumers: consumers)
-        print(String(format: "1 producer → %d consumers:  %10.0f delivered msgs/s  (%d messages each)", consumers, fan, fanoutMessages))
-        let lat = try scenarios.latency(rate: rate, seconds: seconds)
-        print(String(format: "latency at %d msgs/s:       p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs  (%d samples)", rate, lat.p50, lat.p99, lat.p999, lat.samples))
-        let mem = try scenarios.idleSubscriberMemory(pid: daemon.processIdentifier, subscribers: idle)
-        print(String(format: "daemon RSS per idle subscriber: %.0f bytes  (%d subscribers, each its own connection; RSS %d → %d KiB)",
-                     mem.bytesPerSubscriber, idle, mem.before / 1024, mem.after / 1024))
+        for _ in 0..<400 where (try? BenchSocket(path: path)) == nil { usleep(25_000) }
+        return try body(Scenarios(socket: path), daemon.processIdentifier)
     }
 }

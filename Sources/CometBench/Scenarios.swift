@@ -145,7 +145,9 @@ struct Scenarios {
         return true
     }
 
-    /// Pushes one message every `1/rate` s for `seconds`, each carrying its send time; returns p50 and p99 in µs.
+    /// Pushes one message every `1/rate` s for `seconds`, each carrying its send time, and measures
+    /// when it arrives. One thread does both with poll(2), so the figures hold no thread hand-offs
+    /// of the benchmark's own: only the daemon's hop.
     func latency(rate: Int, seconds: Int) throws -> (p50: Double, p99: Double, p999: Double, samples: Int) {
         let producer = try BenchSocket(path: socket)
         try producer.handshake()
@@ -156,36 +158,57 @@ struct Scenarios {
         let total = rate * seconds
         var latencies = [UInt64]()
         latencies.reserveCapacity(total)
-        let done = DispatchSemaphore(value: 0)
-        let reader = Thread {
-            var n = 0
-            while n < total, let (op, body) = consumer.nextFrame() {
-                guard op == Opcode.message.rawValue else { continue }
-                let sent = consumer.u64(at: body.lowerBound + 13)
-                latencies.append(now() - sent)
-                n += 1
-            }
-            done.signal()
-        }
-        reader.start()
-        let okDrain = Thread { while let _ = producer.nextFrame() {} }
-        okDrain.start()
         let interval = UInt64(1_000_000_000 / rate)
         var frame = ByteBuffer()
         var next = now()
+        // Send at the scheduled time, then block until the message comes back; OKs are drained
+        // without blocking. Sleeping, not spinning, leaves the second core to the daemon.
+        var consumerReady = pollfd(fd: consumer.fd, events: Int16(POLLIN), revents: 0)
+        var pending: UInt64 = 0
         for i in 0..<total {
-            while now() < next {}
+            var wake = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
+            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
+            next += interval
             frame.clear()
             // PUSH: opcode, request id, channel, payload = send time + padding to 64 bytes.
             frame.writeMultipleIntegers(UInt32(1 + 4 + 8 + payloadSize), Opcode.push.rawValue, UInt32(i + 10), channel, now())
             frame.writeRepeatingByte(0x6C, count: payloadSize - 8)
             producer.write(frame)
-            next += interval
+            pending += 1
+            while pending > 0 {
+                guard poll(&consumerReady, 1, 5000) == 1, consumer.fill() else { throw BenchFailure("no message within 5 s") }
+                let arrived = now()
+                while consumer.buffer.count - consumer.start >= 4 {
+                    let length = Int(consumer.u32(at: consumer.start))
+                    guard consumer.buffer.count - consumer.start >= 4 + length else { break }
+                    let body = consumer.start + 4
+                    consumer.start += 4 + length
+                    if consumer.buffer[body] == Opcode.message.rawValue {
+                        latencies.append(arrived - consumer.u64(at: body + 13))
+                        pending -= 1
+                    }
+                }
+            }
+            if i % 64 == 0 { producer.drainWithoutBlocking() }
         }
-        done.wait()
         latencies.sort()
         func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
         return (percentile(0.50), percentile(0.99), percentile(0.999), latencies.count)
+    }
+
+    /// Daemon RSS growth per idle subscription when `subscribers` subscriptions share one connection.
+    func idleSubscriptionMemory(pid: pid_t, subscriptions: Int) throws -> Double {
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        _ = try producer.create("bench.cursors", size: 1000)
+        let reader = try BenchSocket(path: socket)
+        try reader.handshake()
+        for _ in 0..<100 { _ = try reader.subscribe("bench.cursors") }
+        usleep(300_000)
+        let before = try rss(pid)
+        for _ in 0..<subscriptions { _ = try reader.subscribe("bench.cursors") }
+        usleep(500_000)
+        return Double(try rss(pid) - before) / Double(subscriptions)
     }
 
     /// Daemon RSS growth per idle subscriber, each on a connection of its own.

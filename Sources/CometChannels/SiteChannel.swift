@@ -2,6 +2,7 @@
 ///
 /// Readers are cursors (a sequence number each) held by the connection layer; the channel only
 /// counts them, per reader id, so that it can report them and tell whom to wake.
+/// The hot paths are inlinable so that the daemon gets them specialized for its payload type.
 public final class SiteChannel<Payload> {
     /// Daemon-wide handle, never reused while the daemon runs.
     public let id: UInt64
@@ -11,8 +12,8 @@ public final class SiteChannel<Payload> {
     public let epoch: UInt64
     /// The connection (or other owner) that may push to and close the channel.
     public let owner: UInt64
-    public private(set) var ring: MessageRing<Payload>
-    public private(set) var isClosed = false
+    @usableFromInline var messages: MessageRing<Payload>
+    @usableFromInline var closed = false
     /// Subscriptions per reader id.
     public private(set) var readers: [UInt64: Int] = [:]
     /// Total subscriptions.
@@ -23,26 +24,46 @@ public final class SiteChannel<Payload> {
         self.name = name
         self.epoch = epoch
         self.owner = owner
-        self.ring = MessageRing(capacity: size)
+        self.messages = MessageRing(capacity: size)
     }
 
-    public var size: Int { ring.capacity }
-    public var lastSequence: UInt64 { ring.lastSequence }
+    /// The messages kept.
+    @inlinable public var ring: MessageRing<Payload> { messages }
+    @inlinable public var isClosed: Bool { closed }
+    public var size: Int { messages.capacity }
+    @inlinable public var lastSequence: UInt64 { messages.lastSequence }
 
     /// Appends a message and returns its sequence number.
-    @discardableResult
+    @inlinable @discardableResult
     public func push(_ payload: Payload) throws(ChannelRefusal) -> UInt64 {
-        guard !isClosed else { throw ChannelRefusal(.channelClosed, "channel '\(name)' is closed") }
-        return ring.append(payload)
+        guard !closed else { throw ChannelRefusal(.channelClosed, "channel '\(name)' is closed") }
+        return messages.append(payload)
+    }
+
+    /// Appends several messages in order and returns the first one's sequence number.
+    @inlinable @discardableResult
+    public func push<Payloads: Sequence>(contentsOf payloads: Payloads) throws(ChannelRefusal) -> UInt64
+    where Payloads.Element == Payload {
+        guard !closed else { throw ChannelRefusal(.channelClosed, "channel '\(name)' is closed") }
+        let first = messages.lastSequence + 1
+        Self.append(payloads, to: &messages)
+        return first
+    }
+
+    /// One exclusive access to the ring for a whole batch.
+    @inlinable
+    static func append<Payloads: Sequence>(_ payloads: Payloads, to ring: inout MessageRing<Payload>)
+    where Payloads.Element == Payload {
+        for payload in payloads { ring.append(payload) }
     }
 
     /// Closes the channel: no more pushes; readers drain what is buffered, then see `closed`.
-    public func close() { isClosed = true }
+    public func close() { closed = true }
 
     /// Resolves a reader's starting position.
     public func start(at position: Position) throws(ChannelRefusal) -> Start {
-        let first = ring.firstSequence
-        let last = ring.lastSequence
+        let first = messages.firstSequence
+        let last = messages.lastSequence
         switch position {
         case .next:
             return .at(last + 1)
@@ -60,10 +81,11 @@ public final class SiteChannel<Payload> {
     }
 
     /// What a reader whose next message is `sequence` finds.
+    @inlinable
     public func read(at sequence: UInt64) -> ReadResult<Payload> {
-        if let payload = ring[sequence] { return .message(payload) }
-        if sequence < ring.firstSequence { return .full(firstAvailable: ring.firstSequence) }
-        return isClosed ? .closed(lastSequence: ring.lastSequence) : .caughtUp
+        if let payload = messages[sequence] { return .message(payload) }
+        if sequence < messages.firstSequence { return .full(firstAvailable: messages.firstSequence) }
+        return closed ? .closed(lastSequence: messages.lastSequence) : .caughtUp
     }
 
     /// Counts a subscription of `reader`.

@@ -40,36 +40,44 @@ extension Broker {
         guard !conn.isClosing else { return }
         let writable = conn.context.channel.isWritable
         if writable, !conn.subscriptions.isEmpty {
-            let limit = conn.outbox.writerIndex + configuration.deliveryBudget
+            // Work on a local copy of the outbox: one exclusive access per pass, not per message.
+            var out = conn.outbox
+            conn.outbox = ByteBuffer()
+            let limit = out.writerIndex + configuration.deliveryBudget
             var ended: [UInt32] = []
+            var advanced: [(UInt32, UInt64)] = []
             var more = false
-            outer: for (id, var sub) in conn.subscriptions {
+            for (id, sub) in conn.subscriptions {
                 guard let channel = sub.channel else { continue }
-                let start = sub.cursor
-                while true {
-                    if conn.outbox.writerIndex >= limit {
+                var cursor = sub.cursor
+                // Copy the ring out once (a reference, not the messages): no per-message access checks.
+                let ring = channel.ring
+                let last = ring.lastSequence
+                while cursor <= last, let payload = ring[cursor] {
+                    if out.writerIndex >= limit {
                         more = true
                         break
                     }
-                    switch channel.read(at: sub.cursor) {
-                    case .message(let payload):
-                        ServerFrame.writeMessage(subscription: id, sequence: sub.cursor, payload: payload, into: &conn.outbox)
-                        sub.cursor += 1
-                        continue
-                    case .caughtUp:
+                    ServerFrame.writeMessage(subscription: id, sequence: cursor, payload: payload, into: &out)
+                    cursor += 1
+                }
+                if !more {
+                    switch channel.read(at: cursor) {
+                    case .message, .caughtUp:
                         break
                     case .full(let first):
-                        ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
+                        ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
                         ended.append(id)
                     case .closed(let last):
-                        ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &conn.outbox)
+                        ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &out)
                         ended.append(id)
                     }
-                    break
                 }
-                if sub.cursor != start { conn.subscriptions[id]!.cursor = sub.cursor }
-                if more { break outer }
+                if cursor != sub.cursor { advanced.append((id, cursor)) }
+                if more { break }
             }
+            conn.outbox = out
+            for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

@@ -23,7 +23,7 @@ extension Broker {
                 try create(request.id, name: name, kind: kind, size: size, conn)
             case .push(let channelID, let payload):
                 let channel = try registry.owned(channelID, by: conn.id)
-                let seq = try channel.push(store(payload, conn))
+                let seq = try channel.push(Self.copy(payload, conn.context.channel.allocator))
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
                     PushReply(firstSequence: seq, count: 1).write(to: &$0)
                 }
@@ -34,8 +34,8 @@ extension Broker {
                     reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
                     return
                 }
-                let first = channel.lastSequence + 1
-                for payload in payloads { try channel.push(store(payload, conn)) }
+                let allocator = conn.context.channel.allocator
+                let first = try channel.push(contentsOf: payloads.lazy.map { Self.copy($0, allocator) })
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
                     PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
                 }
@@ -78,8 +78,8 @@ extension Broker {
     }
 
     /// Copies a payload out of the read buffer, so a ring never pins a socket's receive buffers.
-    private func store(_ payload: ByteBuffer, _ conn: ConnectionState) -> ByteBuffer {
-        var copy = conn.context.channel.allocator.buffer(capacity: payload.readableBytes)
+    private static func copy(_ payload: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var copy = allocator.buffer(capacity: payload.readableBytes)
         copy.writeImmutableBuffer(payload)
         return copy
     }

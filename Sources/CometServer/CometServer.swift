@@ -31,6 +31,11 @@ public final class CometServer: @unchecked Sendable {
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: watermark)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            // Every connection keeps its receive buffer between reads: start it small so that an
+            // idle subscriber costs little; it grows to 64 KiB for a busy producer.
+            .childChannelOption(
+                ChannelOptions.recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker))

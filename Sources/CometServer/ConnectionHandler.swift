@@ -3,8 +3,13 @@ import NIOCore
 
 /// The thin NIO end of a client connection: splits bytes into frames, decodes requests and hands
 /// them to the broker; reports writability and closure. Holds no protocol state of its own.
-final class ConnectionHandler: ChannelInboundHandler {
+///
+/// It also stops reading from a peer whose answers are piling up unread (the socket is not
+/// writable): a client that pipelines requests without reading replies is slowed down, and the
+/// daemon's memory for it stays bounded.
+final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let broker: Broker
@@ -12,6 +17,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var state: ConnectionState?
     /// Bytes of an incomplete frame carried over to the next read.
     private var pending: ByteBuffer?
+    /// A read NIO asked for while the peer was not taking our output.
+    private var readHeld = false
 
     init(broker: Broker) {
         self.broker = broker
@@ -68,8 +75,28 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Deliver what this read produced now, before the loop polls again: one hop less latency.
+        broker.deliverDirty()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let conn = state { broker.markDirty(conn) }
+        if context.channel.isWritable {
+            if let conn = state { broker.markDirty(conn) }
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 

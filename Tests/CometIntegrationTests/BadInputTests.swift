@@ -198,3 +198,31 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension BadInputTests {
+    /// A client that pipelines requests and never reads the answers is slowed down, not buffered
+    /// for without bound; once it reads, it gets every answer.
+    func testUnreadAnswersDoNotGrowTheDaemon() throws {
+        let greedy = try RawConnection(daemon.socketPath, receiveBuffer: 4096)
+        _ = try greedy.hello()
+        // Make the socket non-blocking for sending so the test notices when the daemon stops reading.
+        let flags = fcntl(greedy.fd, F_GETFL)
+        _ = fcntl(greedy.fd, F_SETFL, flags | O_NONBLOCK)
+        var ping = ByteBuffer()
+        for i in 0..<1000 { Request(id: UInt32(i + 100), .ping).encode(into: &ping) }
+        let chunk = Array(ping.readableBytesView)
+        var sentBytes = 0
+        var blocked = false
+        for _ in 0..<20_000 {
+            let n = chunk.withUnsafeBytes { send(greedy.fd, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL)) }
+            if n < 0 {
+                blocked = true
+                break
+            }
+            sentBytes += n
+        }
+        XCTAssertTrue(blocked, "the daemon kept reading \(sentBytes) bytes of requests whose answers nobody read")
+        try assertDaemonServes()
+        _ = fcntl(greedy.fd, F_SETFL, flags)
+    }
+}
