@@ -13,10 +13,16 @@ public struct ChannelProducer: Sendable {
     /// The channel's epoch: readers compare it when they resume.
     public let epoch: UInt64
 
+    /// The largest payload one PUSH can carry on this connection.
+    public var maxPayloadSize: Int { Int(client.server.maxFrameSize) - 13 }
+
     /// Pushes one message and returns its sequence number.
+    /// - Throws: `CometError` with `.invalidArgument`, without sending, for a payload above `maxPayloadSize`.
     @discardableResult
     public func push(_ payload: some Sequence<UInt8>) async throws -> UInt64 {
-        try await client.request(.push(channel: id, payload: ByteBuffer(bytes: payload))) {
+        let buffer = ByteBuffer(bytes: payload)
+        try checkSize(13 + buffer.readableBytes)
+        return try await client.request(.push(channel: id, payload: buffer)) {
             try PushReply(from: &$0).firstSequence
         }
     }
@@ -32,9 +38,16 @@ public struct ChannelProducer: Sendable {
     public func push<Payloads: Sequence>(batch: Payloads) async throws -> ClosedRange<UInt64>
     where Payloads.Element: Sequence<UInt8> {
         let buffers = batch.map { ByteBuffer(bytes: $0) }
-        precondition(!buffers.isEmpty, "a batch holds at least one message")
+        guard !buffers.isEmpty else { throw CometError(code: .invalidArgument, message: "a batch holds at least one message") }
+        try checkSize(1 + 4 + 8 + 4 + buffers.reduce(0) { $0 + 4 + $1.readableBytes })
         let reply = try await client.request(.pushBatch(channel: id, payloads: buffers)) { try PushReply(from: &$0) }
         return reply.firstSequence...(reply.firstSequence + UInt64(reply.count) - 1)
+    }
+
+    private func checkSize(_ frameBody: Int) throws {
+        guard frameBody <= Int(client.server.maxFrameSize) else {
+            throw CometError(code: .invalidArgument, message: "a frame of \(frameBody) bytes exceeds the daemon's maximum of \(client.server.maxFrameSize)")
+        }
     }
 
     /// Closes the channel: readers get what is buffered, then `ChannelClosed`. Returns the last sequence number.

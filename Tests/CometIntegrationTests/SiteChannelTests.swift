@@ -227,3 +227,25 @@ final class SiteChannelIntegrationTests: XCTestCase {
         }
     }
 }
+
+extension SiteChannelIntegrationTests {
+    func testLargestPayloadPassesAndALargerOneIsRefusedByTheClient() async throws {
+        let p = try await connect()
+        let producer = try await p.create("big", size: 2)
+        let c = try await connect()
+        let subscription = try await c.subscribe("big")
+        let largest = [UInt8](repeating: 0x5A, count: producer.maxPayloadSize)
+        try await producer.push(largest)
+        do {
+            try await producer.push(largest + [0])
+            XCTFail("oversized payload sent")
+        } catch let error as CometError {
+            XCTAssertEqual(error.code, .invalidArgument)
+        }
+        let (got, _) = await drain(subscription, limit: 1)
+        XCTAssertEqual(got.first?.payload.count, largest.count)
+        try await p.ping()
+        await p.close()
+        await c.close()
+    }
+}
