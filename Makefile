@@ -13,7 +13,7 @@ run: release
 test:
 	scripts/ensure-deps test
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 build:
 	scripts/ensure-deps
