@@ -53,24 +53,28 @@ final class BenchSocket {
     }
 
     /// Reads at least one more chunk into `buffer`; false on end of stream.
+    /// Reads into a reused scratch area and appends what came: no allocation or zeroing per read.
     func fill() -> Bool {
-        if start > 0, start == buffer.count {
+        if start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             start = 0
         } else if start > 1 << 20 {
             buffer.removeFirst(start)
             start = 0
         }
+        let want = 262_144
         let old = buffer.count
-        buffer.reserveCapacity(old + 262_144)
+        if buffer.capacity < old + want { buffer.reserveCapacity(max(buffer.capacity * 2, old + want)) }
         var n = 0
-        buffer.append(contentsOf: repeatElement(0, count: 262_144))
-        buffer.withUnsafeMutableBytes { raw in
-            n = recv(fd, raw.baseAddress! + old, 262_144, 0)
+        scratch.withUnsafeMutableBytes { raw in
+            n = recv(fd, raw.baseAddress!, min(raw.count, want), 0)
         }
-        buffer.removeLast(262_144 - max(n, 0))
+        if n > 0 { buffer.append(contentsOf: scratch[0..<n]) }
         return n > 0
     }
+
+    /// Receive area reused by every read.
+    private var scratch = [UInt8](repeating: 0, count: 262_144)
 
     /// Reads and drops whatever is already buffered in the socket.
     func drainWithoutBlocking() {

@@ -36,6 +36,9 @@ struct CometBench: ParsableCommand {
     @Option(help: "With --socket: the daemon's pid, for the memory run (skipped without it).")
     var pid: Int32?
 
+    @Flag(inversion: .prefixedNo, help: "Pin the daemon to the last core and the benchmark's clients to the others (steadier tails on a small machine).")
+    var pin = true
+
     @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory.")
     var only: String = "1to1,fanout,latency,memory"
 
@@ -46,7 +49,7 @@ struct CometBench: ParsableCommand {
         setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         let selected = Set(only.split(separator: ",").map(String.init))
 
-        print("cometd benchmark: 64-byte payloads, \(ProcessInfo.processInfo.activeProcessorCount) cores, daemon \(socket ?? cometd)")
+        print("cometd benchmark: 64-byte payloads, \(ProcessInfo.processInfo.activeProcessorCount) cores, daemon \(socket ?? cometd)\(pin && socket == nil ? ", daemon pinned to the last core" : "")")
         if selected.contains("1to1") {
             let one = try withDaemon { s, _ in try s.oneToOne(total: messages) }
             print(String(format: "1 producer → 1 consumer:        %10.0f msgs/s  (%d messages)", one, messages))
@@ -86,8 +89,16 @@ struct CometBench: ParsableCommand {
         mkdir(directory, 0o700)
         let path = directory + "/comet.sock"
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: cometd)
-        daemon.arguments = ["--socket", path, "--log-level", "warning"]
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let taskset = "/usr/bin/taskset"
+        if pin, cores >= 2, FileManager.default.isExecutableFile(atPath: taskset) {
+            daemon.executableURL = URL(fileURLWithPath: taskset)
+            daemon.arguments = ["-c", "\(cores - 1)", cometd, "--socket", path, "--log-level", "warning"]
+            pinSelf(to: 0..<(cores - 1))
+        } else {
+            daemon.executableURL = URL(fileURLWithPath: cometd)
+            daemon.arguments = ["--socket", path, "--log-level", "warning"]
+        }
         try daemon.run()
         defer {
             daemon.terminate()
@@ -97,4 +108,14 @@ struct CometBench: ParsableCommand {
         for _ in 0..<400 where (try? BenchSocket(path: path)) == nil { usleep(25_000) }
         return try body(Scenarios(socket: path), daemon.processIdentifier)
     }
+}
+
+/// Restricts this process (and the threads it starts later) to `cores`.
+func pinSelf(to cores: Range<Int>) {
+    let taskset = Process()
+    taskset.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+    taskset.arguments = ["-a", "-p", "-c", "\(cores.lowerBound)-\(cores.upperBound - 1)", "\(getpid())"]
+    taskset.standardOutput = FileHandle.nullDevice
+    try? taskset.run()
+    taskset.waitUntilExit()
 }

@@ -34,8 +34,7 @@ extension Broker {
                     reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
                     return
                 }
-                let allocator = conn.context.channel.allocator
-                let first = try channel.push(contentsOf: payloads.lazy.map { Self.copy($0, allocator) })
+                let first = try channel.push(contentsOf: Self.copy(payloads, conn.context.channel.allocator))
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
                     PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
                 }
@@ -78,6 +77,14 @@ extension Broker {
     }
 
     /// Copies a payload out of the read buffer, so a ring never pins a socket's receive buffers.
+    /// Copies a batch into one allocation of exactly its payload bytes and returns a slice per
+    /// message: one allocation per batch, not per message, and no read buffer is pinned.
+    private static func copy(_ payloads: [ByteBuffer], _ allocator: ByteBufferAllocator) -> [ByteBuffer] {
+        var block = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
+        for payload in payloads { block.writeImmutableBuffer(payload) }
+        return payloads.map { block.readSlice(length: $0.readableBytes)! }
+    }
+
     private static func copy(_ payload: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         var copy = allocator.buffer(capacity: payload.readableBytes)
         copy.writeImmutableBuffer(payload)
