@@ -111,6 +111,14 @@ public final class CometClient: Sendable {
         return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
     }
 
+    /// Creates a newest channel (Eliom's `create_newest`): site scope, only the latest message is
+    /// kept; a subscriber gets the current value at once, then each newer one, skipping values it
+    /// was too slow for (sequence numbers then jump), and never gets `ChannelFull`.
+    public func createNewest(_ name: String) async throws -> ChannelProducer {
+        let reply = try await request(.create(name: name, kind: .newest, size: 1)) { try CreateReply(from: &$0) }
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+    }
+
     /// Subscribes to the channel `name`.
     ///
     /// - Parameters:

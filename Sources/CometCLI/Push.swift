@@ -22,6 +22,9 @@ struct Push: AsyncParsableCommand {
     @Option(name: .long, help: "Ring size of the channel, in messages (default 1000).")
     var size: Int?
 
+    @Flag(name: .long, help: "Create a newest channel: only the latest message is kept and readers skip to it.")
+    var newest = false
+
     @Option(name: .long, help: "Seconds to keep the channel open after the last message.")
     var linger: Double = 0
 
@@ -31,7 +34,7 @@ struct Push: AsyncParsableCommand {
     func run() async throws {
         try await running {
             let client = try await connection.connect()
-            let producer = try await client.create(channel, size: size)
+            let producer = newest ? try await client.createNewest(channel) : try await client.create(channel, size: size)
             if messages.isEmpty {
                 for try await line in StandardInputLines() {
                     let seq = try await producer.push(line)

@@ -32,8 +32,10 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
 
     /// Creates a channel owned by `owner` and hands over the readers that were waiting for its name.
     ///
-    /// - Parameter size: ring size; 0 means `limits.defaultSize`.
-    public func create(name: String, size: Int, owner: UInt64) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
+    /// - Parameters:
+    ///   - size: ring size; 0 means `limits.defaultSize`. Ignored (1) for a newest channel.
+    ///   - newestOnly: create a newest channel (latest value only).
+    public func create(name: String, size: Int, owner: UInt64, newestOnly: Bool = false) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
         try ChannelName.validate(name)
         let size = size == 0 ? limits.defaultSize : size
         guard size >= 1, size <= limits.maxSize else {
@@ -43,7 +45,8 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
         guard byName.count < limits.maxChannels else {
             throw ChannelRefusal(.limitExceeded, "the daemon already holds \(limits.maxChannels) channels")
         }
-        let channel = SiteChannel<Payload>(id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner)
+        let channel = SiteChannel<Payload>(
+            id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner, newestOnly: newestOnly)
         nextID += 1
         byName[name] = channel
         byID[channel.id] = channel

@@ -1,5 +1,8 @@
 /// A site-scope channel: a name, an epoch, and one ring shared by every reader.
 ///
+/// A *newest* channel (Eliom's `create_newest`) keeps only its last message, and a reader that
+/// falls behind skips to it instead of getting `full`.
+///
 /// Readers are cursors (a sequence number each) held by the connection layer; the channel only
 /// counts them, per reader id, so that it can report them and tell whom to wake.
 /// The hot paths are inlinable so that the daemon gets them specialized for its payload type.
@@ -12,6 +15,8 @@ public final class SiteChannel<Payload> {
     public let epoch: UInt64
     /// The connection (or other owner) that may push to and close the channel.
     public let owner: UInt64
+    /// Whether only the latest message counts (a newest channel).
+    public let keepsNewestOnly: Bool
     @usableFromInline var messages: MessageRing<Payload>
     @usableFromInline var closed = false
     /// Subscriptions per reader id.
@@ -19,12 +24,14 @@ public final class SiteChannel<Payload> {
     /// Total subscriptions.
     public private(set) var subscriberCount = 0
 
-    public init(id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64) {
+    /// - Parameter newestOnly: a newest channel; `size` is then 1 whatever is passed.
+    public init(id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64, newestOnly: Bool = false) {
+        self.keepsNewestOnly = newestOnly
         self.id = id
         self.name = name
         self.epoch = epoch
         self.owner = owner
-        self.messages = MessageRing(capacity: size)
+        self.messages = MessageRing(capacity: newestOnly ? 1 : size)
     }
 
     /// The messages kept.
@@ -64,6 +71,18 @@ public final class SiteChannel<Payload> {
     public func start(at position: Position) throws(ChannelRefusal) -> Start {
         let first = messages.firstSequence
         let last = messages.lastSequence
+        if keepsNewestOnly {
+            // The current value at once, whatever was asked, except `last 0` (only what comes next).
+            switch position {
+            case .last(0): return .at(last + 1)
+            case .from(let n) where n == 0:
+                throw ChannelRefusal(.invalidPosition, "sequence numbers start at 1")
+            case .from(let n) where n > last + 1:
+                throw ChannelRefusal(.positionAhead, "channel '\(name)' has reached sequence \(last); \(n) does not exist yet")
+            case .from(let n) where n == last + 1: return .at(n)
+            default: return .at(first)
+            }
+        }
         switch position {
         case .next:
             return .at(last + 1)
@@ -80,7 +99,14 @@ public final class SiteChannel<Payload> {
         }
     }
 
-    /// What a reader whose next message is `sequence` finds.
+    /// Where a reader whose next message is `sequence` actually resumes: the same number, or for a
+    /// newest channel that moved on, its latest message.
+    @inlinable
+    public func catchUp(_ sequence: UInt64) -> UInt64 {
+        keepsNewestOnly ? max(sequence, messages.firstSequence) : sequence
+    }
+
+    /// What a reader whose next message is `sequence` finds (after `catchUp`).
     @inlinable
     public func read(at sequence: UInt64) -> ReadResult<Payload> {
         if let payload = messages[sequence] { return .message(payload) }

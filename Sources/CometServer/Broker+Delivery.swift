@@ -49,7 +49,7 @@ extension Broker {
             var more = false
             for (id, sub) in conn.subscriptions {
                 guard let channel = sub.channel else { continue }
-                var cursor = sub.cursor
+                var cursor = channel.catchUp(sub.cursor)
                 // Copy the ring out once (a reference, not the messages): no per-message access checks.
                 let ring = channel.ring
                 let last = ring.lastSequence

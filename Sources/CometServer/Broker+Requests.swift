@@ -58,7 +58,7 @@ extension Broker {
             case .list:
                 let infos = registry.byName.values.sorted { $0.name < $1.name }.map { c in
                     ChannelInfo(
-                        name: c.name, kind: .buffered, scope: 0, size: UInt32(c.size), buffered: UInt32(c.ring.count),
+                        name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size), buffered: UInt32(c.ring.count),
                         subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence, epoch: c.epoch)
                 }
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { ListReply(channels: infos).write(to: &$0) }
@@ -108,14 +108,14 @@ extension Broker {
     }
 
     private func create(_ requestID: UInt32, name: String, kind: ChannelKind, size: UInt32, _ conn: ConnectionState) throws(ChannelRefusal) {
-        guard kind == .buffered else {
-            reply(error: .unsupported, "channel kind \(kind.rawValue) is not served by protocol v1 of this daemon", to: requestID, conn)
+        guard kind == .buffered || kind == .newest else {
+            reply(error: .unsupported, "channel kind \(kind.rawValue) is not served by this daemon", to: requestID, conn)
             return
         }
         guard conn.ownedChannels < configuration.maxChannelsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
         }
-        let (channel, waiters) = try registry.create(name: name, size: Int(size), owner: conn.id)
+        let (channel, waiters) = try registry.create(name: name, size: Int(size), owner: conn.id, newestOnly: kind == .newest)
         conn.ownedChannels += 1
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)

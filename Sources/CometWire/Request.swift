@@ -38,18 +38,29 @@ public enum SubscribePosition: Hashable, Sendable {
     }
 }
 
-/// Channel kinds of the CREATE request. v1 serves `buffered` (site scope); the others are reserved.
+/// Channel kinds of the CREATE request.
 public struct ChannelKind: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// A site-scope channel with a ring of `size` messages shared by all readers.
     public static let buffered = ChannelKind(rawValue: 0)
-    /// Reserved: site scope, latest value only.
+    /// Site scope, latest value only (Eliom's `create_newest`).
     public static let newest = ChannelKind(rawValue: 1)
     /// Reserved: client-process scope.
     public static let `private` = ChannelKind(rawValue: 2)
     /// Reserved: client-process scope, pulled from the producer.
     public static let unlimited = ChannelKind(rawValue: 3)
+
+    /// Lower-case name for people: `buffered`, `newest`, `private`, `unlimited`, or the number.
+    public var name: String {
+        switch self {
+        case .buffered: return "buffered"
+        case .newest: return "newest"
+        case .private: return "private"
+        case .unlimited: return "unlimited"
+        default: return "kind\(rawValue)"
+        }
+    }
 }
 
 /// A client-to-server frame: an operation and the request id its answer will carry.

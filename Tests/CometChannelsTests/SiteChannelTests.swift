@@ -72,3 +72,30 @@ final class SiteChannelTests: XCTestCase {
         XCTAssertEqual(c.readers, [1: 1])
     }
 }
+
+final class NewestChannelTests: XCTestCase {
+    func testKeepsOnlyTheLatestAndReadersSkipToIt() throws {
+        let c = SiteChannel<Int>(id: 1, name: "n", epoch: 1, size: 500, owner: 1, newestOnly: true)
+        XCTAssertEqual(c.size, 1)
+        XCTAssertEqual(try c.start(at: .next), .at(1), "no value yet: wait for the first")
+        for i in 1...10 { try c.push(i) }
+        XCTAssertEqual(c.ring.count, 1)
+        for position in [Position.next, .oldest, .last(3), .from(2)] {
+            XCTAssertEqual(try c.start(at: position), .at(10), "\(position): the current value at once, never full")
+        }
+        XCTAssertEqual(try c.start(at: .last(0)), .at(11))
+        XCTAssertEqual(try c.start(at: .from(11)), .at(11))
+        XCTAssertThrowsError(try c.start(at: .from(12)))
+        // A reader at 3 that fell behind catches up to the newest instead of getting full.
+        XCTAssertEqual(c.catchUp(3), 10)
+        guard case .message(10) = c.read(at: c.catchUp(3)) else { return XCTFail() }
+        XCTAssertEqual(c.catchUp(11), 11)
+    }
+
+    func testBufferedChannelsDoNotSkip() throws {
+        let c = SiteChannel<Int>(id: 1, name: "b", epoch: 1, size: 2, owner: 1)
+        for i in 1...5 { try c.push(i) }
+        XCTAssertEqual(c.catchUp(1), 1)
+        guard case .full(firstAvailable: 4) = c.read(at: 1) else { return XCTFail() }
+    }
+}

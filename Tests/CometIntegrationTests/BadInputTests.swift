@@ -108,7 +108,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try c.expectError(c.send(.create(name: "no spaces", kind: .buffered, size: 0))), .invalidName)
         XCTAssertEqual(try c.expectError(c.send(.create(name: String(repeating: "n", count: 300), kind: .buffered, size: 0))), .invalidName)
         XCTAssertEqual(try c.expectError(c.send(.create(name: "ok", kind: .buffered, size: 2_000_000))), .invalidArgument)
-        XCTAssertEqual(try c.expectError(c.send(.create(name: "ok", kind: .newest, size: 0))), .unsupported)
+        XCTAssertEqual(try c.expectError(c.send(.create(name: "ok", kind: .private, size: 0))), .unsupported)
         XCTAssertEqual(try c.expectError(c.send(.subscribe(name: "nothing", position: .next, epoch: 0, wait: false))), .noSuchChannel)
         XCTAssertEqual(try c.expectError(c.send(.unsubscribe(subscription: 77))), .noSuchSubscription)
         XCTAssertEqual(try c.expectError(c.send(.push(channel: 12345, payload: ByteBuffer()))), .noSuchChannel)

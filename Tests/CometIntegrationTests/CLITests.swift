@@ -67,7 +67,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(lines.first?.split(separator: " ", omittingEmptySubsequences: true).prefix(6),
                        ["NAME", "SCOPE", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST"])
         let row = try XCTUnwrap(lines.first { $0.hasPrefix("tail ") }).split(separator: " ", omittingEmptySubsequences: true)
-        XCTAssertEqual(Array(row.prefix(6)), ["tail", "site", "3", "3", "0", "4"])
+        XCTAssertEqual(Array(row.prefix(7)), ["tail", "site", "3", "3", "0", "4", "buffered"])
     }
 
     func testExitCodes() throws {

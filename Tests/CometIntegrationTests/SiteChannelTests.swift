@@ -249,3 +249,52 @@ extension SiteChannelIntegrationTests {
         await c.close()
     }
 }
+
+extension SiteChannelIntegrationTests {
+    func testNewestChannelConflatesAndNeverOverflows() async throws {
+        let p = try await connect()
+        let temperature = try await p.createNewest("temperature")
+        let early = try await connect()
+        let waiting = try await early.subscribe("temperature")
+        try await temperature.push("20")
+        let first = await drain(waiting, limit: 1)
+        XCTAssertEqual(first.0.map(\.string), ["20"])
+
+        // A reader that does not read while 5000 values go by: no FULL, it ends on the newest.
+        let slow = try RawConnection(daemon.socketPath, receiveBuffer: 4096)
+        _ = try slow.hello()
+        var body = try slow.expectOK(slow.send(.subscribe(name: "temperature", position: .next, epoch: 0, wait: false)))
+        let sub = try SubscribeReply(from: &body)
+        XCTAssertEqual(sub.nextSequence, 1, "the current value comes at once")
+        for batch in 0..<50 {
+            try await temperature.push(batch: (0..<100).map { Array("\(21 + batch * 100 + $0)".utf8) })
+        }
+        var sequences: [UInt64] = []
+        var last = ""
+        while sequences.last != 5001, let frame = try slow.read() {
+            switch frame {
+            case .message(sub.subscription, let seq, let payload):
+                sequences.append(seq)
+                last = String(buffer: payload)
+            case .full: XCTFail("a newest channel never overflows")
+            default: continue
+            }
+        }
+        XCTAssertEqual(sequences.first, 1)
+        XCTAssertEqual(last, "5020")
+        XCTAssertEqual(sequences, sequences.sorted(), "in order")
+        XCTAssertLessThan(sequences.count, 5001, "values it was too slow for were skipped")
+
+        // A late subscriber gets the current value at once.
+        let late = try await connect()
+        let now = try await late.subscribe("temperature")
+        let current = await drain(now, limit: 1)
+        XCTAssertEqual(current.0.map(\.string), ["5020"])
+        let info = try await late.channels().first { $0.name == "temperature" }
+        XCTAssertEqual(info?.kind, .newest)
+        XCTAssertEqual(info?.size, 1)
+        await early.close()
+        await late.close()
+        await p.close()
+    }
+}
