@@ -24,6 +24,13 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var readHeld = false
     /// Why the connection ended, once it did.
     private(set) var failure: ConnectionError?
+    /// OFFER and ENDED events, for `CometClient.events`.
+    let events: AsyncStream<ClientEvent>.Continuation
+    let eventStream: AsyncStream<ClientEvent>
+
+    init() {
+        (eventStream, events) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -110,6 +117,10 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                 $0.nextSequence = next
                 $0.waiting = false
             }
+        case .offer(let channel, let kind, let epoch, let name):
+            events.yield(.offer(channel: channel, name: name, kind: kind, epoch: epoch))
+        case .ended(let channel, let code, let message):
+            events.yield(.ended(channel: channel, code: code, message: message))
         }
     }
 
@@ -188,6 +199,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private func fail(_ error: ConnectionError) {
         if failure == nil { failure = error }
+        events.finish()
         let error = failure!
         let waiting = pending
         pending = [:]

@@ -29,10 +29,13 @@ public final class CometClient: Sendable {
         CometProtocol.defaultSocketPath(environment: ProcessInfo.processInfo.environment, isRoot: geteuid() == 0)
     }
 
-    /// Connects and performs the handshake.
-    /// - Throws: `ConnectionError` (`.unreachable` when no daemon answers, `.versionMismatch`).
+    /// Connects and performs the handshake; with `resuming`, also takes that session back
+    /// (its private channels are then offered again through `events`).
+    /// - Throws: `ConnectionError` (`.unreachable` when no daemon answers, `.versionMismatch`);
+    ///   `CometError` with `.noSuchSession`, `.badToken` or `.wrongUser` when the resume is refused.
     public static func connect(
-        to socketPath: String? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        to socketPath: String? = nil, resuming: SessionCredentials? = nil,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> CometClient {
         guard let path = socketPath ?? defaultSocketPath else {
             throw ConnectionError(.unreachable, "no socket path: set COMET_SOCKET or XDG_RUNTIME_DIR, or name one")
@@ -51,9 +54,17 @@ public final class CometClient: Sendable {
         }
         let client = CometClient(channel: channel, handler: handler, server: HelloReply(
             version: 0, maxFrameSize: 0, maxChannelSize: 0, maxNameLength: 0, sessionID: 0), socketPath: path)
-        let hello: HelloReply
+        var hello: HelloReply
         do {
             hello = try await client.request(.hello(versions: [CometProtocol.version])) { try HelloReply(from: &$0) }
+            if let resuming {
+                _ = try await client.request(.resume(session: resuming.id, tokenHigh: resuming.tokenHigh, tokenLow: resuming.tokenLow)) {
+                    try ResumeReply(from: &$0).session
+                }
+                hello.sessionID = resuming.id
+                hello.tokenHigh = resuming.tokenHigh
+                hello.tokenLow = resuming.tokenLow
+            }
         } catch {
             try? await channel.close()
             throw error
@@ -86,6 +97,47 @@ public final class CometClient: Sendable {
                     promise.fail(error)
                 }
             }
+        }
+    }
+
+    /// This client's session: `id` is what producers address private channels to; the token
+    /// resumes it from a new connection (`connect(resuming:)`).
+    public var session: SessionCredentials {
+        SessionCredentials(id: server.sessionID, tokenHigh: server.tokenHigh, tokenLow: server.tokenLow)
+    }
+
+    /// Offers of private channels for this session, and ends of channels this client produces.
+    /// Finishes when the connection ends. Iterate it from one task.
+    public var events: AsyncStream<ClientEvent> { handler.eventStream }
+
+    /// Creates a private (client-process) channel addressed to session `session` (Eliom's default
+    /// scope). Only a connection of that session can read it, once; it keeps messages until they
+    /// are acknowledged, at most `size` (default 1000): one more overflows it (`CometError`
+    /// `.channelFull` on the push, `ChannelFull` for the reader).
+    public func createPrivate(_ name: String, for session: UInt64, size: Int? = nil) async throws -> ChannelProducer {
+        let reply = try await request(.createPrivate(name: name, kind: .private, size: UInt32(clamping: size ?? 0), session: session)) {
+            try CreateReply(from: &$0)
+        }
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+    }
+
+    /// Subscribes to the private channel `name` of this client's session. Delivery starts at the
+    /// first message not yet acknowledged; the subscription acknowledges each message when the
+    /// next one is asked for (and at the end), so messages are never lost across a resume and at
+    /// most one is delivered twice.
+    public func subscribePrivate(_ name: String) async throws -> CometSubscription {
+        try await subscribe(name, from: .next, epoch: nil, wait: false, scope: .clientProcess)
+    }
+
+    /// The live sessions (never their tokens).
+    public func sessions() async throws -> [SessionInfo] {
+        try await request(.sessions) { try SessionsReply(from: &$0).sessions }
+    }
+
+    func acknowledge(_ subscription: UInt32, through sequence: UInt64) {
+        let handler = self.handler
+        channel.eventLoop.execute {
+            handler.send(.ack(subscription: subscription, sequence: sequence)) { _ in }
         }
     }
 
@@ -128,10 +180,16 @@ public final class CometClient: Sendable {
     public func subscribe(
         _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false
     ) async throws -> CometSubscription {
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site)
+    }
+
+    private func subscribe(
+        _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope
+    ) async throws -> CometSubscription {
         let handler = self.handler
         let loop = channel.eventLoop
         let client = self
-        return try await request(.subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait)) { body in
+        return try await request(.subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope)) { body in
             let reply = try SubscribeReply(from: &body)
             let info = NIOLockedValueBox(
                 SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting))
@@ -140,7 +198,9 @@ public final class CometClient: Sendable {
                 finishOnDeinit: true,
                 delegate: SinkDelegate(eventLoop: loop, handler: handler, subscription: reply.subscription))
             handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info))
-            return CometSubscription(client: client, id: reply.subscription, name: name, info: info, messages: made.sequence)
+            return CometSubscription(
+                client: client, id: reply.subscription, name: name, info: info, messages: made.sequence,
+                acknowledges: scope == .clientProcess)
         }
     }
 

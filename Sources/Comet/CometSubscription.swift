@@ -19,13 +19,19 @@ public struct CometSubscription: AsyncSequence, Sendable {
     private let client: CometClient
     private let state: NIOLockedValueBox<SubscriptionInfo>
     private let messages: MessageSequence
+    /// Private channels: acknowledge what the consumer has taken.
+    private let acknowledges: Bool
 
-    init(client: CometClient, id: UInt32, name: String, info: NIOLockedValueBox<SubscriptionInfo>, messages: MessageSequence) {
+    init(
+        client: CometClient, id: UInt32, name: String, info: NIOLockedValueBox<SubscriptionInfo>, messages: MessageSequence,
+        acknowledges: Bool = false
+    ) {
         self.client = client
         self.id = id
         self.name = name
         self.state = info
         self.messages = messages
+        self.acknowledges = acknowledges
     }
 
     /// Epoch, first sequence and waiting state, as last reported by the daemon.
@@ -38,13 +44,28 @@ public struct CometSubscription: AsyncSequence, Sendable {
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: MessageSequence.AsyncIterator
+        let acknowledger: (client: CometClient, subscription: UInt32)?
+        /// The last message handed out, acknowledged when the next one is asked for.
+        var taken: UInt64?
 
         public mutating func next() async throws -> CometMessage? {
-            try await base.next()
+            if let taken, let acknowledger {
+                acknowledger.client.acknowledge(acknowledger.subscription, through: taken)
+                self.taken = nil
+            }
+            let message = try await base.next()
+            taken = message?.sequence
+            return message
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: messages.makeAsyncIterator())
+        AsyncIterator(base: messages.makeAsyncIterator(), acknowledger: acknowledges ? (client, id) : nil)
+    }
+
+    /// For a private channel: acknowledges everything up to `sequence` now, e.g. before leaving a
+    /// loop with `break` (iteration acknowledges a message only when the next one is asked for).
+    public func acknowledge(through sequence: UInt64) {
+        client.acknowledge(id, through: sequence)
     }
 }

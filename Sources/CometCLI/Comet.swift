@@ -11,15 +11,15 @@ struct CometCommand: AsyncParsableCommand {
             3 listen ended because the channel closed; 64 usage; 69 no daemon answers; 74 connection lost; \
             76 protocol version mismatch.
             """,
-        subcommands: [Push.self, Listen.self, Channels.self])
+        subcommands: [Push.self, Listen.self, Channels.self, Sessions.self])
 }
 
 struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "cometd socket (default: $COMET_SOCKET, /run/comet/comet.sock as root, else $XDG_RUNTIME_DIR/comet/comet.sock).")
     var socket: String?
 
-    func connect() async throws -> CometClient {
-        try await CometClient.connect(to: socket)
+    func connect(resuming: SessionCredentials? = nil) async throws -> CometClient {
+        try await CometClient.connect(to: socket, resuming: resuming)
     }
 }
 

@@ -32,13 +32,27 @@ struct Listen: AsyncParsableCommand {
     @Flag(name: .long, help: "Prefix each line with the message's sequence number and a tab.")
     var showSeq = false
 
+    @Flag(name: .long, help: "Read the private channel of that name addressed to this session; prints `session ID` on stderr and waits for a producer to create it.")
+    var `private` = false
+
+    @Option(name: .long, help: "With --private: keep the session in this file (ID:TOKEN, mode 0600) and resume it on the next run.")
+    var sessionFile: String?
+
     @Option(name: .long, help: "Exit with status 0 after this many messages.")
     var count: Int?
 
     func run() async throws {
         try await running {
-            let client = try await connection.connect()
-            let subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait)
+            let file = sessionFile.map(SessionFile.init)
+            let client = try await connection.connect(resuming: file?.load())
+            let subscription: CometSubscription
+            if self.private {
+                try file?.save(client.session)
+                printError("session \(String(client.session.id, radix: 16))")
+                subscription = try await privateSubscription(client)
+            } else {
+                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait)
+            }
             var received = 0
             if count == 0 { return }
             for try await message in subscription {
@@ -49,9 +63,27 @@ struct Listen: AsyncParsableCommand {
                 line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
                 fflush(stdout)
                 received += 1
-                if let count, received >= count { break }
+                if let count, received >= count {
+                    subscription.acknowledge(through: message.sequence)
+                    try await client.ping()
+                    break
+                }
             }
             await client.close()
+        }
+    }
+}
+
+extension Listen {
+    /// Subscribes to the private channel as soon as it is offered (it may exist already).
+    func privateSubscription(_ client: CometClient) async throws -> CometSubscription {
+        do {
+            return try await client.subscribePrivate(channel)
+        } catch let error as CometError where error.code == .noSuchChannel {
+            for await event in client.events {
+                if case .offer(_, channel, _, _) = event { return try await client.subscribePrivate(channel) }
+            }
+            throw ConnectionError(.lost, "the connection to cometd closed")
         }
     }
 }

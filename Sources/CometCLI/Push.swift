@@ -22,6 +22,9 @@ struct Push: AsyncParsableCommand {
     @Option(name: .long, help: "Ring size of the channel, in messages (default 1000).")
     var size: Int?
 
+    @Option(name: .long, help: "Create a private channel for this session id (hex, as `comet listen --private` prints it).")
+    var session: String?
+
     @Flag(name: .long, help: "Create a newest channel: only the latest message is kept and readers skip to it.")
     var newest = false
 
@@ -34,7 +37,15 @@ struct Push: AsyncParsableCommand {
     func run() async throws {
         try await running {
             let client = try await connection.connect()
-            let producer = newest ? try await client.createNewest(channel) : try await client.create(channel, size: size)
+            let producer: ChannelProducer
+            if let session {
+                guard let id = UInt64(session, radix: 16) else { throw ValidationError("--session takes a hex session id") }
+                producer = try await client.createPrivate(channel, for: id, size: size)
+            } else if newest {
+                producer = try await client.createNewest(channel)
+            } else {
+                producer = try await client.create(channel, size: size)
+            }
             if messages.isEmpty {
                 for try await line in StandardInputLines() {
                     let seq = try await producer.push(line)

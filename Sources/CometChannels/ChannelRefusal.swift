@@ -11,6 +11,8 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case positionAhead
         case limitExceeded
         case epochMismatch
+        case channelFull
+        case alreadySubscribed
     }
 
     public var code: Code

@@ -48,33 +48,33 @@ extension Broker {
             var advanced: [(UInt32, UInt64)] = []
             var more = false
             for (id, sub) in conn.subscriptions {
-                guard let channel = sub.channel else { continue }
-                var cursor = channel.catchUp(sub.cursor)
-                // Copy the ring out once (a reference, not the messages): no per-message access checks.
-                let ring = channel.ring
-                let last = ring.lastSequence
-                while cursor <= last, let payload = ring[cursor] {
-                    if out.writerIndex >= limit {
-                        more = true
-                        break
-                    }
-                    ServerFrame.writeMessage(subscription: id, sequence: cursor, payload: payload, into: &out)
-                    cursor += 1
-                }
-                if !more {
-                    switch channel.read(at: cursor) {
-                    case .message, .caughtUp:
-                        break
-                    case .full(let first):
-                        ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
-                        ended.append(id)
-                    case .closed(let last):
-                        ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &out)
-                        ended.append(id)
-                    }
+                let cursor: UInt64
+                let state: ReadResult<ByteBuffer>
+                switch sub.source {
+                case .site(let channel):
+                    (cursor, more) = Self.copyMessages(
+                        subscription: id, from: channel.catchUp(sub.cursor), of: channel.ring, into: &out, limit: limit)
+                    state = channel.read(at: cursor)
+                case .clientProcess(let channel):
+                    (cursor, more) = Self.copyMessages(subscription: id, from: sub.cursor, of: channel.ring, into: &out, limit: limit)
+                    state = channel.read(at: cursor)
+                    // Closed and everything delivered: nothing more can come.
+                    if !more, case .closed = state { forgetPrivate(channel) }
+                case nil:
+                    continue
                 }
                 if cursor != sub.cursor { advanced.append((id, cursor)) }
                 if more { break }
+                switch state {
+                case .message, .caughtUp:
+                    break
+                case .full(let first):
+                    ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
+                    ended.append(id)
+                case .closed(let last):
+                    ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &out)
+                    ended.append(id)
+                }
             }
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
@@ -84,6 +84,23 @@ extension Broker {
             if more { markDirty(conn) }
         }
         flush(conn)
+    }
+
+    /// Copies the messages from `cursor` on into `out`, until the ring has no more or `out` reaches
+    /// `limit`. The ring is copied out once (a reference, not the messages), so there is no
+    /// per-message access check. Returns the new cursor and whether the limit stopped it.
+    @inline(__always)
+    static func copyMessages(
+        subscription id: UInt32, from start: UInt64, of ring: MessageRing<ByteBuffer>, into out: inout ByteBuffer, limit: Int
+    ) -> (UInt64, Bool) {
+        var cursor = start
+        let last = ring.lastSequence
+        while cursor <= last, let payload = ring[cursor] {
+            if out.writerIndex >= limit { return (cursor, true) }
+            ServerFrame.writeMessage(subscription: id, sequence: cursor, payload: payload, into: &out)
+            cursor += 1
+        }
+        return (cursor, false)
     }
 
     /// Hands the outbox to the socket.
@@ -98,3 +115,4 @@ extension Broker {
         if conn.inputClosed { closeAfterFlush(conn) }
     }
 }
+

@@ -21,6 +21,35 @@ extension Broker {
                 return
             case .create(let name, let kind, let size):
                 try create(request.id, name: name, kind: kind, size: size, conn)
+            case .push(let channelID, let payload) where channelID >> 63 == 1:
+                let channel = try ownedPrivate(channelID, conn)
+                let seq = try pushPrivate(channel, Self.copy(payload, conn.context.channel.allocator))
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    PushReply(firstSequence: seq, count: 1).write(to: &$0)
+                }
+                wakeReader(of: channel)
+            case .pushBatch(let channelID, let payloads) where channelID >> 63 == 1:
+                let channel = try ownedPrivate(channelID, conn)
+                guard !payloads.isEmpty else {
+                    reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
+                    return
+                }
+                var first: UInt64 = 0
+                for payload in Self.copy(payloads, conn.context.channel.allocator) {
+                    let seq = try pushPrivate(channel, payload)
+                    if first == 0 { first = seq }
+                }
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
+                }
+                wakeReader(of: channel)
+            case .close(let channelID) where channelID >> 63 == 1:
+                let channel = try ownedPrivate(channelID, conn)
+                conn.ownedChannels -= 1
+                closePrivate(channel)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
+                    CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
+                }
             case .push(let channelID, let payload):
                 let channel = try registry.owned(channelID, by: conn.id)
                 let seq = try channel.push(Self.copy(payload, conn.context.channel.allocator))
@@ -46,8 +75,19 @@ extension Broker {
                     CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
                 }
                 wakeReaders(of: channel)
-            case .subscribe(let name, let position, let epoch, let wait):
+            case .subscribe(let name, _, _, _, .clientProcess):
+                try subscribePrivate(request.id, name: name, conn)
+            case .subscribe(let name, let position, let epoch, let wait, .site):
                 try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, conn)
+            case .resume(let session, let high, let low):
+                resume(request.id, session: session, token: SessionToken(high: high, low: low), conn)
+            case .createPrivate(let name, let kind, let size, let session):
+                try createPrivate(request.id, name: name, kind: kind, size: size, session: session, conn)
+            case .ack(let subscription, let sequence):
+                try acknowledge(request.id, subscription: subscription, sequence: sequence, conn)
+            case .sessions:
+                let infos = sessionInfos()
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { SessionsReply(sessions: infos).write(to: &$0) }
             case .unsubscribe(let id):
                 guard let sub = conn.subscriptions.removeValue(forKey: id) else {
                     reply(error: .noSuchSubscription, "no subscription \(id) on this connection", to: request.id, conn)
@@ -56,10 +96,17 @@ extension Broker {
                 detach(sub, of: conn)
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
             case .list:
-                let infos = registry.byName.values.sorted { $0.name < $1.name }.map { c in
+                var infos = registry.byName.values.sorted { $0.name < $1.name }.map { c in
                     ChannelInfo(
                         name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size), buffered: UInt32(c.ring.count),
                         subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence, epoch: c.epoch)
+                }
+                // Private channels: only this connection's own session's.
+                for handle in (conn.session?.channels.values).map(Array.init) ?? [] {
+                    guard let c = privateChannels[handle] else { continue }
+                    infos.append(ChannelInfo(
+                        name: c.name, kind: .private, scope: 1, size: UInt32(c.size), buffered: UInt32(c.unacknowledged),
+                        subscribers: c.reader == nil ? 0 : 1, lastSequence: c.lastSequence, epoch: c.epoch))
                 }
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { ListReply(channels: infos).write(to: &$0) }
             case .ping:
@@ -69,6 +116,33 @@ extension Broker {
             reply(error: error.wireCode, error.message, to: request.id, conn)
         }
         markDirty(conn)
+    }
+
+    /// The private channel `id`, checked to be owned by `conn`.
+    private func ownedPrivate(_ id: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) -> PrivateChannel<ByteBuffer> {
+        guard let channel = privateChannels[id], !channel.isClosed else {
+            throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)")
+        }
+        guard channel.owner == conn.id else {
+            throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
+        }
+        return channel
+    }
+
+    /// Pushes to a private channel; an overflow also ends its reader's subscription with FULL.
+    private func pushPrivate(_ channel: PrivateChannel<ByteBuffer>, _ payload: ByteBuffer) throws(ChannelRefusal) -> UInt64 {
+        do {
+            return try channel.push(payload)
+        } catch {
+            if channel.isFull { wakeReader(of: channel) }
+            throw error
+        }
+    }
+
+    /// Wakes the reader of a private channel, or, when a push overflowed it, ends its subscription.
+    func wakeReader(of channel: PrivateChannel<ByteBuffer>) {
+        touch(channel.session)
+        if let reader = channel.reader, let conn = connections[reader] { markDirty(conn) }
     }
 
     func reply(error code: ErrorCode, _ message: String, to requestID: UInt32, _ conn: ConnectionState) {
@@ -99,10 +173,11 @@ extension Broker {
             return
         }
         conn.handshaken = true
+        let session = openSession(for: conn)
         let reply = HelloReply(
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
-            sessionID: conn.sessionID)
+            sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }
@@ -124,7 +199,7 @@ extension Broker {
             guard let reader = connections[waiter.connection],
                 reader.subscriptions[waiter.subscription] != nil
             else { continue }
-            reader.subscriptions[waiter.subscription]!.channel = channel
+            reader.subscriptions[waiter.subscription]!.source = .site(channel)
             reader.subscriptions[waiter.subscription]!.cursor = 1
             channel.addReader(reader.id)
             ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1)
@@ -144,7 +219,7 @@ extension Broker {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
             let id = conn.allocateSubscriptionID()
             try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
-            conn.subscriptions[id] = Subscription(id: id, name: name, channel: nil, cursor: 0)
+            conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0)
             logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
@@ -160,7 +235,7 @@ extension Broker {
         let id = conn.allocateSubscriptionID()
         switch start {
         case .at(let seq):
-            conn.subscriptions[id] = Subscription(id: id, name: name, channel: channel, cursor: seq)
+            conn.subscriptions[id] = Subscription(id: id, name: name, source: .site(channel), cursor: seq)
             channel.addReader(conn.id)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq).write(to: &$0)
@@ -199,6 +274,8 @@ extension ChannelRefusal {
         case .positionAhead: return .positionAhead
         case .limitExceeded: return .limitExceeded
         case .epochMismatch: return .epochMismatch
+        case .channelFull: return .channelFull
+        case .alreadySubscribed: return .alreadySubscribed
         }
     }
 }

@@ -12,6 +12,12 @@ final class Broker {
     let configuration: ServerConfiguration
     let logger: Logger
     let registry: ChannelRegistry<ByteBuffer, WaiterKey>
+    let sessions = SessionRegistry()
+    /// Client-process channels by handle (handles with the top bit set).
+    var privateChannels: [UInt64: PrivateChannel<ByteBuffer>] = [:]
+    var nextPrivateID: UInt64 = 1
+    /// Last activity on a session's stateful channels, in uptime nanoseconds (wait_timeout's clock).
+    var sessionActivity: [UInt64: UInt64] = [:]
     var connections: [UInt64: ConnectionState] = [:]
     var nextConnectionID: UInt64 = 1
     /// Connections with something to write, in the order they became so.
@@ -37,8 +43,7 @@ final class Broker {
     // MARK: Connections
 
     func connectionOpened(context: ChannelHandlerContext) -> ConnectionState {
-        let state = ConnectionState(
-            id: nextConnectionID, sessionID: UInt64.random(in: 1...UInt64.max), context: context)
+        let state = ConnectionState(id: nextConnectionID, context: context)
         nextConnectionID += 1
         totalConnections += 1
         connections[state.id] = state
@@ -57,12 +62,22 @@ final class Broker {
         for channel in registry.closeAll(ownedBy: conn.id) {
             wakeReaders(of: channel)
         }
+        for channel in privateChannels.values where channel.owner == conn.id {
+            closePrivate(channel)
+        }
+        if let session = conn.session {
+            conn.session = nil
+            leave(session, conn)
+        }
     }
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
-        if let channel = sub.channel {
+        switch sub.source {
+        case .site(let channel):
             channel.removeReader(conn.id)
-        } else {
+        case .clientProcess(let channel):
+            if channel.reader == conn.id { channel.reader = nil }
+        case nil:
             registry.stopWaiting(for: sub.name, WaiterKey(connection: conn.id, subscription: sub.id))
         }
     }

@@ -40,7 +40,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        state = broker.connectionOpened(context: context)
+        let conn = broker.connectionOpened(context: context)
+        state = conn
+        PeerCredentials.of(context.channel).whenSuccess { conn.credentials = $0 }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

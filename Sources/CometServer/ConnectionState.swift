@@ -4,8 +4,11 @@ import NIOCore
 /// What the broker knows of one client connection. Confined to the server's event loop.
 final class ConnectionState {
     let id: UInt64
-    let sessionID: UInt64
     let context: ChannelHandlerContext
+    /// The peer's credentials (SO_PEERCRED), read when the connection opened.
+    var credentials = PeerCredentials()
+    /// The session (client process) this connection belongs to, from HELLO or RESUME on.
+    var session: Session?
     var handshaken = false
     /// Set once the connection is being torn down: nothing more is written or read.
     var isClosing = false
@@ -19,9 +22,8 @@ final class ConnectionState {
     /// Queued for a delivery pass.
     var isDirty = false
 
-    init(id: UInt64, sessionID: UInt64, context: ChannelHandlerContext) {
+    init(id: UInt64, context: ChannelHandlerContext) {
         self.id = id
-        self.sessionID = sessionID
         self.context = context
         self.outbox = context.channel.allocator.buffer(capacity: 0)
     }

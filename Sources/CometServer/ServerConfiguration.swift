@@ -1,5 +1,6 @@
 import CometChannels
 import CometWire
+import NIOCore
 
 /// Limits and tuning of a `CometServer`. Every bound the daemon enforces is here.
 public struct ServerConfiguration: Sendable {
@@ -18,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     public var outboundLowWatermark = 64 * 1024
     /// Bytes copied for one connection before the daemon turns to other work.
     public var deliveryBudget = 128 * 1024
+
+    /// How long a session outlives its last connection; a client that resumes within it loses nothing.
+    public var sessionGrace: TimeAmount = .seconds(30)
 
     public init() {}
 }

@@ -1,12 +1,18 @@
 import CometChannels
 import NIOCore
 
-/// One subscription of a connection: a cursor into a channel's ring, or a wait for a name.
+/// What a subscription reads.
+enum SubscriptionSource {
+    case site(SiteChannel<ByteBuffer>)
+    case clientProcess(PrivateChannel<ByteBuffer>)
+}
+
+/// One subscription of a connection: a cursor into a channel, or a wait for a name.
 struct Subscription {
     let id: UInt32
     let name: String
-    /// The channel read; `nil` while waiting for a channel of that name to be created.
-    var channel: SiteChannel<ByteBuffer>?
+    /// The channel read; `nil` while waiting for a site channel of that name to be created.
+    var source: SubscriptionSource?
     /// Sequence number of the next message to deliver.
     var cursor: UInt64
 }

@@ -42,6 +42,16 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unsupported = ErrorCode(rawValue: 17)
     /// The daemon is shutting down.
     public static let shuttingDown = ErrorCode(rawValue: 18)
+    /// RESUME named a session that does not exist (or ended after its grace period).
+    public static let noSuchSession = ErrorCode(rawValue: 19)
+    /// RESUME with a token that is not the session's.
+    public static let badToken = ErrorCode(rawValue: 20)
+    /// RESUME of a session that another user (uid) opened.
+    public static let wrongUser = ErrorCode(rawValue: 21)
+    /// A second subscription to a private channel that a live subscription already reads.
+    public static let alreadySubscribed = ErrorCode(rawValue: 22)
+    /// CHANNEL_ENDED reason: the session the private channel was addressed to ended.
+    public static let sessionEnded = ErrorCode(rawValue: 23)
     /// A bug in the daemon; the request had no effect.
     public static let internalError = ErrorCode(rawValue: 255)
 
@@ -76,6 +86,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .channelFull: return "CHANNEL_FULL"
         case .unsupported: return "UNSUPPORTED"
         case .shuttingDown: return "SHUTTING_DOWN"
+        case .noSuchSession: return "NO_SUCH_SESSION"
+        case .badToken: return "BAD_TOKEN"
+        case .wrongUser: return "WRONG_USER"
+        case .alreadySubscribed: return "ALREADY_SUBSCRIBED"
+        case .sessionEnded: return "SESSION_ENDED"
         case .internalError: return "INTERNAL"
         default: return "ERROR_\(rawValue)"
         }

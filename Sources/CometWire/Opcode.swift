@@ -13,6 +13,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case unsubscribe = 0x07
     case list = 0x08
     case ping = 0x09
+    case resume = 0x0A
+    case createPrivate = 0x0B
+    case ack = 0x0C
+    case sessions = 0x0D
     // Responses.
     case ok = 0x80
     case error = 0x81
@@ -21,4 +25,6 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case full = 0x91
     case closed = 0x92
     case started = 0x93
+    case offer = 0x94
+    case ended = 0x95
 }

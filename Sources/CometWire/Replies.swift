@@ -18,15 +18,23 @@ public struct HelloReply: Reply, Hashable {
     public var maxChannelSize: UInt32
     /// Longest channel name, in bytes.
     public var maxNameLength: UInt16
-    /// The id of the session this connection belongs to.
+    /// The id of the session this connection belongs to: public, what producers address.
     public var sessionID: UInt64
+    /// The secret that resumes the session from another connection (RESUME). Keep it private.
+    public var tokenHigh: UInt64
+    public var tokenLow: UInt64
 
-    public init(version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64) {
+    public init(
+        version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,
+        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
+    ) {
         self.version = version
         self.maxFrameSize = maxFrameSize
         self.maxChannelSize = maxChannelSize
         self.maxNameLength = maxNameLength
         self.sessionID = sessionID
+        self.tokenHigh = tokenHigh
+        self.tokenLow = tokenLow
     }
 
     public init(from body: inout ByteBuffer) throws(WireError) {
@@ -35,10 +43,12 @@ public struct HelloReply: Reply, Hashable {
         maxChannelSize = try body.readWire(UInt32.self, "max channel size")
         maxNameLength = try body.readWire(UInt16.self, "max name length")
         sessionID = try body.readWire(UInt64.self, "session id")
+        tokenHigh = try body.readWire(UInt64.self, "token")
+        tokenLow = try body.readWire(UInt64.self, "token")
     }
 
     public func write(to body: inout ByteBuffer) {
-        body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID)
+        body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID, tokenHigh, tokenLow)
     }
 }
 
@@ -177,4 +187,62 @@ public struct ListReply: Reply, Hashable {
             body.writeMultipleIntegers(c.kind.rawValue, c.scope, c.size, c.buffered, c.subscribers, c.lastSequence, c.epoch)
         }
     }
+}
+
+/// One session in a SESSIONS reply. Tokens are never listed.
+public struct SessionInfo: Hashable, Sendable {
+    public var id: UInt64
+    public var uid: UInt32
+    public var connections: UInt32
+    public var privateChannels: UInt32
+    /// Milliseconds since the session's last activity on its private channels (or since it opened).
+    public var idleMilliseconds: UInt64
+
+    public init(id: UInt64, uid: UInt32, connections: UInt32, privateChannels: UInt32, idleMilliseconds: UInt64) {
+        self.id = id
+        self.uid = uid
+        self.connections = connections
+        self.privateChannels = privateChannels
+        self.idleMilliseconds = idleMilliseconds
+    }
+}
+
+/// Reply to SESSIONS.
+public struct SessionsReply: Reply, Hashable {
+    public var sessions: [SessionInfo]
+
+    public init(sessions: [SessionInfo]) { self.sessions = sessions }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        let count = try body.readWire(UInt32.self, "count")
+        guard Int(count) <= body.readableBytes / 28 else { throw WireError.malformed("session count exceeds frame") }
+        sessions = []
+        for _ in 0..<count {
+            sessions.append(SessionInfo(
+                id: try body.readWire(UInt64.self, "id"), uid: try body.readWire(UInt32.self, "uid"),
+                connections: try body.readWire(UInt32.self, "connections"),
+                privateChannels: try body.readWire(UInt32.self, "channels"),
+                idleMilliseconds: try body.readWire(UInt64.self, "idle")))
+        }
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeInteger(UInt32(sessions.count))
+        for s in sessions {
+            body.writeMultipleIntegers(s.id, s.uid, s.connections, s.privateChannels, s.idleMilliseconds)
+        }
+    }
+}
+
+/// Reply to RESUME: the session the connection now belongs to.
+public struct ResumeReply: Reply, Hashable {
+    public var session: UInt64
+
+    public init(session: UInt64) { self.session = session }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        session = try body.readWire(UInt64.self, "session")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeInteger(session) }
 }

@@ -71,7 +71,11 @@ public struct Request: Sendable {
         case push(channel: UInt64, payload: ByteBuffer)
         case pushBatch(channel: UInt64, payloads: [ByteBuffer])
         case close(channel: UInt64)
-        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool)
+        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site)
+        case resume(session: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
+        case createPrivate(name: String, kind: ChannelKind, size: UInt32, session: UInt64)
+        case ack(subscription: UInt32, sequence: UInt64)
+        case sessions
         case unsubscribe(subscription: UInt32)
         case list
         case ping
@@ -96,12 +100,25 @@ public struct Request: Sendable {
         case .unsubscribe: return .unsubscribe
         case .list: return .list
         case .ping: return .ping
+        case .resume: return .resume
+        case .createPrivate: return .createPrivate
+        case .ack: return .ack
+        case .sessions: return .sessions
         }
     }
 }
 
+/// Whose channel a SUBSCRIBE names.
+public enum Scope: UInt8, Hashable, Sendable {
+    /// A site channel: anyone who knows the name.
+    case site = 0
+    /// A private channel addressed to this connection's session.
+    case clientProcess = 1
+}
+
 extension Request {
     static let subscribeWaitFlag: UInt8 = 0x01
+    static let subscribePrivateFlag: UInt8 = 0x02
 
     /// Appends this request as one frame.
     public func encode(into buffer: inout ByteBuffer) {
@@ -128,15 +145,22 @@ extension Request {
                 }
             case .close(let channel):
                 out.writeInteger(channel)
-            case .subscribe(let name, let position, let epoch, let wait):
-                out.writeInteger(wait ? Request.subscribeWaitFlag : 0)
+            case .subscribe(let name, let position, let epoch, let wait, let scope):
+                out.writeInteger((wait ? Request.subscribeWaitFlag : 0) | (scope == .clientProcess ? Request.subscribePrivateFlag : 0))
                 out.writeInteger(position.wireKind)
                 out.writeInteger(position.wireArgument)
                 out.writeInteger(epoch)
                 out.writeWireString(name)
             case .unsubscribe(let subscription):
                 out.writeInteger(subscription)
-            case .list, .ping:
+            case .resume(let session, let high, let low):
+                out.writeMultipleIntegers(session, high, low)
+            case .createPrivate(let name, let kind, let size, let session):
+                out.writeMultipleIntegers(kind.rawValue, size, session)
+                out.writeWireString(name)
+            case .ack(let subscription, let sequence):
+                out.writeMultipleIntegers(subscription, sequence)
+            case .list, .ping, .sessions:
                 break
             }
         }
@@ -189,19 +213,35 @@ extension Request {
             let argument = try body.readWire(UInt64.self, "position argument")
             let epoch = try body.readWire(UInt64.self, "epoch")
             let name = try body.readWireString()
-            guard flags & ~Request.subscribeWaitFlag == 0 else {
+            guard flags & ~(Request.subscribeWaitFlag | Request.subscribePrivateFlag) == 0 else {
                 throw WireError(.invalidArgument, "unknown subscribe flags 0x\(String(flags, radix: 16))")
             }
             operation = .subscribe(
                 name: name, position: try SubscribePosition(kind: kind, argument: argument), epoch: epoch,
-                wait: flags & Request.subscribeWaitFlag != 0)
+                wait: flags & Request.subscribeWaitFlag != 0,
+                scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site)
+        case .resume:
+            operation = .resume(
+                session: try body.readWire(UInt64.self, "session"), tokenHigh: try body.readWire(UInt64.self, "token"),
+                tokenLow: try body.readWire(UInt64.self, "token"))
+        case .createPrivate:
+            let kind = try body.readWire(UInt8.self, "kind")
+            let size = try body.readWire(UInt32.self, "size")
+            let session = try body.readWire(UInt64.self, "session")
+            let name = try body.readWireString()
+            operation = .createPrivate(name: name, kind: ChannelKind(rawValue: kind), size: size, session: session)
+        case .ack:
+            operation = .ack(
+                subscription: try body.readWire(UInt32.self, "subscription"), sequence: try body.readWire(UInt64.self, "sequence"))
+        case .sessions:
+            operation = .sessions
         case .unsubscribe:
             operation = .unsubscribe(subscription: try body.readWire(UInt32.self, "subscription"))
         case .list:
             operation = .list
         case .ping:
             operation = .ping
-        case .ok, .error, .message, .full, .closed, .started:
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

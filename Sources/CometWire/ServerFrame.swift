@@ -15,6 +15,10 @@ public enum ServerFrame: Sendable {
     case closed(subscription: UInt32, lastSequence: UInt64)
     /// A waiting subscription started: its channel now exists.
     case started(subscription: UInt32, epoch: UInt64, nextSequence: UInt64)
+    /// A private channel was created for this connection's session (or is still there after RESUME).
+    case offer(channel: UInt64, kind: ChannelKind, epoch: UInt64, name: String)
+    /// A channel this connection produces ended without its CLOSE (e.g. its session ended).
+    case ended(channel: UInt64, code: ErrorCode, message: String)
 }
 
 extension ServerFrame {
@@ -49,6 +53,16 @@ extension ServerFrame {
                 out.writeInteger(subscription)
                 out.writeInteger(epoch)
                 out.writeInteger(nextSequence)
+            }
+        case .offer(let channel, let kind, let epoch, let name):
+            buffer.writeFrame { out in
+                out.writeMultipleIntegers(Opcode.offer.rawValue, channel, kind.rawValue, epoch)
+                out.writeWireString(name)
+            }
+        case .ended(let channel, let code, let message):
+            buffer.writeFrame { out in
+                out.writeMultipleIntegers(Opcode.ended.rawValue, channel, code.rawValue)
+                out.writeWireString(message)
             }
         }
     }
@@ -115,6 +129,15 @@ extension ServerFrame {
                 subscription: try body.readWire(UInt32.self, "subscription"),
                 epoch: try body.readWire(UInt64.self, "epoch"),
                 nextSequence: try body.readWire(UInt64.self, "next sequence"))
+        case .offer:
+            return .offer(
+                channel: try body.readWire(UInt64.self, "channel"),
+                kind: ChannelKind(rawValue: try body.readWire(UInt8.self, "kind")),
+                epoch: try body.readWire(UInt64.self, "epoch"), name: try body.readWireString())
+        case .ended:
+            return .ended(
+                channel: try body.readWire(UInt64.self, "channel"),
+                code: ErrorCode(rawValue: try body.readWire(UInt16.self, "code")), message: try body.readWireString())
         default:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
         }

@@ -25,7 +25,11 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Largest frame body accepted, in bytes.")
     var maxFrameSize: UInt32 = 1 << 20
 
+    @Option(name: .long, help: "Seconds a session outlives its last connection (resume window).")
+    var sessionGrace: Double = 30
+
     func validate() throws {
+        guard sessionGrace >= 0 else { throw ValidationError("--session-grace must not be negative") }
         guard maxFrameSize >= 4096 else { throw ValidationError("--max-frame-size must be at least 4096") }
     }
 
@@ -48,6 +52,7 @@ struct Cometd: AsyncParsableCommand {
 
         var configuration = ServerConfiguration()
         configuration.maxFrameSize = maxFrameSize
+        configuration.sessionGrace = .nanoseconds(Int64(sessionGrace * 1e9))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger)
         let service = CometService(server: server, listen: listen, notifier: SystemdNotifier(), logger: logger)

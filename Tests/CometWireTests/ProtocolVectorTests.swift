@@ -17,6 +17,11 @@ final class ProtocolVectorTests: XCTestCase {
         "unsubscribe": Request(id: 7, .unsubscribe(subscription: 1)),
         "list": Request(id: 8, .list),
         "ping": Request(id: 9, .ping),
+        "resume": Request(id: 10, .resume(session: 0xabc, tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10)),
+        "create-private": Request(id: 11, .createPrivate(name: "mail", kind: .private, size: 100, session: 0xabc)),
+        "subscribe-private": Request(id: 12, .subscribe(name: "mail", position: .next, epoch: 0, wait: false, scope: .clientProcess)),
+        "ack": Request(id: 13, .ack(subscription: 3, sequence: 7)),
+        "sessions": Request(id: 14, .sessions),
     ]
 
     static func ok(_ id: UInt32, _ reply: (any Reply)? = nil) -> ServerFrame {
@@ -26,7 +31,15 @@ final class ProtocolVectorTests: XCTestCase {
     }
 
     static let serverFrames: [String: ServerFrame] = [
-        "hello-ok": ok(1, HelloReply(version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc)),
+        "hello-ok": ok(1, HelloReply(
+            version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
+            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10)),
+        "resume-ok": ok(10, ResumeReply(session: 0xabc)),
+        "create-private-ok": ok(11, CreateReply(channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102)),
+        "ack-ok": ok(13),
+        "sessions-ok": ok(14, SessionsReply(sessions: [SessionInfo(id: 0xabc, uid: 1000, connections: 1, privateChannels: 2, idleMilliseconds: 1500)])),
+        "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail"),
+        "ended": .ended(channel: 0x8000_0000_0000_0001, code: .sessionEnded, message: "session ended"),
         "create-ok": ok(2, CreateReply(channel: 1, epoch: epoch)),
         "push-ok": ok(3, PushReply(firstSequence: 1, count: 1)),
         "push-batch-ok": ok(4, PushReply(firstSequence: 2, count: 2)),

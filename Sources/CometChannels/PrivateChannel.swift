@@ -1,0 +1,72 @@
+/// A client-process channel (Eliom's default scope): addressed to one session, read by one
+/// subscription of that session at a time, and kept until the reader acknowledges.
+///
+/// At most `size` messages are unacknowledged. The push that would make `size + 1` overflows the
+/// channel: it is refused, every pending message is dropped, the reader gets `full`, and every later
+/// push is refused too. Acknowledged messages are never delivered again; unacknowledged ones are
+/// delivered again to the next subscription after a reconnect (resume without loss).
+public final class PrivateChannel<Payload> {
+    public let id: UInt64
+    public let name: String
+    public let epoch: UInt64
+    public let session: UInt64
+    /// The connection that created it and may push and close.
+    public let owner: UInt64
+    public let size: Int
+    @usableFromInline var messages: MessageRing<Payload>
+    /// Highest acknowledged sequence number.
+    public private(set) var acknowledged: UInt64 = 0
+    public private(set) var isClosed = false
+    /// Whether it overflowed; nothing more can be pushed or read.
+    public private(set) var isFull = false
+    /// The connection whose subscription reads it, if any.
+    public var reader: UInt64?
+
+    public init(id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int) {
+        self.id = id
+        self.name = name
+        self.epoch = epoch
+        self.session = session
+        self.owner = owner
+        self.size = size
+        self.messages = MessageRing(capacity: size)
+    }
+
+    public var lastSequence: UInt64 { messages.lastSequence }
+    /// Messages pushed and not yet acknowledged.
+    public var unacknowledged: Int { Int(messages.lastSequence - acknowledged) }
+    /// The ring, for readers that copy many messages at once.
+    @inlinable public var ring: MessageRing<Payload> { messages }
+
+    /// Appends a message; refuses it, and overflows the channel, when `size` are unacknowledged.
+    public func push(_ payload: Payload) throws(ChannelRefusal) -> UInt64 {
+        guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
+        guard !isFull else { throw ChannelRefusal(.channelFull, "private channel '\(name)' is full: its reader fell \(size) messages behind") }
+        guard unacknowledged < size else {
+            isFull = true
+            messages.removeAll()
+            throw ChannelRefusal(.channelFull, "private channel '\(name)' overflowed: \(size) messages are unacknowledged")
+        }
+        return messages.append(payload)
+    }
+
+    /// Acknowledges every message up to `sequence` (cumulative); acknowledging less than before is a no-op.
+    public func acknowledge(through sequence: UInt64) throws(ChannelRefusal) {
+        guard sequence <= messages.lastSequence else {
+            throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): the channel has reached \(messages.lastSequence)")
+        }
+        acknowledged = max(acknowledged, sequence)
+    }
+
+    /// Where a new subscription starts: the first unacknowledged message.
+    public var firstUnacknowledged: UInt64 { acknowledged + 1 }
+
+    public func close() { isClosed = true }
+
+    /// What a reader at `sequence` finds.
+    public func read(at sequence: UInt64) -> ReadResult<Payload> {
+        if isFull { return .full(firstAvailable: messages.lastSequence + 1) }
+        if let payload = messages[sequence] { return .message(payload) }
+        return isClosed ? .closed(lastSequence: messages.lastSequence) : .caughtUp
+    }
+}

@@ -1,0 +1,194 @@
+import CometChannels
+import CometWire
+import NIOCore
+
+extension Broker {
+    static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// Notes activity on a session's stateful channels (wait_timeout counts only these).
+    func touch(_ sessionID: UInt64) {
+        if sessionActivity[sessionID] != nil { sessionActivity[sessionID] = Self.uptime() }
+    }
+
+    func openSession(for conn: ConnectionState) -> Session {
+        let session = sessions.open(uid: conn.credentials.uid, connection: conn.id)
+        sessionActivity[session.id] = Self.uptime()
+        conn.session = session
+        return session
+    }
+
+    /// RESUME: moves `conn` into session `id` if it proves ownership, then re-offers that session's
+    /// private channels so the client can subscribe to them again.
+    func resume(_ requestID: UInt32, session id: UInt64, token: SessionToken, _ conn: ConnectionState) {
+        if conn.session?.id == id {
+            ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { ResumeReply(session: id).write(to: &$0) }
+            return
+        }
+        let target: Session
+        do throws(SessionRefusal) {
+            target = try sessions.resume(id, token: token, uid: conn.credentials.uid, connection: conn.id)
+        } catch {
+            let code: ErrorCode
+            switch error.code {
+            case .noSuchSession: code = .noSuchSession
+            case .badToken: code = .badToken
+            case .wrongUser: code = .wrongUser
+            }
+            logger.notice("refused session resume", metadata: [
+                "connection": "\(conn.id)", "uid": "\(conn.credentials.uid)", "reason": "\(code.name)",
+            ])
+            reply(error: code, error.message, to: requestID, conn)
+            return
+        }
+        if let previous = conn.session { leave(previous, conn, discardIfEmpty: true) }
+        conn.session = target
+        touch(target.id)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { ResumeReply(session: target.id).write(to: &$0) }
+        for handle in target.channels.values {
+            guard let channel = privateChannels[handle] else { continue }
+            ServerFrame.offer(channel: channel.id, kind: .private, epoch: channel.epoch, name: channel.name)
+                .encode(into: &conn.outbox)
+        }
+    }
+
+    /// `conn` no longer belongs to `session`. A session left with no connection waits out its
+    /// grace period, so that its client can resume it; with `discardIfEmpty` (the connection moved
+    /// to another session by RESUME) an unused one ends at once.
+    func leave(_ session: Session, _ conn: ConnectionState, discardIfEmpty: Bool = false) {
+        guard sessions.detach(conn.id, from: session, now: Self.uptime()) else { return }
+        if discardIfEmpty, session.channels.isEmpty {
+            endSession(session)
+            return
+        }
+        let grace = configuration.sessionGrace
+        eventLoop.scheduleTask(in: grace) { [weak self] in
+            guard let self, let ended = self.sessions.expire(session.id, now: Self.uptime(), grace: UInt64(grace.nanoseconds)) else { return }
+            self.logger.info("session ended after its grace period", metadata: ["session": "\(String(ended.id, radix: 16))"])
+            self.endSession(ended)
+        }
+    }
+
+    /// Ends a session: its private channels close and their producers get CHANNEL_ENDED.
+    func endSession(_ session: Session) {
+        let handles = Array(session.channels.values)
+        sessions.end(session)
+        sessionActivity[session.id] = nil
+        for handle in handles {
+            guard let channel = privateChannels.removeValue(forKey: handle) else { continue }
+            channel.close()
+            if let owner = connections[channel.owner] {
+                owner.ownedChannels -= 1
+                ServerFrame.ended(
+                    channel: channel.id, code: .sessionEnded,
+                    message: "session \(String(session.id, radix: 16)) ended: private channel '\(channel.name)' is closed"
+                ).encode(into: &owner.outbox)
+                markDirty(owner)
+            }
+        }
+    }
+
+    /// Closes a private channel whose producer closed it or went away: the reader gets what is
+    /// unacknowledged, then CLOSED; the channel is forgotten once that is delivered or the session ends.
+    func closePrivate(_ channel: PrivateChannel<ByteBuffer>) {
+        channel.close()
+        if let reader = channel.reader, let conn = connections[reader] {
+            markDirty(conn)
+        } else if channel.unacknowledged == 0 || channel.isFull {
+            forgetPrivate(channel)
+        }
+    }
+
+    func forgetPrivate(_ channel: PrivateChannel<ByteBuffer>) {
+        privateChannels[channel.id] = nil
+        if let session = sessions.session(channel.session), session.channels[channel.name] == channel.id {
+            sessions.removeChannel(channel.name, from: session)
+        }
+    }
+
+    /// CREATE_PRIVATE: a channel addressed to session `sessionID`, which is told with OFFER.
+    func createPrivate(_ requestID: UInt32, name: String, kind: ChannelKind, size: UInt32, session sessionID: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard kind == .private else {
+            reply(error: .unsupported, "private channels of kind \(kind.rawValue) are not served by this daemon", to: requestID, conn)
+            return
+        }
+        try ChannelName.validate(name)
+        guard let session = sessions.session(sessionID) else {
+            reply(error: .noSuchSession, "no live session \(String(sessionID, radix: 16))", to: requestID, conn)
+            return
+        }
+        let size = size == 0 ? configuration.registry.defaultSize : Int(size)
+        guard size >= 1, size <= configuration.registry.maxSize else {
+            throw ChannelRefusal(.invalidSize, "size \(size) is outside 1...\(configuration.registry.maxSize)")
+        }
+        guard session.channels[name] == nil else {
+            throw ChannelRefusal(.channelExists, "session \(String(sessionID, radix: 16)) already has a private channel '\(name)'")
+        }
+        guard conn.ownedChannels < configuration.maxChannelsPerConnection else {
+            throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
+        }
+        let channel = PrivateChannel<ByteBuffer>(
+            id: (1 << 63) | nextPrivateID, name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
+            owner: conn.id, size: size)
+        nextPrivateID += 1
+        privateChannels[channel.id] = channel
+        sessions.addChannel(name, channel.id, to: session)
+        conn.ownedChannels += 1
+        touch(sessionID)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
+        }
+        for member in session.connections {
+            guard let reader = connections[member] else { continue }
+            ServerFrame.offer(channel: channel.id, kind: .private, epoch: channel.epoch, name: name).encode(into: &reader.outbox)
+            markDirty(reader)
+        }
+    }
+
+    /// SUBSCRIBE with the private flag: only this connection's session, and one live reader.
+    func subscribePrivate(_ requestID: UInt32, name: String, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard let session = conn.session, let handle = session.channels[name], let channel = privateChannels[handle] else {
+            throw ChannelRefusal(.noSuchChannel, "this session has no private channel '\(name)'")
+        }
+        if let reader = channel.reader, connections[reader] != nil {
+            reply(error: .alreadySubscribed, "private channel '\(name)' is already read by a subscription of this session; it can be read only once", to: requestID, conn)
+            return
+        }
+        guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
+            throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
+        }
+        let id = conn.allocateSubscriptionID()
+        let start = channel.firstUnacknowledged
+        channel.reader = conn.id
+        conn.subscriptions[id] = Subscription(id: id, name: name, source: .clientProcess(channel), cursor: start)
+        touch(session.id)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start).write(to: &$0)
+        }
+    }
+
+    /// ACK: the reader of a private channel has everything up to `sequence`.
+    func acknowledge(_ requestID: UInt32, subscription: UInt32, sequence: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard let sub = conn.subscriptions[subscription] else {
+            reply(error: .noSuchSubscription, "no subscription \(subscription) on this connection", to: requestID, conn)
+            return
+        }
+        guard case .clientProcess(let channel) = sub.source else {
+            throw ChannelRefusal(.invalidPosition, "only private channels take acknowledgements")
+        }
+        guard sequence < sub.cursor else {
+            throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): only messages up to \(sub.cursor - 1) were delivered")
+        }
+        try channel.acknowledge(through: sequence)
+        touch(channel.session)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
+    }
+
+    func sessionInfos() -> [SessionInfo] {
+        let now = Self.uptime()
+        return sessions.sessions.values.sorted { $0.id < $1.id }.map { s in
+            SessionInfo(
+                id: s.id, uid: s.uid, connections: UInt32(s.connections.count), privateChannels: UInt32(s.channels.count),
+                idleMilliseconds: (now - min(now, sessionActivity[s.id] ?? now)) / 1_000_000)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import CometChannels
+import XCTest
+
+final class SessionRegistryTests: XCTestCase {
+    func refusal(_ body: () throws -> Void) -> SessionRefusal.Code? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return (error as? SessionRefusal)?.code
+        }
+    }
+
+    func testResumeNeedsTheTokenAndTheSameUser() throws {
+        let r = SessionRegistry()
+        let s = r.open(uid: 1000, connection: 1)
+        XCTAssertNotEqual(s.id, 0)
+        let wrong = SessionToken(high: s.token.high ^ 1, low: s.token.low)
+        XCTAssertEqual(refusal { _ = try r.resume(s.id, token: wrong, uid: 1000, connection: 2) }, .badToken)
+        XCTAssertEqual(refusal { _ = try r.resume(s.id, token: s.token, uid: 0, connection: 2) }, .wrongUser, "not even root")
+        XCTAssertEqual(refusal { _ = try r.resume(s.id &+ 1, token: s.token, uid: 1000, connection: 2) }, .noSuchSession)
+        XCTAssertTrue(try r.resume(s.id, token: s.token, uid: 1000, connection: 2) === s)
+        XCTAssertEqual(s.connections, [1, 2], "several connections share a session")
+    }
+
+    func testGracePeriod() throws {
+        let r = SessionRegistry()
+        let s = r.open(uid: 5, connection: 1)
+        XCTAssertTrue(r.detach(1, from: s, now: 1_000))
+        XCTAssertNil(r.expire(s.id, now: 1_500, grace: 1_000), "still within grace")
+        _ = try r.resume(s.id, token: s.token, uid: 5, connection: 2)
+        XCTAssertNil(r.expire(s.id, now: 5_000, grace: 1_000), "a connection came back")
+        XCTAssertTrue(r.detach(2, from: s, now: 6_000))
+        XCTAssertTrue(r.expire(s.id, now: 7_000, grace: 1_000) === s)
+        XCTAssertNil(r.session(s.id))
+    }
+
+    func testTokensDiffer() {
+        let r = SessionRegistry()
+        let a = r.open(uid: 1, connection: 1)
+        let b = r.open(uid: 1, connection: 2)
+        XCTAssertNotEqual(a.token, b.token)
+        XCTAssertNotEqual(a.id, b.id)
+    }
+}
+
+final class PrivateChannelTests: XCTestCase {
+    func channel(size: Int) -> PrivateChannel<Int> {
+        PrivateChannel(id: 1 << 63, name: "p", epoch: 9, session: 7, owner: 3, size: size)
+    }
+
+    func testSizeBoundsUnacknowledgedExactly() throws {
+        let c = channel(size: 3)
+        for i in 1...3 { XCTAssertEqual(try c.push(i), UInt64(i)) }
+        XCTAssertEqual(c.unacknowledged, 3)
+        XCTAssertThrowsError(try c.push(4)) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .channelFull) }
+        XCTAssertTrue(c.isFull)
+        XCTAssertEqual(c.ring.count, 0, "pending data dropped, memory freed")
+        guard case .full = c.read(at: 1) else { return XCTFail("the reader learns it is full") }
+        XCTAssertThrowsError(try c.push(5)) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .channelFull) }
+    }
+
+    func testAcknowledgementsMakeRoomAndSetTheResumePoint() throws {
+        let c = channel(size: 2)
+        try c.push(1)
+        try c.push(2)
+        try c.acknowledge(through: 1)
+        XCTAssertEqual(c.firstUnacknowledged, 2)
+        try c.push(3)
+        guard case .message(2) = c.read(at: 2), case .message(3) = c.read(at: 3) else { return XCTFail() }
+        try c.acknowledge(through: 0)
+        XCTAssertEqual(c.firstUnacknowledged, 2, "acknowledgements are cumulative; less is a no-op")
+        XCTAssertThrowsError(try c.acknowledge(through: 9))
+        try c.acknowledge(through: 3)
+        XCTAssertEqual(c.unacknowledged, 0)
+        c.close()
+        guard case .closed(lastSequence: 3) = c.read(at: 4) else { return XCTFail() }
+        XCTAssertThrowsError(try c.push(4)) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .channelClosed) }
+    }
+}
