@@ -34,7 +34,7 @@ public final class PrivateChannel<Payload> {
 
     public var lastSequence: UInt64 { messages.lastSequence }
     /// Messages pushed and not yet acknowledged.
-    public var unacknowledged: Int { Int(messages.lastSequence - acknowledged) }
+    public var unacknowledged: Int { isFull ? 0 : Int(messages.lastSequence - acknowledged) }
     /// The ring, for readers that copy many messages at once.
     @inlinable public var ring: MessageRing<Payload> { messages }
 

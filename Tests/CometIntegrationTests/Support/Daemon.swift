@@ -89,9 +89,9 @@ struct DaemonFailure: Error, CustomStringConvertible {
 }
 
 /// Runs a built executable to completion and returns its status and output.
-func runTool(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+func runTool(_ executable: String, _ arguments: [String], stdin: String? = nil, absolute: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = Daemon.executable(executable)
+    process.executableURL = absolute ? URL(fileURLWithPath: executable) : Daemon.executable(executable)
     process.arguments = arguments
     let out = Pipe()
     let err = Pipe()
