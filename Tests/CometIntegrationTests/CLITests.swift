@@ -113,3 +113,45 @@ final class CLITests: XCTestCase {
         throw DaemonFailure("channel \(name) never appeared")
     }
 }
+
+extension CLITests {
+    func testPrivateChannelThroughTheCLIAndSessionsTable() throws {
+        let file = daemon.directory.appendingPathComponent("listener.session").path
+        let process = Process()
+        process.executableURL = Daemon.executable("comet")
+        process.arguments = ["listen", "notes", "--private", "--session-file", file, "--count", "2"] + socket
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // The listener says which session to address.
+        var line = ""
+        while !line.hasSuffix("\n") {
+            let byte = err.fileHandleForReading.readData(ofLength: 1)
+            guard !byte.isEmpty else { break }
+            line += String(decoding: byte, as: UTF8.self)
+        }
+        XCTAssertTrue(line.hasPrefix("session "), line)
+        let id = String(line.dropFirst("session ".count).dropLast())
+        let attrs = try FileManager.default.attributesOfItem(atPath: file)
+        XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600, "the token file is private")
+        XCTAssertTrue(try String(contentsOfFile: file, encoding: .utf8).hasPrefix(id + ":"))
+
+        let table = try runTool("comet", ["sessions"] + socket)
+        XCTAssertTrue(table.stdout.split(separator: "\n").contains { $0.hasPrefix(id + " ") }, table.stdout)
+        XCTAssertFalse(table.stdout.contains(try String(contentsOfFile: file, encoding: .utf8).split(separator: ":")[1].prefix(32)),
+                       "tokens are never listed")
+
+        let push = try runTool("comet", ["push", "notes", "--session", id, "first", "second"] + socket)
+        XCTAssertEqual(push.status, 0, push.stderr)
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(output, "first\nsecond\n")
+        XCTAssertEqual(process.terminationStatus, 0)
+
+        let wrong = try runTool("comet", ["push", "notes", "--session", "12345", "x"] + socket)
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertTrue(wrong.stderr.contains("NO_SUCH_SESSION"), wrong.stderr)
+    }
+}
