@@ -24,6 +24,12 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var readHeld = false
     /// Why the connection ended, once it did.
     private(set) var failure: ConnectionError?
+    /// PULL events of unlimited channels this client produces, by channel handle.
+    private var pullSinks: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
+
+    /// Routes the pulls of `channel` to `sink` (call on the loop before the first pull can arrive).
+    func addPullSink(_ channel: UInt64, _ sink: AsyncStream<UInt64>.Continuation) { pullSinks[channel] = sink }
+
     /// OFFER and ENDED events, for `CometClient.events`.
     let events: AsyncStream<ClientEvent>.Continuation
     let eventStream: AsyncStream<ClientEvent>
@@ -120,7 +126,10 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         case .offer(let channel, let kind, let epoch, let name):
             events.yield(.offer(channel: channel, name: name, kind: kind, epoch: epoch))
         case .ended(let channel, let code, let message):
+            pullSinks.removeValue(forKey: channel)?.finish()
             events.yield(.ended(channel: channel, code: code, message: message))
+        case .pull(let channel, let pull):
+            pullSinks[channel]?.yield(pull)
         }
     }
 
@@ -200,6 +209,8 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     private func fail(_ error: ConnectionError) {
         if failure == nil { failure = error }
         events.finish()
+        for sink in pullSinks.values { sink.finish() }
+        pullSinks = [:]
         let error = failure!
         let waiting = pending
         pending = [:]

@@ -134,6 +134,12 @@ public final class CometClient: Sendable {
         try await request(.sessions) { try SessionsReply(from: &$0).sessions }
     }
 
+    /// Registers a pull sink on the handler; call only on the event loop.
+    var pullRegistrar: (UInt64, AsyncStream<UInt64>.Continuation) -> Void {
+        let handler = self.handler
+        return { handler.addPullSink($0, $1) }
+    }
+
     func acknowledge(_ subscription: UInt32, through sequence: UInt64) {
         let handler = self.handler
         channel.eventLoop.execute {

@@ -25,6 +25,12 @@ struct Push: AsyncParsableCommand {
     @Option(name: .long, help: "Create a private channel for this session id (hex, as `comet listen --private` prints it).")
     var session: String?
 
+    @Flag(name: .long, help: "With --session: create an unlimited channel that answers each pull of its reader with the output of --command (or, without it, the next line of standard input).")
+    var unlimited = false
+
+    @Option(name: .long, help: "With --unlimited: a shell command run at each pull; its standard output (less a final newline) is the message.")
+    var command: String?
+
     @Flag(name: .long, help: "Create a newest channel: only the latest message is kept and readers skip to it.")
     var newest = false
 
@@ -38,6 +44,27 @@ struct Push: AsyncParsableCommand {
         try await running {
             let client = try await connection.connect()
             let producer: ChannelProducer
+            if unlimited {
+                guard let session, let id = UInt64(session, radix: 16) else {
+                    throw ValidationError("--unlimited needs --session ID: unlimited channels are private")
+                }
+                let done = AsyncStream<Void>.makeStream()
+                let source = PulledMessages(command: command, finished: done.continuation)
+                let producer = try await client.createUnlimited(channel, for: id, from: source)
+                // Serve pulls until the source ends or the channel ends (its session ended).
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { for await _ in done.stream { break } }
+                    group.addTask {
+                        for await event in client.events {
+                            if case .ended(producer.id, _, _) = event { break }
+                        }
+                    }
+                    await group.next()
+                    group.cancelAll()
+                }
+                await client.close()
+                return
+            }
             if let session {
                 guard let id = UInt64(session, radix: 16) else { throw ValidationError("--session takes a hex session id") }
                 producer = try await client.createPrivate(channel, for: id, size: size)
@@ -78,4 +105,38 @@ struct StandardInputLines: AsyncSequence {
         thread.start()
         return stream.makeAsyncIterator()
     }
+}
+
+/// What an unlimited channel answers its pulls with: the output of a command run at each pull,
+/// or the next line of standard input. Nothing is read before a pull asks for it.
+struct PulledMessages: AsyncSequence, Sendable {
+    typealias Element = [UInt8]
+    let command: String?
+    let finished: AsyncStream<Void>.Continuation
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let command: String?
+        let finished: AsyncStream<Void>.Continuation
+
+        mutating func next() async throws -> [UInt8]? {
+            let result = command.map(Self.run) ?? readLine(strippingNewline: true).map { Array($0.utf8) }
+            if result == nil { finished.yield(()) }
+            return result
+        }
+
+        static func run(_ command: String) -> [UInt8]? {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", command]
+            let out = Pipe()
+            process.standardOutput = out
+            guard (try? process.run()) != nil else { return nil }
+            var data = Array(out.fileHandleForReading.readDataToEndOfFile())
+            process.waitUntilExit()
+            if data.last == 0x0A { data.removeLast() }
+            return data
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(command: command, finished: finished) }
 }

@@ -13,6 +13,7 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case epochMismatch
         case channelFull
         case alreadySubscribed
+        case pullNotRequested
     }
 
     public var code: Code

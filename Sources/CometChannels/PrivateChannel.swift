@@ -21,8 +21,17 @@ public final class PrivateChannel<Payload> {
     public private(set) var isFull = false
     /// The connection whose subscription reads it, if any.
     public var reader: UInt64?
+    /// An unlimited channel (Eliom's `create_unlimited`): nothing is buffered ahead; each message is
+    /// asked of the producer (a pull) when the reader has acknowledged the previous one.
+    public let isUnlimited: Bool
+    /// The pull the producer owes an answer to, if any.
+    public private(set) var outstandingPull: UInt64?
+    private var nextPull: UInt64 = 1
 
-    public init(id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int) {
+    /// - Parameter unlimited: a pulled channel; `size` is then 1 (the message in flight).
+    public init(id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool = false) {
+        self.isUnlimited = unlimited
+        let size = unlimited ? 1 : size
         self.id = id
         self.name = name
         self.epoch = epoch
@@ -40,6 +49,9 @@ public final class PrivateChannel<Payload> {
 
     /// Appends a message; refuses it, and overflows the channel, when `size` are unacknowledged.
     public func push(_ payload: Payload) throws(ChannelRefusal) -> UInt64 {
+        guard !isUnlimited else {
+            throw ChannelRefusal(.pullNotRequested, "unlimited channel '\(name)' takes messages only as answers to its pulls")
+        }
         guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
         guard !isFull else { throw ChannelRefusal(.channelFull, "private channel '\(name)' is full: its reader fell \(size) messages behind") }
         guard unacknowledged < size else {
@@ -47,6 +59,25 @@ public final class PrivateChannel<Payload> {
             messages.removeAll()
             throw ChannelRefusal(.channelFull, "private channel '\(name)' overflowed: \(size) messages are unacknowledged")
         }
+        return messages.append(payload)
+    }
+
+    /// For an unlimited channel: a new pull id if the reader is ready for one more message (it has
+    /// acknowledged everything and no pull is outstanding), else nil.
+    public func pullIfReady() -> UInt64? {
+        guard isUnlimited, reader != nil, outstandingPull == nil, unacknowledged == 0, !isClosed else { return nil }
+        defer { nextPull += 1 }
+        outstandingPull = nextPull
+        return nextPull
+    }
+
+    /// The producer's answer to pull `pull`: becomes the next message.
+    public func answer(_ pull: UInt64, with payload: Payload) throws(ChannelRefusal) -> UInt64 {
+        guard isUnlimited, outstandingPull == pull else {
+            throw ChannelRefusal(.pullNotRequested, "pull \(pull) of '\(name)' was not asked for, or was answered already")
+        }
+        guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
+        outstandingPull = nil
         return messages.append(payload)
     }
 

@@ -85,6 +85,10 @@ extension Broker {
                 try createPrivate(request.id, name: name, kind: kind, size: size, session: session, conn)
             case .ack(let subscription, let sequence):
                 try acknowledge(request.id, subscription: subscription, sequence: sequence, conn)
+            case .answer(let channel, let pull, let payload):
+                try answer(request.id, channel: channel, pull: pull, payload: payload, conn)
+            case .waitTimeout(let session, let milliseconds):
+                waitTimeout(request.id, session: session, milliseconds: milliseconds, conn)
             case .sessions:
                 let infos = sessionInfos()
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { SessionsReply(sessions: infos).write(to: &$0) }
@@ -105,7 +109,7 @@ extension Broker {
                 for handle in (conn.session?.channels.values).map(Array.init) ?? [] {
                     guard let c = privateChannels[handle] else { continue }
                     infos.append(ChannelInfo(
-                        name: c.name, kind: .private, scope: 1, size: UInt32(c.size), buffered: UInt32(c.unacknowledged),
+                        name: c.name, kind: c.kind, scope: 1, size: UInt32(c.size), buffered: UInt32(c.unacknowledged),
                         subscribers: c.reader == nil ? 0 : 1, lastSequence: c.lastSequence, epoch: c.epoch))
                 }
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { ListReply(channels: infos).write(to: &$0) }
@@ -276,6 +280,7 @@ extension ChannelRefusal {
         case .epochMismatch: return .epochMismatch
         case .channelFull: return .channelFull
         case .alreadySubscribed: return .alreadySubscribed
+        case .pullNotRequested: return .pullNotRequested
         }
     }
 }

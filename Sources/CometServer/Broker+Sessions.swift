@@ -46,7 +46,7 @@ extension Broker {
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { ResumeReply(session: target.id).write(to: &$0) }
         for handle in target.channels.values {
             guard let channel = privateChannels[handle] else { continue }
-            ServerFrame.offer(channel: channel.id, kind: .private, epoch: channel.epoch, name: channel.name)
+            ServerFrame.offer(channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: channel.name)
                 .encode(into: &conn.outbox)
         }
     }
@@ -73,6 +73,7 @@ extension Broker {
         let handles = Array(session.channels.values)
         sessions.end(session)
         sessionActivity[session.id] = nil
+        releaseTimeoutWaiters(of: session.id)
         for handle in handles {
             guard let channel = privateChannels.removeValue(forKey: handle) else { continue }
             channel.close()
@@ -107,7 +108,7 @@ extension Broker {
 
     /// CREATE_PRIVATE: a channel addressed to session `sessionID`, which is told with OFFER.
     func createPrivate(_ requestID: UInt32, name: String, kind: ChannelKind, size: UInt32, session sessionID: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) {
-        guard kind == .private else {
+        guard kind == .private || kind == .unlimited else {
             reply(error: .unsupported, "private channels of kind \(kind.rawValue) are not served by this daemon", to: requestID, conn)
             return
         }
@@ -128,7 +129,7 @@ extension Broker {
         }
         let channel = PrivateChannel<ByteBuffer>(
             id: (1 << 63) | nextPrivateID, name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
-            owner: conn.id, size: size)
+            owner: conn.id, size: size, unlimited: kind == .unlimited)
         nextPrivateID += 1
         privateChannels[channel.id] = channel
         sessions.addChannel(name, channel.id, to: session)
@@ -139,7 +140,7 @@ extension Broker {
         }
         for member in session.connections {
             guard let reader = connections[member] else { continue }
-            ServerFrame.offer(channel: channel.id, kind: .private, epoch: channel.epoch, name: name).encode(into: &reader.outbox)
+            ServerFrame.offer(channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: name).encode(into: &reader.outbox)
             markDirty(reader)
         }
     }
@@ -164,6 +165,72 @@ extension Broker {
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start).write(to: &$0)
         }
+        pullIfReady(channel)
+    }
+
+    /// Asks the producer of an unlimited channel for one more message when its reader is ready.
+    func pullIfReady(_ channel: PrivateChannel<ByteBuffer>) {
+        guard let pull = channel.pullIfReady(), let owner = connections[channel.owner] else { return }
+        ServerFrame.pull(channel: channel.id, pull: pull).encode(into: &owner.outbox)
+        markDirty(owner)
+    }
+
+    /// ANSWER: the producer's message for an outstanding pull.
+    func answer(_ requestID: UInt32, channel channelID: UInt64, pull: UInt64, payload: ByteBuffer, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard let channel = privateChannels[channelID], !channel.isClosed else {
+            throw ChannelRefusal(.noSuchChannel, "no live channel has id \(channelID)")
+        }
+        guard channel.owner == conn.id else {
+            throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
+        }
+        var copy = conn.context.channel.allocator.buffer(capacity: payload.readableBytes)
+        copy.writeImmutableBuffer(payload)
+        let seq = try channel.answer(pull, with: copy)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
+        wakeReader(of: channel)
+    }
+
+    // MARK: wait_timeout
+
+    /// WAIT_TIMEOUT: answers once session `id` has had no activity on its stateful channels for
+    /// `milliseconds`, or has ended (at once if it already has been idle that long).
+    func waitTimeout(_ requestID: UInt32, session id: UInt64, milliseconds: UInt64, _ conn: ConnectionState) {
+        guard sessions.session(id) != nil else {
+            reply(error: .noSuchSession, "no live session \(String(id, radix: 16))", to: requestID, conn)
+            return
+        }
+        let waiter = TimeoutWaiter(connection: conn.id, requestID: requestID, timeout: milliseconds &* 1_000_000)
+        sessionWaiters[id, default: []].append(waiter)
+        checkTimeout(waiter, session: id)
+    }
+
+    private func checkTimeout(_ waiter: TimeoutWaiter, session id: UInt64) {
+        guard sessionWaiters[id]?.contains(waiter) == true else { return }
+        guard let conn = connections[waiter.connection] else {
+            sessionWaiters[id]?.removeAll { $0 == waiter }
+            return
+        }
+        let now = Self.uptime()
+        let last = sessionActivity[id] ?? now
+        if now - min(now, last) >= waiter.timeout {
+            sessionWaiters[id]?.removeAll { $0 == waiter }
+            ServerFrame.writeOK(requestID: waiter.requestID, into: &conn.outbox) { WaitTimeoutReply(ended: false).write(to: &$0) }
+            markDirty(conn)
+            return
+        }
+        let remaining = waiter.timeout - (now - last)
+        eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: remaining))) { [weak self] in
+            self?.checkTimeout(waiter, session: id)
+        }
+    }
+
+    /// Answers every WAIT_TIMEOUT on an ended session.
+    func releaseTimeoutWaiters(of id: UInt64) {
+        for waiter in sessionWaiters.removeValue(forKey: id) ?? [] {
+            guard let conn = connections[waiter.connection] else { continue }
+            ServerFrame.writeOK(requestID: waiter.requestID, into: &conn.outbox) { WaitTimeoutReply(ended: true).write(to: &$0) }
+            markDirty(conn)
+        }
     }
 
     /// ACK: the reader of a private channel has everything up to `sequence`.
@@ -181,6 +248,7 @@ extension Broker {
         try channel.acknowledge(through: sequence)
         touch(channel.session)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
+        pullIfReady(channel)
     }
 
     func sessionInfos() -> [SessionInfo] {
@@ -191,4 +259,16 @@ extension Broker {
                 idleMilliseconds: (now - min(now, sessionActivity[s.id] ?? now)) / 1_000_000)
         }
     }
+}
+
+/// A WAIT_TIMEOUT request waiting for its session to be idle.
+struct TimeoutWaiter: Equatable {
+    let connection: UInt64
+    let requestID: UInt32
+    /// Nanoseconds of inactivity asked for.
+    let timeout: UInt64
+}
+
+extension PrivateChannel {
+    var kind: ChannelKind { isUnlimited ? .unlimited : .private }
 }

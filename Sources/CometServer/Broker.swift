@@ -18,6 +18,8 @@ final class Broker {
     var nextPrivateID: UInt64 = 1
     /// Last activity on a session's stateful channels, in uptime nanoseconds (wait_timeout's clock).
     var sessionActivity: [UInt64: UInt64] = [:]
+    /// WAIT_TIMEOUT requests by session.
+    var sessionWaiters: [UInt64: [TimeoutWaiter]] = [:]
     var connections: [UInt64: ConnectionState] = [:]
     var nextConnectionID: UInt64 = 1
     /// Connections with something to write, in the order they became so.

@@ -52,6 +52,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let alreadySubscribed = ErrorCode(rawValue: 22)
     /// CHANNEL_ENDED reason: the session the private channel was addressed to ended.
     public static let sessionEnded = ErrorCode(rawValue: 23)
+    /// ANSWER to a pull that was not asked for (or was already answered).
+    public static let pullNotRequested = ErrorCode(rawValue: 24)
     /// A bug in the daemon; the request had no effect.
     public static let internalError = ErrorCode(rawValue: 255)
 
@@ -91,6 +93,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .wrongUser: return "WRONG_USER"
         case .alreadySubscribed: return "ALREADY_SUBSCRIBED"
         case .sessionEnded: return "SESSION_ENDED"
+        case .pullNotRequested: return "PULL_NOT_REQUESTED"
         case .internalError: return "INTERNAL"
         default: return "ERROR_\(rawValue)"
         }

@@ -17,6 +17,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case createPrivate = 0x0B
     case ack = 0x0C
     case sessions = 0x0D
+    case answer = 0x0E
+    case waitTimeout = 0x0F
     // Responses.
     case ok = 0x80
     case error = 0x81
@@ -27,4 +29,5 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case started = 0x93
     case offer = 0x94
     case ended = 0x95
+    case pull = 0x96
 }

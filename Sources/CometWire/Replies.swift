@@ -246,3 +246,17 @@ public struct ResumeReply: Reply, Hashable {
 
     public func write(to body: inout ByteBuffer) { body.writeInteger(session) }
 }
+
+/// Reply to WAIT_TIMEOUT: why the wait ended.
+public struct WaitTimeoutReply: Reply, Hashable {
+    /// 0: the session was inactive for the whole timeout; 1: the session ended.
+    public var ended: Bool
+
+    public init(ended: Bool) { self.ended = ended }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        ended = try body.readWire(UInt8.self, "reason") == 1
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeInteger(UInt8(ended ? 1 : 0)) }
+}

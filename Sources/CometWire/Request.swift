@@ -46,9 +46,9 @@ public struct ChannelKind: RawRepresentable, Hashable, Sendable {
     public static let buffered = ChannelKind(rawValue: 0)
     /// Site scope, latest value only (Eliom's `create_newest`).
     public static let newest = ChannelKind(rawValue: 1)
-    /// Reserved: client-process scope.
+    /// Client-process scope (Eliom's default), made with CREATE_PRIVATE.
     public static let `private` = ChannelKind(rawValue: 2)
-    /// Reserved: client-process scope, pulled from the producer.
+    /// Client-process scope, pulled from the producer (Eliom's `create_unlimited`).
     public static let unlimited = ChannelKind(rawValue: 3)
 
     /// Lower-case name for people: `buffered`, `newest`, `private`, `unlimited`, or the number.
@@ -76,6 +76,8 @@ public struct Request: Sendable {
         case createPrivate(name: String, kind: ChannelKind, size: UInt32, session: UInt64)
         case ack(subscription: UInt32, sequence: UInt64)
         case sessions
+        case answer(channel: UInt64, pull: UInt64, payload: ByteBuffer)
+        case waitTimeout(session: UInt64, milliseconds: UInt64)
         case unsubscribe(subscription: UInt32)
         case list
         case ping
@@ -104,6 +106,8 @@ public struct Request: Sendable {
         case .createPrivate: return .createPrivate
         case .ack: return .ack
         case .sessions: return .sessions
+        case .answer: return .answer
+        case .waitTimeout: return .waitTimeout
         }
     }
 }
@@ -160,6 +164,11 @@ extension Request {
                 out.writeWireString(name)
             case .ack(let subscription, let sequence):
                 out.writeMultipleIntegers(subscription, sequence)
+            case .answer(let channel, let pull, let payload):
+                out.writeMultipleIntegers(channel, pull)
+                out.writeImmutableBuffer(payload)
+            case .waitTimeout(let session, let milliseconds):
+                out.writeMultipleIntegers(session, milliseconds)
             case .list, .ping, .sessions:
                 break
             }
@@ -235,13 +244,20 @@ extension Request {
                 subscription: try body.readWire(UInt32.self, "subscription"), sequence: try body.readWire(UInt64.self, "sequence"))
         case .sessions:
             operation = .sessions
+        case .answer:
+            let channel = try body.readWire(UInt64.self, "channel")
+            let pull = try body.readWire(UInt64.self, "pull")
+            operation = .answer(channel: channel, pull: pull, payload: body.readSlice(length: body.readableBytes)!)
+        case .waitTimeout:
+            operation = .waitTimeout(
+                session: try body.readWire(UInt64.self, "session"), milliseconds: try body.readWire(UInt64.self, "timeout"))
         case .unsubscribe:
             operation = .unsubscribe(subscription: try body.readWire(UInt32.self, "subscription"))
         case .list:
             operation = .list
         case .ping:
             operation = .ping
-        case .ok, .error, .message, .full, .closed, .started, .offer, .ended:
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

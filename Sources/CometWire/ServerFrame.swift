@@ -19,6 +19,8 @@ public enum ServerFrame: Sendable {
     case offer(channel: UInt64, kind: ChannelKind, epoch: UInt64, name: String)
     /// A channel this connection produces ended without its CLOSE (e.g. its session ended).
     case ended(channel: UInt64, code: ErrorCode, message: String)
+    /// The reader of unlimited channel `channel` wants one more message: answer with ANSWER `pull`.
+    case pull(channel: UInt64, pull: UInt64)
 }
 
 extension ServerFrame {
@@ -64,6 +66,8 @@ extension ServerFrame {
                 out.writeMultipleIntegers(Opcode.ended.rawValue, channel, code.rawValue)
                 out.writeWireString(message)
             }
+        case .pull(let channel, let pull):
+            buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
         }
     }
 
@@ -138,6 +142,8 @@ extension ServerFrame {
             return .ended(
                 channel: try body.readWire(UInt64.self, "channel"),
                 code: ErrorCode(rawValue: try body.readWire(UInt16.self, "code")), message: try body.readWireString())
+        case .pull:
+            return .pull(channel: try body.readWire(UInt64.self, "channel"), pull: try body.readWire(UInt64.self, "pull"))
         default:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
         }
