@@ -5,7 +5,7 @@ import XCTest
 final class CLITests: XCTestCase {
     var daemon: Daemon!
 
-    override func setUpWithError() throws { daemon = try Daemon(arguments: ["--log-level", "debug"]) }
+    override func setUpWithError() throws { daemon = try Daemon(arguments: ["--log-level", "debug", "--session-grace", "1"]) }
 
     override func tearDown() {
         daemon.stop()
@@ -153,5 +153,57 @@ extension CLITests {
         let wrong = try runTool("comet", ["push", "notes", "--session", "12345", "x"] + socket)
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("NO_SUCH_SESSION"), wrong.stderr)
+    }
+}
+
+extension CLITests {
+    /// Starts `comet listen --private NAME` and returns it with the session id it printed.
+    func startPrivateListener(_ name: String, count: Int) throws -> (Process, Pipe, String) {
+        let process = Process()
+        process.executableURL = Daemon.executable("comet")
+        process.arguments = ["listen", name, "--private", "--count", "\(count)"] + socket
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var line = ""
+        while !line.hasSuffix("\n") {
+            let byte = err.fileHandleForReading.readData(ofLength: 1)
+            guard !byte.isEmpty else { break }
+            line += String(decoding: byte, as: UTF8.self)
+        }
+        return (process, out, String(line.dropFirst("session ".count).dropLast()))
+    }
+
+    func testUnlimitedProducerRunsItsCommandAtEachPull() throws {
+        let counter = daemon.directory.appendingPathComponent("pulls").path
+        let (listener, out, session) = try startPrivateListener("mailcount", count: 3)
+        let producer = Process()
+        producer.executableURL = Daemon.executable("comet")
+        producer.arguments = ["push", "mailcount", "--session", session, "--unlimited",
+                              "--command", "echo x >> \(counter); wc -l < \(counter)"] + socket
+        producer.standardError = FileHandle.nullDevice
+        try producer.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        listener.waitUntilExit()
+        XCTAssertEqual(output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }, ["1", "2", "3"])
+        usleep(300_000)
+        let runs = try String(contentsOfFile: counter, encoding: .utf8).split(separator: "\n").count
+        XCTAssertLessThanOrEqual(runs, 4, "the command runs only when a pull asks (at most one ahead of the last read)")
+        // The listener left; its session ends after the grace period and the producer exits.
+        producer.waitUntilExit()
+        XCTAssertEqual(producer.terminationStatus, 0)
+    }
+
+    func testNewestFromTheCLI() throws {
+        let (producer, _) = try start(["push", "level", "--newest", "--linger", "30"] + socket + ["10", "20", "30"])
+        defer { producer.terminate() }
+        try waitUntilChannel("level")
+        let current = try runTool("comet", ["listen", "level", "--count", "1", "--show-seq"] + socket)
+        XCTAssertEqual(current.stdout, "3\t30\n", "a newest channel gives its current value at once")
+        let table = try runTool("comet", ["channels"] + socket)
+        let row = try XCTUnwrap(table.stdout.split(separator: "\n").first { $0.hasPrefix("level ") })
+        XCTAssertTrue(row.contains(" newest "), String(row))
     }
 }
