@@ -22,6 +22,8 @@ final class ProtocolVectorTests: XCTestCase {
         "subscribe-private": Request(id: 12, .subscribe(name: "mail", position: .next, epoch: 0, wait: false, scope: .clientProcess)),
         "ack": Request(id: 13, .ack(subscription: 3, sequence: 7)),
         "sessions": Request(id: 14, .sessions),
+        "answer": Request(id: 15, .answer(channel: 0x8000_0000_0000_0002, pull: 1, payload: ByteBuffer(string: "hi"))),
+        "wait-timeout": Request(id: 16, .waitTimeout(session: 0xabc, milliseconds: 1000)),
     ]
 
     static func ok(_ id: UInt32, _ reply: (any Reply)? = nil) -> ServerFrame {
@@ -37,6 +39,8 @@ final class ProtocolVectorTests: XCTestCase {
         "resume-ok": ok(10, ResumeReply(session: 0xabc)),
         "create-private-ok": ok(11, CreateReply(channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102)),
         "ack-ok": ok(13),
+        "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
+        "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),
         "sessions-ok": ok(14, SessionsReply(sessions: [SessionInfo(id: 0xabc, uid: 1000, connections: 1, privateChannels: 2, idleMilliseconds: 1500)])),
         "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail"),
         "ended": .ended(channel: 0x8000_0000_0000_0001, code: .sessionEnded, message: "session ended"),
