@@ -78,3 +78,24 @@ final class PrivateChannelTests: XCTestCase {
         XCTAssertThrowsError(try c.push(4)) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .channelClosed) }
     }
 }
+
+final class UnlimitedChannelTests: XCTestCase {
+    func testPullsOnlyWhenTheReaderIsReadyAndAnswersOnlyWhatWasAsked() throws {
+        let c = PrivateChannel<String>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 3, size: 500, unlimited: true)
+        XCTAssertEqual(c.size, 1)
+        XCTAssertNil(c.pullIfReady(), "no reader, no pull")
+        XCTAssertThrowsError(try c.push("x")) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .pullNotRequested) }
+        c.reader = 9
+        let first = try XCTUnwrap(c.pullIfReady())
+        XCTAssertNil(c.pullIfReady(), "one pull outstanding at most")
+        XCTAssertThrowsError(try c.answer(first + 1, with: "wrong")) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .pullNotRequested) }
+        XCTAssertEqual(try c.answer(first, with: "one"), 1)
+        XCTAssertThrowsError(try c.answer(first, with: "again"))
+        XCTAssertNil(c.pullIfReady(), "the reader has not acknowledged message 1")
+        try c.acknowledge(through: 1)
+        let second = try XCTUnwrap(c.pullIfReady())
+        XCTAssertNotEqual(second, first)
+        c.close()
+        XCTAssertThrowsError(try c.answer(second, with: "late"))
+    }
+}
