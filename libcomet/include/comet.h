@@ -1,0 +1,248 @@
+/* comet.h — the C client library of comet, a local push service (cometd).
+ *
+ * One header, one library (-lcomet), nothing but libc. Talks protocol version 1
+ * (docs/PROTOCOL.md) over a Unix stream socket.
+ *
+ * Conventions
+ *  - Every function that can fail returns an int: >= 0 on success, a negative errno-style code on
+ *    failure (-EINVAL, -ENOMEM, -ECONNREFUSED, ...) or a negative comet code (COMET_E_*, below)
+ *    when the daemon refused the request. comet_strerror() names any of them; after a
+ *    refusal, comet_last_error_message() holds the daemon's own words.
+ *  - Constructors write their result through a `ret` out-parameter and touch it only on success.
+ *  - comet_unref() accepts NULL and returns NULL.
+ *  - A function that returns an error never also calls the callback it was given.
+ *  - Blocking functions say so. Everything else never blocks.
+ *  - Thread safety: a comet object is not thread-safe; use each from one thread at a time.
+ *    Different objects may be used from different threads.
+ *  - Strings are NUL-terminated UTF-8; payloads are byte ranges (pointer + length) that the
+ *    library copies before returning; payloads handed to callbacks are valid only during the call.
+ */
+#ifndef COMET_H
+#define COMET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define COMET_PUBLIC __attribute__((visibility("default")))
+#else
+#define COMET_PUBLIC
+#endif
+
+/* Version of this library, and the protocol version it speaks. */
+#define COMET_VERSION_MAJOR 0
+#define COMET_VERSION_MINOR 1
+#define COMET_VERSION_PATCH 0
+#define COMET_VERSION_STRING "0.1.0"
+#define COMET_PROTOCOL_VERSION 1
+
+/* Returns COMET_VERSION_STRING of the library actually loaded. */
+COMET_PUBLIC const char *comet_version(void);
+
+/* Negative comet codes: -(COMET_E_BASE + the protocol's error code, docs/PROTOCOL.md section 8).
+ * Codes a newer daemon adds arrive as -(COMET_E_BASE + n) too. */
+#define COMET_E_BASE 10000
+#define COMET_E_UNSUPPORTED_VERSION (COMET_E_BASE + 1)
+#define COMET_E_MALFORMED_FRAME (COMET_E_BASE + 2)
+#define COMET_E_FRAME_TOO_LARGE (COMET_E_BASE + 3)
+#define COMET_E_UNKNOWN_OPERATION (COMET_E_BASE + 4)
+#define COMET_E_HANDSHAKE_REQUIRED (COMET_E_BASE + 5)
+#define COMET_E_INVALID_NAME (COMET_E_BASE + 6)
+#define COMET_E_INVALID_ARGUMENT (COMET_E_BASE + 7)
+#define COMET_E_CHANNEL_EXISTS (COMET_E_BASE + 8)
+#define COMET_E_NO_SUCH_CHANNEL (COMET_E_BASE + 9)
+#define COMET_E_NOT_OWNER (COMET_E_BASE + 10)
+#define COMET_E_CHANNEL_CLOSED (COMET_E_BASE + 11)
+#define COMET_E_NO_SUCH_SUBSCRIPTION (COMET_E_BASE + 12)
+#define COMET_E_EPOCH_MISMATCH (COMET_E_BASE + 13)
+#define COMET_E_POSITION_AHEAD (COMET_E_BASE + 14)
+#define COMET_E_LIMIT_EXCEEDED (COMET_E_BASE + 15)
+#define COMET_E_CHANNEL_FULL (COMET_E_BASE + 16)
+#define COMET_E_UNSUPPORTED (COMET_E_BASE + 17)
+#define COMET_E_SHUTTING_DOWN (COMET_E_BASE + 18)
+#define COMET_E_NO_SUCH_SESSION (COMET_E_BASE + 19)
+#define COMET_E_BAD_TOKEN (COMET_E_BASE + 20)
+#define COMET_E_WRONG_USER (COMET_E_BASE + 21)
+#define COMET_E_ALREADY_SUBSCRIBED (COMET_E_BASE + 22)
+#define COMET_E_SESSION_ENDED (COMET_E_BASE + 23)
+#define COMET_E_PULL_NOT_REQUESTED (COMET_E_BASE + 24)
+#define COMET_E_INTERNAL (COMET_E_BASE + 255)
+
+/* A static description of `error` (negative errno or -COMET_E_*). Never NULL. */
+COMET_PUBLIC const char *comet_strerror(int error);
+
+/* A connection to cometd. Opaque. Not thread-safe. */
+typedef struct comet comet;
+
+/* A session: the public id producers address private channels to, and the secret token that
+ * resumes it. Keep the token private. */
+typedef struct comet_session {
+        uint64_t id;
+        uint8_t token[16];
+} comet_session;
+
+/* Where a subscription starts (SEMANTICS.md, "Positions"). */
+typedef enum comet_position {
+        COMET_FROM_NEXT = 0,   /* only messages pushed after subscribing (argument ignored) */
+        COMET_FROM_OLDEST = 1, /* the oldest message still buffered (argument ignored) */
+        COMET_FROM_SEQUENCE = 2, /* sequence number `argument` (resume) */
+        COMET_FROM_LAST = 3,   /* exactly the `argument` most recent messages */
+        _COMET_POSITION_MAX = 0x7fffffff /* keeps the enum int-sized as it grows */
+} comet_position;
+
+/* Flags of comet_subscribe(). */
+#define COMET_SUBSCRIBE_WAIT 0x1u /* if no channel has the name yet, wait for one */
+
+/* Why a subscription ended (the `reason` of comet_end_handler). */
+typedef enum comet_end {
+        COMET_END_FULL = 1,   /* fell behind the ring; `sequence` is the oldest still buffered (Eliom's Channel_full) */
+        COMET_END_CLOSED = 2, /* the channel closed after message `sequence` (Eliom's Channel_closed) */
+        COMET_END_CONNECTION = 3, /* the connection ended; `sequence` is 0 */
+        _COMET_END_MAX = 0x7fffffff
+} comet_end;
+
+/* Called for each message of a subscription, in sequence order. `data` is valid only during the
+ * call. For a private subscription, returning >= 0 acknowledges the message (the daemon may then
+ * forget it); returning < 0 leaves it unacknowledged, to be delivered again after a resume. */
+typedef int (*comet_message_handler)(comet *c, uint32_t subscription, uint64_t sequence, const void *data,
+                                     size_t size, void *userdata);
+
+/* Called once when a subscription ends; no call for it follows. */
+typedef void (*comet_end_handler)(comet *c, uint32_t subscription, comet_end reason, uint64_t sequence,
+                                  void *userdata);
+
+/* Called when a private channel is offered to this connection's session (after its creation,
+ * or again after comet_connect_resume()). kind: 2 private, 3 unlimited. */
+typedef void (*comet_offer_handler)(comet *c, uint64_t channel, const char *name, int kind, void *userdata);
+
+/* Called when the reader of an unlimited channel this connection produces wants one more message:
+ * answer with comet_answer(c, channel, pull, ...), now or later. */
+typedef void (*comet_pull_handler)(comet *c, uint64_t channel, uint64_t pull, void *userdata);
+
+/* Called when something this connection sent without waiting failed (a comet_push() refused by
+ * the daemon, e.g. -COMET_E_CHANNEL_FULL), or when one of its channels ended without its close
+ * (-COMET_E_SESSION_ENDED). `channel` is 0 when unknown. */
+typedef void (*comet_error_handler)(comet *c, uint64_t channel, int error, void *userdata);
+
+/* ---- Connections ---------------------------------------------------------------------------- */
+
+/* Connects to cometd at `path` (NULL: $COMET_SOCKET, else /run/comet/comet.sock as root, else
+ * $XDG_RUNTIME_DIR/comet/comet.sock) and performs the handshake. Blocking.
+ * Returns 0, -ENOENT/-ECONNREFUSED when no daemon answers, -COMET_E_UNSUPPORTED_VERSION, ... */
+COMET_PUBLIC int comet_connect(comet **ret, const char *path);
+
+/* As comet_connect(), then takes back `session` (same uid only). Its private channels are then
+ * offered again through the offer handler, which can only be set once this returns: the offers
+ * are delivered by the first comet_process(). Blocking.
+ * Returns -COMET_E_NO_SUCH_SESSION, -COMET_E_BAD_TOKEN or -COMET_E_WRONG_USER on refusal. */
+COMET_PUBLIC int comet_connect_resume(comet **ret, const char *path, const comet_session *session);
+
+/* Closes the connection (its channels close; its subscriptions end) and frees `c`.
+ * Accepts NULL. Returns NULL. */
+COMET_PUBLIC comet *comet_unref(comet *c);
+
+/* Writes this connection's session (id and token) to `*ret`. */
+COMET_PUBLIC int comet_get_session(comet *c, comet_session *ret);
+
+/* The daemon's message for the last refused request on `c` (empty if none). Owned by `c`, valid
+ * until the next call on `c`. */
+COMET_PUBLIC const char *comet_last_error_message(comet *c);
+
+/* ---- Event-loop integration ----------------------------------------------------------------- */
+
+/* The connection's socket, to watch in your own poll/epoll/event loop. Owned by `c`. */
+COMET_PUBLIC int comet_get_fd(comet *c);
+
+/* The poll(2) events to watch for: POLLIN, plus POLLOUT while output is queued. */
+COMET_PUBLIC int comet_get_events(comet *c);
+
+/* When comet_process() must be called at the latest, in CLOCK_MONOTONIC microseconds, or
+ * UINT64_MAX for no deadline. Writes to `*ret_usec`; returns 0. */
+COMET_PUBLIC int comet_get_timeout(comet *c, uint64_t *ret_usec);
+
+/* Does whatever can be done without blocking: writes queued output, reads, and calls the
+ * handlers of what arrived. Returns > 0 if it did something, 0 if there was nothing to do,
+ * < 0 when the connection failed (-ECONNRESET when the daemon closed it). Never blocks. */
+COMET_PUBLIC int comet_process(comet *c);
+
+/* Blocks until the connection has something to process or `timeout_usec` passed
+ * (UINT64_MAX: no limit). Returns > 0 if ready, 0 on timeout, < 0 on error. Blocking. */
+COMET_PUBLIC int comet_wait(comet *c, uint64_t timeout_usec);
+
+/* Blocks until all queued output is written. Blocking. */
+COMET_PUBLIC int comet_flush(comet *c);
+
+/* Handlers for events outside subscriptions. NULL removes one. */
+COMET_PUBLIC int comet_set_offer_handler(comet *c, comet_offer_handler handler, void *userdata);
+COMET_PUBLIC int comet_set_error_handler(comet *c, comet_error_handler handler, void *userdata);
+
+/* ---- Producers ------------------------------------------------------------------------------ */
+
+/* Creates a site channel (Eliom's create ~scope:site) owned by this connection, with a ring of
+ * `size` messages (0: 1000). Writes its handle to `*ret_channel`. Blocking.
+ * Returns -COMET_E_CHANNEL_EXISTS, -COMET_E_INVALID_NAME, ... */
+COMET_PUBLIC int comet_create(comet *c, const char *name, uint32_t size, uint64_t *ret_channel);
+
+/* Creates a newest channel (Eliom's create_newest): only the latest message is kept. Blocking. */
+COMET_PUBLIC int comet_create_newest(comet *c, const char *name, uint64_t *ret_channel);
+
+/* Creates a private channel for session `session` (Eliom's default client-process scope), at
+ * most `size` (0: 1000) unacknowledged messages. Blocking. */
+COMET_PUBLIC int comet_create_private(comet *c, const char *name, uint64_t session, uint32_t size,
+                                      uint64_t *ret_channel);
+
+/* Creates an unlimited channel (Eliom's create_unlimited) for session `session`: nothing is
+ * buffered; `handler` is called at each pull, answer with comet_answer(). Blocking. */
+COMET_PUBLIC int comet_create_unlimited(comet *c, const char *name, uint64_t session, comet_pull_handler handler,
+                                        void *userdata, uint64_t *ret_channel);
+
+/* Queues one message for `channel` and returns at once. Never blocks: returns -EAGAIN when
+ * more than the output limit (4 MiB) is queued — call comet_process()/comet_flush() and retry.
+ * A refusal by the daemon arrives later through the error handler. */
+COMET_PUBLIC int comet_push(comet *c, uint64_t channel, const void *data, size_t size);
+
+/* Pushes one message and waits for its sequence number (written to `*ret_sequence` if not
+ * NULL). Blocking. */
+COMET_PUBLIC int comet_push_sync(comet *c, uint64_t channel, const void *data, size_t size,
+                                 uint64_t *ret_sequence);
+
+/* Answers pull `pull` of unlimited channel `channel`. Queued like comet_push(); never blocks. */
+COMET_PUBLIC int comet_answer(comet *c, uint64_t channel, uint64_t pull, const void *data, size_t size);
+
+/* Closes `channel`: readers get what is buffered, then COMET_END_CLOSED. Blocking. */
+COMET_PUBLIC int comet_close_channel(comet *c, uint64_t channel);
+
+/* Eliom's wait_timeout: blocks until session `session` has had no activity on its private
+ * channels for `timeout_ms`, or has ended (then `*ret_ended`, if not NULL, is 1). Blocking;
+ * events that arrive meanwhile are delivered by the next comet_process(). */
+COMET_PUBLIC int comet_wait_timeout(comet *c, uint64_t session, uint64_t timeout_ms, int *ret_ended);
+
+/* ---- Consumers ------------------------------------------------------------------------------ */
+
+/* Subscribes to the site channel `name` from `position`/`argument`; `epoch` 0 or the epoch last
+ * seen (a different one fails with -COMET_E_EPOCH_MISMATCH). Messages go to `on_message`, the end
+ * to `on_end` (may be NULL). Writes the subscription id to `*ret_subscription` if not NULL.
+ * Blocking until the daemon answers; messages are delivered by comet_process().
+ * Returns -COMET_E_NO_SUCH_CHANNEL (without COMET_SUBSCRIBE_WAIT), -COMET_E_POSITION_AHEAD, ... */
+COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument,
+                                 uint64_t epoch, unsigned flags, comet_message_handler on_message,
+                                 comet_end_handler on_end, void *userdata, uint32_t *ret_subscription);
+
+/* Subscribes to the private (or unlimited) channel `name` of this connection's session. Starts at
+ * the first unacknowledged message; each message is acknowledged when `on_message` returns >= 0.
+ * Blocking until the daemon answers. Returns -COMET_E_ALREADY_SUBSCRIBED, -COMET_E_NO_SUCH_CHANNEL. */
+COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_message_handler on_message,
+                                         comet_end_handler on_end, void *userdata, uint32_t *ret_subscription);
+
+/* Ends a subscription; its handlers are not called again. Blocking. */
+COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COMET_H */
