@@ -3,7 +3,14 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: run test build release bench install clean
+.PHONY: run test build release bench install clean libcomet install-libcomet
+
+## libcomet (the C library): build, install (PREFIX, DESTDIR).
+libcomet:
+	$(MAKE) -C libcomet
+
+install-libcomet:
+	$(MAKE) -C libcomet install
 
 ## Build cometd (release) and run it on its default socket.
 run: release
@@ -14,6 +21,7 @@ test:
 	scripts/ensure-deps test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
+	libcomet/tests/run.sh .build/debug/cometd
 
 build:
 	scripts/ensure-deps

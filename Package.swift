@@ -34,6 +34,16 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "CometChannels"),
+        // libcomet's own sources as a SwiftPM target, so that `swift test` can drive the C API.
+        // The shipped libcomet.so.0 is built by libcomet/Makefile with plain cc.
+        .target(
+            name: "CComet",
+            path: "libcomet",
+            exclude: ["Makefile", "libcomet.sym", "comet.pc.in", "tests"],
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
         .target(
             name: "CometServer",
             dependencies: [
@@ -86,7 +96,7 @@ let package = Package(
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
         .testTarget(
             name: "CometIntegrationTests",
-            dependencies: ["Comet", "CometWire"],
+            dependencies: ["Comet", "CometWire", "CComet"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

@@ -110,7 +110,7 @@ final class DaemonTests: XCTestCase {
     func testRefusesToRemoveAFileThatIsNotASocket() throws {
         let directory = try Daemon.temporaryDirectory()
         let path = directory.appendingPathComponent("plain").path
-        FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
         let r = try runTool("cometd", ["--socket", path])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("not a socket"), r.stderr)

@@ -126,6 +126,8 @@ static int wait_fd(comet *c, short events, uint64_t timeout_usec) {
         }
 }
 
+static int read_some(comet *c);
+
 COMET_PUBLIC int comet_flush(comet *c) {
         if (!c)
                 return -EINVAL;
@@ -133,8 +135,19 @@ COMET_PUBLIC int comet_flush(comet *c) {
                 int r = write_some(c);
                 if (r < 0)
                         return r;
-                if (buf_len(&c->out) > 0 && (r = wait_fd(c, POLLOUT, UINT64_MAX)) < 0)
-                        return r;
+                if (buf_len(&c->out) == 0)
+                        break;
+                /* Keep reading while waiting to write: the daemon stops reading a connection whose
+                 * answers pile up unread, so waiting only for POLLOUT could wait forever. What is
+                 * read stays queued for comet_process(). */
+                struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
+                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                        return -errno;
+                if (p.revents & (POLLIN | POLLHUP)) {
+                        int n = read_some(c);
+                        if (n < 0)
+                                return n;
+                }
         }
         return 0;
 }

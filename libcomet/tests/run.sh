@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The C side of the test suite: builds libcomet with plain cc, installs it into a temporary
+# prefix, builds the examples with pkg-config against that install, and runs the C tests and
+# the examples under valgrind against a real cometd started here (stopped by PID).
+# Usage: libcomet/tests/run.sh PATH/TO/cometd
+set -uo pipefail
+cometd=$(realpath "$1")
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/comet-c-XXXXXX)
+passed=0
+failed=0
+step() { # step NAME COMMAND...
+  local name=$1; shift
+  if "$@" >"$work/step.log" 2>&1; then
+    passed=$((passed + 1)); echo "  ok    $name"
+    grep -E '^[a-z ]+: [0-9]+ passed, [0-9]+ failed$' "$work/step.log" | sed 's/^/        /'
+  else
+    failed=$((failed + 1)); echo "  FAIL  $name"; sed 's/^/        /' "$work/step.log"
+  fi
+}
+cleanup() { [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+make -s clean >/dev/null
+step "libcomet builds with cc (-Wall -Wextra -Werror)" make -s
+step "make install PREFIX=... installs header, libraries and comet.pc" make -s install PREFIX="$work/prefix"
+export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+step "ldd libcomet.so.0 shows libc only" bash -c "! ldd build/libcomet.so.0 | grep -v -E 'linux-vdso|libc\\.so|ld-linux' | grep -q ."
+step "SONAME is libcomet.so.0" bash -c "readelf -d build/libcomet.so.0 | grep -q 'SONAME.*libcomet.so.0'"
+step "only comet_* symbols are exported" bash -c "! nm -D --defined-only build/libcomet.so.0 | awk '{print \$3}' | grep -v -E '^(comet_|LIBCOMET_)' | grep -q ."
+step "comet.h compiles as C89 and as C++" bash -c "echo '#include <comet.h>
+int main(void) { return comet_version() == 0; }' > $work/h.c && cc -std=c89 -pedantic -Wall -Werror \$(pkg-config --cflags comet) -c $work/h.c -o $work/h.o && cp $work/h.c $work/h.cpp && c++ -Wall -Werror \$(pkg-config --cflags comet) -c $work/h.cpp -o $work/hpp.o"
+for example in producer consumer private_exchange; do
+  step "examples/$example.c builds with pkg-config" bash -c "cc ../examples/$example.c \$(pkg-config --cflags --libs comet) -Wl,-rpath,$work/prefix/lib -o $work/$example"
+done
+step "test_vectors builds" cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude -o "$work/test_vectors" tests/test_vectors.c build/libcomet.a -lpthread
+step "test_client builds" cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude -o "$work/test_client" tests/test_client.c build/libcomet.a
+
+run=()
+if command -v valgrind >/dev/null; then
+  run=(valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+fi
+export COMET_SOCKET="$work/comet.sock"
+"$cometd" --socket "$COMET_SOCKET" --session-grace 2 --log-level warning &
+daemon=$!
+for _ in $(seq 200); do [ -S "$COMET_SOCKET" ] && break; sleep 0.05; done
+
+step "C codec against the PROTOCOL.md vectors (valgrind)" "${run[@]}" "$work/test_vectors" ../docs/PROTOCOL.md
+step "C client against a real cometd (valgrind)" "${run[@]}" "$work/test_client" "$COMET_SOCKET"
+step "example: private exchange between two processes" "${run[@]}" "$work/private_exchange"
+step "example: consumer in a poll loop gets a producer's notifications" bash -c "
+  '$work/consumer' c.example > '$work/consumer.out' & consumer=\$!
+  sleep 0.3
+  '$work/producer' c.example 3 >/dev/null
+  wait \$consumer; status=\$?
+  [ \$status -eq 3 ] && [ \$(wc -l < '$work/consumer.out') -eq 3 ] && grep -q 'service event 3' '$work/consumer.out'"
+
+kill "$daemon"; wait "$daemon" 2>/dev/null; daemon=
+echo "libcomet suite: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

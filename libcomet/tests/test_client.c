@@ -1,0 +1,323 @@
+/* libcomet against a real cometd: every operation and error path.
+ * Usage: test_client SOCKET */
+#include "comet.h"
+#include "test.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *sock;
+
+struct inbox {
+        uint64_t sequences[4096];
+        char last[128];
+        size_t count;
+        comet_end end;
+        uint64_t end_sequence;
+        uint64_t refuse_after; /* private: leave messages after this sequence unacknowledged (0: none) */
+};
+
+static int on_message(comet *c, uint32_t sub, uint64_t seq, const void *data, size_t size, void *userdata) {
+        (void)c, (void)sub;
+        struct inbox *in = userdata;
+        if (in->count < 4096)
+                in->sequences[in->count] = seq;
+        in->count++;
+        snprintf(in->last, sizeof in->last, "%.*s", (int)size, (const char *)data);
+        return in->refuse_after && seq > in->refuse_after ? -1 : 0;
+}
+
+static void on_end(comet *c, uint32_t sub, comet_end reason, uint64_t seq, void *userdata) {
+        (void)c, (void)sub;
+        struct inbox *in = userdata;
+        in->end = reason;
+        in->end_sequence = seq;
+}
+
+/* Runs `c`'s event loop the way an application's poll() loop would, until `done` or 5 s. */
+static void pump(comet *c, const size_t *count, size_t want, const comet_end *end) {
+        for (int i = 0; i < 500; i++) {
+                if ((count && *count >= want) || (end && *end))
+                        return;
+                struct pollfd p = {.fd = comet_get_fd(c), .events = (short)comet_get_events(c)};
+                uint64_t deadline;
+                comet_get_timeout(c, &deadline);
+                poll(&p, 1, deadline == UINT64_MAX ? 10 : 0);
+                if (comet_process(c) < 0)
+                        return;
+        }
+}
+
+static comet *connect_or_die(void) {
+        comet *c = NULL;
+        int r = comet_connect(&c, sock);
+        if (r < 0) {
+                fprintf(stderr, "cannot connect to %s: %s\n", sock, comet_strerror(r));
+                exit(2);
+        }
+        return c;
+}
+
+static void test_connect_errors(void) {
+        comet *c = (comet *)0x1;
+        int r = comet_connect(&c, "/nonexistent/comet.sock");
+        check(r == -ENOENT && c == (comet *)0x1, "no daemon: -ENOENT, ret untouched");
+        check(comet_unref(NULL) == NULL, "unref accepts NULL");
+        check(strstr(comet_strerror(-COMET_E_CHANNEL_FULL), "full") != NULL, "strerror names comet codes");
+        check(strcmp(comet_strerror(-ENOENT), strerror(ENOENT)) == 0, "strerror names errno codes");
+        check(strcmp(comet_version(), COMET_VERSION_STRING) == 0, "version");
+
+        /* A peer that hangs up during the handshake. */
+        char dir[] = "/tmp/comet-ctest-XXXXXX";
+        mkdtemp(dir);
+        char path[128];
+        snprintf(path, sizeof path, "%s/hangup.sock", dir);
+        int l = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strcpy(a.sun_path, path);
+        bind(l, (struct sockaddr *)&a, sizeof a);
+        listen(l, 1);
+        if (fork() == 0) {
+                int fd = accept(l, NULL, NULL);
+                close(fd);
+                _exit(0);
+        }
+        r = comet_connect(&c, path);
+        check(r == -ECONNRESET || r == -EPIPE, "peer hangs up: -ECONNRESET or -EPIPE (%s)", comet_strerror(r));
+        close(l);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_site_channel_in_a_poll_loop(void) {
+        comet *producer = connect_or_die(), *consumer = connect_or_die();
+        uint64_t ch = 0;
+        check(comet_create(producer, "c.news", 5000, &ch) == 0, "create");
+        check(comet_create(producer, "c.news", 0, NULL) == -COMET_E_CHANNEL_EXISTS, "duplicate name refused");
+        check(strlen(comet_last_error_message(producer)) > 0, "the daemon's message is kept");
+        check(comet_create(producer, "bad name", 0, NULL) == -COMET_E_INVALID_NAME, "bad name refused by the daemon");
+        check(comet_create(producer, "", 0, NULL) == -COMET_E_INVALID_NAME, "empty name refused");
+
+        struct inbox in = {0};
+        uint32_t sub = 0;
+        check(comet_subscribe(consumer, "c.news", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, &sub) == 0, "subscribe");
+        char text[32];
+        for (int i = 1; i <= 1000; i++) {
+                snprintf(text, sizeof text, "m%d", i);
+                if (comet_push(producer, ch, text, strlen(text)) < 0)
+                        break;
+        }
+        check(comet_flush(producer) == 0, "flush pushes");
+        pump(consumer, &in.count, 1000, NULL);
+        int ordered = in.count == 1000;
+        for (size_t i = 0; ordered && i < 1000; i++)
+                ordered = in.sequences[i] == i + 1;
+        check(ordered, "1000 messages in order through poll/get_fd/get_events/process (%zu)", in.count);
+        check(strcmp(in.last, "m1000") == 0, "payloads intact");
+
+        struct inbox last3 = {0};
+        check(comet_subscribe(consumer, "c.news", COMET_FROM_LAST, 3, 0, 0, on_message, on_end, &last3, NULL) == 0,
+              "subscribe last 3");
+        pump(consumer, &last3.count, 3, NULL);
+        check(last3.count == 3 && last3.sequences[0] == 998, "exactly the 3 most recent");
+
+        check(comet_subscribe(consumer, "c.news", COMET_FROM_SEQUENCE, 5, 42, 0, on_message, on_end, &last3, NULL) ==
+                      -COMET_E_EPOCH_MISMATCH,
+              "stale epoch refused");
+        check(comet_subscribe(consumer, "c.news", COMET_FROM_SEQUENCE, 5000, 0, 0, on_message, on_end, &last3, NULL) ==
+                      -COMET_E_POSITION_AHEAD,
+              "position ahead refused");
+        check(comet_subscribe(consumer, "c.none", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &last3, NULL) ==
+                      -COMET_E_NO_SUCH_CHANNEL,
+              "missing channel refused without WAIT");
+        check(comet_subscribe(consumer, "c.news", COMET_FROM_NEXT, 0, 0, 0x80, on_message, on_end, &last3, NULL) == -EINVAL,
+              "unknown flag refused locally");
+
+        /* Another connection may not push to it; async refusals reach the error handler. */
+        comet *intruder = connect_or_die();
+        check(comet_push_sync(intruder, ch, "x", 1, NULL) == -COMET_E_NOT_OWNER, "push to another's channel: NOT_OWNER");
+        intruder = comet_unref(intruder);
+
+        uint64_t seq = 0;
+        check(comet_push_sync(producer, ch, "sync", 4, &seq) == 0 && seq == 1001, "push_sync returns the sequence");
+        check(comet_close_channel(producer, ch) == 0, "close");
+        pump(consumer, NULL, 0, &in.end);
+        check(in.end == COMET_END_CLOSED && in.end_sequence == 1001 && in.count == 1001, "everything, then CLOSED");
+        check(comet_unsubscribe(consumer, sub) == -COMET_E_NO_SUCH_SUBSCRIPTION, "ended subscription is gone");
+        comet_unref(producer);
+        comet_unref(consumer);
+}
+
+static int async_error_seen;
+static void record_error(comet *c, uint64_t channel, int error, void *userdata) {
+        (void)c, (void)channel, (void)userdata;
+        async_error_seen = error;
+}
+
+static void test_async_errors_and_backpressure(void) {
+        comet *owner = connect_or_die(), *other = connect_or_die();
+        uint64_t ch;
+        comet_create(owner, "c.owned", 10, &ch);
+        comet_set_error_handler(other, record_error, NULL);
+        check(comet_push(other, ch, "x", 1) == 0, "async push queued");
+        comet_flush(other);
+        for (int i = 0; i < 100 && !async_error_seen; i++) {
+                comet_wait(other, 50000);
+                comet_process(other);
+        }
+        check(async_error_seen == -COMET_E_NOT_OWNER, "async refusal reaches the error handler");
+
+        /* Never reading answers: the daemon stops reading, the output fills, push says -EAGAIN. */
+        char big[1024];
+        memset(big, 'b', sizeof big);
+        int r = 0, n = 0;
+        while (n < 200000 && (r = comet_push(owner, ch, big, sizeof big)) == 0)
+                n++;
+        check(r == -EAGAIN, "back-pressure: -EAGAIN after %d pushes, never blocking", n);
+        uint64_t seq = 0;
+        check(comet_push_sync(owner, ch, "after", 5, &seq) == 0 && seq == (uint64_t)n + 1, "drains, then pushes again");
+        check(comet_push(owner, ch, NULL, 3) == -EINVAL, "NULL payload with a size refused");
+        comet_unref(owner);
+        comet_unref(other);
+}
+
+static void test_wait_and_newest(void) {
+        comet *consumer = connect_or_die(), *producer = connect_or_die();
+        struct inbox in = {0};
+        check(comet_subscribe(consumer, "c.later", COMET_FROM_NEXT, 0, 0, COMET_SUBSCRIBE_WAIT, on_message, on_end, &in, NULL) == 0,
+              "WAIT subscription to a missing channel");
+        uint64_t ch;
+        comet_create(producer, "c.later", 0, &ch);
+        comet_push_sync(producer, ch, "first", 5, NULL);
+        pump(consumer, &in.count, 1, NULL);
+        check(in.count == 1 && in.sequences[0] == 1, "starts at the new channel's first message");
+
+        uint64_t newest;
+        check(comet_create_newest(producer, "c.level", &newest) == 0, "create_newest");
+        comet_push_sync(producer, newest, "10", 2, NULL);
+        comet_push_sync(producer, newest, "20", 2, NULL);
+        struct inbox level = {0};
+        comet_subscribe(consumer, "c.level", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &level, NULL);
+        pump(consumer, &level.count, 1, NULL);
+        check(level.count == 1 && strcmp(level.last, "20") == 0 && level.sequences[0] == 2, "newest: the current value at once");
+        comet_unref(consumer);
+        comet_unref(producer);
+}
+
+static char offered[64];
+static void on_offer(comet *c, uint64_t channel, const char *name, int kind, void *userdata) {
+        (void)c, (void)channel, (void)kind, (void)userdata;
+        snprintf(offered, sizeof offered, "%s", name);
+}
+
+static int pulls;
+static void on_pull(comet *c, uint64_t channel, uint64_t pull, void *userdata) {
+        (void)userdata;
+        char text[32];
+        snprintf(text, sizeof text, "pull %d", ++pulls);
+        comet_answer(c, channel, pull, text, strlen(text));
+}
+
+static void test_private_resume_and_unlimited(void) {
+        comet *consumer = connect_or_die(), *producer = connect_or_die();
+        comet_session s;
+        check(comet_get_session(consumer, &s) == 0 && s.id != 0, "session id readable");
+        comet_set_offer_handler(consumer, on_offer, NULL);
+        uint64_t ch;
+        check(comet_create_private(producer, "c.mail", s.id, 100, &ch) == 0, "create_private for the session");
+        for (int i = 0; i < 100 && !offered[0]; i++) {
+                comet_wait(consumer, 20000);
+                comet_process(consumer);
+        }
+        check(strcmp(offered, "c.mail") == 0, "the session is offered the channel");
+        for (int i = 1; i <= 10; i++) {
+                char t[16];
+                snprintf(t, sizeof t, "p%d", i);
+                comet_push(producer, ch, t, strlen(t));
+        }
+        comet_flush(producer);
+        struct inbox in = {.refuse_after = 4}; /* messages 5..10 stay unacknowledged */
+        check(comet_subscribe_private(consumer, "c.mail", on_message, on_end, &in, NULL) == 0, "subscribe_private");
+        check(comet_subscribe_private(consumer, "c.mail", on_message, on_end, &in, NULL) == -COMET_E_ALREADY_SUBSCRIBED,
+              "read once");
+        pump(consumer, &in.count, 10, NULL);
+        comet_process(consumer);
+        comet_flush(consumer);
+        comet *other = connect_or_die();
+        struct inbox stolen = {0};
+        check(comet_subscribe_private(other, "c.mail", on_message, on_end, &stolen, NULL) == -COMET_E_NO_SUCH_CHANNEL,
+              "another session cannot read it");
+        comet_unref(other);
+        consumer = comet_unref(consumer);
+
+        comet_session wrong = s;
+        wrong.token[0] ^= 1;
+        check(comet_connect_resume(&consumer, sock, &wrong) == -COMET_E_BAD_TOKEN, "wrong token refused");
+        comet_session unknown = s;
+        unknown.id ^= 0xff;
+        check(comet_connect_resume(&consumer, sock, &unknown) == -COMET_E_NO_SUCH_SESSION, "unknown session refused");
+        check(comet_connect_resume(&consumer, sock, &s) == 0, "resume with the token");
+        offered[0] = 0;
+        comet_set_offer_handler(consumer, on_offer, NULL);
+        for (int i = 0; i < 100 && !offered[0]; i++) {
+                comet_wait(consumer, 20000);
+                comet_process(consumer);
+        }
+        check(strcmp(offered, "c.mail") == 0, "offered again after resume");
+        struct inbox again = {0};
+        check(comet_subscribe_private(consumer, "c.mail", on_message, on_end, &again, NULL) == 0, "subscribe again");
+        pump(consumer, &again.count, 6, NULL);
+        check(again.count == 6 && again.sequences[0] == 5 && again.sequences[5] == 10, "unacknowledged 5..10 come back, nothing lost");
+
+        /* Full at exactly size. */
+        uint64_t small;
+        comet_create_private(producer, "c.small", s.id, 2, &small);
+        check(comet_push_sync(producer, small, "1", 1, NULL) == 0 && comet_push_sync(producer, small, "2", 1, NULL) == 0,
+              "size messages accepted");
+        check(comet_push_sync(producer, small, "3", 1, NULL) == -COMET_E_CHANNEL_FULL, "size + 1: CHANNEL_FULL");
+
+        /* Unlimited: the producer answers pulls. */
+        uint64_t unl;
+        check(comet_create_unlimited(producer, "c.count", s.id, on_pull, NULL, &unl) == 0, "create_unlimited");
+        struct inbox counted = {0};
+        comet_subscribe_private(consumer, "c.count", on_message, on_end, &counted, NULL);
+        for (int i = 0; i < 500 && counted.count < 3; i++) {
+                comet_process(producer);
+                comet_process(consumer);
+                usleep(2000);
+        }
+        check(counted.count >= 3, "pulled messages arrive (%zu)", counted.count);
+        check(pulls <= (int)counted.count + 1, "no read-ahead: %d pulls for %zu messages", pulls, counted.count);
+
+        struct timespec t0, t1;
+        int ended = -1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        /* The consumer stays idle; the producer waits for that. */
+        check(comet_wait_timeout(producer, s.id, 300, &ended) == 0 && ended == 0, "wait_timeout: inactive");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        check(ms >= 250, "wait_timeout did not return before the inactivity (%ld ms)", ms);
+        check(comet_wait_timeout(producer, 0x1234, 300, NULL) == -COMET_E_NO_SUCH_SESSION, "wait_timeout on no session");
+        comet_unref(consumer);
+        comet_unref(producer);
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s SOCKET\n", argv[0]);
+                return 2;
+        }
+        sock = argv[1];
+        test_connect_errors();
+        test_site_channel_in_a_poll_loop();
+        test_async_errors_and_backpressure();
+        test_wait_and_newest();
+        test_private_resume_and_unlimited();
+        return report("libcomet");
+}
