@@ -130,6 +130,8 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             events.yield(.ended(channel: channel, code: code, message: message))
         case .pull(let channel, let pull):
             pullSinks[channel]?.yield(pull)
+        case .reset(let subscription, let epoch):
+            end(subscription, EpochChanged(channel: sinks[subscription]?.name ?? "", epoch: epoch))
         }
     }
 

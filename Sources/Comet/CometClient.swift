@@ -177,6 +177,22 @@ public final class CometClient: Sendable {
         return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
     }
 
+    /// Subscribes to channel `name` of another cometd (Eliom's `external_channel`): this client's
+    /// daemon relays it — one upstream subscription however many local readers — with the same
+    /// sequence numbers and epoch. The reader starts with exactly the `history` most recent
+    /// messages (default 1); `newest` makes it a latest-value channel.
+    /// - Parameter address: the other daemon's socket, `unix:/path` or `/path`.
+    /// - Throws: `CometError` with `.upstreamUnreachable`, `.noSuchChannel`, `.upstreamVersion`,
+    ///   `.loopDetected`, `.invalidAddress`. Iteration may end with `EpochChanged` when the
+    ///   upstream channel is re-created.
+    public func subscribeExternal(
+        address: String, channel name: String, history: Int = 1, newest: Bool = false
+    ) async throws -> CometSubscription {
+        try await subscribe(
+            name, operation: .subscribeExternal(address: address, name: name, history: UInt32(clamping: history), newest: newest),
+            acknowledges: false)
+    }
+
     /// Subscribes to the channel `name`.
     ///
     /// - Parameters:
@@ -192,10 +208,16 @@ public final class CometClient: Sendable {
     private func subscribe(
         _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope
     ) async throws -> CometSubscription {
+        try await subscribe(
+            name, operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope),
+            acknowledges: scope == .clientProcess)
+    }
+
+    private func subscribe(_ name: String, operation: Request.Operation, acknowledges: Bool) async throws -> CometSubscription {
         let handler = self.handler
         let loop = channel.eventLoop
         let client = self
-        return try await request(.subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope)) { body in
+        return try await request(operation) { body in
             let reply = try SubscribeReply(from: &body)
             let info = NIOLockedValueBox(
                 SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting))
@@ -206,7 +228,7 @@ public final class CometClient: Sendable {
             handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info))
             return CometSubscription(
                 client: client, id: reply.subscription, name: name, info: info, messages: made.sequence,
-                acknowledges: scope == .clientProcess)
+                acknowledges: acknowledges)
         }
     }
 

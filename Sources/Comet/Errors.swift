@@ -40,6 +40,21 @@ public struct ChannelClosed: Error, Hashable, Sendable, CustomStringConvertible 
     public var description: String { "channel '\(channel)' was closed after message \(lastSequence)" }
 }
 
+/// The channel was re-created (for an external channel: upstream) with a new epoch, so its
+/// sequence numbers restarted; the subscription is over. Subscribe again to read the new one.
+public struct EpochChanged: Error, Hashable, Sendable, CustomStringConvertible {
+    public var channel: String
+    /// The new epoch.
+    public var epoch: UInt64
+
+    public init(channel: String, epoch: UInt64) {
+        self.channel = channel
+        self.epoch = epoch
+    }
+
+    public var description: String { "channel '\(channel)' was re-created (new epoch \(String(epoch, radix: 16))): sequence numbers restarted" }
+}
+
 /// The daemon could not be reached or the connection to it ended.
 public struct ConnectionError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Kind: Hashable, Sendable {

@@ -8,7 +8,8 @@ struct CometCommand: AsyncParsableCommand {
         abstract: "Push to and listen on cometd channels.",
         discussion: """
             Exit status: 0 success; 1 the daemon refused the request; 2 listen fell behind (channel full); \
-            3 listen ended because the channel closed; 64 usage; 69 no daemon answers; 74 connection lost; \
+            3 listen ended because the channel closed; 4 listen ended because the channel was re-created \
+            (new epoch); 64 usage; 69 no daemon answers; 74 connection lost; \
             76 protocol version mismatch.
             """,
         subcommands: [Push.self, Listen.self, Channels.self, Sessions.self])

@@ -9,6 +9,8 @@ enum Status {
     static let full = ExitCode(2)
     /// `listen`: the channel was closed after everything was printed (Channel_closed).
     static let closed = ExitCode(3)
+    /// `listen`: the channel was re-created (new epoch; sequence numbers restarted).
+    static let epochChanged = ExitCode(4)
     /// Usage error (ArgumentParser's own).
     static let usage = ExitCode(64)
     /// No daemon answers at the socket.
@@ -28,6 +30,9 @@ func exitStatus(for error: Error) -> ExitCode {
     case let e as ChannelClosed:
         printError("comet: \(e)")
         return Status.closed
+    case let e as EpochChanged:
+        printError("comet: \(e)")
+        return Status.epochChanged
     case let e as CometError:
         printError("comet: \(e.message) [\(e.code.name)]")
         return Status.refused

@@ -38,6 +38,15 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "With --private: keep the session in this file (ID:TOKEN, mode 0600) and resume it on the next run.")
     var sessionFile: String?
 
+    @Option(name: .long, help: "Read CHANNEL of the cometd at this address (unix:/PATH or /PATH), relayed by the local daemon.")
+    var external: String?
+
+    @Option(name: .long, help: "With --external: how many of the most recent messages to start with (default 1).")
+    var history: Int = 1
+
+    @Flag(name: .long, help: "With --external: a latest-value channel.")
+    var newest = false
+
     @Option(name: .long, help: "Exit with status 0 after this many messages.")
     var count: Int?
 
@@ -46,7 +55,9 @@ struct Listen: AsyncParsableCommand {
             let file = sessionFile.map(SessionFile.init)
             let client = try await connection.connect(resuming: file?.load())
             let subscription: CometSubscription
-            if self.private {
+            if let external {
+                subscription = try await client.subscribeExternal(address: external, channel: channel, history: history, newest: newest)
+            } else if self.private {
                 try file?.save(client.session)
                 printError("session \(String(client.session.id, radix: 16))")
                 subscription = try await privateSubscription(client)

@@ -39,6 +39,24 @@ public struct MessageRing<Payload> {
         return last
     }
 
+    /// Appends `payload` under `sequence`, given by another daemon (a relay). A number beyond
+    /// `lastSequence + 1` drops everything kept (the gap cannot be filled) and continues from it.
+    /// - Precondition: `sequence > lastSequence`.
+    public mutating func append(_ payload: Payload, sequence: UInt64) {
+        precondition(sequence > last, "relayed sequence numbers increase")
+        if sequence != last + 1 {
+            removeAll()
+            last = sequence - 1
+        }
+        append(payload)
+    }
+
+    /// Empties the ring so that the next message is `next` (a relay starting mid-stream).
+    public mutating func restart(at next: UInt64) {
+        removeAll()
+        last = next > 0 ? next - 1 : 0
+    }
+
     /// The message numbered `sequence`, or `nil` if it was evicted or does not exist yet.
     @inlinable
     public subscript(sequence: UInt64) -> Payload? {

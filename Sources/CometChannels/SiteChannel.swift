@@ -64,6 +64,29 @@ public final class SiteChannel<Payload> {
         for payload in payloads { ring.append(payload) }
     }
 
+    /// Appends a message relayed from another daemon under its own sequence number (relays only).
+    /// Readers left behind by a gap get `full`.
+    public func pushRelayed(_ payload: Payload, sequence: UInt64) {
+        guard !closed, sequence > messages.lastSequence else { return }
+        messages.append(payload, sequence: sequence)
+    }
+
+    /// Makes a relay's empty mirror expect `next` as its first message.
+    public func expectRelayed(from next: UInt64) {
+        guard messages.count == 0, next > messages.lastSequence + 1 else { return }
+        messages.restart(at: next)
+    }
+
+    /// The epoch of the channel that replaced this one (a relay whose upstream channel was
+    /// re-created); readers then get `reset` instead of `closed`.
+    public private(set) var replacedByEpoch: UInt64?
+
+    /// Ends the channel because it was re-created elsewhere with `epoch`.
+    public func replace(byEpoch epoch: UInt64) {
+        replacedByEpoch = epoch
+        closed = true
+    }
+
     /// Closes the channel: no more pushes; readers drain what is buffered, then see `closed`.
     public func close() { closed = true }
 

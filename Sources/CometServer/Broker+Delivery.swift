@@ -72,7 +72,11 @@ extension Broker {
                     ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
                     ended.append(id)
                 case .closed(let last):
-                    ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &out)
+                    if case .site(let channel) = sub.source, let epoch = channel.replacedByEpoch {
+                        ServerFrame.reset(subscription: id, epoch: epoch).encode(into: &out)
+                    } else {
+                        ServerFrame.closed(subscription: id, lastSequence: last).encode(into: &out)
+                    }
                     ended.append(id)
                 }
             }

@@ -87,6 +87,8 @@ extension Broker {
                 try acknowledge(request.id, subscription: subscription, sequence: sequence, conn)
             case .answer(let channel, let pull, let payload):
                 try answer(request.id, channel: channel, pull: pull, payload: payload, conn)
+            case .subscribeExternal(let address, let name, let history, let newest):
+                try subscribeExternal(request.id, address: address, name: name, history: history, newest: newest, conn)
             case .waitTimeout(let session, let milliseconds):
                 waitTimeout(request.id, session: session, milliseconds: milliseconds, conn)
             case .sessions:
@@ -181,7 +183,7 @@ extension Broker {
         let reply = HelloReply(
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
-            sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low)
+            sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }

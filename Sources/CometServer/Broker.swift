@@ -18,6 +18,11 @@ final class Broker {
     var nextPrivateID: UInt64 = 1
     /// Last activity on a session's stateful channels, in uptime nanoseconds (wait_timeout's clock).
     var sessionActivity: [UInt64: UInt64] = [:]
+    /// External channels by (upstream, name, newest).
+    var relays: [RelayKey: Relay] = [:]
+    var nextRelayChannelID: UInt64 = 1
+    /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
+    let instance = UInt64.random(in: 1...UInt64.max)
     /// WAIT_TIMEOUT requests by session.
     var sessionWaiters: [UInt64: [TimeoutWaiter]] = [:]
     var connections: [UInt64: ConnectionState] = [:]
@@ -77,6 +82,7 @@ final class Broker {
         switch sub.source {
         case .site(let channel):
             channel.removeReader(conn.id)
+            releaseRelayIfUnused(channel)
         case .clientProcess(let channel):
             if channel.reader == conn.id { channel.reader = nil }
         case nil:
@@ -112,6 +118,7 @@ final class Broker {
     /// Closes every channel, delivers what readers are owed, then ends every connection.
     func shutdown() -> EventLoopFuture<Void> {
         isShuttingDown = true
+        for relay in Array(relays.values) { endRelay(relay) }
         for channel in registry.closeEverything() {
             wakeReaders(of: channel)
         }

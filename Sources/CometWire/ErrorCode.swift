@@ -54,6 +54,14 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let sessionEnded = ErrorCode(rawValue: 23)
     /// ANSWER to a pull that was not asked for (or was already answered).
     public static let pullNotRequested = ErrorCode(rawValue: 24)
+    /// SUBSCRIBE_EXTERNAL: nothing answers at the upstream address.
+    public static let upstreamUnreachable = ErrorCode(rawValue: 25)
+    /// SUBSCRIBE_EXTERNAL: the address leads back to this daemon.
+    public static let loopDetected = ErrorCode(rawValue: 26)
+    /// SUBSCRIBE_EXTERNAL: the upstream daemon speaks another protocol version.
+    public static let upstreamVersion = ErrorCode(rawValue: 27)
+    /// SUBSCRIBE_EXTERNAL: an address this daemon cannot use.
+    public static let invalidAddress = ErrorCode(rawValue: 28)
     /// A bug in the daemon; the request had no effect.
     public static let internalError = ErrorCode(rawValue: 255)
 
@@ -94,6 +102,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .alreadySubscribed: return "ALREADY_SUBSCRIBED"
         case .sessionEnded: return "SESSION_ENDED"
         case .pullNotRequested: return "PULL_NOT_REQUESTED"
+        case .upstreamUnreachable: return "UPSTREAM_UNREACHABLE"
+        case .loopDetected: return "LOOP_DETECTED"
+        case .upstreamVersion: return "UPSTREAM_VERSION"
+        case .invalidAddress: return "INVALID_ADDRESS"
         case .internalError: return "INTERNAL"
         default: return "ERROR_\(rawValue)"
         }

@@ -19,6 +19,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case sessions = 0x0D
     case answer = 0x0E
     case waitTimeout = 0x0F
+    case subscribeExternal = 0x10
     // Responses.
     case ok = 0x80
     case error = 0x81
@@ -30,4 +31,5 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case offer = 0x94
     case ended = 0x95
     case pull = 0x96
+    case reset = 0x97
 }

@@ -23,11 +23,14 @@ public struct HelloReply: Reply, Hashable {
     /// The secret that resumes the session from another connection (RESUME). Keep it private.
     public var tokenHigh: UInt64
     public var tokenLow: UInt64
+    /// Random id of the daemon process, fixed at start: relays use it to refuse relaying to themselves.
+    public var instance: UInt64
 
     public init(
         version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,
-        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
+        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0, instance: UInt64 = 0
     ) {
+        self.instance = instance
         self.version = version
         self.maxFrameSize = maxFrameSize
         self.maxChannelSize = maxChannelSize
@@ -45,10 +48,11 @@ public struct HelloReply: Reply, Hashable {
         sessionID = try body.readWire(UInt64.self, "session id")
         tokenHigh = try body.readWire(UInt64.self, "token")
         tokenLow = try body.readWire(UInt64.self, "token")
+        instance = try body.readWire(UInt64.self, "instance")
     }
 
     public func write(to body: inout ByteBuffer) {
-        body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID, tokenHigh, tokenLow)
+        body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID, tokenHigh, tokenLow, instance)
     }
 }
 

@@ -78,6 +78,7 @@ public struct Request: Sendable {
         case sessions
         case answer(channel: UInt64, pull: UInt64, payload: ByteBuffer)
         case waitTimeout(session: UInt64, milliseconds: UInt64)
+        case subscribeExternal(address: String, name: String, history: UInt32, newest: Bool)
         case unsubscribe(subscription: UInt32)
         case list
         case ping
@@ -108,6 +109,7 @@ public struct Request: Sendable {
         case .sessions: return .sessions
         case .answer: return .answer
         case .waitTimeout: return .waitTimeout
+        case .subscribeExternal: return .subscribeExternal
         }
     }
 }
@@ -169,6 +171,10 @@ extension Request {
                 out.writeImmutableBuffer(payload)
             case .waitTimeout(let session, let milliseconds):
                 out.writeMultipleIntegers(session, milliseconds)
+            case .subscribeExternal(let address, let name, let history, let newest):
+                out.writeMultipleIntegers(UInt8(newest ? 1 : 0), history)
+                out.writeWireString(address)
+                out.writeWireString(name)
             case .list, .ping, .sessions:
                 break
             }
@@ -248,6 +254,13 @@ extension Request {
             let channel = try body.readWire(UInt64.self, "channel")
             let pull = try body.readWire(UInt64.self, "pull")
             operation = .answer(channel: channel, pull: pull, payload: body.readSlice(length: body.readableBytes)!)
+        case .subscribeExternal:
+            let flags = try body.readWire(UInt8.self, "flags")
+            let history = try body.readWire(UInt32.self, "history")
+            let address = try body.readWireString()
+            let name = try body.readWireString()
+            guard flags & ~1 == 0 else { throw WireError(.invalidArgument, "unknown external subscribe flags 0x\(String(flags, radix: 16))") }
+            operation = .subscribeExternal(address: address, name: name, history: history, newest: flags & 1 != 0)
         case .waitTimeout:
             operation = .waitTimeout(
                 session: try body.readWire(UInt64.self, "session"), milliseconds: try body.readWire(UInt64.self, "timeout"))
@@ -257,7 +270,7 @@ extension Request {
             operation = .list
         case .ping:
             operation = .ping
-        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull:
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

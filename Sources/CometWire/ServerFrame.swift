@@ -21,6 +21,9 @@ public enum ServerFrame: Sendable {
     case ended(channel: UInt64, code: ErrorCode, message: String)
     /// The reader of unlimited channel `channel` wants one more message: answer with ANSWER `pull`.
     case pull(channel: UInt64, pull: UInt64)
+    /// The subscription ended because its channel was re-created with epoch `epoch` (sequence
+    /// numbers restarted); subscribe again to read the new one.
+    case reset(subscription: UInt32, epoch: UInt64)
 }
 
 extension ServerFrame {
@@ -68,6 +71,8 @@ extension ServerFrame {
             }
         case .pull(let channel, let pull):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
+        case .reset(let subscription, let epoch):
+            buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.reset.rawValue, subscription, epoch) }
         }
     }
 
@@ -142,6 +147,8 @@ extension ServerFrame {
             return .ended(
                 channel: try body.readWire(UInt64.self, "channel"),
                 code: ErrorCode(rawValue: try body.readWire(UInt16.self, "code")), message: try body.readWireString())
+        case .reset:
+            return .reset(subscription: try body.readWire(UInt32.self, "subscription"), epoch: try body.readWire(UInt64.self, "epoch"))
         case .pull:
             return .pull(channel: try body.readWire(UInt64.self, "channel"), pull: try body.readWire(UInt64.self, "pull"))
         default:

@@ -1,0 +1,233 @@
+import CometChannels
+import CometWire
+import NIOCore
+import NIOPosix
+
+extension Broker {
+    /// `unix:PATH` or an absolute PATH; nil for anything else.
+    static func upstreamPath(_ address: String) -> String? {
+        let path = address.hasPrefix("unix:") ? String(address.dropFirst(5)) : address
+        guard path.hasPrefix("/"), path.utf8.count < 108 else { return nil }
+        return path
+    }
+
+    /// SUBSCRIBE_EXTERNAL: a local subscription to a relay of `name` at `address`.
+    func subscribeExternal(_ requestID: UInt32, address: String, name: String, history: UInt32, newest: Bool, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard let path = Self.upstreamPath(address) else {
+            reply(error: .invalidAddress, "'\(address)' is not an address this daemon can relay from (unix:/PATH or /PATH)", to: requestID, conn)
+            return
+        }
+        try ChannelName.validate(name)
+        guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
+            throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
+        }
+        let key = RelayKey(path: path, name: name, newest: newest)
+        let wanted = newest ? 1 : max(1, history)
+        if let relay = relays[key] {
+            if let channel = relay.channel {
+                attachLocalReader(requestID, to: channel, history: wanted, conn)
+            } else {
+                relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
+            }
+            return
+        }
+        let relay = Relay(key: key, history: wanted)
+        relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
+        relays[key] = relay
+        logger.info("relaying external channel", metadata: ["upstream": "\(path)", "channel": "\(name)"])
+        connectUpstream(relay)
+    }
+
+    /// A local subscription to a relay's mirror, starting at its `history` most recent messages.
+    func attachLocalReader(_ requestID: UInt32, to channel: SiteChannel<ByteBuffer>, history: UInt32, _ conn: ConnectionState) {
+        let start: UInt64
+        switch (try? channel.start(at: .last(UInt64(history)))) ?? .at(channel.lastSequence + 1) {
+        case .at(let seq): start = seq
+        case .full(let first): start = first
+        }
+        let id = conn.allocateSubscriptionID()
+        conn.subscriptions[id] = Subscription(id: id, name: channel.name, source: .site(channel), cursor: start)
+        channel.addReader(conn.id)
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start).write(to: &$0)
+        }
+        markDirty(conn)
+    }
+
+    func connectUpstream(_ relay: Relay) {
+        let broker = self
+        ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(broker: broker, relay: relay))
+                }
+            }
+            .connect(unixDomainSocketPath: relay.key.path)
+            .whenComplete { result in
+                guard !relay.removed else {
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .success(let channel):
+                    relay.upstream = channel
+                    relay.helloID = relay.send(.hello(versions: [CometProtocol.version]))
+                case .failure(let error):
+                    broker.relayUnavailable(relay, .upstreamUnreachable, "nothing answers at unix:\(relay.key.path) (\(error))")
+                }
+            }
+    }
+
+    /// The upstream could not be reached or refused: fails waiting readers if the relay never
+    /// worked, else tries again after a back-off.
+    func relayUnavailable(_ relay: Relay, _ code: ErrorCode, _ message: String) {
+        if relay.channel == nil || code == .loopDetected || code == .upstreamVersion {
+            endRelay(relay, failing: code, message)
+            return
+        }
+        scheduleReconnect(relay)
+    }
+
+    func scheduleReconnect(_ relay: Relay) {
+        guard !relay.removed else { return }
+        relay.upstream = nil
+        relay.upstreamSubscription = nil
+        let delay = relay.backoff
+        relay.backoff = min(relay.backoff * 2, Relay.maxBackoff)
+        logger.notice("upstream lost; reconnecting", metadata: [
+            "upstream": "\(relay.key.path)", "channel": "\(relay.key.name)", "in_ms": "\(delay.nanoseconds / 1_000_000)",
+        ])
+        eventLoop.scheduleTask(in: delay) { [weak self] in
+            guard let self, !relay.removed else { return }
+            self.connectUpstream(relay)
+        }
+    }
+
+    /// Removes a relay: waiting readers get `code`; local readers of its mirror drain, then CLOSED.
+    func endRelay(_ relay: Relay, failing code: ErrorCode? = nil, _ message: String = "") {
+        guard !relay.removed else { return }
+        relay.removed = true
+        relays[relay.key] = nil
+        for waiting in relay.pending {
+            guard let conn = connections[waiting.connection] else { continue }
+            reply(error: code ?? .noSuchChannel, message, to: waiting.requestID, conn)
+        }
+        relay.pending = []
+        if let channel = relay.channel, !channel.isClosed {
+            channel.close()
+            wakeReaders(of: channel)
+        }
+        relay.upstream?.close(promise: nil)
+        relay.upstream = nil
+    }
+
+    func relayLost(_ relay: Relay, channel: Channel) {
+        guard !relay.removed, relay.upstream === channel || relay.upstream == nil else { return }
+        relayUnavailable(relay, .upstreamUnreachable, "the upstream daemon at unix:\(relay.key.path) closed the connection")
+    }
+
+    /// Subscribes upstream: fresh (the `history` most recent), or resuming after the last
+    /// message relayed under the same epoch.
+    func subscribeUpstream(_ relay: Relay, resume: Bool) {
+        let operation: Request.Operation
+        if resume, let channel = relay.channel, !channel.isClosed {
+            operation = .subscribe(
+                name: relay.key.name, position: .from(channel.lastSequence + 1), epoch: channel.epoch, wait: false)
+        } else {
+            operation = .subscribe(name: relay.key.name, position: .last(UInt64(relay.history)), epoch: 0, wait: relay.channel != nil)
+        }
+        relay.subscribeID = relay.send(operation)
+    }
+
+    /// A frame from the upstream daemon.
+    func relayReceived(_ frame: ServerFrame, _ relay: Relay) {
+        switch frame {
+        case .ok(let id, var body) where id == relay.helloID:
+            relay.helloID = nil
+            guard let hello = try? HelloReply(from: &body), hello.version == CometProtocol.version else {
+                relayUnavailable(relay, .upstreamVersion, "the daemon at unix:\(relay.key.path) answered HELLO in another protocol; this daemon speaks version \(CometProtocol.version)")
+                return
+            }
+            guard hello.instance != instance else {
+                relayUnavailable(relay, .loopDetected, "unix:\(relay.key.path) is this daemon itself: a channel cannot be relayed from its own daemon")
+                return
+            }
+            subscribeUpstream(relay, resume: true)
+        case .ok(let id, var body) where id == relay.subscribeID:
+            relay.subscribeID = nil
+            guard let reply = try? SubscribeReply(from: &body) else { return }
+            relay.upstreamSubscription = reply.subscription
+            relay.backoff = .milliseconds(50)
+            if !reply.waiting { adopt(epoch: reply.epoch, next: reply.nextSequence, relay) }
+        case .ok:
+            break
+        case .error(let id, let code, let message):
+            if id == 0 || id == relay.helloID {
+                if code == .unsupportedVersion {
+                    relayUnavailable(relay, .upstreamVersion, "the daemon at unix:\(relay.key.path) refused protocol version \(CometProtocol.version): \(message)")
+                }
+                // Other connection-level errors (e.g. SHUTTING_DOWN): the connection closes; reconnect then.
+                return
+            }
+            guard id == relay.subscribeID else { return }
+            relay.subscribeID = nil
+            switch code {
+            case .epochMismatch, .noSuchChannel where relay.channel != nil, .positionAhead:
+                // Re-created or restarted upstream: wait for the channel and take its new epoch.
+                relay.subscribeID = relay.send(
+                    .subscribe(name: relay.key.name, position: .last(UInt64(relay.history)), epoch: 0, wait: true))
+            default:
+                endRelay(relay, failing: code, "upstream unix:\(relay.key.path): \(message)")
+            }
+        case .started(let sub, let epoch, let next) where sub == relay.upstreamSubscription:
+            adopt(epoch: epoch, next: next, relay)
+        case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
+            guard let channel = relay.channel else { return }
+            var copy = ByteBufferAllocator().buffer(capacity: payload.readableBytes)
+            copy.writeImmutableBuffer(payload)
+            channel.pushRelayed(copy, sequence: seq)
+            wakeReaders(of: channel)
+        case .full(let sub, let first) where sub == relay.upstreamSubscription:
+            // The relay itself fell behind upstream: go on from what is left; the jump in sequence
+            // numbers gives local readers an explicit FULL.
+            relay.upstreamSubscription = nil
+            if let channel = relay.channel {
+                relay.subscribeID = relay.send(.subscribe(name: relay.key.name, position: .from(first), epoch: channel.epoch, wait: false))
+            }
+        case .closed(let sub, _) where sub == relay.upstreamSubscription:
+            endRelay(relay)
+        default:
+            break
+        }
+    }
+
+    /// The upstream subscription is live under `epoch`: first time, make the mirror and attach
+    /// the waiting readers; a new epoch, retire the old mirror (its readers get RESET).
+    func adopt(epoch: UInt64, next: UInt64, _ relay: Relay) {
+        if let channel = relay.channel, channel.epoch == epoch { return }
+        if let old = relay.channel {
+            logger.notice("upstream channel was re-created", metadata: ["upstream": "\(relay.key.path)", "channel": "\(relay.key.name)"])
+            old.replace(byEpoch: epoch)
+            wakeReaders(of: old)
+        }
+        let channel = SiteChannel<ByteBuffer>(
+            id: (1 << 62) | nextRelayChannelID, name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,
+            newestOnly: relay.key.newest)
+        nextRelayChannelID += 1
+        channel.expectRelayed(from: next)
+        relay.channel = channel
+        for waiting in relay.pending {
+            guard let conn = connections[waiting.connection] else { continue }
+            attachLocalReader(waiting.requestID, to: channel, history: waiting.history, conn)
+        }
+        relay.pending = []
+    }
+
+    /// A relay's mirror lost its last local reader: drop the upstream subscription.
+    func releaseRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) {
+        guard channel.subscriberCount == 0, channel.id >> 62 == 1,
+            let relay = relays.values.first(where: { $0.channel === channel })
+        else { return }
+        endRelay(relay)
+    }
+}
