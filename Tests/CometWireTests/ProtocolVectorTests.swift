@@ -24,6 +24,7 @@ final class ProtocolVectorTests: XCTestCase {
         "sessions": Request(id: 14, .sessions),
         "answer": Request(id: 15, .answer(channel: 0x8000_0000_0000_0002, pull: 1, payload: ByteBuffer(string: "hi"))),
         "wait-timeout": Request(id: 16, .waitTimeout(session: 0xabc, milliseconds: 1000)),
+        "subscribe-external": Request(id: 17, .subscribeExternal(address: "unix:/run/comet/comet.sock", name: "news", history: 3, newest: false)),
     ]
 
     static func ok(_ id: UInt32, _ reply: (any Reply)? = nil) -> ServerFrame {
@@ -35,12 +36,13 @@ final class ProtocolVectorTests: XCTestCase {
     static let serverFrames: [String: ServerFrame] = [
         "hello-ok": ok(1, HelloReply(
             version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
-            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10)),
+            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f)),
         "resume-ok": ok(10, ResumeReply(session: 0xabc)),
         "create-private-ok": ok(11, CreateReply(channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102)),
         "ack-ok": ok(13),
         "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),
+        "reset": .reset(subscription: 1, epoch: 0x2233_4455_6677_8899),
         "sessions-ok": ok(14, SessionsReply(sessions: [SessionInfo(id: 0xabc, uid: 1000, connections: 1, privateChannels: 2, idleMilliseconds: 1500)])),
         "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail"),
         "ended": .ended(channel: 0x8000_0000_0000_0001, code: .sessionEnded, message: "session ended"),
