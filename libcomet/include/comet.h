@@ -70,6 +70,10 @@ COMET_PUBLIC const char *comet_version(void);
 #define COMET_E_ALREADY_SUBSCRIBED (COMET_E_BASE + 22)
 #define COMET_E_SESSION_ENDED (COMET_E_BASE + 23)
 #define COMET_E_PULL_NOT_REQUESTED (COMET_E_BASE + 24)
+#define COMET_E_UPSTREAM_UNREACHABLE (COMET_E_BASE + 25)
+#define COMET_E_LOOP_DETECTED (COMET_E_BASE + 26)
+#define COMET_E_UPSTREAM_VERSION (COMET_E_BASE + 27)
+#define COMET_E_INVALID_ADDRESS (COMET_E_BASE + 28)
 #define COMET_E_INTERNAL (COMET_E_BASE + 255)
 
 /* A static description of `error` (negative errno or -COMET_E_*). Never NULL. */
@@ -102,6 +106,7 @@ typedef enum comet_end {
         COMET_END_FULL = 1,   /* fell behind the ring; `sequence` is the oldest still buffered (Eliom's Channel_full) */
         COMET_END_CLOSED = 2, /* the channel closed after message `sequence` (Eliom's Channel_closed) */
         COMET_END_CONNECTION = 3, /* the connection ended; `sequence` is 0 */
+        COMET_END_RESET = 4,  /* the channel was re-created; `sequence` is the NEW EPOCH (sequence numbers restarted) */
         _COMET_END_MAX = 0x7fffffff
 } comet_end;
 
@@ -237,6 +242,17 @@ COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position posi
  * Blocking until the daemon answers. Returns -COMET_E_ALREADY_SUBSCRIBED, -COMET_E_NO_SUCH_CHANNEL. */
 COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_message_handler on_message,
                                          comet_end_handler on_end, void *userdata, uint32_t *ret_subscription);
+
+/* Eliom's external_channel: reads channel `name` of another cometd at `address` (unix:/PATH or
+ * /PATH), relayed by this connection's daemon with the upstream's sequence numbers and epoch.
+ * Starts with exactly the `history` (0 counts as 1) most recent messages; `newest` != 0 makes it
+ * a latest-value channel. Ends with COMET_END_FULL, COMET_END_CLOSED or COMET_END_RESET (the
+ * upstream channel was re-created). Blocking until the daemon answers.
+ * Returns -COMET_E_UPSTREAM_UNREACHABLE, -COMET_E_NO_SUCH_CHANNEL, -COMET_E_UPSTREAM_VERSION,
+ * -COMET_E_LOOP_DETECTED, -COMET_E_INVALID_ADDRESS, ... */
+COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const char *name, uint32_t history, int newest,
+                                        comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                                        uint32_t *ret_subscription);
 
 /* Ends a subscription; its handlers are not called again. Blocking. */
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription);

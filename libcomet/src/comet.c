@@ -17,10 +17,10 @@
 enum {
         OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
         OP_UNSUBSCRIBE = 0x07, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C, OP_ANSWER = 0x0E,
-        OP_WAIT_TIMEOUT = 0x0F,
+        OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
-        OP_PULL = 0x96,
+        OP_PULL = 0x96, OP_RESET = 0x97,
 };
 
 #define OUTPUT_LIMIT (4u << 20)
@@ -280,7 +280,8 @@ static int dispatch(comet *c, struct reader *r) {
                 return 0;
         }
         case OP_FULL:
-        case OP_CLOSED: {
+        case OP_CLOSED:
+        case OP_RESET: {
                 if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0)
                         return -EBADMSG;
                 struct subscription *s = find_sub(c, sub);
@@ -289,7 +290,8 @@ static int dispatch(comet *c, struct reader *r) {
                 struct subscription copy = *s;
                 remove_sub(c, sub);
                 if (copy.on_end)
-                        copy.on_end(c, sub, op == OP_FULL ? COMET_END_FULL : COMET_END_CLOSED, a, copy.userdata);
+                        copy.on_end(c, sub, op == OP_FULL ? COMET_END_FULL : op == OP_CLOSED ? COMET_END_CLOSED : COMET_END_RESET, a,
+                                    copy.userdata);
                 return 0;
         }
         case OP_STARTED:
@@ -805,6 +807,10 @@ COMET_PUBLIC int comet_wait_timeout(comet *c, uint64_t session, uint64_t timeout
 
 /* ---- Consumers ------------------------------------------------------------------------------ */
 
+/* Waits for a SUBSCRIBE-like answer to `id` and registers the subscription. */
+static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
+                            void *userdata, uint32_t *ret_subscription);
+
 static int subscribe(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
                      uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                      uint32_t *ret_subscription) {
@@ -821,6 +827,31 @@ static int subscribe(comet *c, const char *name, uint8_t flags, comet_position p
             (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
                 return r;
         frame_end(&c->out, mark);
+        return finish_subscribe(c, id, (flags & 0x2) != 0, on_message, on_end, userdata, ret_subscription);
+}
+
+COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const char *name, uint32_t history, int newest,
+                                        comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                                        uint32_t *ret_subscription) {
+        if (!c || !on_message || !address || !*address)
+                return -EINVAL;
+        int r = check_name(name);
+        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
+                return r;
+        uint32_t id;
+        size_t mark;
+        if ((r = request_begin(c, OP_SUBSCRIBE_EXTERNAL, &id, &mark)) < 0)
+                return r;
+        if ((r = put_u8(&c->out, newest ? 1 : 0)) < 0 || (r = put_u32(&c->out, history)) < 0 ||
+            (r = put_str(&c->out, address)) < 0 || (r = put_str(&c->out, name)) < 0)
+                return r;
+        frame_end(&c->out, mark);
+        return finish_subscribe(c, id, 0, on_message, on_end, userdata, ret_subscription);
+}
+
+static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
+                            void *userdata, uint32_t *ret_subscription) {
+        int r;
         uint8_t reply[21];
         size_t len = 0;
         if ((r = await_answer(c, id, reply, sizeof reply, &len)) < 0)
@@ -830,7 +861,7 @@ static int subscribe(comet *c, const char *name, uint8_t flags, comet_position p
         uint32_t sub = be32(reply);
         uint64_t next = be64(reply + 13);
         c->subs[c->sub_count++] = (struct subscription){
-                .id = sub, .is_private = (flags & 0x2) != 0, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
+                .id = sub, .is_private = is_private, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
                 .on_message = on_message, .on_end = on_end, .userdata = userdata};
         if (ret_subscription)
                 *ret_subscription = sub;

@@ -27,6 +27,10 @@ static const char *const comet_errors[] = {
         [22] = "the private channel is already read by a subscription",
         [23] = "the session ended",
         [24] = "no such pull was requested",
+        [25] = "the upstream daemon is unreachable",
+        [26] = "the address leads back to this daemon",
+        [27] = "the upstream daemon speaks another protocol version",
+        [28] = "invalid upstream address",
 };
 
 COMET_PUBLIC const char *comet_strerror(int error) {

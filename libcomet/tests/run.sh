@@ -18,7 +18,7 @@ step() { # step NAME COMMAND...
     failed=$((failed + 1)); echo "  FAIL  $name"; sed 's/^/        /' "$work/step.log"
   fi
 }
-cleanup() { [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() { for pid in ${daemon:-} ${upstream:-}; do kill "$pid" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 make -s clean >/dev/null
@@ -43,10 +43,12 @@ fi
 export COMET_SOCKET="$work/comet.sock"
 "$cometd" --socket "$COMET_SOCKET" --session-grace 2 --log-level warning &
 daemon=$!
-for _ in $(seq 200); do [ -S "$COMET_SOCKET" ] && break; sleep 0.05; done
+"$cometd" --socket "$work/upstream.sock" --log-level warning &
+upstream=$!
+for _ in $(seq 200); do [ -S "$COMET_SOCKET" ] && [ -S "$work/upstream.sock" ] && break; sleep 0.05; done
 
 step "C codec against the PROTOCOL.md vectors (valgrind)" "${run[@]}" "$work/test_vectors" ../docs/PROTOCOL.md
-step "C client against a real cometd (valgrind)" "${run[@]}" "$work/test_client" "$COMET_SOCKET"
+step "C client against a real cometd (valgrind)" "${run[@]}" "$work/test_client" "$COMET_SOCKET" "$work/upstream.sock"
 step "example: private exchange between two processes" "${run[@]}" "$work/private_exchange"
 step "example: consumer in a poll loop gets a producer's notifications" bash -c "
   '$work/consumer' c.example > '$work/consumer.out' & consumer=\$!
@@ -55,6 +57,6 @@ step "example: consumer in a poll loop gets a producer's notifications" bash -c 
   wait \$consumer; status=\$?
   [ \$status -eq 3 ] && [ \$(wc -l < '$work/consumer.out') -eq 3 ] && grep -q 'service event 3' '$work/consumer.out'"
 
-kill "$daemon"; wait "$daemon" 2>/dev/null; daemon=
+kill "$daemon" "$upstream"; wait "$daemon" "$upstream" 2>/dev/null; daemon=; upstream=
 echo "libcomet suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -308,9 +308,42 @@ static void test_private_resume_and_unlimited(void) {
         comet_unref(producer);
 }
 
+static void test_external(const char *upstream_path) {
+        comet *producer = NULL, *reader = connect_or_die();
+        check(comet_connect(&producer, upstream_path) == 0, "connect to the upstream daemon");
+        uint64_t ch;
+        comet_create(producer, "c.remote", 0, &ch);
+        for (int i = 1; i <= 3; i++) {
+                char t[8];
+                snprintf(t, sizeof t, "r%d", i);
+                comet_push_sync(producer, ch, t, strlen(t), NULL);
+        }
+        char address[256];
+        snprintf(address, sizeof address, "unix:%s", upstream_path);
+        struct inbox in = {0};
+        check(comet_external_channel(reader, address, "c.remote", 2, 0, on_message, on_end, &in, NULL) == 0,
+              "external_channel relays the upstream channel");
+        comet_push_sync(producer, ch, "r4", 2, NULL);
+        pump(reader, &in.count, 3, NULL);
+        check(in.count == 3 && in.sequences[0] == 2 && in.sequences[2] == 4, "history 2 then live, upstream sequence numbers");
+        comet_close_channel(producer, ch);
+        pump(reader, NULL, 0, &in.end);
+        check(in.end == COMET_END_CLOSED && in.end_sequence == 4, "upstream close reaches the local reader");
+        snprintf(address, sizeof address, "unix:%s", sock);
+        check(comet_external_channel(reader, address, "c.remote", 1, 0, on_message, on_end, &in, NULL) == -COMET_E_LOOP_DETECTED,
+              "relaying from its own daemon: LOOP_DETECTED");
+        check(comet_external_channel(reader, "/nonexistent.sock", "c.remote", 1, 0, on_message, on_end, &in, NULL) ==
+                      -COMET_E_UPSTREAM_UNREACHABLE,
+              "unreachable upstream");
+        check(comet_external_channel(reader, "tcp:x", "c.remote", 1, 0, on_message, on_end, &in, NULL) == -COMET_E_INVALID_ADDRESS,
+              "invalid address");
+        comet_unref(producer);
+        comet_unref(reader);
+}
+
 int main(int argc, char **argv) {
-        if (argc < 2) {
-                fprintf(stderr, "usage: %s SOCKET\n", argv[0]);
+        if (argc < 3) {
+                fprintf(stderr, "usage: %s SOCKET UPSTREAM-SOCKET\n", argv[0]);
                 return 2;
         }
         sock = argv[1];
@@ -319,5 +352,6 @@ int main(int argc, char **argv) {
         test_async_errors_and_backpressure();
         test_wait_and_newest();
         test_private_resume_and_unlimited();
+        test_external(argv[2]);
         return report("libcomet");
 }

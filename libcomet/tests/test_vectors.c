@@ -253,6 +253,13 @@ static void *client_script(void *arg) {
         process_until(c, &error_seen);
         check(error_seen == -COMET_E_SESSION_ENDED, "ended vector decoded: SESSION_ENDED");
 
+        end_reason = 0;
+        r = comet_external_channel(c, "unix:/run/comet/comet.sock", "news", 3, 0, on_message, on_end, NULL, &sub);
+        check(r == 0 && sub == 1, "subscribe-external answered");
+        while (!end_reason && comet_wait(c, 2000000) > 0 && comet_process(c) >= 0)
+                ;
+        check(end_reason == COMET_END_RESET && end_sequence == UINT64_C(0x2233445566778899), "reset vector decoded: new epoch");
+
         r = comet_push_sync(c, 1, "hi", 2, NULL);
         check(r == -COMET_E_NOT_OWNER && strcmp(comet_last_error_message(c), "not yours") == 0,
               "error vector decoded: NOT_OWNER, \"not yours\"");
@@ -330,6 +337,9 @@ int main(int argc, char **argv) {
         send_vector("pull");
         expect_request("answer");
         send_vector("ended");
+        expect_request("subscribe-external");
+        send_vector("subscribe-ok");
+        send_vector("reset");
         expect_request("push");
         send_vector("error");
         close(server_fd);
