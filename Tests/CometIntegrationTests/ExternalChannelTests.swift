@@ -176,3 +176,21 @@ final class ExternalChannelTests: XCTestCase {
         await c.close()
     }
 }
+
+extension ExternalChannelTests {
+    func testListenExternalFromTheCLI() async throws {
+        let p = try await upstreamClient()
+        let feed = try await p.create("cli.feed")
+        try await feed.push(batch: ["a", "b", "c"].map { Array($0.utf8) })
+        let r = try runTool("comet", [
+            "listen", "cli.feed", "--external", "unix:" + upstream.socketPath, "--history", "2", "--count", "2", "--show-seq",
+            "--socket", local.socketPath,
+        ])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "2\tb\n3\tc\n")
+        let loop = try runTool("comet", ["listen", "x", "--external", local.socketPath, "--socket", local.socketPath])
+        XCTAssertEqual(loop.status, 1)
+        XCTAssertTrue(loop.stderr.contains("LOOP_DETECTED"), loop.stderr)
+        await p.close()
+    }
+}
