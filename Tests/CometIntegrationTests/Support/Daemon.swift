@@ -29,7 +29,7 @@ final class Daemon {
         directory = try Daemon.temporaryDirectory()
         socketPath = directory.appendingPathComponent("comet.sock").path
         stderrFile = directory.appendingPathComponent("cometd.log")
-        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process = Process()
         let cometd = Daemon.executable("cometd").path
         if launcher.isEmpty {
