@@ -117,23 +117,7 @@ final class CLITests: XCTestCase {
 extension CLITests {
     func testPrivateChannelThroughTheCLIAndSessionsTable() throws {
         let file = daemon.directory.appendingPathComponent("listener.session").path
-        let process = Process()
-        process.executableURL = Daemon.executable("comet")
-        process.arguments = ["listen", "notes", "--private", "--session-file", file, "--count", "2"] + socket
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // The listener says which session to address.
-        var line = ""
-        while !line.hasSuffix("\n") {
-            let byte = err.fileHandleForReading.readData(ofLength: 1)
-            guard !byte.isEmpty else { break }
-            line += String(decoding: byte, as: UTF8.self)
-        }
-        XCTAssertTrue(line.hasPrefix("session "), line)
-        let id = String(line.dropFirst("session ".count).dropLast())
+        let (process, out, id) = try startPrivateListener("notes", count: 2, extra: ["--session-file", file])
         let attrs = try FileManager.default.attributesOfItem(atPath: file)
         XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600, "the token file is private")
         XCTAssertTrue(try String(contentsOfFile: file, encoding: .utf8).hasPrefix(id + ":"))
@@ -158,10 +142,10 @@ extension CLITests {
 
 extension CLITests {
     /// Starts `comet listen --private NAME` and returns it with the session id it printed.
-    func startPrivateListener(_ name: String, count: Int) throws -> (Process, Pipe, String) {
+    func startPrivateListener(_ name: String, count: Int, extra: [String] = []) throws -> (Process, Pipe, String) {
         let process = Process()
         process.executableURL = Daemon.executable("comet")
-        process.arguments = ["listen", name, "--private", "--count", "\(count)"] + socket
+        process.arguments = ["listen", name, "--private", "--count", "\(count)"] + extra + socket
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

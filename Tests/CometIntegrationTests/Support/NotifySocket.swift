@@ -7,16 +7,9 @@ final class NotifySocket {
 
     init(path: String) throws {
         self.path = path
-        fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else { throw DaemonFailure("cannot bind notify socket: errno \(errno)") }
+        let fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue), 0)
+        self.fd = fd
+        guard withUnixAddress(path, { bind(fd, $0, $1) }) == 0 else { throw DaemonFailure("cannot bind notify socket: errno \(errno)") }
     }
 
     deinit {

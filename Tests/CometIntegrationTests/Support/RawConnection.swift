@@ -26,16 +26,7 @@ final class RawConnection {
     deinit { close(fd) }
 
     static func connect(_ fd: CInt, _ path: String) -> CInt {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        withUnixAddress(path) { Glibc.connect(fd, $0, $1) }
     }
 
     static func canConnect(_ path: String) -> Bool {
@@ -113,4 +104,26 @@ final class RawConnection {
         while try read() != nil {}
         return true
     }
+}
+
+/// Calls `body` with a `sockaddr_un` for `path` (what bind and connect take).
+func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
+
+/// A listening Unix stream socket at `path`.
+func listeningSocket(_ path: String, backlog: CInt = 16) throws -> CInt {
+    let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+    guard withUnixAddress(path, { bind(fd, $0, $1) }) == 0, listen(fd, backlog) == 0 else {
+        close(fd)
+        throw RawConnection.Failure(message: "cannot listen on \(path): errno \(errno)")
+    }
+    return fd
 }
