@@ -1,0 +1,106 @@
+/* libcomet: consumers. */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+/* ---- Consumers ------------------------------------------------------------------------------ */
+
+/* Waits for a SUBSCRIBE-like answer to `id` and registers the subscription. */
+static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
+                            void *userdata, uint32_t *ret_subscription);
+
+static int subscribe(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
+                     uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                     uint32_t *ret_subscription) {
+        if (!c || !on_message || (unsigned)position > COMET_FROM_LAST)
+                return -EINVAL;
+        int r = check_name(name);
+        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
+                return r;
+        uint32_t id;
+        size_t mark;
+        if ((r = request_begin(c, OP_SUBSCRIBE, &id, &mark)) < 0)
+                return r;
+        if ((r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
+            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
+                return r;
+        frame_end(&c->out, mark);
+        return finish_subscribe(c, id, (flags & 0x2) != 0, on_message, on_end, userdata, ret_subscription);
+}
+
+COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const char *name, uint32_t history, int newest,
+                                        comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                                        uint32_t *ret_subscription) {
+        if (!c || !on_message || !address || !*address)
+                return -EINVAL;
+        int r = check_name(name);
+        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
+                return r;
+        uint32_t id;
+        size_t mark;
+        if ((r = request_begin(c, OP_SUBSCRIBE_EXTERNAL, &id, &mark)) < 0)
+                return r;
+        if ((r = put_u8(&c->out, newest ? 1 : 0)) < 0 || (r = put_u32(&c->out, history)) < 0 ||
+            (r = put_str(&c->out, address)) < 0 || (r = put_str(&c->out, name)) < 0)
+                return r;
+        frame_end(&c->out, mark);
+        return finish_subscribe(c, id, 0, on_message, on_end, userdata, ret_subscription);
+}
+
+static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
+                            void *userdata, uint32_t *ret_subscription) {
+        int r;
+        uint8_t reply[21];
+        size_t len = 0;
+        if ((r = await_answer(c, id, reply, sizeof reply, &len)) < 0)
+                return r;
+        if (len < 21)
+                return -EBADMSG;
+        uint32_t sub = be32(reply);
+        uint64_t next = be64(reply + 13);
+        c->subs[c->sub_count++] = (struct subscription){
+                .id = sub, .is_private = is_private, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
+                .on_message = on_message, .on_end = on_end, .userdata = userdata};
+        if (ret_subscription)
+                *ret_subscription = sub;
+        return 0;
+}
+
+COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument, uint64_t epoch,
+                                 unsigned flags, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                                 uint32_t *ret_subscription) {
+        if (flags & ~COMET_SUBSCRIBE_WAIT)
+                return -EINVAL;
+        return subscribe(c, name, (uint8_t)flags, position, argument, epoch, on_message, on_end, userdata, ret_subscription);
+}
+
+COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_message_handler on_message,
+                                         comet_end_handler on_end, void *userdata, uint32_t *ret_subscription) {
+        return subscribe(c, name, 0x2, COMET_FROM_NEXT, 0, 0, on_message, on_end, userdata, ret_subscription);
+}
+
+COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
+        if (!c)
+                return -EINVAL;
+        if (!find_sub(c, subscription))
+                return -COMET_E_NO_SUCH_SUBSCRIPTION;
+        int r = queue_acks(c);
+        uint32_t id;
+        size_t mark;
+        if (r < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, &id, &mark)) < 0 || (r = put_u32(&c->out, subscription)) < 0)
+                return r;
+        frame_end(&c->out, mark);
+        remove_sub(c, subscription);
+        return await_answer(c, id, NULL, 0, NULL);
+}
+
+/* One cumulative ACK per private subscription whose handler took new messages. */

@@ -1,0 +1,218 @@
+/* libcomet: handing what arrives to the handlers; comet_process(). */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+/* ---- Dispatch ------------------------------------------------------------------------------- */
+
+struct subscription *find_sub(comet *c, uint32_t id) {
+        for (size_t i = 0; i < c->sub_count; i++)
+                if (c->subs[i].id == id)
+                        return &c->subs[i];
+        return NULL;
+}
+
+void remove_sub(comet *c, uint32_t id) {
+        for (size_t i = 0; i < c->sub_count; i++)
+                if (c->subs[i].id == id) {
+                        c->subs[i] = c->subs[--c->sub_count];
+                        return;
+                }
+}
+
+static struct puller *find_puller(comet *c, uint64_t channel) {
+        for (size_t i = 0; i < c->puller_count; i++)
+                if (c->pullers[i].channel == channel)
+                        return &c->pullers[i];
+        return NULL;
+}
+
+void remove_puller(comet *c, uint64_t channel) {
+        for (size_t i = 0; i < c->puller_count; i++)
+                if (c->pullers[i].channel == channel) {
+                        c->pullers[i] = c->pullers[--c->puller_count];
+                        return;
+                }
+}
+
+/* The answer to an async request: the oldest one outstanding. */
+static void finish_async(comet *c, uint32_t id, int error) {
+        if (c->async_count == 0 || c->async[0].id != id)
+                return;
+        uint64_t channel = c->async[0].channel;
+        memmove(c->async, c->async + 1, (c->async_count - 1) * sizeof *c->async);
+        c->async_count--;
+        if (error < 0 && c->on_error)
+                c->on_error(c, channel, error, c->error_userdata);
+}
+
+/* Handles one frame outside a blocking call. Returns < 0 when the connection failed. */
+static int dispatch(comet *c, struct reader *r) {
+        uint8_t op;
+        uint32_t id, sub;
+        uint64_t a, b;
+        if (get_u8(r, &op) < 0)
+                return -EBADMSG;
+        switch (op) {
+        case OP_OK:
+                if (get_u32(r, &id) < 0)
+                        return -EBADMSG;
+                finish_async(c, id, 0);
+                return 0;
+        case OP_ERROR: {
+                uint16_t code;
+                if (get_u32(r, &id) < 0 || get_u16(r, &code) < 0)
+                        return -EBADMSG;
+                set_error_message(c, r);
+                if (id == 0)
+                        return -(COMET_E_BASE + code);
+                finish_async(c, id, -(COMET_E_BASE + code));
+                return 0;
+        }
+        case OP_MESSAGE: {
+                if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0)
+                        return -EBADMSG;
+                struct subscription *s = find_sub(c, sub);
+                if (!s)
+                        return 0;
+                uint32_t sid = s->id;
+                int is_private = s->is_private;
+                int rc = s->on_message(c, sid, a, r->p, r->left, s->userdata);
+                /* The handler may have unsubscribed: look it up again. */
+                if (rc >= 0 && is_private && (s = find_sub(c, sid)) && a > s->acked)
+                        s->acked = a;
+                return 0;
+        }
+        case OP_FULL:
+        case OP_CLOSED:
+        case OP_RESET: {
+                if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0)
+                        return -EBADMSG;
+                struct subscription *s = find_sub(c, sub);
+                if (!s)
+                        return 0;
+                struct subscription copy = *s;
+                remove_sub(c, sub);
+                if (copy.on_end)
+                        copy.on_end(c, sub, op == OP_FULL ? COMET_END_FULL : op == OP_CLOSED ? COMET_END_CLOSED : COMET_END_RESET, a,
+                                    copy.userdata);
+                return 0;
+        }
+        case OP_STARTED:
+                return 0;
+        case OP_OFFER: {
+                uint8_t kind;
+                char name[256];
+                if (get_u64(r, &a) < 0 || get_u8(r, &kind) < 0 || get_u64(r, &b) < 0 || get_str(r, name, sizeof name) < 0)
+                        return -EBADMSG;
+                if (c->on_offer)
+                        c->on_offer(c, a, name, kind, c->offer_userdata);
+                return 0;
+        }
+        case OP_ENDED: {
+                uint16_t code;
+                if (get_u64(r, &a) < 0 || get_u16(r, &code) < 0)
+                        return -EBADMSG;
+                set_error_message(c, r);
+                remove_puller(c, a);
+                if (c->on_error)
+                        c->on_error(c, a, -(COMET_E_BASE + code), c->error_userdata);
+                return 0;
+        }
+        case OP_PULL: {
+                if (get_u64(r, &a) < 0 || get_u64(r, &b) < 0)
+                        return -EBADMSG;
+                struct puller *p = find_puller(c, a);
+                if (p)
+                        p->handler(c, a, b, p->userdata);
+                return 0;
+        }
+        default:
+                return -EBADMSG;
+        }
+}
+
+
+int fail(comet *c, int error) {
+        if (!c->failed)
+                c->failed = error;
+        /* Every subscription learns that the connection ended. */
+        while (c->sub_count > 0) {
+                struct subscription s = c->subs[c->sub_count - 1];
+                c->sub_count--;
+                if (s.on_end)
+                        s.on_end(c, s.id, COMET_END_CONNECTION, 0, s.userdata);
+        }
+        return c->failed;
+}
+
+/* Dispatches every whole frame received so far, oldest first: frames a blocking call set aside
+ * (even one made from inside a handler) always precede those still in the input buffer. */
+static int dispatch_all(comet *c, int *did) {
+        for (;;) {
+                struct reader body;
+                int r = next_frame(c, &c->backlog, &body);
+                if (r == 0)
+                        r = next_frame(c, &c->in, &body);
+                if (r <= 0)
+                        return r;
+                *did = 1;
+                if ((r = dispatch(c, &body)) < 0)
+                        return r;
+                if (c->failed)
+                        return c->failed;
+        }
+}
+
+/* Whether `b` holds a whole frame. */
+COMET_PUBLIC int comet_process(comet *c) {
+        if (!c)
+                return -EINVAL;
+        if (c->failed)
+                return c->failed;
+        int did = 0, r;
+        size_t before = buf_len(&c->out);
+        if ((r = write_some(c)) < 0)
+                return fail(c, r);
+        if (buf_len(&c->out) != before)
+                did = 1;
+        if ((r = dispatch_all(c, &did)) < 0)
+                return fail(c, r);
+        int n = read_some(c);
+        if (n > 0)
+                did = 1;
+        if ((r = dispatch_all(c, &did)) < 0)
+                return fail(c, r);
+        if (n < 0)
+                return fail(c, n);
+        if ((r = queue_acks(c)) < 0 || (r = write_some(c)) < 0)
+                return fail(c, r);
+        return did;
+}
+
+int queue_acks(comet *c) {
+        for (size_t i = 0; i < c->sub_count; i++) {
+                struct subscription *s = &c->subs[i];
+                if (!s->is_private || s->acked <= s->ack_sent)
+                        continue;
+                int r = grow((void **)&c->async, &c->async_capacity, c->async_count, sizeof *c->async);
+                uint32_t id;
+                size_t mark;
+                if (r < 0 || (r = request_begin(c, OP_ACK, &id, &mark)) < 0 || (r = put_u32(&c->out, s->id)) < 0 ||
+                    (r = put_u64(&c->out, s->acked)) < 0)
+                        return r;
+                frame_end(&c->out, mark);
+                c->async[c->async_count++] = (struct async_request){.id = id, .channel = 0};
+                s->ack_sent = s->acked;
+        }
+        return 0;
+}
