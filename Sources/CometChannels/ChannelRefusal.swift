@@ -1,4 +1,4 @@
-/// Why a channel operation was refused. The connection layer maps each code to a wire error.
+/// Why a channel or session operation was refused. The connection layer maps each code to a wire error.
 public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: Hashable, Sendable {
         case invalidName
@@ -14,6 +14,9 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case channelFull
         case alreadySubscribed
         case pullNotRequested
+        case noSuchSession
+        case badToken
+        case wrongUser
     }
 
     public var code: Code

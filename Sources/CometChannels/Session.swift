@@ -40,25 +40,6 @@ public final class Session {
     }
 }
 
-/// Why a session operation was refused.
-public struct SessionRefusal: Error, Hashable, Sendable, CustomStringConvertible {
-    public enum Code: Hashable, Sendable {
-        case noSuchSession
-        case badToken
-        case wrongUser
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { message }
-}
-
 /// Every live session. Plain state, no clock: callers pass times in nanoseconds.
 public final class SessionRegistry {
     public private(set) var sessions: [UInt64: Session] = [:]
@@ -83,15 +64,15 @@ public final class SessionRegistry {
     /// Attaches `connection` to session `id` if `token` and `uid` prove it is the owner's.
     /// Every refusal reads the same to the caller except for its code, and none reveals whether
     /// a session with that id exists to a caller of another uid.
-    public func resume(_ id: UInt64, token: SessionToken, uid: UInt32, connection: UInt64) throws(SessionRefusal) -> Session {
+    public func resume(_ id: UInt64, token: SessionToken, uid: UInt32, connection: UInt64) throws(ChannelRefusal) -> Session {
         guard let session = sessions[id] else {
-            throw SessionRefusal(.noSuchSession, "no live session \(String(id, radix: 16)); it may have ended after its grace period")
+            throw ChannelRefusal(.noSuchSession, "no live session \(String(id, radix: 16)); it may have ended after its grace period")
         }
         guard session.uid == uid else {
-            throw SessionRefusal(.wrongUser, "session \(String(id, radix: 16)) belongs to another user")
+            throw ChannelRefusal(.wrongUser, "session \(String(id, radix: 16)) belongs to another user")
         }
         guard session.token.matches(token) else {
-            throw SessionRefusal(.badToken, "wrong resume token for session \(String(id, radix: 16))")
+            throw ChannelRefusal(.badToken, "wrong resume token for session \(String(id, radix: 16))")
         }
         session.connections.insert(connection)
         session.detachedAt = nil

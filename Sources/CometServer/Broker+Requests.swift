@@ -283,6 +283,9 @@ extension ChannelRefusal {
         case .channelFull: return .channelFull
         case .alreadySubscribed: return .alreadySubscribed
         case .pullNotRequested: return .pullNotRequested
+        case .noSuchSession: return .noSuchSession
+        case .badToken: return .badToken
+        case .wrongUser: return .wrongUser
         }
     }
 }

@@ -25,15 +25,10 @@ extension Broker {
             return
         }
         let target: Session
-        do throws(SessionRefusal) {
+        do throws(ChannelRefusal) {
             target = try sessions.resume(id, token: token, uid: conn.credentials.uid, connection: conn.id)
         } catch {
-            let code: ErrorCode
-            switch error.code {
-            case .noSuchSession: code = .noSuchSession
-            case .badToken: code = .badToken
-            case .wrongUser: code = .wrongUser
-            }
+            let code = error.wireCode
             logger.notice("refused session resume", metadata: [
                 "connection": "\(conn.id)", "uid": "\(conn.credentials.uid)", "reason": "\(code.name)",
             ])

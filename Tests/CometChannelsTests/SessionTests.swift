@@ -2,12 +2,12 @@ import CometChannels
 import XCTest
 
 final class SessionRegistryTests: XCTestCase {
-    func refusal(_ body: () throws -> Void) -> SessionRefusal.Code? {
+    func refusal(_ body: () throws -> Void) -> ChannelRefusal.Code? {
         do {
             try body()
             return nil
         } catch {
-            return (error as? SessionRefusal)?.code
+            return (error as? ChannelRefusal)?.code
         }
     }
 

@@ -18,17 +18,23 @@
 static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
                             void *userdata, uint32_t *ret_subscription);
 
+/* Checks the name, makes room for one more subscription and starts its request frame. */
+static int begin_subscription(comet *c, const char *name, uint8_t op, uint32_t *id, size_t *mark) {
+        int r = check_name(name);
+        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
+                return r;
+        return request_begin(c, op, id, mark);
+}
+
 static int subscribe(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
                      uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                      uint32_t *ret_subscription) {
         if (!c || !on_message || (unsigned)position > COMET_FROM_LAST)
                 return -EINVAL;
-        int r = check_name(name);
-        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
-                return r;
         uint32_t id;
         size_t mark;
-        if ((r = request_begin(c, OP_SUBSCRIBE, &id, &mark)) < 0)
+        int r = begin_subscription(c, name, OP_SUBSCRIBE, &id, &mark);
+        if (r < 0)
                 return r;
         if ((r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
             (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
@@ -42,12 +48,10 @@ COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const cha
                                         uint32_t *ret_subscription) {
         if (!c || !on_message || !address || !*address)
                 return -EINVAL;
-        int r = check_name(name);
-        if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
-                return r;
         uint32_t id;
         size_t mark;
-        if ((r = request_begin(c, OP_SUBSCRIBE_EXTERNAL, &id, &mark)) < 0)
+        int r = begin_subscription(c, name, OP_SUBSCRIBE_EXTERNAL, &id, &mark);
+        if (r < 0)
                 return r;
         if ((r = put_u8(&c->out, newest ? 1 : 0)) < 0 || (r = put_u32(&c->out, history)) < 0 ||
             (r = put_str(&c->out, address)) < 0 || (r = put_str(&c->out, name)) < 0)
