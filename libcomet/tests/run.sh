@@ -58,5 +58,5 @@ step "example: consumer in a poll loop gets a producer's notifications" bash -c 
   [ \$status -eq 3 ] && [ \$(wc -l < '$work/consumer.out') -eq 3 ] && grep -q 'service event 3' '$work/consumer.out'"
 
 kill "$daemon" "$upstream"; wait "$daemon" "$upstream" 2>/dev/null; daemon=; upstream=
-echo "libcomet suite: $passed passed, $failed failed"
+echo "libcomet-suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
