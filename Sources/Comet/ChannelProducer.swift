@@ -82,8 +82,6 @@ public struct ChannelProducer: Sendable {
 }
 
 extension CometClient {
-    var eventLoop: EventLoop { channelEventLoop }
-
     /// Eliom's `create` from a stream: creates channel `name`, pushes every element of `source`,
     /// then closes the channel when `source` ends (or fails). Returns the last sequence number.
     @discardableResult

@@ -40,9 +40,6 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    /// Outstanding requests, for back-pressure in producers.
-    var outstanding: Int { pending.count }
-
     func setMaxFrameSize(_ size: UInt32) { decoder.maxFrameSize = size }
 
     /// Sends a request; `completion` runs on the event loop with the OK body or the error.

@@ -14,7 +14,8 @@ public final class CometClient: Sendable {
     /// The path this client connected to.
     public let socketPath: String
     private let channel: Channel
-    var channelEventLoop: EventLoop { channel.eventLoop }
+    /// The loop the connection lives on.
+    var eventLoop: EventLoop { channel.eventLoop }
     private let handler: ClientHandler  // touched only on channel.eventLoop
 
     private init(channel: Channel, handler: ClientHandler, server: HelloReply, socketPath: String) {
@@ -234,11 +235,5 @@ public final class CometClient: Sendable {
 
     func unsubscribe(_ id: UInt32) async throws {
         try await request(.unsubscribe(subscription: id)) { _ in () }
-    }
-
-    /// Runs `body` on the event loop with the count of unanswered requests.
-    func outstandingRequests() async throws -> Int {
-        let handler = self.handler
-        return try await channel.eventLoop.submit { handler.outstanding }.get()
     }
 }

@@ -30,10 +30,15 @@ public final class Session {
     public internal(set) var connections: Set<UInt64> = []
     /// When the last connection left (nil while one is attached).
     public internal(set) var detachedAt: UInt64?
+    /// Last activity on the session's stateful channels (wait_timeout's clock), in the caller's
+    /// nanoseconds.
+    public internal(set) var lastActivity: UInt64
+
     /// Private channels addressed to this session, by name.
     public internal(set) var channels: [String: UInt64] = [:]
 
-    init(id: UInt64, token: SessionToken, uid: UInt32) {
+    init(id: UInt64, token: SessionToken, uid: UInt32, now: UInt64) {
+        self.lastActivity = now
         self.id = id
         self.token = token
         self.uid = uid
@@ -49,11 +54,11 @@ public final class SessionRegistry {
         self.makeID = makeID
     }
 
-    /// Opens a new session for `connection` of user `uid`.
-    public func open(uid: UInt32, connection: UInt64) -> Session {
+    /// Opens a new session for `connection` of user `uid`, active as of `now`.
+    public func open(uid: UInt32, connection: UInt64, now: UInt64 = 0) -> Session {
         var id = makeID()
         while sessions[id] != nil || id == 0 { id = makeID() }
-        let session = Session(id: id, token: .random(), uid: uid)
+        let session = Session(id: id, token: .random(), uid: uid, now: now)
         session.connections.insert(connection)
         sessions[id] = session
         return session
@@ -102,6 +107,11 @@ public final class SessionRegistry {
     public func end(_ session: Session) {
         sessions[session.id] = nil
         session.channels = [:]
+    }
+
+    /// Notes activity on `session`'s stateful channels at `now`.
+    public func touch(_ session: Session, now: UInt64) {
+        session.lastActivity = now
     }
 
     /// Records that a private channel named `name` with handle `channel` is addressed to `session`.

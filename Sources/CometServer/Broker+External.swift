@@ -183,9 +183,7 @@ extension Broker {
             adopt(epoch: epoch, next: next, relay)
         case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
             guard let channel = relay.channel else { return }
-            var copy = ByteBufferAllocator().buffer(capacity: payload.readableBytes)
-            copy.writeImmutableBuffer(payload)
-            channel.pushRelayed(copy, sequence: seq)
+            channel.pushRelayed(Self.copy(payload, ByteBufferAllocator()), sequence: seq)
             wakeReaders(of: channel)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:
             // The relay itself fell behind upstream: go on from what is left; the jump in sequence

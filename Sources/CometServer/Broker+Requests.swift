@@ -21,53 +21,17 @@ extension Broker {
                 return
             case .create(let name, let kind, let size):
                 try create(request.id, name: name, kind: kind, size: size, conn)
-            case .push(let channelID, let payload) where channelID >> 63 == 1:
-                let channel = try ownedPrivate(channelID, conn)
-                let seq = try pushPrivate(channel, Self.copy(payload, conn.context.channel.allocator))
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
-                    PushReply(firstSequence: seq, count: 1).write(to: &$0)
-                }
-                wakeReader(of: channel)
-            case .pushBatch(let channelID, let payloads) where channelID >> 63 == 1:
-                let channel = try ownedPrivate(channelID, conn)
-                guard !payloads.isEmpty else {
-                    reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
-                    return
-                }
-                var first: UInt64 = 0
-                for payload in Self.copy(payloads, conn.context.channel.allocator) {
-                    let seq = try pushPrivate(channel, payload)
-                    if first == 0 { first = seq }
-                }
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
-                    PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
-                }
-                wakeReader(of: channel)
-            case .close(let channelID) where channelID >> 63 == 1:
+            case .push(let channelID, let payload):
+                try push(request.id, to: channelID, [payload], conn)
+            case .pushBatch(let channelID, let payloads):
+                try push(request.id, to: channelID, payloads, conn)
+            case .close(let channelID) where Self.isPrivateHandle(channelID):
                 let channel = try ownedPrivate(channelID, conn)
                 conn.ownedChannels -= 1
                 closePrivate(channel)
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
                     CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
                 }
-            case .push(let channelID, let payload):
-                let channel = try registry.owned(channelID, by: conn.id)
-                let seq = try channel.push(Self.copy(payload, conn.context.channel.allocator))
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
-                    PushReply(firstSequence: seq, count: 1).write(to: &$0)
-                }
-                wakeReaders(of: channel)
-            case .pushBatch(let channelID, let payloads):
-                let channel = try registry.owned(channelID, by: conn.id)
-                guard !payloads.isEmpty else {
-                    reply(error: .invalidArgument, "a batch holds at least one message", to: request.id, conn)
-                    return
-                }
-                let first = try channel.push(contentsOf: Self.copy(payloads, conn.context.channel.allocator))
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
-                    PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
-                }
-                wakeReaders(of: channel)
             case .close(let channelID):
                 let channel = try registry.close(channelID, by: conn.id)
                 conn.ownedChannels -= 1
@@ -135,14 +99,38 @@ extension Broker {
         return channel
     }
 
-    /// Pushes to a private channel; an overflow also ends its reader's subscription with FULL.
-    private func pushPrivate(_ channel: PrivateChannel<ByteBuffer>, _ payload: ByteBuffer) throws(ChannelRefusal) -> UInt64 {
-        do {
-            return try channel.push(payload)
-        } catch {
-            if channel.isFull { wakeReader(of: channel) }
-            throw error
+    /// Handles of private channels have the top bit set; site channels' never do.
+    static func isPrivateHandle(_ id: UInt64) -> Bool { id >> 63 == 1 }
+
+    /// PUSH and PUSH_BATCH: appends `payloads` (copied into one block) to a channel `conn` owns,
+    /// answers with their sequence numbers and wakes the readers.
+    private func push(_ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], _ conn: ConnectionState) throws(ChannelRefusal) {
+        let first: UInt64
+        if Self.isPrivateHandle(channelID) {
+            let channel = try ownedPrivate(channelID, conn)
+            guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
+            first = try pushPrivate(channel, Self.copy(payloads, conn.context.channel.allocator))
+        } else {
+            let channel = try registry.owned(channelID, by: conn.id)
+            guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
+            first = try channel.push(contentsOf: Self.copy(payloads, conn.context.channel.allocator))
+            wakeReaders(of: channel)
         }
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
+        }
+    }
+
+    /// Pushes to a private channel in order and wakes its reader, also when a push overflowed it
+    /// (the reader then gets FULL). Returns the first sequence number.
+    private func pushPrivate(_ channel: PrivateChannel<ByteBuffer>, _ payloads: [ByteBuffer]) throws(ChannelRefusal) -> UInt64 {
+        defer { wakeReader(of: channel) }
+        var first: UInt64 = 0
+        for payload in payloads {
+            let seq = try channel.push(payload)
+            if first == 0 { first = seq }
+        }
+        return first
     }
 
     /// Wakes the reader of a private channel, or, when a push overflowed it, ends its subscription.
@@ -165,7 +153,7 @@ extension Broker {
         return payloads.map { block.readSlice(length: $0.readableBytes)! }
     }
 
-    private static func copy(_ payload: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func copy(_ payload: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         var copy = allocator.buffer(capacity: payload.readableBytes)
         copy.writeImmutableBuffer(payload)
         return copy

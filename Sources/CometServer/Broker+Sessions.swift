@@ -7,12 +7,11 @@ extension Broker {
 
     /// Notes activity on a session's stateful channels (wait_timeout counts only these).
     func touch(_ sessionID: UInt64) {
-        if sessionActivity[sessionID] != nil { sessionActivity[sessionID] = Self.uptime() }
+        if let session = sessions.session(sessionID) { sessions.touch(session, now: Self.uptime()) }
     }
 
     func openSession(for conn: ConnectionState) -> Session {
-        let session = sessions.open(uid: conn.credentials.uid, connection: conn.id)
-        sessionActivity[session.id] = Self.uptime()
+        let session = sessions.open(uid: conn.credentials.uid, connection: conn.id, now: Self.uptime())
         conn.session = session
         return session
     }
@@ -67,7 +66,6 @@ extension Broker {
     func endSession(_ session: Session) {
         let handles = Array(session.channels.values)
         sessions.end(session)
-        sessionActivity[session.id] = nil
         releaseTimeoutWaiters(of: session.id)
         for handle in handles {
             guard let channel = privateChannels.removeValue(forKey: handle) else { continue }
@@ -178,9 +176,7 @@ extension Broker {
         guard channel.owner == conn.id else {
             throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
         }
-        var copy = conn.context.channel.allocator.buffer(capacity: payload.readableBytes)
-        copy.writeImmutableBuffer(payload)
-        let seq = try channel.answer(pull, with: copy)
+        let seq = try channel.answer(pull, with: Self.copy(payload, conn.context.channel.allocator))
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
         wakeReader(of: channel)
     }
@@ -206,7 +202,7 @@ extension Broker {
             return
         }
         let now = Self.uptime()
-        let last = sessionActivity[id] ?? now
+        let last = sessions.session(id)?.lastActivity ?? now
         if now - min(now, last) >= waiter.timeout {
             sessionWaiters[id]?.removeAll { $0 == waiter }
             ServerFrame.writeOK(requestID: waiter.requestID, into: &conn.outbox) { WaitTimeoutReply(ended: false).write(to: &$0) }
@@ -251,7 +247,7 @@ extension Broker {
         return sessions.sessions.values.sorted { $0.id < $1.id }.map { s in
             SessionInfo(
                 id: s.id, uid: s.uid, connections: UInt32(s.connections.count), privateChannels: UInt32(s.channels.count),
-                idleMilliseconds: (now - min(now, sessionActivity[s.id] ?? now)) / 1_000_000)
+                idleMilliseconds: (now - min(now, s.lastActivity)) / 1_000_000)
         }
     }
 }

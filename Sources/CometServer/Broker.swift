@@ -16,8 +16,6 @@ final class Broker {
     /// Client-process channels by handle (handles with the top bit set).
     var privateChannels: [UInt64: PrivateChannel<ByteBuffer>] = [:]
     var nextPrivateID: UInt64 = 1
-    /// Last activity on a session's stateful channels, in uptime nanoseconds (wait_timeout's clock).
-    var sessionActivity: [UInt64: UInt64] = [:]
     /// External channels by (upstream, name, newest).
     var relays: [RelayKey: Relay] = [:]
     var nextRelayChannelID: UInt64 = 1
