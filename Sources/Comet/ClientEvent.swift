@@ -37,7 +37,8 @@ private func hex(_ v: UInt64) -> String {
 public enum ClientEvent: Sendable, Hashable {
     /// A private channel was created for this client's session (or still exists after a resume):
     /// subscribe to it with `subscribePrivate(_:)`.
-    case offer(channel: UInt64, name: String, kind: ChannelKind, epoch: UInt64)
+    /// `owner` is who created it.
+    case offer(channel: UInt64, name: String, kind: ChannelKind, epoch: UInt64, owner: Owner)
     /// A channel this client produces ended without its own CLOSE, e.g. its session ended.
     case ended(channel: UInt64, code: ErrorCode, message: String)
 }

@@ -114,14 +114,17 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             end(subscription, ChannelFull(channel: sinks[subscription]?.name ?? "", firstAvailable: firstAvailable))
         case .closed(let subscription, let lastSequence):
             end(subscription, ChannelClosed(channel: sinks[subscription]?.name ?? "", lastSequence: lastSequence))
-        case .started(let subscription, let epoch, let next):
+        case .started(let subscription, let epoch, let next, let owner):
             sinks[subscription]?.info.withLockedValue {
                 $0.epoch = epoch
                 $0.nextSequence = next
                 $0.waiting = false
+                $0.owner = owner
             }
-        case .offer(let channel, let kind, let epoch, let name):
-            events.yield(.offer(channel: channel, name: name, kind: kind, epoch: epoch))
+        case .offer(let channel, let kind, let epoch, let name, let owner):
+            events.yield(.offer(channel: channel, name: name, kind: kind, epoch: epoch, owner: owner))
+        case .failed(let subscription, let code, let message):
+            end(subscription, CometError(code: code, message: message))
         case .ended(let channel, let code, let message):
             pullSinks.removeValue(forKey: channel)?.finish()
             events.yield(.ended(channel: channel, code: code, message: message))

@@ -126,13 +126,23 @@ public final class CometClient: Sendable {
     /// first message not yet acknowledged; the subscription acknowledges each message when the
     /// next one is asked for (and at the end), so messages are never lost across a resume and at
     /// most one is delivered twice.
-    public func subscribePrivate(_ name: String) async throws -> CometSubscription {
-        try await subscribe(name, from: .next, epoch: nil, wait: false, scope: .clientProcess)
+    ///
+    /// - Parameter owner: refuse (`.ownerMismatch`) a channel created by any other uid.
+    public func subscribePrivate(_ name: String, owner: UInt32? = nil) async throws -> CometSubscription {
+        try await subscribe(name, from: .next, epoch: nil, wait: false, scope: .clientProcess, owner: owner)
     }
 
-    /// The live sessions (never their tokens).
+    /// The live sessions this user may see (its own; root: all), never their tokens. Pages
+    /// through SESSIONS_FROM when the daemon cuts the answer.
     public func sessions() async throws -> [SessionInfo] {
-        try await request(.sessions) { try SessionsReply(from: &$0).sessions }
+        var all: [SessionInfo] = []
+        var page = try await request(.sessions) { try SessionsReply(from: &$0) }
+        all += page.sessions
+        while page.more, let last = page.sessions.last {
+            page = try await request(.sessionsFrom(session: last.id)) { try SessionsReply(from: &$0) }
+            all += page.sessions
+        }
+        return all
     }
 
     /// Registers a pull sink on the handler; call only on the event loop.
@@ -153,9 +163,17 @@ public final class CometClient: Sendable {
         try await request(.ping) { _ in () }
     }
 
-    /// The live channels, with their sizes, fill and readers.
+    /// The live channels, with their sizes, fill, readers and owners. Pages through LIST_FROM
+    /// when the daemon cuts the answer to fit a frame.
     public func channels() async throws -> [ChannelInfo] {
-        try await request(.list) { try ListReply(from: &$0).channels }
+        var all: [ChannelInfo] = []
+        var page = try await request(.list) { try ListReply(from: &$0) }
+        all += page.channels
+        while page.more, let last = page.channels.last {
+            page = try await request(.listFrom(name: last.name, scope: last.scope)) { try ListReply(from: &$0) }
+            all += page.channels
+        }
+        return all
     }
 
     /// Creates a site-scope channel that this connection owns (Eliom's `create ~scope:site`).
@@ -200,17 +218,19 @@ public final class CometClient: Sendable {
     ///   - position: where to start; `.next` by default.
     ///   - epoch: when resuming, the epoch last seen; a different one fails with `.epochMismatch`.
     ///   - wait: if no channel has the name yet, wait for one instead of failing with `.noSuchChannel`.
+    ///   - owner: only a channel created by this uid: another one is refused with `.ownerMismatch`
+    ///     (when the channel exists), or ends a waiting subscription with that error when it appears.
     public func subscribe(
-        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: UInt32? = nil
     ) async throws -> CometSubscription {
-        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site)
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site, owner: owner)
     }
 
     private func subscribe(
-        _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope
+        _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope, owner: UInt32?
     ) async throws -> CometSubscription {
         try await subscribe(
-            name, operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope),
+            name, operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner),
             acknowledges: scope == .clientProcess)
     }
 
@@ -221,7 +241,7 @@ public final class CometClient: Sendable {
         return try await request(operation) { body in
             let reply = try SubscribeReply(from: &body)
             let info = NIOLockedValueBox(
-                SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting))
+                SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting, owner: reply.owner))
             let made = MessageSequence.makeSequence(
                 backPressureStrategy: .init(lowWatermark: 1024, highWatermark: 8192),
                 finishOnDeinit: true,

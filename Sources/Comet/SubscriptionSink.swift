@@ -9,6 +9,8 @@ public struct SubscriptionInfo: Sendable, Hashable {
     public var nextSequence: UInt64
     /// Whether the channel does not exist yet.
     public var waiting: Bool
+    /// Who produces the channel (uid and gid of its creator); `.unknown` while waiting.
+    public var owner: Owner = .unknown
 }
 
 typealias MessageSequence = NIOThrowingAsyncSequenceProducer<

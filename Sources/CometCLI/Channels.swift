@@ -12,10 +12,10 @@ struct Channels: AsyncParsableCommand {
             let client = try await connection.connect()
             let channels = try await client.channels()
             await client.close()
-            let header = ["NAME", "SCOPE", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST", "KIND", "EPOCH"]
+            let header = ["NAME", "SCOPE", "OWNER", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST", "KIND", "EPOCH"]
             let rows = channels.map { c in
-                [c.name, c.scope == 0 ? "site" : "client", "\(c.size)", "\(c.buffered)", "\(c.subscribers)",
-                 "\(c.lastSequence)", c.kind.name, String(c.epoch, radix: 16)]
+                [c.name, c.scope == 0 ? "site" : "client", UserNames.column(c.owner), "\(c.size)", "\(c.buffered)",
+                 "\(c.subscribers)", "\(c.lastSequence)", c.kind.name, String(c.epoch, radix: 16)]
             }
             let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
             for row in [header] + rows {

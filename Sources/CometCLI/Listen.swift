@@ -47,6 +47,9 @@ struct Listen: AsyncParsableCommand {
     @Flag(name: .long, help: "With --external: a latest-value channel.")
     var newest = false
 
+    @Option(name: .long, help: "Only read the channel if this user (name or uid) created it; any other producer is refused (exit 1), also one that creates the channel while --wait waits.")
+    var owner: OwnerOption?
+
     @Option(name: .long, help: "Exit with status 0 after this many messages.")
     var count: Int?
 
@@ -62,7 +65,7 @@ struct Listen: AsyncParsableCommand {
                 printError("session \(String(client.session.id, radix: 16))")
                 subscription = try await privateSubscription(client)
             } else {
-                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait)
+                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait, owner: owner?.uid)
             }
             var received = 0
             if count == 0 { return }
@@ -89,10 +92,10 @@ extension Listen {
     /// Subscribes to the private channel as soon as it is offered (it may exist already).
     func privateSubscription(_ client: CometClient) async throws -> CometSubscription {
         do {
-            return try await client.subscribePrivate(channel)
+            return try await client.subscribePrivate(channel, owner: owner?.uid)
         } catch let error as CometError where error.code == .noSuchChannel {
             for await event in client.events {
-                if case .offer(_, channel, _, _) = event { return try await client.subscribePrivate(channel) }
+                if case .offer(_, channel, _, _, _) = event { return try await client.subscribePrivate(channel, owner: owner?.uid) }
             }
             throw ConnectionError(.lost, "the connection to cometd closed")
         }

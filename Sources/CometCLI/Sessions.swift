@@ -13,9 +13,9 @@ struct Sessions: AsyncParsableCommand {
             let mine = client.session.id
             let sessions = try await client.sessions().filter { $0.id != mine }
             await client.close()
-            let header = ["ID", "UID", "CONNECTIONS", "PRIVATE", "IDLE"]
+            let header = ["ID", "USER", "CONNECTIONS", "PRIVATE", "IDLE"]
             let rows = sessions.map { s in
-                [String(s.id, radix: 16), "\(s.uid)", "\(s.connections)", "\(s.privateChannels)",
+                [String(s.id, radix: 16), UserNames.name(of: s.uid), "\(s.connections)", "\(s.privateChannels)",
                  String(format: "%.1fs", Double(s.idleMilliseconds) / 1000)]
             }
             let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }

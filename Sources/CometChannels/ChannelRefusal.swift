@@ -17,6 +17,12 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case noSuchSession
         case badToken
         case wrongUser
+        /// A per-user quota, a daemon-wide limit or the memory ceiling (the message names which).
+        case quotaExceeded
+        /// The policy does not let this user do this.
+        case permissionDenied
+        /// The channel's producer is not the owner the reader pinned.
+        case ownerMismatch
     }
 
     public var code: Code

@@ -35,7 +35,12 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
     /// - Parameters:
     ///   - size: ring size; 0 means `limits.defaultSize`. Ignored (1) for a newest channel.
     ///   - newestOnly: create a newest channel (latest value only).
-    public func create(name: String, size: Int, owner: UInt64, newestOnly: Bool = false) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
+    ///   - creator: the producer's credentials, shown to readers.
+    ///   - weigh: what a message costs in memory, for accounting.
+    public func create(
+        name: String, size: Int, owner: UInt64, newestOnly: Bool = false, creator: Identity = Identity(),
+        weigh: ((Payload) -> Int)? = nil
+    ) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
         try ChannelName.validate(name)
         let size = size == 0 ? limits.defaultSize : size
         guard size >= 1, size <= limits.maxSize else {
@@ -46,7 +51,8 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
             throw ChannelRefusal(.limitExceeded, "the daemon already holds \(limits.maxChannels) channels")
         }
         let channel = SiteChannel<Payload>(
-            id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner, newestOnly: newestOnly)
+            id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner, newestOnly: newestOnly,
+            creator: creator, weigh: weigh)
         nextID += 1
         byName[name] = channel
         byID[channel.id] = channel

@@ -10,10 +10,17 @@ public struct MessageRing<Payload> {
     /// The most messages kept.
     public let capacity: Int
     @usableFromInline var last: UInt64 = 0
+    /// What a message weighs in memory (payload bytes plus overhead), for accounting; nil: 0.
+    @usableFromInline let weigh: ((Payload) -> Int)?
+    /// Sum of `weigh` over the messages kept.
+    @usableFromInline var _bytes = 0
+    public var bytes: Int { _bytes }
 
-    public init(capacity: Int) {
+    /// - Parameter weigh: what a message costs in memory, summed in `bytes`.
+    public init(capacity: Int, weigh: ((Payload) -> Int)? = nil) {
         precondition(capacity > 0, "ring capacity must be positive")
         self.capacity = capacity
+        self.weigh = weigh
     }
 
     /// Sequence number of the newest message; 0 before the first.
@@ -28,9 +35,11 @@ public struct MessageRing<Payload> {
     /// Appends `payload`, evicting the oldest message if the ring is full, and returns its sequence number.
     @inlinable @discardableResult
     public mutating func append(_ payload: Payload) -> UInt64 {
+        if let weigh { _bytes += weigh(payload) }
         if slots.count < capacity {
             slots.append(payload)
         } else {
+            if let weigh { _bytes -= weigh(slots[head]) }
             slots[head] = payload
             head += 1
             if head == capacity { head = 0 }
@@ -70,5 +79,19 @@ public struct MessageRing<Payload> {
     public mutating func removeAll() {
         slots = []
         head = 0
+        _bytes = 0
+    }
+
+    /// What `bytes` would be after appending messages weighing `weights`, in order (the oldest
+    /// are evicted as `append` would): lets a caller check a quota before it pushes.
+    public func bytesAfterAppending(weights: [Int]) -> Int {
+        guard let weigh else { return 0 }
+        let evictOld = min(slots.count, max(0, slots.count + weights.count - capacity))
+        var result = _bytes
+        let first = firstSequence
+        for i in 0..<evictOld { result -= weigh(self[first + UInt64(i)]!) }
+        let dropNew = max(0, weights.count - capacity)
+        for (i, w) in weights.enumerated() where i >= dropNew { result += w }
+        return result
     }
 }

@@ -29,7 +29,14 @@ public final class PrivateChannel<Payload> {
     private var nextPull: UInt64 = 1
 
     /// - Parameter unlimited: a pulled channel; `size` is then 1 (the message in flight).
-    public init(id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool = false) {
+    /// Who created it (SO_PEERCRED of the producer), shown to the reader.
+    public let creator: Identity
+
+    public init(
+        id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool = false,
+        creator: Identity = Identity(), weigh: ((Payload) -> Int)? = nil
+    ) {
+        self.creator = creator
         self.isUnlimited = unlimited
         let size = unlimited ? 1 : size
         self.id = id
@@ -38,10 +45,17 @@ public final class PrivateChannel<Payload> {
         self.session = session
         self.owner = owner
         self.size = size
-        self.messages = MessageRing(capacity: size)
+        self.messages = MessageRing(capacity: size, weigh: weigh)
     }
 
     public var lastSequence: UInt64 { messages.lastSequence }
+    /// Memory the kept messages take, as `weigh` counts it.
+    public var bufferedBytes: Int { messages.bytes }
+    /// The part of `bufferedBytes` charged to a user's quota (bookkeeping of the caller).
+    public var chargedBytes = 0
+
+    /// Drops every buffered message (a closed channel nobody reads any more), freeing its memory.
+    public func discardMessages() { messages.removeAll() }
     /// Messages pushed and not yet acknowledged.
     public var unacknowledged: Int { isFull ? 0 : Int(messages.lastSequence - acknowledged) }
     /// The ring, for readers that copy many messages at once.

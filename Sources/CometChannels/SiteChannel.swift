@@ -24,20 +24,36 @@ public final class SiteChannel<Payload> {
     /// Total subscriptions.
     public private(set) var subscriberCount = 0
 
-    /// - Parameter newestOnly: a newest channel; `size` is then 1 whatever is passed.
-    public init(id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64, newestOnly: Bool = false) {
+    /// Who created it (SO_PEERCRED of the producer), shown to readers.
+    public let creator: Identity
+
+    /// - Parameters:
+    ///   - newestOnly: a newest channel; `size` is then 1 whatever is passed.
+    ///   - weigh: what a message costs in memory (`bufferedBytes`).
+    public init(
+        id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64, newestOnly: Bool = false,
+        creator: Identity = Identity(), weigh: ((Payload) -> Int)? = nil
+    ) {
+        self.creator = creator
         self.keepsNewestOnly = newestOnly
         self.id = id
         self.name = name
         self.epoch = epoch
         self.owner = owner
-        self.messages = MessageRing(capacity: newestOnly ? 1 : size)
+        self.messages = MessageRing(capacity: newestOnly ? 1 : size, weigh: weigh)
     }
 
     /// The messages kept.
     @inlinable public var ring: MessageRing<Payload> { messages }
     @inlinable public var isClosed: Bool { closed }
     public var size: Int { messages.capacity }
+    /// Memory the buffered messages take, as `weigh` counts it.
+    public var bufferedBytes: Int { messages.bytes }
+    /// The part of `bufferedBytes` charged to a user's quota (bookkeeping of the caller).
+    public var chargedBytes = 0
+
+    /// Drops every buffered message (a closed channel nobody reads any more), freeing its memory.
+    public func discardMessages() { messages.removeAll() }
     @inlinable public var lastSequence: UInt64 { messages.lastSequence }
 
     /// Appends a message and returns its sequence number.

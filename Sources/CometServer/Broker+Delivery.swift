@@ -39,7 +39,7 @@ extension Broker {
     func deliver(to conn: ConnectionState) {
         guard !conn.isClosing else { return }
         let writable = conn.context.channel.isWritable
-        if writable, !conn.subscriptions.isEmpty {
+        if writable, !conn.subscriptions.isEmpty, !outputStarved(conn) {
             // Work on a local copy of the outbox: one exclusive access per pass, not per message.
             var out = conn.outbox
             conn.outbox = ByteBuffer()
@@ -71,6 +71,9 @@ extension Broker {
                 case .full(let first):
                     ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
                     ended.append(id)
+                    logLimiter.log(logger, .info, kind: "full", "a reader fell behind its channel (FULL)", metadata: [
+                        "uid": "\(conn.uid)", "channel": "\(sub.name)", "first_available": "\(first)",
+                    ])
                 case .closed(let last):
                     if case .site(let channel) = sub.source, let epoch = channel.replacedByEpoch {
                         ServerFrame.reset(subscription: id, epoch: epoch).encode(into: &out)
@@ -110,13 +113,18 @@ extension Broker {
     /// Hands the outbox to the socket.
     func flush(_ conn: ConnectionState) {
         guard conn.outbox.readableBytes > 0 else {
-            if conn.inputClosed { closeAfterFlush(conn) }
+            if conn.inputClosed, !conn.inputPending { closeAfterFlush(conn) }
             return
         }
         let out = conn.outbox
-        conn.outbox = conn.context.channel.allocator.buffer(capacity: min(out.capacity, configuration.deliveryBudget + 4096))
-        conn.context.writeAndFlush(NIOAny(out), promise: nil)
-        if conn.inputClosed { closeAfterFlush(conn) }
+        // A busy connection keeps a buffer sized for the next pass; one whose socket is backed up
+        // (a slow reader) holds no buffer while it waits.
+        conn.outbox = conn.context.channel.allocator.buffer(capacity: 0)
+        write(out, to: conn)
+        if conn.context.channel.isWritable {
+            conn.outbox.reserveCapacity(min(out.capacity, configuration.deliveryBudget + 4096))
+        }
+        if conn.inputClosed, !conn.inputPending { closeAfterFlush(conn) }
     }
 }
 

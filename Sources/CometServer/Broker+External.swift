@@ -21,17 +21,32 @@ extension Broker {
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
         }
+        // The daemon connects only where the requester could connect by itself, or where the policy allows.
+        if !policy.grantsRelay("unix:" + path, conn.identity) {
+            switch PathAccess.check(path, for: conn.identity) {
+            case .allowed:
+                break
+            case .missing:
+                reply(error: .upstreamUnreachable, "nothing answers at unix:\(path)", to: requestID, conn)
+                return
+            case .denied:
+                logLimiter.log(logger, .notice, kind: "policy", "refused relay: the requester cannot reach the address", metadata: [
+                    "uid": "\(conn.uid)", "upstream": "\(path)",
+                ])
+                throw ChannelRefusal(.permissionDenied, "user \(conn.uid) may not connect to unix:\(path), so this daemon will not either")
+            }
+        }
         let key = RelayKey(path: path, name: name, newest: newest)
-        let wanted = newest ? 1 : max(1, history)
+        let wanted = newest ? 1 : max(1, min(history, UInt32(configuration.registry.maxSize)))
         if let relay = relays[key] {
             if let channel = relay.channel {
-                attachLocalReader(requestID, to: channel, history: wanted, conn)
+                attachLocalReader(requestID, to: channel, history: wanted, owner: relay.upstreamOwner, conn)
             } else {
                 relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
             }
             return
         }
-        let relay = Relay(key: key, history: wanted)
+        let relay = Relay(key: key, history: wanted, uid: conn.uid)
         relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
         relays[key] = relay
         logger.info("relaying external channel", metadata: ["upstream": "\(path)", "channel": "\(name)"])
@@ -39,7 +54,13 @@ extension Broker {
     }
 
     /// A local subscription to a relay's mirror, starting at its `history` most recent messages.
-    func attachLocalReader(_ requestID: UInt32, to channel: SiteChannel<ByteBuffer>, history: UInt32, _ conn: ConnectionState) {
+    func attachLocalReader(_ requestID: UInt32, to channel: SiteChannel<ByteBuffer>, history: UInt32, owner: Owner, _ conn: ConnectionState) {
+        do throws(ChannelRefusal) {
+            try charge(.subscriptions, conn)
+        } catch {
+            reply(error: error.wireCode, error.message, to: requestID, conn)
+            return
+        }
         let start: UInt64
         switch (try? channel.start(at: .last(UInt64(history)))) ?? .at(channel.lastSequence + 1) {
         case .at(let seq): start = seq
@@ -49,7 +70,7 @@ extension Broker {
         conn.subscriptions[id] = Subscription(id: id, name: channel.name, source: .site(channel), cursor: start)
         channel.addReader(conn.id)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start).write(to: &$0)
+            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start, owner: owner).write(to: &$0)
         }
         markDirty(conn)
     }
@@ -113,9 +134,10 @@ extension Broker {
             reply(error: code ?? .noSuchChannel, message, to: waiting.requestID, conn)
         }
         relay.pending = []
-        if let channel = relay.channel, !channel.isClosed {
-            channel.close()
+        if let channel = relay.channel {
+            if !channel.isClosed { channel.close() }
             wakeReaders(of: channel)
+            releaseIfDrained(channel)
         }
         relay.upstream?.close(promise: nil)
         relay.upstream = nil
@@ -158,7 +180,10 @@ extension Broker {
             guard let reply = try? SubscribeReply(from: &body) else { return }
             relay.upstreamSubscription = reply.subscription
             relay.backoff = .milliseconds(50)
-            if !reply.waiting { adopt(epoch: reply.epoch, next: reply.nextSequence, relay) }
+            if !reply.waiting {
+                relay.upstreamOwner = reply.owner
+                adopt(epoch: reply.epoch, next: reply.nextSequence, relay)
+            }
         case .ok:
             break
         case .error(let id, let code, let message):
@@ -179,11 +204,22 @@ extension Broker {
             default:
                 endRelay(relay, failing: code, "upstream unix:\(relay.key.path): \(message)")
             }
-        case .started(let sub, let epoch, let next) where sub == relay.upstreamSubscription:
+        case .started(let sub, let epoch, let next, let owner) where sub == relay.upstreamSubscription:
+            relay.upstreamOwner = owner
             adopt(epoch: epoch, next: next, relay)
         case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
             guard let channel = relay.channel else { return }
+            // Charged to the user whose request made the relay; past its quota the message is
+            // dropped, and readers that needed it get FULL at the gap.
+            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
+            do throws(ChannelRefusal) {
+                try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: relay.uid)
+            } catch {
+                refused(error, uid: relay.uid)
+                return
+            }
             channel.pushRelayed(Self.copy(payload, ByteBufferAllocator()), sequence: seq)
+            syncCharge(channel)
             wakeReaders(of: channel)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:
             // The relay itself fell behind upstream: go on from what is left; the jump in sequence
@@ -207,16 +243,17 @@ extension Broker {
             logger.notice("upstream channel was re-created", metadata: ["upstream": "\(relay.key.path)", "channel": "\(relay.key.name)"])
             old.replace(byEpoch: epoch)
             wakeReaders(of: old)
+            releaseIfDrained(old)
         }
         let channel = SiteChannel<ByteBuffer>(
             id: (1 << 62) | nextRelayChannelID, name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,
-            newestOnly: relay.key.newest)
+            newestOnly: relay.key.newest, creator: Identity(uid: relay.uid), weigh: weigh)
         nextRelayChannelID += 1
         channel.expectRelayed(from: next)
         relay.channel = channel
         for waiting in relay.pending {
             guard let conn = connections[waiting.connection] else { continue }
-            attachLocalReader(waiting.requestID, to: channel, history: waiting.history, conn)
+            attachLocalReader(waiting.requestID, to: channel, history: waiting.history, owner: relay.upstreamOwner, conn)
         }
         relay.pending = []
     }

@@ -6,6 +6,7 @@ extension Broker {
     /// Handles one decoded request. Answers go to the connection's outbox.
     func handle(_ request: Request, from conn: ConnectionState) {
         guard !conn.isClosing else { return }
+        conn.lastRequest = Self.uptime()
         guard conn.handshaken else {
             guard case .hello(let versions) = request.operation else {
                 fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
@@ -38,11 +39,11 @@ extension Broker {
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) {
                     CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
                 }
-                wakeReaders(of: channel)
-            case .subscribe(let name, _, _, _, .clientProcess):
-                try subscribePrivate(request.id, name: name, conn)
-            case .subscribe(let name, let position, let epoch, let wait, .site):
-                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, conn)
+                channelClosed(channel)
+            case .subscribe(let name, _, _, _, .clientProcess, let owner):
+                try subscribePrivate(request.id, name: name, owner: owner, conn)
+            case .subscribe(let name, let position, let epoch, let wait, .site, let owner):
+                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, owner: owner, conn)
             case .resume(let session, let high, let low):
                 resume(request.id, session: session, token: SessionToken(high: high, low: low), conn)
             case .createPrivate(let name, let kind, let size, let session):
@@ -54,10 +55,13 @@ extension Broker {
             case .subscribeExternal(let address, let name, let history, let newest):
                 try subscribeExternal(request.id, address: address, name: name, history: history, newest: newest, conn)
             case .waitTimeout(let session, let milliseconds):
-                waitTimeout(request.id, session: session, milliseconds: milliseconds, conn)
+                try waitTimeout(request.id, session: session, milliseconds: milliseconds, conn)
             case .sessions:
-                let infos = sessionInfos()
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { SessionsReply(sessions: infos).write(to: &$0) }
+                let page = sessionsPage(after: 0, conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { page.write(to: &$0) }
+            case .sessionsFrom(let after):
+                let page = sessionsPage(after: after, conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { page.write(to: &$0) }
             case .unsubscribe(let id):
                 guard let sub = conn.subscriptions.removeValue(forKey: id) else {
                     reply(error: .noSuchSubscription, "no subscription \(id) on this connection", to: request.id, conn)
@@ -66,19 +70,11 @@ extension Broker {
                 detach(sub, of: conn)
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
             case .list:
-                var infos = registry.byName.values.sorted { $0.name < $1.name }.map { c in
-                    ChannelInfo(
-                        name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size), buffered: UInt32(c.ring.count),
-                        subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence, epoch: c.epoch)
-                }
-                // Private channels: only this connection's own session's.
-                for handle in (conn.session?.channels.values).map(Array.init) ?? [] {
-                    guard let c = privateChannels[handle] else { continue }
-                    infos.append(ChannelInfo(
-                        name: c.name, kind: c.kind, scope: 1, size: UInt32(c.size), buffered: UInt32(c.unacknowledged),
-                        subscribers: c.reader == nil ? 0 : 1, lastSequence: c.lastSequence, epoch: c.epoch))
-                }
-                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { ListReply(channels: infos).write(to: &$0) }
+                let page = listPage(after: nil, conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { page.write(to: &$0) }
+            case .listFrom(let name, let scope):
+                let page = listPage(after: (name, scope), conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { page.write(to: &$0) }
             case .ping:
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
             }
@@ -109,11 +105,15 @@ extension Broker {
         if Self.isPrivateHandle(channelID) {
             let channel = try ownedPrivate(channelID, conn)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
+            try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
+            defer { syncCharge(channel) }
             first = try pushPrivate(channel, Self.copy(payloads, conn.context.channel.allocator))
         } else {
             let channel = try registry.owned(channelID, by: conn.id)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
+            try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
             first = try channel.push(contentsOf: Self.copy(payloads, conn.context.channel.allocator))
+            syncCharge(channel)
             wakeReaders(of: channel)
         }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
@@ -166,8 +166,14 @@ extension Broker {
                 "this daemon speaks protocol version \(CometProtocol.version); the client offered \(versions)"))
             return
         }
+        let session: Session
+        do throws(ChannelRefusal) {
+            session = try openSession(for: conn)
+        } catch {
+            fail(conn, WireError(.quotaExceeded, error.message), log: false)
+            return
+        }
         conn.handshaken = true
-        let session = openSession(for: conn)
         let reply = HelloReply(
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
@@ -184,41 +190,75 @@ extension Broker {
         guard conn.ownedChannels < configuration.maxChannelsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
         }
-        let (channel, waiters) = try registry.create(name: name, size: Int(size), owner: conn.id, newestOnly: kind == .newest)
+        try ChannelName.validate(name)
+        guard policy.mayCreate(name, conn.identity) else {
+            logLimiter.log(logger, .notice, kind: "policy", "refused by policy: create", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
+            throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)'")
+        }
+        guard registry.channel(named: name) == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
+        try charge(.channels, conn)
+        let created: (channel: SiteChannel<ByteBuffer>, waiters: [WaiterKey])
+        do {
+            created = try registry.create(
+                name: name, size: Int(size), owner: conn.id, newestOnly: kind == .newest, creator: conn.identity, weigh: weigh)
+        } catch {
+            accounts.release(.channels, uid: conn.uid)
+            throw error
+        }
+        let (channel, waiters) = created
         conn.ownedChannels += 1
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
         }
+        let owner = channel.creator.owner
         for waiter in waiters {
-            guard let reader = connections[waiter.connection],
-                reader.subscriptions[waiter.subscription] != nil
-            else { continue }
+            guard let reader = connections[waiter.connection], let sub = reader.subscriptions[waiter.subscription] else { continue }
+            if let pinned = sub.pinnedOwner, pinned != owner.uid {
+                // The reader asked for another producer: its subscription ends with the refusal.
+                reader.subscriptions[waiter.subscription] = nil
+                accounts.release(.subscriptions, uid: reader.uid)
+                ServerFrame.failed(
+                    subscription: waiter.subscription, code: .ownerMismatch,
+                    message: "channel '\(name)' was created by uid \(owner.uid), not by uid \(pinned)"
+                ).encode(into: &reader.outbox)
+                markDirty(reader)
+                continue
+            }
             reader.subscriptions[waiter.subscription]!.source = .site(channel)
             reader.subscriptions[waiter.subscription]!.cursor = 1
             channel.addReader(reader.id)
-            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1)
+            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1, owner: owner)
                 .encode(into: &reader.outbox)
             markDirty(reader)
         }
     }
 
     private func subscribe(
-        _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, _ conn: ConnectionState
+        _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
+        _ conn: ConnectionState
     ) throws(ChannelRefusal) {
         try ChannelName.validate(name)
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
         }
+        guard policy.maySubscribe(name, conn.identity) else {
+            logLimiter.log(logger, .notice, kind: "policy", "refused by policy: subscribe", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
+            throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
+        }
         guard let channel = registry.channel(named: name) else {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
+            try charge(.subscriptions, conn)
             let id = conn.allocateSubscriptionID()
             try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
-            conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0)
+            conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned)
             logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
             }
             return
+        }
+        if let pinned, pinned != channel.creator.uid {
+            throw ChannelRefusal(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")
         }
         guard epoch == 0 || epoch == channel.epoch else {
             throw ChannelRefusal(
@@ -226,18 +266,21 @@ extension Broker {
                 "channel '\(name)' has epoch \(channel.epoch), not \(epoch): it was re-created and its sequence numbers restarted")
         }
         let start = try channel.start(at: Position(position))
-        let id = conn.allocateSubscriptionID()
+        let owner = channel.creator.owner
         switch start {
         case .at(let seq):
+            try charge(.subscriptions, conn)
+            let id = conn.allocateSubscriptionID()
             conn.subscriptions[id] = Subscription(id: id, name: name, source: .site(channel), cursor: seq)
             channel.addReader(conn.id)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq).write(to: &$0)
+                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }
         case .full(let first):
             // The subscription exists only to carry its FULL event.
+            let id = conn.allocateSubscriptionID()
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: first).write(to: &$0)
+                SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: first, owner: owner).write(to: &$0)
             }
             ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
         }
@@ -253,6 +296,11 @@ extension Position {
         case .last(let k): self = .last(k)
         }
     }
+}
+
+extension Identity {
+    /// The owner fields the protocol carries.
+    var owner: Owner { Owner(uid: uid, gid: gid) }
 }
 
 extension ChannelRefusal {
@@ -274,6 +322,9 @@ extension ChannelRefusal {
         case .noSuchSession: return .noSuchSession
         case .badToken: return .badToken
         case .wrongUser: return .wrongUser
+        case .quotaExceeded: return .quotaExceeded
+        case .permissionDenied: return .permissionDenied
+        case .ownerMismatch: return .ownerMismatch
         }
     }
 }

@@ -3,16 +3,33 @@ import CometWire
 import NIOCore
 
 extension Broker {
-    static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
-
     /// Notes activity on a session's stateful channels (wait_timeout counts only these).
     func touch(_ sessionID: UInt64) {
         if let session = sessions.session(sessionID) { sessions.touch(session, now: Self.uptime()) }
     }
 
-    func openSession(for conn: ConnectionState) -> Session {
-        let session = sessions.open(uid: conn.credentials.uid, connection: conn.id, now: Self.uptime())
+    /// Opens the session of a new HELLO, charged to the user. A user at its session quota first
+    /// loses its oldest session that has no connection and nothing addressed to it.
+    func openSession(for conn: ConnectionState) throws(ChannelRefusal) -> Session {
+        if accounts.isExhausted(.sessions, uid: conn.uid) {
+            let idle = sessions.sessions.values
+                .filter { $0.uid == conn.uid && $0.connections.isEmpty && $0.channels.isEmpty }
+                .min { ($0.detachedAt ?? 0) < ($1.detachedAt ?? 0) }
+            if let idle { endSession(idle) }
+        }
+        try charge(.sessions, conn)
+        let session = sessions.open(uid: conn.uid, connection: conn.id, now: Self.uptime())
+        chargedSessions.insert(session.id)
         conn.session = session
+        return session
+    }
+
+    /// The live session `id`, if `conn` may address it: root, the session's own user, or whom the
+    /// policy lets address sessions. Anyone else is told it does not exist.
+    func addressableSession(_ id: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) -> Session {
+        guard let session = sessions.session(id), policy.mayAddressSession(ofUser: session.uid, conn.identity) else {
+            throw ChannelRefusal(.noSuchSession, "no live session \(String(id, radix: 16))")
+        }
         return session
     }
 
@@ -25,11 +42,11 @@ extension Broker {
         }
         let target: Session
         do throws(ChannelRefusal) {
-            target = try sessions.resume(id, token: token, uid: conn.credentials.uid, connection: conn.id)
+            target = try sessions.resume(id, token: token, uid: conn.uid, connection: conn.id)
         } catch {
             let code = error.wireCode
-            logger.notice("refused session resume", metadata: [
-                "connection": "\(conn.id)", "uid": "\(conn.credentials.uid)", "reason": "\(code.name)",
+            logLimiter.log(logger, .notice, kind: "resume", "refused session resume", metadata: [
+                "connection": "\(conn.id)", "uid": "\(conn.uid)", "reason": "\(code.name)",
             ])
             reply(error: code, error.message, to: requestID, conn)
             return
@@ -40,8 +57,9 @@ extension Broker {
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { ResumeReply(session: target.id).write(to: &$0) }
         for handle in target.channels.values {
             guard let channel = privateChannels[handle] else { continue }
-            ServerFrame.offer(channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: channel.name)
-                .encode(into: &conn.outbox)
+            ServerFrame.offer(
+                channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: channel.name, owner: channel.creator.owner
+            ).encode(into: &conn.outbox)
         }
     }
 
@@ -57,7 +75,7 @@ extension Broker {
         let grace = configuration.sessionGrace
         eventLoop.scheduleTask(in: grace) { [weak self] in
             guard let self, let ended = self.sessions.expire(session.id, now: Self.uptime(), grace: UInt64(grace.nanoseconds)) else { return }
-            self.logger.info("session ended after its grace period", metadata: ["session": "\(String(ended.id, radix: 16))"])
+            self.logger.debug("session ended after its grace period", metadata: ["session": "\(String(ended.id, radix: 16))"])
             self.endSession(ended)
         }
     }
@@ -66,10 +84,11 @@ extension Broker {
     func endSession(_ session: Session) {
         let handles = Array(session.channels.values)
         sessions.end(session)
+        if chargedSessions.remove(session.id) != nil { accounts.release(.sessions, uid: session.uid) }
         releaseTimeoutWaiters(of: session.id)
         for handle in handles {
-            guard let channel = privateChannels.removeValue(forKey: handle) else { continue }
-            channel.close()
+            guard let channel = privateChannels[handle] else { continue }
+            dropPrivate(channel)
             if let owner = connections[channel.owner] {
                 owner.ownedChannels -= 1
                 ServerFrame.ended(
@@ -93,7 +112,7 @@ extension Broker {
     }
 
     func forgetPrivate(_ channel: PrivateChannel<ByteBuffer>) {
-        privateChannels[channel.id] = nil
+        dropPrivate(channel)
         if let session = sessions.session(channel.session), session.channels[channel.name] == channel.id {
             sessions.removeChannel(channel.name, from: session)
         }
@@ -106,10 +125,7 @@ extension Broker {
             return
         }
         try ChannelName.validate(name)
-        guard let session = sessions.session(sessionID) else {
-            reply(error: .noSuchSession, "no live session \(String(sessionID, radix: 16))", to: requestID, conn)
-            return
-        }
+        let session = try addressableSession(sessionID, conn)
         let size = size == 0 ? configuration.registry.defaultSize : Int(size)
         guard size >= 1, size <= configuration.registry.maxSize else {
             throw ChannelRefusal(.invalidSize, "size \(size) is outside 1...\(configuration.registry.maxSize)")
@@ -120,9 +136,10 @@ extension Broker {
         guard conn.ownedChannels < configuration.maxChannelsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
         }
+        try charge(.channels, conn)
         let channel = PrivateChannel<ByteBuffer>(
             id: (1 << 63) | nextPrivateID, name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
-            owner: conn.id, size: size, unlimited: kind == .unlimited)
+            owner: conn.id, size: size, unlimited: kind == .unlimited, creator: conn.identity, weigh: weigh)
         nextPrivateID += 1
         privateChannels[channel.id] = channel
         sessions.addChannel(name, channel.id, to: session)
@@ -133,15 +150,19 @@ extension Broker {
         }
         for member in session.connections {
             guard let reader = connections[member] else { continue }
-            ServerFrame.offer(channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: name).encode(into: &reader.outbox)
+            ServerFrame.offer(channel: channel.id, kind: channel.kind, epoch: channel.epoch, name: name, owner: channel.creator.owner)
+                .encode(into: &reader.outbox)
             markDirty(reader)
         }
     }
 
     /// SUBSCRIBE with the private flag: only this connection's session, and one live reader.
-    func subscribePrivate(_ requestID: UInt32, name: String, _ conn: ConnectionState) throws(ChannelRefusal) {
+    func subscribePrivate(_ requestID: UInt32, name: String, owner pinned: UInt32?, _ conn: ConnectionState) throws(ChannelRefusal) {
         guard let session = conn.session, let handle = session.channels[name], let channel = privateChannels[handle] else {
             throw ChannelRefusal(.noSuchChannel, "this session has no private channel '\(name)'")
+        }
+        if let pinned, pinned != channel.creator.uid {
+            throw ChannelRefusal(.ownerMismatch, "private channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")
         }
         if let reader = channel.reader, connections[reader] != nil {
             reply(error: .alreadySubscribed, "private channel '\(name)' is already read by a subscription of this session; it can be read only once", to: requestID, conn)
@@ -150,6 +171,7 @@ extension Broker {
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
         }
+        try charge(.subscriptions, conn)
         let id = conn.allocateSubscriptionID()
         let start = channel.firstUnacknowledged
         channel.reader = conn.id
@@ -176,7 +198,9 @@ extension Broker {
         guard channel.owner == conn.id else {
             throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
         }
+        try checkBuffered([payload], in: channel.ring, uid: channel.creator.uid)
         let seq = try channel.answer(pull, with: Self.copy(payload, conn.context.channel.allocator))
+        syncCharge(channel)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
         wakeReader(of: channel)
     }
@@ -185,39 +209,57 @@ extension Broker {
 
     /// WAIT_TIMEOUT: answers once session `id` has had no activity on its stateful channels for
     /// `milliseconds`, or has ended (at once if it already has been idle that long).
-    func waitTimeout(_ requestID: UInt32, session id: UInt64, milliseconds: UInt64, _ conn: ConnectionState) {
-        guard sessions.session(id) != nil else {
-            reply(error: .noSuchSession, "no live session \(String(id, radix: 16))", to: requestID, conn)
-            return
+    func waitTimeout(_ requestID: UInt32, session id: UInt64, milliseconds: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) {
+        guard milliseconds <= configuration.maxWaitTimeoutMilliseconds else {
+            throw ChannelRefusal(.invalidPosition, "timeout \(milliseconds) ms is above the maximum of \(configuration.maxWaitTimeoutMilliseconds) ms")
         }
-        let waiter = TimeoutWaiter(connection: conn.id, requestID: requestID, timeout: milliseconds &* 1_000_000)
-        sessionWaiters[id, default: []].append(waiter)
-        checkTimeout(waiter, session: id)
+        _ = try addressableSession(id, conn)
+        try charge(.timeoutWaits, conn)
+        let waiter = TimeoutWaiter(
+            id: nextWaiterID, session: id, connection: conn.id, uid: conn.uid, requestID: requestID, timeout: milliseconds * 1_000_000)
+        nextWaiterID += 1
+        timeoutWaiters[waiter.id] = waiter
+        waitersBySession[id, default: []].insert(waiter.id)
+        conn.timeoutWaits.insert(waiter.id)
+        checkTimeout(waiter.id)
     }
 
-    private func checkTimeout(_ waiter: TimeoutWaiter, session id: UInt64) {
-        guard sessionWaiters[id]?.contains(waiter) == true else { return }
+    private func checkTimeout(_ waiterID: UInt64) {
+        guard var waiter = timeoutWaiters[waiterID] else { return }
         guard let conn = connections[waiter.connection] else {
-            sessionWaiters[id]?.removeAll { $0 == waiter }
+            dropTimeoutWaiter(waiterID)
             return
         }
         let now = Self.uptime()
-        let last = sessions.session(id)?.lastActivity ?? now
-        if now - min(now, last) >= waiter.timeout {
-            sessionWaiters[id]?.removeAll { $0 == waiter }
+        let last = sessions.session(waiter.session)?.lastActivity ?? now
+        let idle = now - min(now, last)
+        if idle >= waiter.timeout {
+            dropTimeoutWaiter(waiterID)
             ServerFrame.writeOK(requestID: waiter.requestID, into: &conn.outbox) { WaitTimeoutReply(ended: false).write(to: &$0) }
             markDirty(conn)
             return
         }
-        let remaining = waiter.timeout - (now - last)
-        eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: remaining))) { [weak self] in
-            self?.checkTimeout(waiter, session: id)
+        waiter.timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: waiter.timeout - idle))) { [weak self] in
+            self?.checkTimeout(waiterID)
         }
+        timeoutWaiters[waiterID] = waiter
+    }
+
+    /// Forgets a pending WAIT_TIMEOUT (answered, or its connection went away) and its timer.
+    func dropTimeoutWaiter(_ waiterID: UInt64) {
+        guard let waiter = timeoutWaiters.removeValue(forKey: waiterID) else { return }
+        waiter.timer?.cancel()
+        waitersBySession[waiter.session]?.remove(waiterID)
+        if waitersBySession[waiter.session]?.isEmpty == true { waitersBySession[waiter.session] = nil }
+        connections[waiter.connection]?.timeoutWaits.remove(waiterID)
+        accounts.release(.timeoutWaits, uid: waiter.uid)
     }
 
     /// Answers every WAIT_TIMEOUT on an ended session.
     func releaseTimeoutWaiters(of id: UInt64) {
-        for waiter in sessionWaiters.removeValue(forKey: id) ?? [] {
+        for waiterID in waitersBySession[id] ?? [] {
+            guard let waiter = timeoutWaiters[waiterID] else { continue }
+            dropTimeoutWaiter(waiterID)
             guard let conn = connections[waiter.connection] else { continue }
             ServerFrame.writeOK(requestID: waiter.requestID, into: &conn.outbox) { WaitTimeoutReply(ended: true).write(to: &$0) }
             markDirty(conn)
@@ -242,22 +284,19 @@ extension Broker {
         pullIfReady(channel)
     }
 
-    func sessionInfos() -> [SessionInfo] {
-        let now = Self.uptime()
-        return sessions.sessions.values.sorted { $0.id < $1.id }.map { s in
-            SessionInfo(
-                id: s.id, uid: s.uid, connections: UInt32(s.connections.count), privateChannels: UInt32(s.channels.count),
-                idleMilliseconds: (now - min(now, s.lastActivity)) / 1_000_000)
-        }
-    }
 }
 
 /// A WAIT_TIMEOUT request waiting for its session to be idle.
-struct TimeoutWaiter: Equatable {
+struct TimeoutWaiter {
+    let id: UInt64
+    let session: UInt64
     let connection: UInt64
+    let uid: UInt32
     let requestID: UInt32
     /// Nanoseconds of inactivity asked for.
     let timeout: UInt64
+    /// The next check.
+    var timer: Scheduled<Void>? = nil
 }
 
 extension PrivateChannel {

@@ -3,16 +3,27 @@ import CometWire
 import Logging
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The daemon's state: the channel registry and every connection, confined to one event loop.
 ///
 /// Requests come in from `ConnectionHandler`; everything written to a connection goes to its
-/// outbox and leaves in one flush per delivery pass (`Broker+Delivery.swift`).
+/// outbox and leaves in one flush per delivery pass (`Broker+Delivery.swift`). Everything a user
+/// makes is charged to its uid in `accounts` and released when it goes (`Broker+Accounting.swift`).
 final class Broker {
     let eventLoop: EventLoop
     let configuration: ServerConfiguration
     let logger: Logger
     let registry: ChannelRegistry<ByteBuffer, WaiterKey>
     let sessions = SessionRegistry()
+    /// Per-uid usage against the quotas.
+    let accounts: ResourceAccounts
+    /// Who may do what; replaced whole by `reload(policy:)`.
+    var policy: Policy
+    var groupDirectory = GroupDirectory()
+    var logLimiter: LogLimiter
     /// Client-process channels by handle (handles with the top bit set).
     var privateChannels: [UInt64: PrivateChannel<ByteBuffer>] = [:]
     var nextPrivateID: UInt64 = 1
@@ -21,8 +32,14 @@ final class Broker {
     var nextRelayChannelID: UInt64 = 1
     /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
     let instance = UInt64.random(in: 1...UInt64.max)
-    /// WAIT_TIMEOUT requests by session.
-    var sessionWaiters: [UInt64: [TimeoutWaiter]] = [:]
+    /// Pending WAIT_TIMEOUT requests by waiter id, and the ids waiting on each session.
+    var timeoutWaiters: [UInt64: TimeoutWaiter] = [:]
+    var waitersBySession: [UInt64: Set<UInt64>] = [:]
+    var nextWaiterID: UInt64 = 1
+    /// Sessions charged to their user's session quota.
+    var chargedSessions: Set<UInt64> = []
+    /// Connections whose delivery waits for their user's queued output to go down, by uid.
+    var starvedByUser: [UInt32: Set<UInt64>] = [:]
     var connections: [UInt64: ConnectionState] = [:]
     var nextConnectionID: UInt64 = 1
     /// Connections with something to write, in the order they became so.
@@ -30,33 +47,74 @@ final class Broker {
     var deliveryScheduled = false
     var isShuttingDown = false
     private(set) var totalConnections: UInt64 = 0
+    /// Estimated memory when the allocator last returned free memory to the system.
+    var memoryAtLastTrim = 0
+    var sweeper: RepeatedTask?
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.logger = logger
-        self.registry = ChannelRegistry(limits: configuration.registry)
+        self.policy = configuration.policy
+        self.accounts = ResourceAccounts(quotas: configuration.quotas)
+        self.logLimiter = LogLimiter(burst: configuration.logBurst, interval: configuration.logInterval)
+        var limits = configuration.registry
+        limits.maxChannels = configuration.quotas.total(.channels)
+        self.registry = ChannelRegistry(limits: limits)
     }
 
     var summary: ServerStatus {
         ServerStatus(
             connections: connections.count, channels: registry.count,
             subscriptions: connections.values.reduce(0) { $0 + $1.subscriptions.count },
-            totalConnections: totalConnections)
+            totalConnections: totalConnections, estimatedMemory: accounts.estimatedMemory)
+    }
+
+    /// Starts the periodic sweep: handshake and idle timeouts, log summaries, returning memory.
+    func start() {
+        let period = TimeAmount.nanoseconds(
+            max(TimeAmount.milliseconds(50).nanoseconds,
+                min(TimeAmount.seconds(1).nanoseconds, configuration.handshakeTimeout.nanoseconds / 4, configuration.idleTimeout.nanoseconds / 4)))
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
+            self?.sweep()
+        }
+    }
+
+    /// Replaces the policy; connections, channels and subscriptions stay as they are.
+    func reload(policy: Policy) {
+        self.policy = policy
+        groupDirectory.clear()
+        for conn in connections.values { conn.identity.groups = groups(of: conn.identity) }
+    }
+
+    /// Supplementary groups of a peer, looked up only when the policy names groups.
+    func groups(of identity: Identity) -> [UInt32] {
+        guard policy.namesGroups else { return [] }
+        return groupDirectory.groups(of: identity.uid, primary: identity.gid)
     }
 
     // MARK: Connections
 
-    func connectionOpened(context: ChannelHandlerContext) -> ConnectionState {
-        let state = ConnectionState(id: nextConnectionID, context: context)
+    func connectionOpened(context: ChannelHandlerContext, identity: Identity) -> ConnectionState {
+        let state = ConnectionState(id: nextConnectionID, context: context, now: Self.uptime())
         nextConnectionID += 1
         totalConnections += 1
+        var identity = identity
+        identity.groups = groups(of: identity)
+        state.identity = identity
         connections[state.id] = state
+        do throws(ChannelRefusal) {
+            try accounts.charge(.connections, uid: identity.uid)
+            state.counted = true
+        } catch {
+            refused(error, uid: identity.uid)
+            fail(state, WireError(.quotaExceeded, error.message), log: false)
+        }
         return state
     }
 
     /// Forgets a connection whose socket closed: its subscriptions end and the channels it owns
-    /// close (their readers drain, then get CLOSED).
+    /// close (their readers drain, then get CLOSED); everything charged for it is released.
     func connectionClosed(_ conn: ConnectionState) {
         guard connections.removeValue(forKey: conn.id) != nil else { return }
         conn.isClosing = true
@@ -65,21 +123,29 @@ final class Broker {
         }
         conn.subscriptions = [:]
         for channel in registry.closeAll(ownedBy: conn.id) {
-            wakeReaders(of: channel)
+            channelClosed(channel)
         }
         for channel in privateChannels.values where channel.owner == conn.id {
             closePrivate(channel)
         }
+        for waiter in conn.timeoutWaits { dropTimeoutWaiter(waiter) }
+        conn.timeoutWaits = []
         if let session = conn.session {
             conn.session = nil
             leave(session, conn)
         }
+        if conn.counted { accounts.release(.connections, uid: conn.uid) }
+        accounts.release(.unfinishedFrameBytes, conn.unfinishedFrameBytes, uid: conn.uid)
+        conn.unfinishedFrameBytes = 0
+        if conn.starved { starvedByUser[conn.uid]?.remove(conn.id) }
     }
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
+        accounts.release(.subscriptions, uid: conn.uid)
         switch sub.source {
         case .site(let channel):
             channel.removeReader(conn.id)
+            releaseIfDrained(channel)
             releaseRelayIfUnused(channel)
         case .clientProcess(let channel):
             if channel.reader == conn.id { channel.reader = nil }
@@ -89,11 +155,13 @@ final class Broker {
     }
 
     /// Ends the connection after a protocol violation: one ERROR frame with request id 0, then close.
-    func fail(_ conn: ConnectionState, _ error: WireError) {
+    func fail(_ conn: ConnectionState, _ error: WireError, log: Bool = true) {
         guard !conn.isClosing else { return }
-        logger.notice("closing connection after protocol violation", metadata: [
-            "connection": "\(conn.id)", "error": "\(error)",
-        ])
+        if log {
+            logLimiter.log(logger, .notice, kind: "protocol-violation", "closing connection after protocol violation", metadata: [
+                "connection": "\(conn.id)", "uid": "\(conn.uid)", "error": "\(error)",
+            ])
+        }
         ServerFrame.writeError(
             requestID: CometProtocol.connectionRequestID, code: error.code, message: error.message, into: &conn.outbox)
         closeAfterFlush(conn)
@@ -109,29 +177,49 @@ final class Broker {
         context.writeAndFlush(NIOAny(out)).whenComplete { _ in
             context.close(promise: nil)
         }
+        // A peer that does not read cannot hold the connection open.
+        context.eventLoop.scheduleTask(in: .seconds(1)) { context.close(promise: nil) }
     }
 
-    // MARK: Shutdown
+    // MARK: Periodic work
 
-    /// Closes every channel, delivers what readers are owed, then ends every connection.
-    func shutdown() -> EventLoopFuture<Void> {
-        isShuttingDown = true
-        for relay in Array(relays.values) { endRelay(relay) }
-        for channel in registry.closeEverything() {
-            wakeReaders(of: channel)
+    static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// Closes connections that did not finish HELLO in time or that sit idle holding nothing;
+    /// summarises suppressed log lines; returns freed memory to the system after a big release.
+    func sweep() {
+        let now = Self.uptime()
+        let handshake = UInt64(configuration.handshakeTimeout.nanoseconds)
+        let idle = UInt64(configuration.idleTimeout.nanoseconds)
+        for conn in connections.values where !conn.isClosing {
+            if !conn.handshaken, now - conn.openedAt >= handshake {
+                logLimiter.log(logger, .info, kind: "handshake-timeout", "closing connection that did not complete HELLO in time", metadata: ["uid": "\(conn.uid)"])
+                fail(conn, WireError(.timedOut, "HELLO was not completed within \(configuration.handshakeTimeout.nanoseconds / 1_000_000) ms"), log: false)
+            } else if conn.handshaken, conn.holdsNothing, now - conn.lastRequest >= idle {
+                logLimiter.log(logger, .info, kind: "idle-timeout", "closing idle connection that holds nothing", metadata: ["uid": "\(conn.uid)"])
+                fail(conn, WireError(.timedOut, "the connection held nothing and was idle for \(configuration.idleTimeout.nanoseconds / 1_000_000) ms"), log: false)
+            }
         }
-        deliverDirty()
-        let closes = connections.values.map { conn -> EventLoopFuture<Void> in
-            ServerFrame.writeError(
-                requestID: CometProtocol.connectionRequestID, code: .shuttingDown,
-                message: "the daemon is shutting down", into: &conn.outbox)
-            let context = conn.context
-            let out = conn.outbox
-            conn.outbox = context.channel.allocator.buffer(capacity: 0)
-            conn.isClosing = true
-            return context.writeAndFlush(NIOAny(out)).flatMap { context.close() }.recover { _ in }
+        logLimiter.flush(logger)
+        let memory = accounts.estimatedMemory
+        if memoryAtLastTrim - memory > 16 << 20 {
+            Self.returnFreeMemory()
+            memoryAtLastTrim = memory
+        } else if memory > memoryAtLastTrim {
+            memoryAtLastTrim = memory
         }
-        return EventLoopFuture.andAllComplete(closes, on: eventLoop)
+    }
+
+    /// glibc's `malloc_trim(0)`: gives freed heap memory back to the system.
+    static func returnFreeMemory() {
+        typealias Trim = @convention(c) (Int) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+    }
+
+    /// Logs a quota refusal (rate-limited, with the uid).
+    func refused(_ refusal: ChannelRefusal, uid: UInt32) {
+        logLimiter.log(logger, .notice, kind: "quota", "refused: \(refusal.message)", metadata: ["uid": "\(uid)"])
     }
 }
 
@@ -141,8 +229,10 @@ public struct ServerStatus: Sendable, Hashable, CustomStringConvertible {
     public var channels: Int
     public var subscriptions: Int
     public var totalConnections: UInt64
+    /// Memory the accounting attributes to clients, in bytes.
+    public var estimatedMemory: Int
 
     public var description: String {
-        "\(connections) connections, \(channels) channels, \(subscriptions) subscriptions"
+        "\(connections) connections, \(channels) channels, \(subscriptions) subscriptions, \(estimatedMemory >> 20) MiB accounted"
     }
 }

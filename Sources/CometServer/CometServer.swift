@@ -1,3 +1,4 @@
+import CometChannels
 import CometWire
 import Logging
 import NIOCore
@@ -20,14 +21,30 @@ public final class CometServer: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.logger = logger
         self.broker = Broker(eventLoop: eventLoop, configuration: configuration, logger: logger)
+        eventLoop.execute { [broker] in broker.start() }
+    }
+
+    /// Replaces the policy (e.g. on SIGHUP); nobody is disconnected.
+    public func reload(policy: Policy) async throws {
+        try await eventLoop.submit { self.broker.reload(policy: policy) }.get()
     }
 
     private var bootstrap: ServerBootstrap {
         let broker = self.broker
         let watermark = ChannelOptions.Types.WriteBufferWaterMark(
             low: configuration.outboundLowWatermark, high: configuration.outboundHighWatermark)
+        let logger = self.logger
         return ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of file descriptors: stop accepting for a moment instead of spinning,
+                    // keep serving the clients already connected, and say so once per interval.
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: true, backoffProvider: { _ in .milliseconds(250) }))
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
+                }
+            }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: watermark)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
@@ -66,14 +83,32 @@ public final class CometServer: @unchecked Sendable {
         try await eventLoop.submit { self.broker.summary }.get()
     }
 
-    /// Stops accepting, closes every channel (readers get what is buffered, then CLOSED),
-    /// sends SHUTTING_DOWN to every client and closes the connections.
+    /// Stops accepting, closes every channel (readers get what is buffered, then CLOSED, within
+    /// `configuration.shutdownDrain`), sends SHUTTING_DOWN to every client and closes the connections.
     public func shutdown() async {
         let listeners = (try? await eventLoop.submit { () -> [Channel] in
             defer { self.listeners = [] }
             return self.listeners
         }.get()) ?? []
         for listener in listeners { try? await listener.close() }
-        try? await eventLoop.flatSubmit { self.broker.shutdown() }.get()
+        try? await eventLoop.flatSubmit { self.broker.shutdown(drain: self.configuration.shutdownDrain) }.get()
+    }
+}
+
+/// Logs failures to accept (EMFILE, ENFILE, ...) at most once per ten seconds, with a count.
+final class AcceptErrorLogger: ChannelInboundHandler {
+    typealias InboundIn = Channel
+
+    private let logger: Logger
+    private var limiter = LogLimiter(burst: 1, interval: .seconds(10))
+
+    init(logger: Logger) { self.logger = logger }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        limiter.log(logger, .warning, kind: "accept", "cannot accept connections; pausing accept, serving the clients already connected", metadata: ["error": "\(error)"])
     }
 }

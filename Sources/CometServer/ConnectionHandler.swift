@@ -1,3 +1,4 @@
+import CometChannels
 import CometWire
 import NIOCore
 
@@ -19,6 +20,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var pending: ByteBuffer?
     /// A read NIO asked for while the peer was not taking our output.
     private var readHeld = false
+    /// Requests wait in `pending` until the peer takes its answers.
+    private var paused = false
+    private var resumeScheduled = false
 
     init(broker: Broker) {
         self.broker = broker
@@ -40,9 +44,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        let conn = broker.connectionOpened(context: context)
-        state = conn
-        PeerCredentials.of(context.channel).whenSuccess { conn.credentials = $0 }
+        // On the channel's own loop the credentials are there at once.
+        var identity = Identity()
+        PeerCredentials.of(context.channel).whenSuccess { identity = $0.identity }
+        state = broker.connectionOpened(context: context, identity: identity)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -51,10 +56,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if var carried = pending {
             carried.writeBuffer(&input)
             input = carried
-            pending = nil
         }
+        pending = input
+        process(context, conn)
+    }
+
+    /// Decodes and handles requests from `pending` until it holds no whole frame, or until the
+    /// answers waiting for this peer reach the high watermark: then the rest waits (and reads
+    /// are held) until the peer has taken its answers. The output for one peer is thus bounded per
+    /// answer written, whatever it pipelines.
+    private func process(_ context: ChannelHandlerContext, _ conn: ConnectionState) {
+        guard var input = pending else { return }
+        pending = nil
+        paused = false
         do {
-            while !conn.isClosing, let body = try decoder.nextFrame(from: &input) {
+            while !conn.isClosing {
+                if conn.outbox.readableBytes >= broker.configuration.outboundHighWatermark || !context.channel.isWritable {
+                    paused = true
+                    break
+                }
+                guard let body = try decoder.nextFrame(from: &input) else { break }
                 let request: Request
                 do {
                     request = try Request.decode(body: body)
@@ -69,22 +90,48 @@ final class ConnectionHandler: ChannelDuplexHandler {
             broker.fail(conn, error)
             return
         }
+        guard !conn.isClosing else { return }
         if input.readableBytes > 0 {
-            // Keep only the partial frame, in a buffer of its own, not the whole read buffer.
+            // Keep only what is left, in a buffer of its own, not the whole read buffer.
             var rest = context.channel.allocator.buffer(capacity: input.readableBytes)
             rest.writeBuffer(&input)
             pending = rest
+        }
+        conn.inputPending = paused
+        _ = broker.chargeUnfinishedFrame(pending?.readableBytes ?? 0, conn)
+    }
+
+    /// Goes on with requests held back by `process`, once the peer took its answers.
+    private func resume(_ context: ChannelHandlerContext) {
+        guard let conn = state, !conn.isClosing, paused, context.channel.isWritable else { return }
+        process(context, conn)
+        broker.deliverDirty()
+        if paused {
+            if context.channel.isWritable { scheduleResume(context) }
+        } else if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    private func scheduleResume(_ context: ChannelHandlerContext) {
+        guard !resumeScheduled else { return }
+        resumeScheduled = true
+        context.eventLoop.execute {
+            self.resumeScheduled = false
+            self.resume(context)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // Deliver what this read produced now, before the loop polls again: one hop less latency.
         broker.deliverDirty()
+        if paused, context.channel.isWritable { scheduleResume(context) }
         context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        if context.channel.isWritable, !paused {
             context.read()
         } else {
             readHeld = true
@@ -94,7 +141,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             if let conn = state { broker.markDirty(conn) }
-            if readHeld {
+            if paused {
+                scheduleResume(context)
+            } else if readHeld {
                 readHeld = false
                 context.read()
             }

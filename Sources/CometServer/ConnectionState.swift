@@ -1,4 +1,5 @@
 import CometChannels
+import CometWire
 import NIOCore
 
 /// What the broker knows of one client connection. Confined to the server's event loop.
@@ -6,7 +7,21 @@ final class ConnectionState {
     let id: UInt64
     let context: ChannelHandlerContext
     /// The peer's credentials (SO_PEERCRED), read when the connection opened.
-    var credentials = PeerCredentials()
+    var identity = Identity()
+    var uid: UInt32 { identity.uid }
+    /// When the connection opened, and when it last sent a request (uptime nanoseconds).
+    let openedAt: UInt64
+    var lastRequest: UInt64
+    /// Bytes handed to the socket and not yet written (charged as queued output).
+    var queuedOutput = 0
+    /// Bytes of an unfinished frame charged to the peer's user.
+    var unfinishedFrameBytes = 0
+    /// Whether the connection was counted against its user's connection quota.
+    var counted = false
+    /// Whether delivery to it waits for its user's queued output to go down.
+    var starved = false
+    /// Pending WAIT_TIMEOUTs of this connection, by waiter id.
+    var timeoutWaits: Set<UInt64> = []
     /// The session (client process) this connection belongs to, from HELLO or RESUME on.
     var session: Session?
     var handshaken = false
@@ -14,6 +29,8 @@ final class ConnectionState {
     var isClosing = false
     /// Set when the peer half-closed: close once everything owed is written.
     var inputClosed = false
+    /// Requests received but held back until the peer takes its answers.
+    var inputPending = false
     var subscriptions: [UInt32: Subscription] = [:]
     var ownedChannels = 0
     var nextSubscriptionID: UInt32 = 1
@@ -22,11 +39,21 @@ final class ConnectionState {
     /// Queued for a delivery pass.
     var isDirty = false
 
-    init(id: UInt64, context: ChannelHandlerContext) {
+    init(id: UInt64, context: ChannelHandlerContext, now: UInt64) {
+        self.openedAt = now
+        self.lastRequest = now
         self.id = id
         self.context = context
         self.outbox = context.channel.allocator.buffer(capacity: 0)
     }
+
+    /// Whether the connection holds nothing that the idle timeout would take away.
+    var holdsNothing: Bool {
+        subscriptions.isEmpty && ownedChannels == 0 && timeoutWaits.isEmpty && (session?.channels.isEmpty ?? true)
+    }
+
+    /// Bytes waiting to reach the peer: the outbox and what the socket has not taken.
+    var pendingOutput: Int { outbox.readableBytes + queuedOutput }
 
     func allocateSubscriptionID() -> UInt32 {
         while subscriptions[nextSubscriptionID] != nil || nextSubscriptionID == 0 {

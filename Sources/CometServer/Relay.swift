@@ -40,7 +40,13 @@ final class Relay {
     /// Incomplete upstream frame bytes.
     var input: ByteBuffer?
 
-    init(key: RelayKey, history: UInt32) {
+    /// The user whose request made the relay: its mirror's messages are charged to it.
+    let uid: UInt32
+    /// Who produces the upstream channel, as the upstream daemon says.
+    var upstreamOwner = Owner.unknown
+
+    init(key: RelayKey, history: UInt32, uid: UInt32) {
+        self.uid = uid
         self.key = key
         self.history = key.newest ? 1 : max(1, history)
     }

@@ -23,5 +23,24 @@ public struct ServerConfiguration: Sendable {
     /// How long a session outlives its last connection; a client that resumes within it loses nothing.
     public var sessionGrace: TimeAmount = .seconds(30)
 
+    /// Per-user quotas, daemon-wide limits and the memory ceiling (docs/SECURITY.md).
+    public var quotas = Quotas(memoryCeiling: 1 << 30, maxConnections: 4096)
+    /// Who may create, subscribe, address sessions and relay (docs/POLICY.md). Replaceable at run time.
+    public var policy = Policy()
+    /// A connection must complete HELLO within this time, or it is closed with TIMED_OUT.
+    public var handshakeTimeout: TimeAmount = .seconds(5)
+    /// A connection that holds nothing (no channel, subscription, pending wait or private channel
+    /// of its session) and sends nothing for this long is closed with TIMED_OUT.
+    public var idleTimeout: TimeAmount = .seconds(300)
+    /// On shutdown, how long readers get to receive what is buffered before the daemon closes.
+    public var shutdownDrain: TimeAmount = .seconds(5)
+    /// The longest WAIT_TIMEOUT accepted, in milliseconds (longer ones are refused).
+    public var maxWaitTimeoutMilliseconds: UInt64 = UInt64(UInt32.max)
+    /// Memory a buffered message costs beyond its payload (slot, buffer header), for accounting.
+    public var messageOverhead = 48
+    /// Lines of one kind logged per `logInterval` before they are counted and summarised instead.
+    public var logBurst = 10
+    public var logInterval: TimeAmount = .seconds(10)
+
     public init() {}
 }

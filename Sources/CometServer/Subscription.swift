@@ -15,6 +15,8 @@ struct Subscription {
     var source: SubscriptionSource?
     /// Sequence number of the next message to deliver.
     var cursor: UInt64
+    /// The uid the reader requires the channel's producer to have (`--owner`), if any.
+    var pinnedOwner: UInt32? = nil
 }
 
 /// Identifies a waiting subscription in the registry.

@@ -62,6 +62,14 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let upstreamVersion = ErrorCode(rawValue: 27)
     /// SUBSCRIBE_EXTERNAL: an address this daemon cannot use.
     public static let invalidAddress = ErrorCode(rawValue: 28)
+    /// A per-user quota, a daemon-wide limit or the memory ceiling; the message names the resource.
+    public static let quotaExceeded = ErrorCode(rawValue: 29)
+    /// The daemon's policy does not let this user do this.
+    public static let permissionDenied = ErrorCode(rawValue: 30)
+    /// The channel's producer is not the owner the subscription pinned.
+    public static let ownerMismatch = ErrorCode(rawValue: 31)
+    /// The connection did not complete HELLO in time, or held nothing and was idle too long.
+    public static let timedOut = ErrorCode(rawValue: 32)
     /// A bug in the daemon; the request had no effect.
     public static let internalError = ErrorCode(rawValue: 255)
 
@@ -69,7 +77,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public var isFatal: Bool {
         switch self {
         case .unsupportedVersion, .malformedFrame, .frameTooLarge, .unknownOperation, .handshakeRequired,
-            .shuttingDown:
+            .shuttingDown, .timedOut:
             return true
         default:
             return false
@@ -106,6 +114,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .loopDetected: return "LOOP_DETECTED"
         case .upstreamVersion: return "UPSTREAM_VERSION"
         case .invalidAddress: return "INVALID_ADDRESS"
+        case .quotaExceeded: return "QUOTA_EXCEEDED"
+        case .permissionDenied: return "PERMISSION_DENIED"
+        case .ownerMismatch: return "OWNER_MISMATCH"
+        case .timedOut: return "TIMED_OUT"
         case .internalError: return "INTERNAL"
         default: return "ERROR_\(rawValue)"
         }

@@ -20,6 +20,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case answer = 0x0E
     case waitTimeout = 0x0F
     case subscribeExternal = 0x10
+    case listFrom = 0x11
+    case sessionsFrom = 0x12
     // Responses.
     case ok = 0x80
     case error = 0x81
@@ -32,4 +34,5 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case ended = 0x95
     case pull = 0x96
     case reset = 0x97
+    case failed = 0x98
 }

@@ -115,8 +115,11 @@ public struct SubscribeReply: Reply, Hashable {
     public var epoch: UInt64
     /// The sequence number of the first message this subscription will deliver (0 while waiting).
     public var nextSequence: UInt64
+    /// Who produces the channel (`.unknown` while waiting, or from a daemon that does not say).
+    public var owner: Owner
 
-    public init(subscription: UInt32, waiting: Bool, epoch: UInt64, nextSequence: UInt64) {
+    public init(subscription: UInt32, waiting: Bool, epoch: UInt64, nextSequence: UInt64, owner: Owner = .unknown) {
+        self.owner = owner
         self.subscription = subscription
         self.waiting = waiting
         self.epoch = epoch
@@ -128,10 +131,11 @@ public struct SubscribeReply: Reply, Hashable {
         waiting = try body.readWire(UInt8.self, "state") == 1
         epoch = try body.readWire(UInt64.self, "epoch")
         nextSequence = try body.readWire(UInt64.self, "next sequence")
+        owner = body.readOptionalOwner()
     }
 
     public func write(to body: inout ByteBuffer) {
-        body.writeMultipleIntegers(subscription, UInt8(waiting ? 1 : 0), epoch, nextSequence)
+        body.writeMultipleIntegers(subscription, UInt8(waiting ? 1 : 0), epoch, nextSequence, owner.uid, owner.gid)
     }
 }
 
@@ -146,8 +150,14 @@ public struct ChannelInfo: Hashable, Sendable {
     public var subscribers: UInt32
     public var lastSequence: UInt64
     public var epoch: UInt64
+    /// Who produces it.
+    public var owner: Owner
 
-    public init(name: String, kind: ChannelKind, scope: UInt8, size: UInt32, buffered: UInt32, subscribers: UInt32, lastSequence: UInt64, epoch: UInt64) {
+    public init(
+        name: String, kind: ChannelKind, scope: UInt8, size: UInt32, buffered: UInt32, subscribers: UInt32, lastSequence: UInt64,
+        epoch: UInt64, owner: Owner = .unknown
+    ) {
+        self.owner = owner
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -159,11 +169,21 @@ public struct ChannelInfo: Hashable, Sendable {
     }
 }
 
-/// Reply to LIST: the live channels this connection may see.
+/// Reply to LIST and LIST_FROM: one page of the live channels this connection may see, sorted
+/// by (name, scope). `more` says that entries follow the last one (ask with LIST_FROM).
 public struct ListReply: Reply, Hashable {
     public var channels: [ChannelInfo]
+    public var more: Bool
 
-    public init(channels: [ChannelInfo]) { self.channels = channels }
+    public init(channels: [ChannelInfo], more: Bool = false) {
+        self.channels = channels
+        self.more = more
+    }
+
+    /// Bytes one entry takes in the reply, owner included.
+    public static func entrySize(_ info: ChannelInfo) -> Int { 2 + info.name.utf8.count + 30 + 8 }
+    /// Bytes of the reply around its entries (count and `more`).
+    public static let overhead = 5
 
     public init(from body: inout ByteBuffer) throws(WireError) {
         let count = try body.readWire(UInt32.self, "count")
@@ -182,6 +202,9 @@ public struct ListReply: Reply, Hashable {
                 name: name, kind: ChannelKind(rawValue: kind), scope: scope, size: size, buffered: buffered,
                 subscribers: subscribers, lastSequence: last, epoch: epoch))
         }
+        // Appended in v1 by daemons that page and send owners; absent from older ones.
+        more = (body.readInteger(as: UInt8.self) ?? 0) == 1
+        for i in channels.indices { channels[i].owner = body.readOptionalOwner() }
     }
 
     public func write(to body: inout ByteBuffer) {
@@ -190,6 +213,8 @@ public struct ListReply: Reply, Hashable {
             body.writeWireString(c.name)
             body.writeMultipleIntegers(c.kind.rawValue, c.scope, c.size, c.buffered, c.subscribers, c.lastSequence, c.epoch)
         }
+        body.writeInteger(UInt8(more ? 1 : 0))
+        for c in channels { body.writeMultipleIntegers(c.owner.uid, c.owner.gid) }
     }
 }
 
@@ -211,11 +236,21 @@ public struct SessionInfo: Hashable, Sendable {
     }
 }
 
-/// Reply to SESSIONS.
+/// Reply to SESSIONS and SESSIONS_FROM: one page of the sessions this connection may see, by
+/// id. `more` says that sessions follow the last one (ask with SESSIONS_FROM).
 public struct SessionsReply: Reply, Hashable {
     public var sessions: [SessionInfo]
+    public var more: Bool
 
-    public init(sessions: [SessionInfo]) { self.sessions = sessions }
+    public init(sessions: [SessionInfo], more: Bool = false) {
+        self.sessions = sessions
+        self.more = more
+    }
+
+    /// Bytes one entry takes in the reply.
+    public static let entrySize = 28
+    /// Bytes of the reply around its entries (count and `more`).
+    public static let overhead = 5
 
     public init(from body: inout ByteBuffer) throws(WireError) {
         let count = try body.readWire(UInt32.self, "count")
@@ -228,6 +263,7 @@ public struct SessionsReply: Reply, Hashable {
                 privateChannels: try body.readWire(UInt32.self, "channels"),
                 idleMilliseconds: try body.readWire(UInt64.self, "idle")))
         }
+        more = (body.readInteger(as: UInt8.self) ?? 0) == 1
     }
 
     public func write(to body: inout ByteBuffer) {
@@ -235,6 +271,7 @@ public struct SessionsReply: Reply, Hashable {
         for s in sessions {
             body.writeMultipleIntegers(s.id, s.uid, s.connections, s.privateChannels, s.idleMilliseconds)
         }
+        body.writeInteger(UInt8(more ? 1 : 0))
     }
 }
 

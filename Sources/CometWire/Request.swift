@@ -71,7 +71,8 @@ public struct Request: Sendable {
         case push(channel: UInt64, payload: ByteBuffer)
         case pushBatch(channel: UInt64, payloads: [ByteBuffer])
         case close(channel: UInt64)
-        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site)
+        /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid.
+        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site, owner: UInt32? = nil)
         case resume(session: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
         case createPrivate(name: String, kind: ChannelKind, size: UInt32, session: UInt64)
         case ack(subscription: UInt32, sequence: UInt64)
@@ -81,6 +82,10 @@ public struct Request: Sendable {
         case subscribeExternal(address: String, name: String, history: UInt32, newest: Bool)
         case unsubscribe(subscription: UInt32)
         case list
+        /// LIST from the entry after (`name`, `scope`) on: the next page.
+        case listFrom(name: String, scope: UInt8)
+        /// SESSIONS from the session after `session` on: the next page.
+        case sessionsFrom(session: UInt64)
         case ping
     }
 
@@ -110,6 +115,8 @@ public struct Request: Sendable {
         case .answer: return .answer
         case .waitTimeout: return .waitTimeout
         case .subscribeExternal: return .subscribeExternal
+        case .listFrom: return .listFrom
+        case .sessionsFrom: return .sessionsFrom
         }
     }
 }
@@ -125,6 +132,7 @@ public enum Scope: UInt8, Hashable, Sendable {
 extension Request {
     static let subscribeWaitFlag: UInt8 = 0x01
     static let subscribePrivateFlag: UInt8 = 0x02
+    static let subscribeOwnerFlag: UInt8 = 0x04
 
     /// Appends this request as one frame.
     public func encode(into buffer: inout ByteBuffer) {
@@ -151,12 +159,20 @@ extension Request {
                 }
             case .close(let channel):
                 out.writeInteger(channel)
-            case .subscribe(let name, let position, let epoch, let wait, let scope):
-                out.writeInteger((wait ? Request.subscribeWaitFlag : 0) | (scope == .clientProcess ? Request.subscribePrivateFlag : 0))
+            case .subscribe(let name, let position, let epoch, let wait, let scope, let owner):
+                out.writeInteger(
+                    (wait ? Request.subscribeWaitFlag : 0) | (scope == .clientProcess ? Request.subscribePrivateFlag : 0)
+                        | (owner != nil ? Request.subscribeOwnerFlag : 0))
                 out.writeInteger(position.wireKind)
                 out.writeInteger(position.wireArgument)
                 out.writeInteger(epoch)
                 out.writeWireString(name)
+                if let owner { out.writeInteger(owner) }
+            case .listFrom(let name, let scope):
+                out.writeInteger(scope)
+                out.writeWireString(name)
+            case .sessionsFrom(let session):
+                out.writeInteger(session)
             case .unsubscribe(let subscription):
                 out.writeInteger(subscription)
             case .resume(let session, let high, let low):
@@ -228,13 +244,14 @@ extension Request {
             let argument = try body.readWire(UInt64.self, "position argument")
             let epoch = try body.readWire(UInt64.self, "epoch")
             let name = try body.readWireString()
-            guard flags & ~(Request.subscribeWaitFlag | Request.subscribePrivateFlag) == 0 else {
+            let owner = flags & Request.subscribeOwnerFlag != 0 ? try body.readWire(UInt32.self, "owner uid") : nil
+            guard flags & ~(Request.subscribeWaitFlag | Request.subscribePrivateFlag | Request.subscribeOwnerFlag) == 0 else {
                 throw WireError(.invalidArgument, "unknown subscribe flags 0x\(String(flags, radix: 16))")
             }
             operation = .subscribe(
                 name: name, position: try SubscribePosition(kind: kind, argument: argument), epoch: epoch,
                 wait: flags & Request.subscribeWaitFlag != 0,
-                scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site)
+                scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site, owner: owner)
         case .resume:
             operation = .resume(
                 session: try body.readWire(UInt64.self, "session"), tokenHigh: try body.readWire(UInt64.self, "token"),
@@ -270,7 +287,12 @@ extension Request {
             operation = .list
         case .ping:
             operation = .ping
-        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset:
+        case .listFrom:
+            let scope = try body.readWire(UInt8.self, "scope")
+            operation = .listFrom(name: try body.readWireString(), scope: scope)
+        case .sessionsFrom:
+            operation = .sessionsFrom(session: try body.readWire(UInt64.self, "session"))
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset, .failed:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

@@ -14,9 +14,9 @@ public enum ServerFrame: Sendable {
     /// The subscription ended because the channel closed after message `lastSequence`.
     case closed(subscription: UInt32, lastSequence: UInt64)
     /// A waiting subscription started: its channel now exists.
-    case started(subscription: UInt32, epoch: UInt64, nextSequence: UInt64)
+    case started(subscription: UInt32, epoch: UInt64, nextSequence: UInt64, owner: Owner)
     /// A private channel was created for this connection's session (or is still there after RESUME).
-    case offer(channel: UInt64, kind: ChannelKind, epoch: UInt64, name: String)
+    case offer(channel: UInt64, kind: ChannelKind, epoch: UInt64, name: String, owner: Owner)
     /// A channel this connection produces ended without its CLOSE (e.g. its session ended).
     case ended(channel: UInt64, code: ErrorCode, message: String)
     /// The reader of unlimited channel `channel` wants one more message: answer with ANSWER `pull`.
@@ -24,6 +24,9 @@ public enum ServerFrame: Sendable {
     /// The subscription ended because its channel was re-created with epoch `epoch` (sequence
     /// numbers restarted); subscribe again to read the new one.
     case reset(subscription: UInt32, epoch: UInt64)
+    /// The subscription ended with an error (e.g. OWNER_MISMATCH when a waiting subscription's
+    /// channel was created by another owner).
+    case failed(subscription: UInt32, code: ErrorCode, message: String)
 }
 
 extension ServerFrame {
@@ -52,17 +55,20 @@ extension ServerFrame {
                 out.writeInteger(subscription)
                 out.writeInteger(lastSequence)
             }
-        case .started(let subscription, let epoch, let nextSequence):
+        case .started(let subscription, let epoch, let nextSequence, let owner):
             buffer.writeFrame { out in
-                out.writeInteger(Opcode.started.rawValue)
-                out.writeInteger(subscription)
-                out.writeInteger(epoch)
-                out.writeInteger(nextSequence)
+                out.writeMultipleIntegers(Opcode.started.rawValue, subscription, epoch, nextSequence, owner.uid, owner.gid)
             }
-        case .offer(let channel, let kind, let epoch, let name):
+        case .offer(let channel, let kind, let epoch, let name, let owner):
             buffer.writeFrame { out in
                 out.writeMultipleIntegers(Opcode.offer.rawValue, channel, kind.rawValue, epoch)
                 out.writeWireString(name)
+                out.writeMultipleIntegers(owner.uid, owner.gid)
+            }
+        case .failed(let subscription, let code, let message):
+            buffer.writeFrame { out in
+                out.writeMultipleIntegers(Opcode.failed.rawValue, subscription, code.rawValue)
+                out.writeWireString(String(message.utf8.prefix(1024))!)
             }
         case .ended(let channel, let code, let message):
             buffer.writeFrame { out in
@@ -137,12 +143,16 @@ extension ServerFrame {
             return .started(
                 subscription: try body.readWire(UInt32.self, "subscription"),
                 epoch: try body.readWire(UInt64.self, "epoch"),
-                nextSequence: try body.readWire(UInt64.self, "next sequence"))
+                nextSequence: try body.readWire(UInt64.self, "next sequence"), owner: body.readOptionalOwner())
         case .offer:
             return .offer(
                 channel: try body.readWire(UInt64.self, "channel"),
                 kind: ChannelKind(rawValue: try body.readWire(UInt8.self, "kind")),
-                epoch: try body.readWire(UInt64.self, "epoch"), name: try body.readWireString())
+                epoch: try body.readWire(UInt64.self, "epoch"), name: try body.readWireString(), owner: body.readOptionalOwner())
+        case .failed:
+            return .failed(
+                subscription: try body.readWire(UInt32.self, "subscription"),
+                code: ErrorCode(rawValue: try body.readWire(UInt16.self, "code")), message: try body.readWireString())
         case .ended:
             return .ended(
                 channel: try body.readWire(UInt64.self, "channel"),

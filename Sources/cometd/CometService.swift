@@ -1,6 +1,7 @@
 import CometServer
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The daemon as a swift-service-lifecycle service: listen, report READY=1, keep the service
 /// manager informed, and on graceful shutdown close every channel and connection.
@@ -13,6 +14,7 @@ struct CometService: Service {
     let server: CometServer
     let listen: Listen
     let notifier: SystemdNotifier
+    let policyFiles: PolicyFiles
     let logger: Logger
 
     func run() async throws {
@@ -29,6 +31,7 @@ struct CometService: Service {
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await reportStatus() }
+            group.addTask { await reloadOnHangup() }
             if let interval = notifier.watchdogInterval {
                 group.addTask { await pingWatchdog(every: interval / 2) }
             }
@@ -55,6 +58,20 @@ struct CometService: Service {
             if text != last {
                 notifier.status(text)
                 last = text
+            }
+        }
+    }
+
+    /// SIGHUP: reads the policy files again; a bad file is refused with its line and the old
+    /// policy stays. Nobody is disconnected.
+    private func reloadOnHangup() async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            do {
+                let loaded = try policyFiles.load()
+                try await server.reload(policy: loaded.policy)
+                logger.notice("policy reloaded", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
+            } catch {
+                logger.error("policy not reloaded; keeping the old one", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometChannels
 import CometServer
 import Logging
 import NIOPosix
@@ -28,9 +29,34 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds a session outlives its last connection (resume window).")
     var sessionGrace: Double = 30
 
+    @Option(name: .long, help: "Policy file or directory of *.conf files (default: /etc/comet/policy.conf and /etc/comet/policy.d/, if present). Reloaded on SIGHUP.")
+    var policy: String?
+
+    @Option(name: .long, help: "Memory ceiling (e.g. 512M, 2G): past it new work is refused. Default: 3/4 of the unit's MemoryMax, else 1/4 of the machine's memory.")
+    var maxMemory: String?
+
+    @Option(name: .long, help: "Per-user quota, RESOURCE=N (repeatable): \(QuotaOption.names). Default: a quarter of the daemon-wide limit.")
+    var userQuota: [QuotaOption] = []
+
+    @Option(name: .long, help: "Daemon-wide limit, RESOURCE=N (repeatable); per-user quotas default to a quarter of it.")
+    var limit: [QuotaOption] = []
+
+    @Option(name: .long, help: "Seconds a new connection has to complete HELLO.")
+    var handshakeTimeout: Double = 5
+
+    @Option(name: .long, help: "Seconds after which a connection that holds nothing and sends nothing is closed.")
+    var idleTimeout: Double = 300
+
+    @Option(name: .long, help: "Seconds readers get on shutdown to receive what is buffered.")
+    var shutdownDrain: Double = 5
+
     func validate() throws {
         guard sessionGrace >= 0 else { throw ValidationError("--session-grace must not be negative") }
         guard maxFrameSize >= 4096 else { throw ValidationError("--max-frame-size must be at least 4096") }
+        guard handshakeTimeout > 0, idleTimeout > 0, shutdownDrain >= 0 else {
+            throw ValidationError("--handshake-timeout and --idle-timeout must be positive, --shutdown-drain not negative")
+        }
+        if let maxMemory, ByteSize(maxMemory) == nil { throw ValidationError("--max-memory: '\(maxMemory)' is not a size like 512M or 2G") }
     }
 
     func run() async throws {
@@ -50,12 +76,42 @@ struct Cometd: AsyncParsableCommand {
             listen = .inherited(inherited)
         }
 
+        let policyFiles = PolicyFiles(explicit: policy)
+        let loaded: (policy: Policy, files: [String])
+        do {
+            loaded = try policyFiles.load()
+        } catch {
+            logger.critical("cannot load the policy", metadata: ["error": "\(error)"])
+            throw ExitCode(78)
+        }
+        if !loaded.files.isEmpty {
+            logger.info("policy loaded", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
+        }
+
+        let descriptors = ResourceLimits.raiseDescriptorLimit(logger: logger)
+        let ceiling = maxMemory.flatMap { ByteSize($0)?.bytes } ?? ResourceLimits.defaultMemoryCeiling()
+        var quotas = Quotas(memoryCeiling: ceiling, maxConnections: max(4, descriptors - ResourceLimits.reservedDescriptors))
+        for option in limit {
+            quotas.total[option.resource] = option.value
+            quotas.perUser[option.resource] = max(1, option.value / Quotas.userShare)
+        }
+        for option in userQuota { quotas.perUser[option.resource] = option.value }
+
         var configuration = ServerConfiguration()
         configuration.maxFrameSize = maxFrameSize
         configuration.sessionGrace = .nanoseconds(Int64(sessionGrace * 1e9))
+        configuration.policy = loaded.policy
+        configuration.quotas = quotas
+        configuration.handshakeTimeout = .nanoseconds(Int64(handshakeTimeout * 1e9))
+        configuration.idleTimeout = .nanoseconds(Int64(idleTimeout * 1e9))
+        configuration.shutdownDrain = .nanoseconds(Int64(shutdownDrain * 1e9))
+        logger.info("limits", metadata: [
+            "max_memory": "\(ceiling >> 20) MiB", "descriptors": "\(descriptors)",
+            "connections": "\(quotas.total(.connections)) (per user \(quotas.perUser(.connections)))",
+        ])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger)
-        let service = CometService(server: server, listen: listen, notifier: SystemdNotifier(), logger: logger)
+        let service = CometService(server: server, listen: listen, notifier: SystemdNotifier(), policyFiles: policyFiles, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -71,3 +127,23 @@ struct Cometd: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `RESOURCE=N` for `--user-quota` and `--limit`; byte resources take K, M, G suffixes.
+struct QuotaOption: ExpressibleByArgument {
+    let resource: Resource
+    let value: Int
+
+    static let byName: [String: Resource] = [
+        "connections": .connections, "channels": .channels, "subscriptions": .subscriptions, "sessions": .sessions,
+        "waits": .timeoutWaits, "buffered-bytes": .bufferedBytes, "output-bytes": .queuedOutputBytes,
+        "unfinished-bytes": .unfinishedFrameBytes,
+    ]
+    static var names: String { byName.keys.sorted().joined(separator: ", ") }
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let resource = Self.byName[parts[0]], let size = ByteSize(parts[1]) else { return nil }
+        self.resource = resource
+        self.value = size.bytes
+    }
+}

@@ -23,7 +23,7 @@ final class PrivateChannelIntegrationTests: XCTestCase {
     /// The next OFFER on `client`.
     func nextOffer(_ client: CometClient) async -> String? {
         for await event in client.events {
-            if case .offer(_, let name, _, _) = event { return name }
+            if case .offer(_, let name, _, _, _) = event { return name }
         }
         return nil
     }

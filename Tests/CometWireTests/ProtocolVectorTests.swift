@@ -25,7 +25,11 @@ final class ProtocolVectorTests: XCTestCase {
         "answer": Request(id: 15, .answer(channel: 0x8000_0000_0000_0002, pull: 1, payload: ByteBuffer(string: "hi"))),
         "wait-timeout": Request(id: 16, .waitTimeout(session: 0xabc, milliseconds: 1000)),
         "subscribe-external": Request(id: 17, .subscribeExternal(address: "unix:/run/comet/comet.sock", name: "news", history: 3, newest: false)),
+        "subscribe-owner": Request(id: 18, .subscribe(name: "news", position: .next, epoch: 0, wait: true, owner: 1000)),
+        "list-from": Request(id: 19, .listFrom(name: "news", scope: 0)),
+        "sessions-from": Request(id: 20, .sessionsFrom(session: 0xabc)),
     ]
+    static let owner = Owner(uid: 1000, gid: 100)
 
     static func ok(_ id: UInt32, _ reply: (any Reply)? = nil) -> ServerFrame {
         var body = ByteBuffer()
@@ -44,21 +48,22 @@ final class ProtocolVectorTests: XCTestCase {
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),
         "reset": .reset(subscription: 1, epoch: 0x2233_4455_6677_8899),
         "sessions-ok": ok(14, SessionsReply(sessions: [SessionInfo(id: 0xabc, uid: 1000, connections: 1, privateChannels: 2, idleMilliseconds: 1500)])),
-        "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail"),
+        "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail", owner: owner),
+        "failed": .failed(subscription: 2, code: .ownerMismatch, message: "not the owner"),
         "ended": .ended(channel: 0x8000_0000_0000_0001, code: .sessionEnded, message: "session ended"),
         "create-ok": ok(2, CreateReply(channel: 1, epoch: epoch)),
         "push-ok": ok(3, PushReply(firstSequence: 1, count: 1)),
         "push-batch-ok": ok(4, PushReply(firstSequence: 2, count: 2)),
         "close-ok": ok(5, CloseReply(lastSequence: 3)),
-        "subscribe-ok": ok(6, SubscribeReply(subscription: 1, waiting: false, epoch: epoch, nextSequence: 2)),
+        "subscribe-ok": ok(6, SubscribeReply(subscription: 1, waiting: false, epoch: epoch, nextSequence: 2, owner: owner)),
         "unsubscribe-ok": ok(7),
         "list-ok": ok(8, ListReply(channels: [ChannelInfo(
-            name: "news", kind: .buffered, scope: 0, size: 1000, buffered: 3, subscribers: 2, lastSequence: 3, epoch: epoch)])),
+            name: "news", kind: .buffered, scope: 0, size: 1000, buffered: 3, subscribers: 2, lastSequence: 3, epoch: epoch, owner: owner)])),
         "ping-ok": ok(9),
         "message": .message(subscription: 1, sequence: 2, payload: ByteBuffer(string: "bc")),
         "full": .full(subscription: 1, firstAvailable: 5),
         "closed": .closed(subscription: 1, lastSequence: 3),
-        "started": .started(subscription: 2, epoch: epoch, nextSequence: 1),
+        "started": .started(subscription: 2, epoch: epoch, nextSequence: 1, owner: owner),
         "error": .error(requestID: 3, code: .notOwner, message: "not yours"),
     ]
 
@@ -141,12 +146,22 @@ final class ProtocolVectorTests: XCTestCase {
         guard case .ok(1, var hello) = try frame("hello-ok") else { return XCTFail("hello-ok") }
         XCTAssertEqual(try HelloReply(from: &hello).sessionID, 0xabc)
         guard case .ok(6, var sub) = try frame("subscribe-ok") else { return XCTFail("subscribe-ok") }
-        XCTAssertEqual(try SubscribeReply(from: &sub), SubscribeReply(subscription: 1, waiting: false, epoch: Self.epoch, nextSequence: 2))
+        XCTAssertEqual(try SubscribeReply(from: &sub), SubscribeReply(subscription: 1, waiting: false, epoch: Self.epoch, nextSequence: 2, owner: Self.owner))
         guard case .ok(8, var list) = try frame("list-ok") else { return XCTFail("list-ok") }
-        XCTAssertEqual(try ListReply(from: &list).channels.first?.name, "news")
+        let page = try ListReply(from: &list)
+        XCTAssertEqual(page.channels.first?.name, "news")
+        XCTAssertEqual(page.channels.first?.owner, Self.owner)
+        XCTAssertFalse(page.more)
         guard case .message(1, 2, let payload) = try frame("message") else { return XCTFail("message") }
         XCTAssertEqual(String(buffer: payload), "bc")
         guard case .error(3, .notOwner, "not yours") = try frame("error") else { return XCTFail("error") }
-        guard case .started(2, Self.epoch, 1) = try frame("started") else { return XCTFail("started") }
+        guard case .started(2, Self.epoch, 1, Self.owner) = try frame("started") else { return XCTFail("started") }
+        guard case .failed(2, .ownerMismatch, "not the owner") = try frame("failed") else { return XCTFail("failed") }
+        // Frames of a daemon that appends no owner still decode, with the owner unknown.
+        var old = ByteBuffer(bytes: try Self.bytes(fromHex: "0000001a8000000006000000010011223344556677880000000000000002"))
+        guard case .ok(6, var oldBody) = try ServerFrame.decode(body: XCTUnwrap(try FrameDecoder().nextFrame(from: &old))) else {
+            return XCTFail("old subscribe-ok")
+        }
+        XCTAssertEqual(try SubscribeReply(from: &oldBody).owner, .unknown)
     }
 }

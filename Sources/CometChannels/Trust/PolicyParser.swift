@@ -1,0 +1,96 @@
+/// A policy file that cannot be used: where and why.
+public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var reason: String
+
+    public init(file: String, line: Int, reason: String) {
+        self.file = file
+        self.line = line
+        self.reason = reason
+    }
+
+    public var description: String { "\(file):\(line): \(reason)" }
+}
+
+/// Reads the policy language of docs/POLICY.md. No I/O: the caller passes each file's text and
+/// how to turn user and group names into ids.
+public struct PolicyParser {
+    /// Turns a user name into a uid (nil: unknown user).
+    public var userID: (String) -> UInt32?
+    /// Turns a group name into a gid (nil: unknown group).
+    public var groupID: (String) -> UInt32?
+
+    public init(userID: @escaping (String) -> UInt32?, groupID: @escaping (String) -> UInt32?) {
+        self.userID = userID
+        self.groupID = groupID
+    }
+
+    /// Adds the rules of one file to `policy`; on error `policy` may be partly changed, so parse
+    /// into a copy and keep the old policy on failure.
+    public func parse(_ text: String, file: String, into policy: inout Policy) throws(PolicyError) {
+        var number = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            guard let verb = words.first else { continue }
+            func fail(_ reason: String) -> PolicyError { PolicyError(file: file, line: number, reason: reason) }
+            switch verb {
+            case "create", "subscribe", "relay":
+                guard words.count == 3 else {
+                    throw fail("'\(verb)' takes a pattern and a list of principals: \(verb) PATTERN PRINCIPALS")
+                }
+                let pattern = try checkedPattern(words[1], forAddress: verb == "relay", fail)
+                let principals = try self.principals(words[2], fail)
+                switch verb {
+                case "create": policy.create[pattern, default: .init()].formUnion(principals)
+                case "subscribe": policy.subscribe[pattern, default: .init()].formUnion(principals)
+                default: policy.relay[pattern, default: .init()].formUnion(principals)
+                }
+            case "address-sessions":
+                guard words.count == 2 else { throw fail("'address-sessions' takes a list of principals") }
+                policy.addressSessions.formUnion(try principals(words[1], fail))
+            default:
+                throw fail("unknown rule '\(verb)' (expected create, subscribe, address-sessions or relay)")
+            }
+        }
+    }
+
+    private func checkedPattern(_ word: String, forAddress: Bool, _ fail: (String) -> PolicyError) throws(PolicyError) -> Policy.Pattern {
+        let pattern = Policy.Pattern(word)
+        guard !pattern.text.contains("*") else { throw fail("'*' may only end a pattern: '\(word)'") }
+        if forAddress {
+            guard pattern.text.hasPrefix("unix:/") || (pattern.isPrefix && "unix:/".hasPrefix(pattern.text)) else {
+                throw fail("relay patterns are addresses: unix:/PATH or unix:/PREFIX*, not '\(word)'")
+            }
+        } else if !pattern.isPrefix {
+            do throws(ChannelRefusal) { try ChannelName.validate(pattern.text) } catch { throw fail("'\(word)': \(error.message)") }
+        }
+        return pattern
+    }
+
+    /// `*`, `none`, or a comma-separated list of `user:NAME|UID` and `group:NAME|GID`.
+    private func principals(_ word: String, _ fail: (String) -> PolicyError) throws(PolicyError) -> Policy.Principals {
+        var result = Policy.Principals()
+        if word == "*" { return Policy.Principals(everyone: true) }
+        if word == "none" { return result }
+        for item in word.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = item.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[1].isEmpty else {
+                throw fail("'\(item)' is not a principal (user:NAME, user:UID, group:NAME, group:GID, * or none)")
+            }
+            switch parts[0] {
+            case "user":
+                guard let uid = UInt32(parts[1]) ?? userID(parts[1]) else { throw fail("unknown user '\(parts[1])'") }
+                result.users.insert(uid)
+            case "group":
+                guard let gid = UInt32(parts[1]) ?? groupID(parts[1]) else { throw fail("unknown group '\(parts[1])'") }
+                result.groups.insert(gid)
+            default:
+                throw fail("'\(item)' is not a principal (user:NAME, user:UID, group:NAME, group:GID, * or none)")
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,136 @@
+import CometChannels
+import CometWire
+import NIOCore
+
+/// Charging users for what they make, and releasing it when it goes.
+extension Broker {
+    /// What a buffered message costs: its payload and a fixed overhead.
+    var weigh: (ByteBuffer) -> Int {
+        let overhead = configuration.messageOverhead
+        return { $0.readableBytes + overhead }
+    }
+
+    /// Checks that `uid` may buffer `payloads` in a ring now holding `ring` (with what the ring
+    /// would evict taken into account).
+    func checkBuffered(_ payloads: [ByteBuffer], in ring: MessageRing<ByteBuffer>, uid: UInt32) throws(ChannelRefusal) {
+        let overhead = configuration.messageOverhead
+        let after = ring.bytesAfterAppending(weights: payloads.map { $0.readableBytes + overhead })
+        do {
+            try accounts.check(.bufferedBytes, after - ring.bytes, uid: uid)
+        } catch {
+            refused(error, uid: uid)
+            throw error
+        }
+    }
+
+    /// Brings a site channel's charge in line with what its ring holds.
+    func syncCharge(_ channel: SiteChannel<ByteBuffer>) {
+        let delta = channel.bufferedBytes - channel.chargedBytes
+        if delta > 0 { accounts.force(.bufferedBytes, delta, uid: channel.creator.uid) }
+        if delta < 0 { accounts.release(.bufferedBytes, -delta, uid: channel.creator.uid) }
+        channel.chargedBytes = channel.bufferedBytes
+    }
+
+    /// Brings a private channel's charge in line with what its ring holds.
+    func syncCharge(_ channel: PrivateChannel<ByteBuffer>) {
+        let delta = channel.bufferedBytes - channel.chargedBytes
+        if delta > 0 { accounts.force(.bufferedBytes, delta, uid: channel.creator.uid) }
+        if delta < 0 { accounts.release(.bufferedBytes, -delta, uid: channel.creator.uid) }
+        channel.chargedBytes = channel.bufferedBytes
+    }
+
+    /// A site channel was closed (CLOSE, its producer left, shutdown): its name is free, its
+    /// creator's channel count goes down, readers are woken to drain it.
+    func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
+        accounts.release(.channels, uid: channel.creator.uid)
+        wakeReaders(of: channel)
+        releaseIfDrained(channel)
+    }
+
+    /// Frees the messages of a closed channel that no reader needs any more.
+    func releaseIfDrained(_ channel: SiteChannel<ByteBuffer>) {
+        guard channel.isClosed, channel.subscriberCount == 0, channel.bufferedBytes > 0 || channel.chargedBytes > 0 else { return }
+        channel.discardMessages()
+        syncCharge(channel)
+    }
+
+    /// A private channel is forgotten: its count and its messages are released.
+    func dropPrivate(_ channel: PrivateChannel<ByteBuffer>) {
+        guard privateChannels.removeValue(forKey: channel.id) != nil else { return }
+        channel.close()
+        accounts.release(.channels, uid: channel.creator.uid)
+        channel.discardMessages()
+        syncCharge(channel)
+    }
+
+    /// Charges one object of `resource` to `conn`'s user, logging a refusal.
+    func charge(_ resource: Resource, _ conn: ConnectionState) throws(ChannelRefusal) {
+        do {
+            try accounts.charge(resource, uid: conn.uid)
+        } catch {
+            refused(error, uid: conn.uid)
+            throw error
+        }
+    }
+
+    // MARK: Queued output
+
+    /// Hands `buffer` to the socket, charging it as queued output until it is written.
+    func write(_ buffer: ByteBuffer, to conn: ConnectionState) {
+        let bytes = buffer.readableBytes
+        let uid = conn.uid
+        conn.queuedOutput += bytes
+        accounts.force(.queuedOutputBytes, bytes, uid: uid)
+        let promise = eventLoop.makePromise(of: Void.self)
+        conn.context.writeAndFlush(NIOAny(buffer), promise: promise)
+        promise.futureResult.whenComplete { [weak self, weak conn] _ in
+            guard let self else { return }
+            conn?.queuedOutput -= bytes
+            self.accounts.release(.queuedOutputBytes, bytes, uid: uid)
+            self.wakeStarved(uid: uid)
+        }
+    }
+
+    /// Whether delivery of messages to `conn` must wait for its user's queued output to go down.
+    func outputStarved(_ conn: ConnectionState) -> Bool {
+        guard accounts.isExhausted(.queuedOutputBytes, uid: conn.uid) else { return false }
+        if !conn.starved {
+            conn.starved = true
+            starvedByUser[conn.uid, default: []].insert(conn.id)
+            logLimiter.log(logger, .notice, kind: "output-quota", "delivery paused: the user's queued output reached its quota", metadata: ["uid": "\(conn.uid)"])
+        }
+        return true
+    }
+
+    /// Queues the user's paused connections again once its queued output is under quota.
+    func wakeStarved(uid: UInt32) {
+        guard let waiting = starvedByUser[uid], !accounts.isExhausted(.queuedOutputBytes, uid: uid) else { return }
+        starvedByUser[uid] = nil
+        for id in waiting {
+            guard let conn = connections[id] else { continue }
+            conn.starved = false
+            markDirty(conn)
+        }
+    }
+
+    // MARK: Unfinished frames
+
+    /// Charges the bytes of `conn`'s unfinished frame; false when that passes the user's quota.
+    func chargeUnfinishedFrame(_ bytes: Int, _ conn: ConnectionState) -> Bool {
+        let delta = bytes - conn.unfinishedFrameBytes
+        if delta <= 0 {
+            accounts.release(.unfinishedFrameBytes, -delta, uid: conn.uid)
+            conn.unfinishedFrameBytes = bytes
+            return true
+        }
+        do {
+            try accounts.charge(.unfinishedFrameBytes, delta, uid: conn.uid)
+            conn.unfinishedFrameBytes = bytes
+            return true
+        } catch {
+            refused(error, uid: conn.uid)
+            fail(conn, WireError(.quotaExceeded, error.message), log: false)
+            return false
+        }
+    }
+}
