@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "cometd", targets: ["cometd"]),
         .executable(name: "comet", targets: ["CometCLI"]),
         .executable(name: "comet-bench", targets: ["CometBench"]),
+        .executable(name: "comet-fuzz", targets: ["CometFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -91,6 +92,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // Fuzzing: libFuzzer's driver reached through a small C shim (scripts/fuzz builds it with
+        // -sanitize=fuzzer; an ordinary build links and says how to build it).
+        .target(name: "CFuzzShim"),
+        .executableTarget(
+            name: "CometFuzz",
+            dependencies: ["CometWire", "CFuzzShim", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),

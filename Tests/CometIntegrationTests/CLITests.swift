@@ -64,10 +64,10 @@ final class CLITests: XCTestCase {
         let table = try runTool("comet", ["channels"] + socket)
         XCTAssertEqual(table.status, 0)
         let lines = table.stdout.split(separator: "\n")
-        XCTAssertEqual(lines.first?.split(separator: " ", omittingEmptySubsequences: true).prefix(6),
-                       ["NAME", "SCOPE", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST"])
+        XCTAssertEqual(lines.first?.split(separator: " ", omittingEmptySubsequences: true).prefix(7),
+                       ["NAME", "SCOPE", "OWNER", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST"])
         let row = try XCTUnwrap(lines.first { $0.hasPrefix("tail ") }).split(separator: " ", omittingEmptySubsequences: true)
-        XCTAssertEqual(Array(row.prefix(7)), ["tail", "site", "3", "3", "0", "4", "buffered"])
+        XCTAssertEqual(Array(row.prefix(8)), ["tail", "site", "root", "3", "3", "0", "4", "buffered"])
     }
 
     func testExitCodes() throws {
