@@ -20,6 +20,7 @@ run: release
 test:
 	scripts/ensure-deps test
 	$(SWIFT) build --build-tests
+	$(SWIFT) build -c release --product cometd
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/debug/cometd
 

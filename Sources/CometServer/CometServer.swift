@@ -4,6 +4,10 @@ import Logging
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Serves comet's protocol on Unix stream sockets.
 ///
 /// All connections and channels live on one event loop, so the broker needs no locks; the
@@ -40,9 +44,7 @@ public final class CometServer: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     // Out of file descriptors: stop accepting for a moment instead of spinning,
                     // keep serving the clients already connected, and say so once per interval.
-                    try channel.pipeline.syncOperations.addHandler(
-                        AcceptBackoffHandler(shouldForwardIOErrorCaught: true, backoffProvider: { _ in .milliseconds(250) }))
-                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger))
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -95,12 +97,16 @@ public final class CometServer: @unchecked Sendable {
     }
 }
 
-/// Logs failures to accept (EMFILE, ENFILE, ...) at most once per ten seconds, with a count.
-final class AcceptErrorLogger: ChannelInboundHandler {
+/// When accepting fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), stops
+/// accepting for a moment instead of spinning on the pending connection, keeps serving the
+/// clients already connected, and says so at most once per ten seconds, with a count.
+final class AcceptPause: ChannelInboundHandler {
     typealias InboundIn = Channel
 
+    static let pause: TimeAmount = .milliseconds(250)
     private let logger: Logger
     private var limiter = LogLimiter(burst: 1, interval: .seconds(10))
+    private var paused = false
 
     init(logger: Logger) { self.logger = logger }
 
@@ -109,6 +115,19 @@ final class AcceptErrorLogger: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let io = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(io.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
         limiter.log(logger, .warning, kind: "accept", "cannot accept connections; pausing accept, serving the clients already connected", metadata: ["error": "\(error)"])
+        guard !paused else { return }
+        paused = true
+        let channel = context.channel
+        channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in
+            channel.eventLoop.scheduleTask(in: Self.pause) { [weak self] in
+                self?.paused = false
+                channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            }
+        }
     }
 }

@@ -61,20 +61,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
         process(context, conn)
     }
 
-    /// Decodes and handles requests from `pending` until it holds no whole frame, or until the
-    /// answers waiting for this peer reach the high watermark: then the rest waits (and reads
-    /// are held) until the peer has taken its answers. The output for one peer is thus bounded per
-    /// answer written, whatever it pipelines.
+    /// Decodes and handles requests from `pending` until it holds no whole frame, until the
+    /// answers waiting for this peer reach the high watermark, or until it has had its share of
+    /// this turn of the event loop: then the rest waits (and reads are held) until the peer has
+    /// taken its answers, or until the next turn. The output for one peer is thus bounded per
+    /// answer written, and a peer that pipelines thousands of requests does not delay the others.
     private func process(_ context: ChannelHandlerContext, _ conn: ConnectionState) {
         guard var input = pending else { return }
         pending = nil
         paused = false
+        var handled = 0
         do {
             while !conn.isClosing {
-                if conn.outbox.readableBytes >= broker.configuration.outboundHighWatermark || !context.channel.isWritable {
+                // Answers piling up for this peer, or its share of this turn used up: the rest waits.
+                if conn.outbox.readableBytes >= broker.configuration.outboundHighWatermark || !context.channel.isWritable
+                    || handled >= broker.configuration.requestsPerTurn
+                {
                     paused = true
                     break
                 }
+                handled += 1
                 guard let body = try decoder.nextFrame(from: &input) else { break }
                 let request: Request
                 do {

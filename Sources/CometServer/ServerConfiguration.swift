@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var outboundLowWatermark = 64 * 1024
     /// Bytes copied for one connection before the daemon turns to other work.
     public var deliveryBudget = 128 * 1024
+    /// Requests handled for one connection before the daemon turns to other connections.
+    public var requestsPerTurn = 256
 
     /// How long a session outlives its last connection; a client that resumes within it loses nothing.
     public var sessionGrace: TimeAmount = .seconds(30)

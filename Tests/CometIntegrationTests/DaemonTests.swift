@@ -154,5 +154,17 @@ final class UnitFileTests: XCTestCase {
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0, message)
         XCTAssertEqual(message, "", "systemd-analyze verify has remarks")
+
+        // Hardening: exposure at or below 1.0, and no private user namespace (SO_PEERCRED must
+        // see real uids), with the resource limits the daemon sizes itself from.
+        let security = try runTool(analyze, ["security", "--offline=true", directory.appendingPathComponent("cometd.service").path], absolute: true)
+        let line = try XCTUnwrap(security.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") }, security.stdout + security.stderr)
+        let level = try XCTUnwrap(Double(line.split(separator: ":").last!.split(separator: " ").first!))
+        XCTAssertLessThanOrEqual(level, 1.0, String(line))
+        let service = try String(contentsOf: directory.appendingPathComponent("cometd.service"), encoding: .utf8)
+        XCTAssertFalse(service.contains("PrivateUsers=yes"))
+        for setting in ["LimitNOFILE=", "MemoryMax=", "TasksMax=", "ExecReload="] {
+            XCTAssertTrue(service.contains(setting), setting)
+        }
     }
 }

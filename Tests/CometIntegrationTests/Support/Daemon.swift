@@ -17,6 +17,13 @@ final class Daemon {
 
     static func executable(_ name: String) -> URL { productsDirectory.appendingPathComponent(name) }
 
+    /// The release build of cometd (`make test` builds it): attacks are measured against what
+    /// ships, not against a debug build ten times slower.
+    static var releaseDaemon: URL {
+        let release = productsDirectory.deletingLastPathComponent().appendingPathComponent("release/cometd")
+        return FileManager.default.isExecutableFile(atPath: release.path) ? release : executable("cometd")
+    }
+
     static func temporaryDirectory() throws -> URL {
         // Short paths: sun_path holds 108 bytes.
         let url = URL(fileURLWithPath: "/tmp/comet-test-\(UUID().uuidString.prefix(8))")
@@ -25,19 +32,25 @@ final class Daemon {
     }
 
     /// Starts `cometd --socket DIR/comet.sock` (or the given launcher around it) and waits until it answers.
-    init(arguments: [String] = [], environment: [String: String] = [:], launcher: [String] = [], waitForSocket: Bool = true) throws {
+    /// - Parameter bindOwnSocket: with a launcher, still pass `--socket` (a launcher that only
+    ///   changes limits, not one that passes a socket).
+    /// - Parameter executable: the daemon binary (default: the one built with the tests).
+    init(
+        arguments: [String] = [], environment: [String: String] = [:], launcher: [String] = [], bindOwnSocket: Bool = false,
+        waitForSocket: Bool = true, executable: URL = Daemon.executable("cometd")
+    ) throws {
         directory = try Daemon.temporaryDirectory()
         socketPath = directory.appendingPathComponent("comet.sock").path
         stderrFile = directory.appendingPathComponent("cometd.log")
         _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process = Process()
-        let cometd = Daemon.executable("cometd").path
+        let cometd = executable.path
         if launcher.isEmpty {
             process.executableURL = URL(fileURLWithPath: cometd)
             process.arguments = ["--socket", socketPath] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: launcher[0])
-            process.arguments = Array(launcher.dropFirst()) + [cometd] + arguments
+            process.arguments = Array(launcher.dropFirst()) + [cometd] + (bindOwnSocket ? ["--socket", socketPath] : []) + arguments
         }
         var env = ProcessInfo.processInfo.environment
         env["COMET_SOCKET"] = nil

@@ -1,0 +1,313 @@
+#!/usr/bin/python3
+"""A hostile local user of cometd, for the trust tests (Tests/CometIntegrationTests/TrustTests.swift).
+
+Run as another uid (setpriv). Each attack prints one JSON object on stdout with what it got.
+Speaks the wire protocol of docs/PROTOCOL.md directly; bounded in count and time."""
+import json, os, socket, struct, sys, time
+
+ERRORS = {15: "LIMIT_EXCEEDED", 19: "NO_SUCH_SESSION", 29: "QUOTA_EXCEEDED", 30: "PERMISSION_DENIED",
+          32: "TIMED_OUT", 25: "UPSTREAM_UNREACHABLE", 21: "WRONG_USER", 8: "CHANNEL_EXISTS"}
+
+
+def frame(op, rid, body=b""):
+    payload = bytes([op]) + struct.pack(">I", rid) + body
+    return struct.pack(">I", len(payload)) + payload
+
+
+def s(text):
+    b = text.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+class Conn:
+    def __init__(self, path, hello=True):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b""
+        self.rid = 1
+        if hello:
+            self.send(0x01, b"\x01\x00\x01")
+            op, rid, body = self.reply()
+            if op != 0x80:
+                raise RuntimeError("hello refused: %s" % error_name(body))
+            self.session = struct.unpack(">Q", body[12:20])[0]
+            self.token = body[20:36]
+
+    def send(self, op, body=b"", flush=True):
+        rid = self.rid
+        self.rid += 1
+        self.sock.sendall(frame(op, rid, body))
+        return rid
+
+    def read_frame(self, timeout=10):
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    body = self.buf[4:4 + n]
+                    self.buf = self.buf[4 + n:]
+                    return body
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise EOFError("closed")
+            self.buf += data
+
+    def reply(self, timeout=10):
+        """The next OK or ERROR (events are skipped): (op, request id, rest)."""
+        while True:
+            body = self.read_frame(timeout)
+            if body[0] in (0x80, 0x81):
+                return body[0], struct.unpack(">I", body[1:5])[0], body[5:]
+
+    def call(self, op, body=b""):
+        self.send(op, body)
+        return self.reply()
+
+
+def error_name(rest):
+    code = struct.unpack(">H", rest[:2])[0]
+    return ERRORS.get(code, "ERROR_%d" % code)
+
+
+def create(conn, name, size=0, kind=0):
+    op, _, rest = conn.call(0x02, bytes([kind]) + struct.pack(">I", size) + s(name))
+    return struct.unpack(">Q", rest[:8])[0] if op == 0x80 else error_name(rest)
+
+
+def out(**result):
+    print(json.dumps(result), flush=True)
+
+
+def attack_list_flood(path, channels, seconds):
+    """Many long channel names, then LIST pipelined without reading the answers."""
+    c = Conn(path)
+    made = 0
+    for i in range(channels):
+        name = ("l%05d" % i) + "x" * 249
+        if isinstance(create(c, name), int):
+            made += 1
+    c.sock.setblocking(False)
+    sent = 0
+    deadline = time.time() + seconds
+    request = frame(0x08, 1)
+    pending = b""
+    while time.time() < deadline:
+        try:
+            if not pending:
+                pending = request * 256
+            n = c.sock.send(pending)
+            pending = pending[n:]
+            sent += n // len(request)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            out(created=made, lists_sent=sent, closed=True)
+            return
+    out(created=made, lists_sent=sent, closed=False)
+
+
+def attack_partial_frames(path, count, hold):
+    """Connections each holding an unfinished 1 MiB frame."""
+    conns, refused = [], 0
+    for _ in range(count):
+        try:
+            c = Conn(path)
+            c.sock.sendall(struct.pack(">I", (1 << 20) - 1) + b"\x03" + b"\0" * ((1 << 20) - 16))
+            conns.append(c)
+        except (OSError, EOFError, RuntimeError):
+            refused += 1
+    time.sleep(0.5)
+    closed = 0
+    for c in conns:
+        try:
+            c.sock.settimeout(0.05)
+            if c.sock.recv(4096) == b"":
+                closed += 1
+            else:
+                closed += 1
+        except socket.timeout:
+            pass
+        except OSError:
+            closed += 1
+    time.sleep(hold)
+    out(opened=len(conns), refused=refused, closed_by_daemon=closed)
+
+
+def attack_fill_bytes(path, size, message):
+    """One big channel filled with large messages until the daemon refuses."""
+    c = Conn(path)
+    ch = create(c, "filler", size)
+    payload = b"\xab" * message
+    pushed = 0
+    while pushed < 100000:
+        op, _, rest = c.call(0x03, struct.pack(">Q", ch) + payload)
+        if op != 0x80:
+            out(pushed=pushed, bytes=pushed * message, error=error_name(rest))
+            time.sleep(1.5)
+            return
+        pushed += 1
+    out(pushed=pushed, bytes=pushed * message, error=None)
+
+
+def attack_empty_messages(path, batch):
+    """Empty messages in batches into channels of 1,000,000 until the daemon refuses."""
+    c = Conn(path)
+    body_msgs = struct.pack(">I", batch) + b"\0\0\0\0" * batch
+    total, channel_no = 0, 0
+    ch = create(c, "empty0", 1000000)
+    while total < 50000000:
+        op, _, rest = c.call(0x04, struct.pack(">Q", ch) + body_msgs)
+        if op != 0x80:
+            out(messages=total, error=error_name(rest))
+            return
+        total += batch
+        if total % 1000000 == 0:
+            channel_no += 1
+            ch = create(c, "empty%d" % channel_no, 1000000)
+            if not isinstance(ch, int):
+                out(messages=total, error=ch)
+                return
+    out(messages=total, error=None)
+
+
+def attack_waits(path, count):
+    """WAIT_TIMEOUTs pipelined on one's own session with a long timeout."""
+    c = Conn(path)
+    body = struct.pack(">QQ", c.session, 3600 * 1000)
+    c.sock.sendall(b"".join(frame(0x0F, 10 + i, body) for i in range(count)))
+    refused = 0
+    errors = set()
+    try:
+        while True:
+            op, rid, rest = c.reply(timeout=2)
+            if op == 0x81:
+                refused += 1
+                errors.add(error_name(rest))
+    except (socket.timeout, EOFError):
+        pass
+    huge = c.call(0x0F, struct.pack(">QQ", c.session, 1 << 62))
+    out(sent=count, refused=refused, errors=sorted(errors), huge=error_name(huge[2]) if huge[0] == 0x81 else "OK")
+
+
+def attack_subscriptions(path, per_conn, conns):
+    """Waiting subscriptions over several connections until refused."""
+    made, refused, errors = 0, 0, set()
+    keep = []
+    for k in range(conns):
+        c = Conn(path)
+        keep.append(c)
+        for i in range(per_conn):
+            c.send(0x06, b"\x01\x00" + b"\0" * 16 + s("w%d.%d" % (k, i)))
+        for i in range(per_conn):
+            op, _, rest = c.reply()
+            if op == 0x80:
+                made += 1
+            else:
+                refused += 1
+                errors.add(error_name(rest))
+        if refused:
+            break
+    out(subscriptions=made, refused=refused, errors=sorted(errors))
+
+
+def attack_channels(path, count):
+    """As many channels as possible, over several connections."""
+    made, errors, keep = 0, set(), []
+    c = None
+    for i in range(count):
+        if i % 4000 == 0:
+            c = Conn(path)
+            keep.append(c)
+        r = create(c, "ch%d" % i)
+        if isinstance(r, int):
+            made += 1
+        else:
+            errors.add(r)
+            break
+    out(channels=made, errors=sorted(errors))
+
+
+def attack_connections(path, count, hello, hold):
+    """Many connections, with or without HELLO, held open."""
+    conns, failed = [], 0
+    for _ in range(count):
+        try:
+            conns.append(Conn(path, hello=hello))
+        except (OSError, EOFError, RuntimeError):
+            failed += 1
+    time.sleep(hold)
+    closed = 0
+    for c in conns:
+        try:
+            c.sock.settimeout(0.01)
+            data = c.sock.recv(65536)
+            if data == b"" or b"\x81" in data:
+                closed += 1
+        except socket.timeout:
+            pass
+        except OSError:
+            closed += 1
+    out(opened=len(conns), failed=failed, closed_by_daemon=closed)
+
+
+def attack_sessions_inject(path, victim):
+    """CREATE_PRIVATE and WAIT_TIMEOUT for someone else's session; SESSIONS."""
+    c = Conn(path)
+    op, _, rest = c.call(0x0B, b"\x02" + struct.pack(">IQ", 0, victim) + s("inbox"))
+    create_result = error_name(rest) if op == 0x81 else "OK"
+    op, _, rest = c.call(0x0F, struct.pack(">QQ", victim, 10))
+    wait_result = error_name(rest) if op == 0x81 else "OK"
+    op, _, rest = c.call(0x0D)
+    n = struct.unpack(">I", rest[:4])[0]
+    uids = sorted({struct.unpack(">I", rest[4 + 28 * i + 8:4 + 28 * i + 12])[0] for i in range(n)})
+    out(create_private=create_result, wait_timeout=wait_result, sessions=n, uids=uids)
+
+
+def attack_relay(path, address):
+    c = Conn(path)
+    op, _, rest = c.call(0x10, b"\x00" + struct.pack(">I", 1) + s(address) + s("secret"))
+    out(result=error_name(rest) if op == 0x81 else "OK")
+
+
+def attack_create(path, name, hold):
+    c = Conn(path)
+    r = create(c, name)
+    out(result="OK" if isinstance(r, int) else r)
+    time.sleep(hold)
+
+
+def attack_slow_readers(path, name, count, hold):
+    """Subscribers on their own connections that never read."""
+    keep, made = [], 0
+    for _ in range(count):
+        try:
+            c = Conn(path)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            op, _, _ = c.call(0x06, b"\x00\x01" + b"\0" * 16 + s(name))
+            if op == 0x80:
+                made += 1
+            keep.append(c)
+        except (OSError, EOFError, RuntimeError):
+            break
+    out(subscribers=made)
+    time.sleep(hold)
+
+
+ATTACKS = {
+    "list-flood": lambda a: attack_list_flood(a[0], int(a[1]), float(a[2])),
+    "partial-frames": lambda a: attack_partial_frames(a[0], int(a[1]), float(a[2])),
+    "fill-bytes": lambda a: attack_fill_bytes(a[0], int(a[1]), int(a[2])),
+    "empty-messages": lambda a: attack_empty_messages(a[0], int(a[1])),
+    "waits": lambda a: attack_waits(a[0], int(a[1])),
+    "subscriptions": lambda a: attack_subscriptions(a[0], int(a[1]), int(a[2])),
+    "channels": lambda a: attack_channels(a[0], int(a[1])),
+    "connections": lambda a: attack_connections(a[0], int(a[1]), a[2] == "hello", float(a[3])),
+    "sessions-inject": lambda a: attack_sessions_inject(a[0], int(a[1], 16)),
+    "relay": lambda a: attack_relay(a[0], a[1]),
+    "create": lambda a: attack_create(a[0], a[1], float(a[2])),
+    "slow-readers": lambda a: attack_slow_readers(a[0], a[1], int(a[2]), float(a[3])),
+}
+
+if __name__ == "__main__":
+    ATTACKS[sys.argv[1]](sys.argv[2:])
