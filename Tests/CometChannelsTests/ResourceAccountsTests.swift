@@ -54,9 +54,13 @@ final class ResourceAccountsTests: XCTestCase {
         try accounts.charge(.bufferedBytes, 15 << 20, uid: 3)
         try accounts.charge(.bufferedBytes, 15 << 20, uid: 4)
         XCTAssertThrowsError(try accounts.charge(.bufferedBytes, 5 << 20, uid: 5)) { error in
-            XCTAssertTrue((error as! ChannelRefusal).message.contains("memory"))
+            XCTAssertEqual((error as! ChannelRefusal).code, .quotaExceeded)
         }
-        XCTAssertThrowsError(try accounts.charge(.connections, 1000, uid: 0))
+        // 4 MiB of memory are left: 8192 subscriptions at 512 bytes fit, one more does not.
+        try accounts.charge(.subscriptions, 8192, uid: 0)
+        XCTAssertThrowsError(try accounts.charge(.subscriptions, uid: 0)) { error in
+            XCTAssertTrue((error as! ChannelRefusal).message.contains("memory"), "\(error)")
+        }
     }
 
     func testRingWeighsWhatItKeeps() {

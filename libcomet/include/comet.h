@@ -74,6 +74,10 @@ COMET_PUBLIC const char *comet_version(void);
 #define COMET_E_LOOP_DETECTED (COMET_E_BASE + 26)
 #define COMET_E_UPSTREAM_VERSION (COMET_E_BASE + 27)
 #define COMET_E_INVALID_ADDRESS (COMET_E_BASE + 28)
+#define COMET_E_QUOTA_EXCEEDED (COMET_E_BASE + 29)    /* a per-user quota, daemon-wide limit or the memory ceiling */
+#define COMET_E_PERMISSION_DENIED (COMET_E_BASE + 30) /* the daemon's policy (or, for a relay, the file system) */
+#define COMET_E_OWNER_MISMATCH (COMET_E_BASE + 31)    /* comet_subscribe_owned(): another uid created the channel */
+#define COMET_E_TIMED_OUT (COMET_E_BASE + 32)         /* no HELLO in time, or idle holding nothing */
 #define COMET_E_INTERNAL (COMET_E_BASE + 255)
 
 /* A static description of `error` (negative errno or -COMET_E_*). Never NULL. */
@@ -107,6 +111,9 @@ typedef enum comet_end {
         COMET_END_CLOSED = 2, /* the channel closed after message `sequence` (Eliom's Channel_closed) */
         COMET_END_CONNECTION = 3, /* the connection ended; `sequence` is 0 */
         COMET_END_RESET = 4,  /* the channel was re-created; `sequence` is the NEW EPOCH (sequence numbers restarted) */
+        COMET_END_FAILED = 5, /* ended with an error; `sequence` is its COMET_E_* code (e.g. COMET_E_OWNER_MISMATCH when a
+                               * pinned waiting subscription's channel was created by another uid); the daemon's
+                               * message is in comet_last_error_message() during the call */
         _COMET_END_MAX = 0x7fffffff
 } comet_end;
 
@@ -253,6 +260,19 @@ COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_messa
 COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const char *name, uint32_t history, int newest,
                                         comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                                         uint32_t *ret_subscription);
+
+/* As comet_subscribe(), but only for a channel created by uid `owner_uid`: another creator is refused
+ * with -COMET_E_OWNER_MISMATCH, and a waiting subscription (COMET_SUBSCRIBE_WAIT) whose channel is then
+ * created by another uid ends with COMET_END_FAILED / COMET_E_OWNER_MISMATCH before any message.
+ * A daemon without owners refuses the request with -COMET_E_INVALID_ARGUMENT. Blocking. */
+COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_position position, uint64_t argument,
+                                       uint64_t epoch, unsigned flags, uint32_t owner_uid, comet_message_handler on_message,
+                                       comet_end_handler on_end, void *userdata, uint32_t *ret_subscription);
+
+/* Who created the channel `subscription` reads (uid and gid of its producer, from SO_PEERCRED).
+ * Returns -ENODATA while a waiting subscription's channel does not exist yet or when the daemon
+ * does not say, -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking. */
+COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid);
 
 /* Ends a subscription; its handlers are not called again. Blocking. */
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription);

@@ -27,8 +27,8 @@ static int begin_subscription(comet *c, const char *name, uint8_t op, uint32_t *
 }
 
 static int subscribe(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
-                     uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
-                     uint32_t *ret_subscription) {
+                     uint64_t epoch, uint32_t owner_uid, comet_message_handler on_message, comet_end_handler on_end,
+                     void *userdata, uint32_t *ret_subscription) {
         if (!c || !on_message || (unsigned)position > COMET_FROM_LAST)
                 return -EINVAL;
         uint32_t id;
@@ -37,7 +37,8 @@ static int subscribe(comet *c, const char *name, uint8_t flags, comet_position p
         if (r < 0)
                 return r;
         if ((r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
-            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
+            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0 ||
+            ((flags & 0x4) && (r = put_u32(&c->out, owner_uid)) < 0))
                 return r;
         frame_end(&c->out, mark);
         return finish_subscribe(c, id, (flags & 0x2) != 0, on_message, on_end, userdata, ret_subscription);
@@ -63,7 +64,7 @@ COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const cha
 static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
                             void *userdata, uint32_t *ret_subscription) {
         int r;
-        uint8_t reply[21];
+        uint8_t reply[29];
         size_t len = 0;
         if ((r = await_answer(c, id, reply, sizeof reply, &len)) < 0)
                 return r;
@@ -73,7 +74,9 @@ static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message
         uint64_t next = be64(reply + 13);
         c->subs[c->sub_count++] = (struct subscription){
                 .id = sub, .is_private = is_private, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
-                .on_message = on_message, .on_end = on_end, .userdata = userdata};
+                .on_message = on_message, .on_end = on_end, .userdata = userdata,
+                /* Daemons before owners end the reply at 21 bytes. */
+                .owner_uid = len >= 29 ? be32(reply + 21) : UINT32_MAX, .owner_gid = len >= 29 ? be32(reply + 25) : UINT32_MAX};
         if (ret_subscription)
                 *ret_subscription = sub;
         return 0;
@@ -84,12 +87,36 @@ COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position posi
                                  uint32_t *ret_subscription) {
         if (flags & ~COMET_SUBSCRIBE_WAIT)
                 return -EINVAL;
-        return subscribe(c, name, (uint8_t)flags, position, argument, epoch, on_message, on_end, userdata, ret_subscription);
+        return subscribe(c, name, (uint8_t)flags, position, argument, epoch, 0, on_message, on_end, userdata, ret_subscription);
+}
+
+COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_position position, uint64_t argument,
+                                       uint64_t epoch, unsigned flags, uint32_t owner_uid, comet_message_handler on_message,
+                                       comet_end_handler on_end, void *userdata, uint32_t *ret_subscription) {
+        if (flags & ~COMET_SUBSCRIBE_WAIT)
+                return -EINVAL;
+        return subscribe(c, name, (uint8_t)(flags | 0x4), position, argument, epoch, owner_uid, on_message, on_end, userdata,
+                         ret_subscription);
+}
+
+COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid) {
+        if (!c)
+                return -EINVAL;
+        struct subscription *s = find_sub(c, subscription);
+        if (!s)
+                return -COMET_E_NO_SUCH_SUBSCRIPTION;
+        if (s->owner_uid == UINT32_MAX)
+                return -ENODATA;
+        if (ret_uid)
+                *ret_uid = s->owner_uid;
+        if (ret_gid)
+                *ret_gid = s->owner_gid;
+        return 0;
 }
 
 COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_message_handler on_message,
                                          comet_end_handler on_end, void *userdata, uint32_t *ret_subscription) {
-        return subscribe(c, name, 0x2, COMET_FROM_NEXT, 0, 0, on_message, on_end, userdata, ret_subscription);
+        return subscribe(c, name, 0x2, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, userdata, ret_subscription);
 }
 
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {

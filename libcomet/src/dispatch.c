@@ -107,8 +107,32 @@ static int dispatch(comet *c, struct reader *r) {
                                     copy.userdata);
                 return 0;
         }
-        case OP_STARTED:
+        case OP_STARTED: {
+                uint64_t next;
+                uint32_t uid, gid;
+                if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0 || get_u64(r, &next) < 0)
+                        return -EBADMSG;
+                struct subscription *s = find_sub(c, sub);
+                if (s && get_u32(r, &uid) == 0 && get_u32(r, &gid) == 0) {
+                        s->owner_uid = uid;
+                        s->owner_gid = gid;
+                }
                 return 0;
+        }
+        case OP_FAILED: {
+                uint16_t code;
+                if (get_u32(r, &sub) < 0 || get_u16(r, &code) < 0)
+                        return -EBADMSG;
+                set_error_message(c, r);
+                struct subscription *s = find_sub(c, sub);
+                if (!s)
+                        return 0;
+                struct subscription copy = *s;
+                remove_sub(c, sub);
+                if (copy.on_end)
+                        copy.on_end(c, sub, COMET_END_FAILED, COMET_E_BASE + code, copy.userdata);
+                return 0;
+        }
         case OP_OFFER: {
                 uint8_t kind;
                 char name[256];

@@ -31,6 +31,10 @@ static const char *const comet_errors[] = {
         [26] = "the address leads back to this daemon",
         [27] = "the upstream daemon speaks another protocol version",
         [28] = "invalid upstream address",
+        [29] = "quota exceeded",
+        [30] = "permission denied by the daemon's policy",
+        [31] = "the channel was created by another user",
+        [32] = "timed out",
 };
 
 COMET_PUBLIC const char *comet_strerror(int error) {

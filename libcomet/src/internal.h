@@ -12,7 +12,7 @@ enum {
         OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
-        OP_PULL = 0x96, OP_RESET = 0x97,
+        OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98,
 };
 
 #define OUTPUT_LIMIT (4u << 20)
@@ -26,6 +26,7 @@ struct subscription {
         comet_message_handler on_message;
         comet_end_handler on_end;
         void *userdata;
+        uint32_t owner_uid, owner_gid; /* the channel's creator; 0xffffffff when not known */
 };
 
 struct puller {

@@ -210,6 +210,35 @@ static void test_wait_and_newest(void) {
         comet_unref(producer);
 }
 
+/* Owners: the creator's uid is reported, and a pinned subscription refuses anyone else. */
+static void test_owner_pinning(void) {
+        comet *consumer = connect_or_die(), *producer = connect_or_die();
+        uint64_t ch;
+        comet_create(producer, "c.owned", 0, &ch);
+        struct inbox in = {0};
+        uint32_t sub = 0, uid = 1, gid = 1;
+        check(comet_subscribe_owned(consumer, "c.owned", COMET_FROM_NEXT, 0, 0, 0, getuid(), on_message, on_end, &in, &sub) == 0,
+              "subscribe_owned to one's own channel");
+        check(comet_get_subscription_owner(consumer, sub, &uid, &gid) == 0 && uid == getuid() && gid == getgid(),
+              "the subscription reports its channel's owner");
+        check(comet_subscribe_owned(consumer, "c.owned", COMET_FROM_NEXT, 0, 0, 0, getuid() + 4242, on_message, on_end, &in, NULL) ==
+                      -COMET_E_OWNER_MISMATCH,
+              "another owner is refused with OWNER_MISMATCH");
+        struct inbox waiting = {0};
+        check(comet_subscribe_owned(consumer, "c.owned.later", COMET_FROM_NEXT, 0, 0, COMET_SUBSCRIBE_WAIT, getuid() + 4242, on_message,
+                                    on_end, &waiting, &sub) == 0,
+              "a pinned waiting subscription");
+        check(comet_get_subscription_owner(consumer, sub, &uid, &gid) == -ENODATA, "no owner while waiting");
+        uint64_t later;
+        comet_create(producer, "c.owned.later", 0, &later);
+        comet_push_sync(producer, later, "spoof", 5, NULL);
+        pump(consumer, NULL, 0, &waiting.end);
+        check(waiting.end == COMET_END_FAILED && waiting.end_sequence == COMET_E_OWNER_MISMATCH && waiting.count == 0,
+              "a channel created by another uid ends the pinned waiting subscription before any message");
+        comet_unref(consumer);
+        comet_unref(producer);
+}
+
 static char offered[64];
 static void on_offer(comet *c, uint64_t channel, const char *name, int kind, void *userdata) {
         (void)c, (void)channel, (void)kind, (void)userdata;
@@ -351,6 +380,7 @@ int main(int argc, char **argv) {
         test_site_channel_in_a_poll_loop();
         test_async_errors_and_backpressure();
         test_wait_and_newest();
+        test_owner_pinning();
         test_private_resume_and_unlimited();
         test_external(argv[2]);
         return report("libcomet");
