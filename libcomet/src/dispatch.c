@@ -56,6 +56,17 @@ static void finish_async(comet *c, uint32_t id, int error) {
 }
 
 /* Handles one frame outside a blocking call. Returns < 0 when the connection failed. */
+/* Forgets subscription `sub` and tells its end handler why (the handler may subscribe again). */
+static void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value) {
+        struct subscription *s = find_sub(c, sub);
+        if (!s)
+                return;
+        struct subscription copy = *s;
+        remove_sub(c, sub);
+        if (copy.on_end)
+                copy.on_end(c, sub, reason, value, copy.userdata);
+}
+
 static int dispatch(comet *c, struct reader *r) {
         uint8_t op;
         uint32_t id, sub;
@@ -97,14 +108,7 @@ static int dispatch(comet *c, struct reader *r) {
         case OP_RESET: {
                 if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0)
                         return -EBADMSG;
-                struct subscription *s = find_sub(c, sub);
-                if (!s)
-                        return 0;
-                struct subscription copy = *s;
-                remove_sub(c, sub);
-                if (copy.on_end)
-                        copy.on_end(c, sub, op == OP_FULL ? COMET_END_FULL : op == OP_CLOSED ? COMET_END_CLOSED : COMET_END_RESET, a,
-                                    copy.userdata);
+                end_subscription(c, sub, op == OP_FULL ? COMET_END_FULL : op == OP_CLOSED ? COMET_END_CLOSED : COMET_END_RESET, a);
                 return 0;
         }
         case OP_STARTED: {
@@ -124,13 +128,7 @@ static int dispatch(comet *c, struct reader *r) {
                 if (get_u32(r, &sub) < 0 || get_u16(r, &code) < 0)
                         return -EBADMSG;
                 set_error_message(c, r);
-                struct subscription *s = find_sub(c, sub);
-                if (!s)
-                        return 0;
-                struct subscription copy = *s;
-                remove_sub(c, sub);
-                if (copy.on_end)
-                        copy.on_end(c, sub, COMET_END_FAILED, COMET_E_BASE + code, copy.userdata);
+                end_subscription(c, sub, COMET_END_FAILED, COMET_E_BASE + code);
                 return 0;
         }
         case OP_OFFER: {
