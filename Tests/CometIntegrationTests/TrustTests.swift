@@ -321,16 +321,19 @@ final class TrustTests: XCTestCase {
         _ = try await root.subscribe("secret.keys")
         let other = try RawConnection(daemon.socketPath)
         _ = try other.hello()
-        // Not as root: through the hostile script's relay-free path, a plain SUBSCRIBE as uid 4242.
+        // `comet listen` as uid 4242, from a copy it can reach wherever the checkout lives.
+        let comet = daemon.directory.appendingPathComponent("comet").path
+        try FileManager.default.copyItem(atPath: Daemon.executable("comet").path, toPath: comet)
+        chmod(daemon.directory.path, 0o755)
         let denied = try runTool(
             "/usr/bin/setpriv",
-            ["--reuid=4242", "--regid=4242", "--clear-groups", Daemon.executable("comet").path, "listen", "secret.keys", "--count", "0", "--socket", daemon.socketPath],
+            ["--reuid=4242", "--regid=4242", "--clear-groups", comet, "listen", "secret.keys", "--count", "0", "--socket", daemon.socketPath],
             absolute: true)
         XCTAssertEqual(denied.status, 1, denied.stderr)
         XCTAssertTrue(denied.stderr.contains("PERMISSION_DENIED"), denied.stderr)
         let allowed = try runTool(
             "/usr/bin/setpriv",
-            ["--reuid=4242", "--regid=4242", "--clear-groups", Daemon.executable("comet").path, "listen", "secret.public", "--count", "0", "--socket", daemon.socketPath],
+            ["--reuid=4242", "--regid=4242", "--clear-groups", comet, "listen", "secret.public", "--count", "0", "--socket", daemon.socketPath],
             absolute: true)
         XCTAssertEqual(allowed.status, 0, allowed.stderr)
         await root.close()
