@@ -23,16 +23,8 @@ extension Broker {
         }
     }
 
-    /// Brings a site channel's charge in line with what its ring holds.
-    func syncCharge(_ channel: SiteChannel<ByteBuffer>) {
-        let delta = channel.bufferedBytes - channel.chargedBytes
-        if delta > 0 { accounts.force(.bufferedBytes, delta, uid: channel.creator.uid) }
-        if delta < 0 { accounts.release(.bufferedBytes, -delta, uid: channel.creator.uid) }
-        channel.chargedBytes = channel.bufferedBytes
-    }
-
-    /// Brings a private channel's charge in line with what its ring holds.
-    func syncCharge(_ channel: PrivateChannel<ByteBuffer>) {
+    /// Brings a channel's charge in line with what its ring holds.
+    func syncCharge(_ channel: some ChargedChannel) {
         let delta = channel.bufferedBytes - channel.chargedBytes
         if delta > 0 { accounts.force(.bufferedBytes, delta, uid: channel.creator.uid) }
         if delta < 0 { accounts.release(.bufferedBytes, -delta, uid: channel.creator.uid) }

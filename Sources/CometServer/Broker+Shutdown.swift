@@ -59,8 +59,9 @@ extension Broker {
         }
         let all = EventLoopFuture.andAllComplete(closes, on: eventLoop)
         // A peer that takes nothing does not hold the daemon: close whatever is left after a second.
-        let timer = eventLoop.scheduleTask(in: .seconds(1)) { [weak self] in
-            for conn in self?.connections.values ?? [:].values { conn.context.close(promise: nil) }
+        let contexts = connections.values.map(\.context)
+        let timer = eventLoop.scheduleTask(in: .seconds(1)) {
+            for context in contexts { context.close(promise: nil) }
         }
         return all.always { _ in timer.cancel() }
     }

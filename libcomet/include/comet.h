@@ -35,9 +35,9 @@ extern "C" {
 
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
-#define COMET_VERSION_MINOR 1
+#define COMET_VERSION_MINOR 2
 #define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.1.0"
+#define COMET_VERSION_STRING "0.2.0"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -261,7 +261,7 @@ COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const cha
                                         comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                                         uint32_t *ret_subscription);
 
-/* As comet_subscribe(), but only for a channel created by uid `owner_uid`: another creator is refused
+/* (Since 0.2.0.) As comet_subscribe(), but only for a channel created by uid `owner_uid`: another creator is refused
  * with -COMET_E_OWNER_MISMATCH, and a waiting subscription (COMET_SUBSCRIBE_WAIT) whose channel is then
  * created by another uid ends with COMET_END_FAILED / COMET_E_OWNER_MISMATCH before any message.
  * A daemon without owners refuses the request with -COMET_E_INVALID_ARGUMENT. Blocking. */
@@ -269,7 +269,7 @@ COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_positio
                                        uint64_t epoch, unsigned flags, uint32_t owner_uid, comet_message_handler on_message,
                                        comet_end_handler on_end, void *userdata, uint32_t *ret_subscription);
 
-/* Who created the channel `subscription` reads (uid and gid of its producer, from SO_PEERCRED).
+/* (Since 0.2.0.) Who created the channel `subscription` reads (uid and gid of its producer, from SO_PEERCRED).
  * Returns -ENODATA while a waiting subscription's channel does not exist yet or when the daemon
  * does not say, -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking. */
 COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid);

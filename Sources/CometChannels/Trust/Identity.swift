@@ -20,3 +20,15 @@ public struct Identity: Hashable, Sendable {
     /// Whether the peer is in group `gid` (primary or supplementary).
     public func isMember(of gid: UInt32) -> Bool { self.gid == gid || groups.contains(gid) }
 }
+
+/// A channel whose buffered messages are charged to its creator's quota.
+public protocol ChargedChannel: AnyObject {
+    /// Memory its messages take now.
+    var bufferedBytes: Int { get }
+    /// The part of it charged so far (the caller's bookkeeping).
+    var chargedBytes: Int { get set }
+    var creator: Identity { get }
+}
+
+extension SiteChannel: ChargedChannel {}
+extension PrivateChannel: ChargedChannel {}
