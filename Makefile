@@ -22,7 +22,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product cometd
 	$(SWIFT) test --skip-build --disable-swift-testing
-	libcomet/tests/run.sh .build/debug/cometd
+	libcomet/tests/run.sh .build/release/cometd
 
 build:
 	scripts/ensure-deps

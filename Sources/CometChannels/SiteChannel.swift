@@ -153,10 +153,26 @@ public final class SiteChannel<Payload> {
         return closed ? .closed(lastSequence: messages.lastSequence) : .caughtUp
     }
 
-    /// Counts a subscription of `reader`.
-    public func addReader(_ reader: UInt64) {
+    /// Counts a subscription of `reader` whose next message is `cursor`.
+    public func addReader(_ reader: UInt64, at cursor: UInt64 = .max) {
         readers[reader, default: 0] += 1
         subscriberCount += 1
+        protectedFloor = min(protectedFloor, cursor)
+    }
+
+    /// A lower bound on the next sequence number of every reader the caller protects from
+    /// eviction (bookkeeping of the caller: readers start at or above it and only move up).
+    /// `UInt64.max`: no reader to protect.
+    public var protectedFloor: UInt64 = .max
+
+    /// How many messages can be appended before one numbered `floor` or later is evicted
+    /// (`Int.max` for a newest channel, which evicts by design, or when nothing is protected).
+    @inlinable
+    public func room(above floor: UInt64) -> Int {
+        guard !keepsNewestOnly, floor != .max else { return Int.max }
+        let last = messages.lastSequence
+        let unhanded = floor > last ? 0 : Int(last + 1 - max(floor, messages.firstSequence))
+        return messages.capacity - unhanded
     }
 
     /// Uncounts a subscription of `reader`.

@@ -68,7 +68,7 @@ extension Broker {
         }
         let id = conn.allocateSubscriptionID()
         conn.subscriptions[id] = Subscription(id: id, name: channel.name, source: .site(channel), cursor: start)
-        channel.addReader(conn.id)
+        channel.addReader(conn.id, at: start)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start, owner: owner).write(to: &$0)
         }
@@ -218,7 +218,7 @@ extension Broker {
                 refused(error, uid: relay.uid)
                 return
             }
-            channel.pushRelayed(Self.copy(payload, ByteBufferAllocator()), sequence: seq)
+            pushRelayedHandingOver(Self.copy(payload, ByteBufferAllocator()), sequence: seq, to: channel)
             syncCharge(channel)
             wakeReaders(of: channel)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:

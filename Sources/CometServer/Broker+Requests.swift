@@ -112,7 +112,7 @@ extension Broker {
             let channel = try registry.owned(channelID, by: conn.id)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            first = try channel.push(contentsOf: Self.copy(payloads, conn.context.channel.allocator))
+            first = try pushHandingOver(Self.copy(payloads, conn.context.channel.allocator), to: channel)
             syncCharge(channel)
             wakeReaders(of: channel)
         }
@@ -226,7 +226,7 @@ extension Broker {
             }
             reader.subscriptions[waiter.subscription]!.source = .site(channel)
             reader.subscriptions[waiter.subscription]!.cursor = 1
-            channel.addReader(reader.id)
+            channel.addReader(reader.id, at: 1)
             ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1, owner: owner)
                 .encode(into: &reader.outbox)
             markDirty(reader)
@@ -272,7 +272,7 @@ extension Broker {
             try charge(.subscriptions, conn)
             let id = conn.allocateSubscriptionID()
             conn.subscriptions[id] = Subscription(id: id, name: name, source: .site(channel), cursor: seq)
-            channel.addReader(conn.id)
+            channel.addReader(conn.id, at: seq)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }

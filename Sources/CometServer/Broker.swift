@@ -118,6 +118,8 @@ final class Broker {
     func connectionClosed(_ conn: ConnectionState) {
         guard connections.removeValue(forKey: conn.id) != nil else { return }
         conn.isClosing = true
+        conn.resumeInput = nil
+        readerDrained(conn)
         for sub in conn.subscriptions.values {
             detach(sub, of: conn)
         }

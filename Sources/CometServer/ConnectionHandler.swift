@@ -23,6 +23,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Requests wait in `pending` until the peer takes its answers.
     private var paused = false
     private var resumeScheduled = false
+    /// A push waits for a reader of its channel (`Broker.mustHold`): only `resumeInput` goes on.
+    private var held = false
 
     init(broker: Broker) {
         self.broker = broker
@@ -48,6 +50,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var identity = Identity()
         PeerCredentials.of(context.channel).whenSuccess { identity = $0.identity }
         state = broker.connectionOpened(context: context, identity: identity)
+        state?.resumeInput = { [weak self] in
+            guard let self, self.held else { return }
+            self.held = false
+            self.scheduleResume(context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -81,6 +88,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     break
                 }
                 handled += 1
+                let start = input.readerIndex
                 guard let body = try decoder.nextFrame(from: &input) else { break }
                 let request: Request
                 do {
@@ -89,6 +97,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     // The layout was readable up to a bad value: answer this request, keep the connection.
                     broker.reply(error: error.code, error.message, to: body.getInteger(at: body.readerIndex + 1) ?? 0, conn)
                     continue
+                }
+                if broker.mustHold(request, from: conn) {
+                    // A reader of the channel has a full queue: this push waits for it to drain.
+                    input.moveReaderIndex(to: start)
+                    paused = true
+                    held = true
+                    break
                 }
                 broker.handle(request, from: conn)
             }
@@ -113,7 +128,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         process(context, conn)
         broker.deliverDirty()
         if paused {
-            if context.channel.isWritable { scheduleResume(context) }
+            if context.channel.isWritable, !held { scheduleResume(context) }
         } else if readHeld {
             readHeld = false
             context.read()
@@ -132,7 +147,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         // Deliver what this read produced now, before the loop polls again: one hop less latency.
         broker.deliverDirty()
-        if paused, context.channel.isWritable { scheduleResume(context) }
+        if paused, !held, context.channel.isWritable { scheduleResume(context) }
         context.fireChannelReadComplete()
     }
 
@@ -146,10 +161,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            if let conn = state { broker.markDirty(conn) }
-            if paused {
+            if let conn = state {
+                broker.markDirty(conn)
+                broker.readerDrained(conn)
+            }
+            if paused, !held {
                 scheduleResume(context)
-            } else if readHeld {
+            } else if readHeld, !paused {
                 readHeld = false
                 context.read()
             }

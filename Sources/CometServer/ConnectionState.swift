@@ -38,6 +38,12 @@ final class ConnectionState {
     var outbox: ByteBuffer
     /// Queued for a delivery pass.
     var isDirty = false
+    /// Since when this producer's pushes wait for a reader whose queue is full (nil: they don't).
+    var pacingSince: NIODeadline?
+    /// Producers waiting for this reader's queue to drain.
+    var pacedProducers: Set<UInt64> = []
+    /// Goes on with requests held back (set by the connection's handler).
+    var resumeInput: (() -> Void)?
 
     init(id: UInt64, context: ChannelHandlerContext, now: UInt64) {
         self.openedAt = now

@@ -17,6 +17,13 @@ public struct ServerConfiguration: Sendable {
     public var outboundHighWatermark = 256 * 1024
     /// Bytes below which copying resumes.
     public var outboundLowWatermark = 64 * 1024
+    /// Bytes a reader's connection may have queued (outbox and what its socket has not taken)
+    /// when the daemon hands it messages that a push is about to evict from a ring. A reader whose
+    /// queue is at this bound when its next message is evicted gets FULL.
+    public var readerQueueBound = 4 * 1024 * 1024
+    /// How long a producer's push waits for a reader whose queue is full before it evicts what
+    /// that reader has not taken (the reader then gets FULL).
+    public var readerGrace: TimeAmount = .seconds(1)
     /// Bytes copied for one connection before the daemon turns to other work.
     public var deliveryBudget = 128 * 1024
     /// Requests handled for one connection before the daemon turns to other connections.

@@ -50,11 +50,21 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds readers get on shutdown to receive what is buffered.")
     var shutdownDrain: Double = 5
 
+    @Option(name: .long, help: "Bytes (e.g. 4M) a reader's connection may have queued when it is handed messages a push is about to evict; a reader whose queue is full then gets FULL.")
+    var readerQueue: String = "4M"
+
+    @Option(name: .long, help: "Seconds a producer's push waits for a reader whose queue is full before that reader loses messages (FULL).")
+    var readerGrace: Double = 1
+
     func validate() throws {
         guard sessionGrace >= 0 else { throw ValidationError("--session-grace must not be negative") }
         guard maxFrameSize >= 4096 else { throw ValidationError("--max-frame-size must be at least 4096") }
         guard handshakeTimeout > 0, idleTimeout > 0, shutdownDrain >= 0 else {
             throw ValidationError("--handshake-timeout and --idle-timeout must be positive, --shutdown-drain not negative")
+        }
+        guard readerGrace >= 0 else { throw ValidationError("--reader-grace must not be negative") }
+        guard (ByteSize(readerQueue)?.bytes ?? 0) >= 65536 else {
+            throw ValidationError("--reader-queue: '\(readerQueue)' is not a size of at least 64K")
         }
         if let maxMemory, ByteSize(maxMemory) == nil { throw ValidationError("--max-memory: '\(maxMemory)' is not a size like 512M or 2G") }
     }
@@ -105,6 +115,8 @@ struct Cometd: AsyncParsableCommand {
         configuration.handshakeTimeout = .nanoseconds(Int64(handshakeTimeout * 1e9))
         configuration.idleTimeout = .nanoseconds(Int64(idleTimeout * 1e9))
         configuration.shutdownDrain = .nanoseconds(Int64(shutdownDrain * 1e9))
+        configuration.readerQueueBound = ByteSize(readerQueue)?.bytes ?? configuration.readerQueueBound
+        configuration.readerGrace = .nanoseconds(Int64(readerGrace * 1e9))
         logger.info("limits", metadata: [
             "max_memory": "\(ceiling >> 20) MiB", "descriptors": "\(descriptors)",
             "connections": "\(quotas.total(.connections)) (per user \(quotas.perUser(.connections)))",

@@ -35,9 +35,9 @@ extern "C" {
 
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
-#define COMET_VERSION_MINOR 2
+#define COMET_VERSION_MINOR 3
 #define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.2.0"
+#define COMET_VERSION_STRING "0.3.0"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -136,9 +136,24 @@ typedef void (*comet_offer_handler)(comet *c, uint64_t channel, const char *name
 typedef void (*comet_pull_handler)(comet *c, uint64_t channel, uint64_t pull, void *userdata);
 
 /* Called when something this connection sent without waiting failed (a comet_push() refused by
- * the daemon, e.g. -COMET_E_CHANNEL_FULL), or when one of its channels ended without its close
- * (-COMET_E_SESSION_ENDED). `channel` is 0 when unknown. */
+ * the daemon, e.g. -COMET_E_QUOTA_EXCEEDED: once per comet_push() call refused), or when one of
+ * its channels ended without its close (-COMET_E_SESSION_ENDED). `channel` is 0 when unknown. */
 typedef void (*comet_error_handler)(comet *c, uint64_t channel, int error, void *userdata);
+
+/* (Since 0.3.0.) Completion of a request made without waiting (the *_async functions), called once
+ * from comet_process() when the daemon answered, in the sd-bus call_async style. `result` is 0 on
+ * success, else a negative code as the blocking form would return (also when the connection
+ * failed first: then with its error, from whichever call noticed). `value` is what the blocking
+ * form writes to its out-parameter: the channel handle (create), the subscription id (subscribe),
+ * the sequence number (comet_push_async), 1 if the session ended (wait_timeout), else 0.
+ * comet_unref() frees pending requests without calling their handlers. */
+typedef void (*comet_done_handler)(comet *c, int result, uint64_t value, void *userdata);
+
+/* (Since 0.3.0.) One message of comet_push_batch(). */
+typedef struct comet_message {
+        const void *data;
+        size_t size;
+} comet_message;
 
 /* ---- Connections ---------------------------------------------------------------------------- */
 
@@ -212,10 +227,24 @@ COMET_PUBLIC int comet_create_private(comet *c, const char *name, uint64_t sessi
 COMET_PUBLIC int comet_create_unlimited(comet *c, const char *name, uint64_t session, comet_pull_handler handler,
                                         void *userdata, uint64_t *ret_channel);
 
-/* Queues one message for `channel` and returns at once. Never blocks: returns -EAGAIN when
- * more than the output limit (4 MiB) is queued — call comet_process()/comet_flush() and retry.
- * A refusal by the daemon arrives later through the error handler. */
+/* Queues one message for `channel` and returns at once. Never blocks. Consecutive pushes to one
+ * channel are coalesced into one PUSH_BATCH frame (up to 64 KiB), sent by the next
+ * comet_process(), comet_flush() or blocking call, or as soon as 256 KiB are queued; the daemon
+ * handles a batch as the same pushes one by one, except that a refusal (e.g.
+ * -COMET_E_QUOTA_EXCEEDED) refuses the whole batch: the error handler is then called once per
+ * comet_push() of it. Returns -EAGAIN when more than the output limit (4 MiB) stays queued after
+ * writing what the socket takes: call comet_process() (which also reads the daemon's answers)
+ * and retry. -EMSGSIZE when the message exceeds the daemon's largest frame. */
 COMET_PUBLIC int comet_push(comet *c, uint64_t channel, const void *data, size_t size);
+
+/* (Since 0.3.0.) As comet_push() for each of `count` messages, in order; either all are queued or
+ * none (-EAGAIN, -EMSGSIZE, -EINVAL checked first). Never blocks. */
+COMET_PUBLIC int comet_push_batch(comet *c, uint64_t channel, const comet_message *messages, size_t count);
+
+/* (Since 0.3.0.) Pushes one message (a PUSH frame of its own) and calls `done` with its sequence
+ * number or the refusal. Never blocks. */
+COMET_PUBLIC int comet_push_async(comet *c, uint64_t channel, const void *data, size_t size, comet_done_handler done,
+                                  void *userdata);
 
 /* Pushes one message and waits for its sequence number (written to `*ret_sequence` if not
  * NULL). Blocking. */
@@ -276,6 +305,80 @@ COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, u
 
 /* Ends a subscription; its handlers are not called again. Blocking. */
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription);
+
+/* ---- Requests without waiting (since 0.3.0) ------------------------------------------------- */
+
+/* Each queues its request and returns at once (0, or an error found before sending: then `done`
+ * is never called); the answer comes to `done` from comet_process(). Never block. */
+COMET_PUBLIC int comet_create_async(comet *c, const char *name, uint32_t size, comet_done_handler done, void *userdata);
+COMET_PUBLIC int comet_create_newest_async(comet *c, const char *name, comet_done_handler done, void *userdata);
+COMET_PUBLIC int comet_create_private_async(comet *c, const char *name, uint64_t session, uint32_t size,
+                                            comet_done_handler done, void *userdata);
+/* The pull handler (with `pull_userdata`) is registered when the channel is created. */
+COMET_PUBLIC int comet_create_unlimited_async(comet *c, const char *name, uint64_t session, comet_pull_handler handler,
+                                              void *pull_userdata, comet_done_handler done, void *userdata);
+COMET_PUBLIC int comet_close_channel_async(comet *c, uint64_t channel, comet_done_handler done, void *userdata);
+COMET_PUBLIC int comet_wait_timeout_async(comet *c, uint64_t session, uint64_t timeout_ms, comet_done_handler done,
+                                          void *userdata);
+/* The subscription is registered (and `done` gets its id) when the daemon accepts it; its messages
+ * follow. `userdata` goes to the message and end handlers, `done_userdata` to `done`. */
+COMET_PUBLIC int comet_subscribe_async(comet *c, const char *name, comet_position position, uint64_t argument,
+                                       uint64_t epoch, unsigned flags, comet_message_handler on_message,
+                                       comet_end_handler on_end, void *userdata, comet_done_handler done,
+                                       void *done_userdata);
+COMET_PUBLIC int comet_subscribe_private_async(comet *c, const char *name, comet_message_handler on_message,
+                                               comet_end_handler on_end, void *userdata, comet_done_handler done,
+                                               void *done_userdata);
+/* The subscription's handlers are not called again from the moment this returns 0. */
+COMET_PUBLIC int comet_unsubscribe_async(comet *c, uint32_t subscription, comet_done_handler done, void *userdata);
+/* Takes back `session` (same uid only) on this connection; its private channels are offered
+ * again through the offer handler. */
+COMET_PUBLIC int comet_resume_async(comet *c, const comet_session *session, comet_done_handler done, void *userdata);
+
+/* PING: `done` is called once the daemon has answered every request sent before it (except
+ * WAIT_TIMEOUTs and subscriptions waiting for their channel, which answer later): after every
+ * error handler call for the pushes before it. */
+COMET_PUBLIC int comet_ping_async(comet *c, comet_done_handler done, void *userdata);
+
+/* Blocks until the daemon has answered every request sent before (as comet_ping_async()), calling
+ * the handlers of everything that arrives meanwhile (messages, errors of earlier pushes) as
+ * comet_process() does: when it returns 0, every comet_push() before it is in its channel or was
+ * reported to the error handler. Blocking. Returns -EBUSY when called from a handler. */
+COMET_PUBLIC int comet_ping(comet *c);
+
+/* ---- Listing (since 0.3.0) ------------------------------------------------------------------ */
+
+/* One channel as LIST shows it (docs/PROTOCOL.md 6.7). */
+typedef struct comet_channel_info {
+        char name[256];
+        uint8_t kind;  /* 0 site, 1 newest, 2 private, 3 unlimited */
+        uint8_t scope; /* 0 site, 1 client process (this connection's session) */
+        uint32_t size;        /* ring size */
+        uint32_t buffered;    /* messages in the ring (private: unacknowledged) */
+        uint32_t subscribers; /* live subscriptions */
+        uint64_t last_sequence;
+        uint64_t epoch;
+        uint32_t owner_uid, owner_gid; /* its creator; UINT32_MAX when the daemon does not say */
+} comet_channel_info;
+
+/* One session as SESSIONS shows it: a user sees its own, root all. */
+typedef struct comet_session_info {
+        uint64_t id;
+        uint32_t uid;
+        uint32_t connections;
+        uint32_t private_channels;
+        uint64_t idle_ms; /* since the last activity on its private channels */
+} comet_session_info;
+
+/* Every channel this connection may see, by name then scope (all pages). Writes a new array to
+ * `*ret` (free it with comet_free()) and its length to `*ret_count`. Blocking. */
+COMET_PUBLIC int comet_list(comet *c, comet_channel_info **ret, size_t *ret_count);
+
+/* Every session this connection may see, by id (all pages), as comet_list(). Blocking. */
+COMET_PUBLIC int comet_sessions(comet *c, comet_session_info **ret, size_t *ret_count);
+
+/* Frees what comet_list() or comet_sessions() returned. Accepts NULL. */
+COMET_PUBLIC void comet_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -123,7 +123,7 @@ COMET_PUBLIC comet *comet_unref(comet *c) {
         buf_free(&c->out);
         buf_free(&c->in);
         buf_free(&c->backlog);
-        free(c->async);
+        free(c->pending);
         free(c->subs);
         free(c->pullers);
         free(c);
@@ -178,5 +178,18 @@ COMET_PUBLIC int comet_set_error_handler(comet *c, comet_error_handler handler, 
                 return -EINVAL;
         c->on_error = handler;
         c->error_userdata = userdata;
+        return 0;
+}
+
+COMET_PUBLIC int comet_resume_async(comet *c, const comet_session *session, comet_done_handler done, void *userdata) {
+        if (!c || !session)
+                return -EINVAL;
+        uint32_t id;
+        size_t mark;
+        int r = pending_reserve(c);
+        if (r < 0 || (r = request_begin(c, OP_RESUME, &id, &mark)) < 0 || (r = put_u64(&c->out, session->id)) < 0 ||
+            (r = buf_append(&c->out, session->token, 16)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_RESUME, done, userdata)->session = *session;
         return 0;
 }

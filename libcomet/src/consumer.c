@@ -134,4 +134,57 @@ COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
         return await_answer(c, id, NULL, 0, NULL);
 }
 
-/* One cumulative ACK per private subscription whose handler took new messages. */
+
+/* ---- Consumer requests without waiting ----------------------------------------------------- */
+
+static int subscribe_async(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
+                           uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                           comet_done_handler done, void *done_userdata) {
+        if (!c || !on_message || (unsigned)position > COMET_FROM_LAST)
+                return -EINVAL;
+        uint32_t id;
+        size_t mark;
+        int r = check_name(name);
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_SUBSCRIBE, &id, &mark)) < 0 ||
+            (r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
+            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
+                return r;
+        struct pending *p = send_async(c, id, mark, REQ_SUBSCRIBE, done, done_userdata);
+        p->is_private = (flags & 0x2) != 0;
+        p->on_message = on_message;
+        p->on_end = on_end;
+        p->userdata = userdata;
+        return 0;
+}
+
+COMET_PUBLIC int comet_subscribe_async(comet *c, const char *name, comet_position position, uint64_t argument,
+                                       uint64_t epoch, unsigned flags, comet_message_handler on_message,
+                                       comet_end_handler on_end, void *userdata, comet_done_handler done,
+                                       void *done_userdata) {
+        if (flags & ~COMET_SUBSCRIBE_WAIT)
+                return -EINVAL;
+        return subscribe_async(c, name, (uint8_t)flags, position, argument, epoch, on_message, on_end, userdata, done,
+                               done_userdata);
+}
+
+COMET_PUBLIC int comet_subscribe_private_async(comet *c, const char *name, comet_message_handler on_message,
+                                               comet_end_handler on_end, void *userdata, comet_done_handler done,
+                                               void *done_userdata) {
+        return subscribe_async(c, name, 0x2, COMET_FROM_NEXT, 0, 0, on_message, on_end, userdata, done, done_userdata);
+}
+
+COMET_PUBLIC int comet_unsubscribe_async(comet *c, uint32_t subscription, comet_done_handler done, void *userdata) {
+        if (!c)
+                return -EINVAL;
+        if (!find_sub(c, subscription))
+                return -COMET_E_NO_SUCH_SUBSCRIPTION;
+        int r = queue_acks(c);
+        uint32_t id;
+        size_t mark;
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, &id, &mark)) < 0 ||
+            (r = put_u32(&c->out, subscription)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_UNSUBSCRIBE, done, userdata);
+        remove_sub(c, subscription);
+        return 0;
+}

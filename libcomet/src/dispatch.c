@@ -44,18 +44,6 @@ void remove_puller(comet *c, uint64_t channel) {
                 }
 }
 
-/* The answer to an async request: the oldest one outstanding. */
-static void finish_async(comet *c, uint32_t id, int error) {
-        if (c->async_count == 0 || c->async[0].id != id)
-                return;
-        uint64_t channel = c->async[0].channel;
-        memmove(c->async, c->async + 1, (c->async_count - 1) * sizeof *c->async);
-        c->async_count--;
-        if (error < 0 && c->on_error)
-                c->on_error(c, channel, error, c->error_userdata);
-}
-
-/* Handles one frame outside a blocking call. Returns < 0 when the connection failed. */
 /* Forgets subscription `sub` and tells its end handler why (the handler may subscribe again). */
 static void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value) {
         struct subscription *s = find_sub(c, sub);
@@ -67,6 +55,7 @@ static void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t 
                 copy.on_end(c, sub, reason, value, copy.userdata);
 }
 
+/* Handles one frame outside a blocking call. Returns < 0 when the connection failed. */
 static int dispatch(comet *c, struct reader *r) {
         uint8_t op;
         uint32_t id, sub;
@@ -77,7 +66,7 @@ static int dispatch(comet *c, struct reader *r) {
         case OP_OK:
                 if (get_u32(r, &id) < 0)
                         return -EBADMSG;
-                finish_async(c, id, 0);
+                pending_answered(c, id, 0, r);
                 return 0;
         case OP_ERROR: {
                 uint16_t code;
@@ -86,7 +75,7 @@ static int dispatch(comet *c, struct reader *r) {
                 set_error_message(c, r);
                 if (id == 0)
                         return -(COMET_E_BASE + code);
-                finish_async(c, id, -(COMET_E_BASE + code));
+                pending_answered(c, id, -(COMET_E_BASE + code), r);
                 return 0;
         }
         case OP_MESSAGE: {
@@ -167,7 +156,9 @@ static int dispatch(comet *c, struct reader *r) {
 int fail(comet *c, int error) {
         if (!c->failed)
                 c->failed = error;
-        /* Every subscription learns that the connection ended. */
+        /* Every request still unanswered completes with the error; every subscription learns that
+         * the connection ended. */
+        pending_fail_all(c, c->failed);
         while (c->sub_count > 0) {
                 struct subscription s = c->subs[c->sub_count - 1];
                 c->sub_count--;
@@ -188,7 +179,10 @@ static int dispatch_all(comet *c, int *did) {
                 if (r <= 0)
                         return r;
                 *did = 1;
-                if ((r = dispatch(c, &body)) < 0)
+                c->dispatching++;
+                r = dispatch(c, &body);
+                c->dispatching--;
+                if (r < 0)
                         return r;
                 if (c->failed)
                         return c->failed;
@@ -226,14 +220,13 @@ int queue_acks(comet *c) {
                 struct subscription *s = &c->subs[i];
                 if (!s->is_private || s->acked <= s->ack_sent)
                         continue;
-                int r = grow((void **)&c->async, &c->async_capacity, c->async_count, sizeof *c->async);
+                int r = pending_reserve(c);
                 uint32_t id;
                 size_t mark;
                 if (r < 0 || (r = request_begin(c, OP_ACK, &id, &mark)) < 0 || (r = put_u32(&c->out, s->id)) < 0 ||
                     (r = put_u64(&c->out, s->acked)) < 0)
                         return r;
-                frame_end(&c->out, mark);
-                c->async[c->async_count++] = (struct async_request){.id = id, .channel = 0};
+                send_async(c, id, mark, REQ_ACK, NULL, NULL);
                 s->ack_sent = s->acked;
         }
         return 0;

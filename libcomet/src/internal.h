@@ -7,15 +7,20 @@
 #include "buffer.h"
 
 enum {
-        OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
-        OP_UNSUBSCRIBE = 0x07, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C, OP_ANSWER = 0x0E,
-        OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10,
+        OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_PUSH_BATCH = 0x04, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
+        OP_UNSUBSCRIBE = 0x07, OP_LIST = 0x08, OP_PING = 0x09, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C,
+        OP_SESSIONS = 0x0D, OP_ANSWER = 0x0E, OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10, OP_LIST_FROM = 0x11,
+        OP_SESSIONS_FROM = 0x12,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
         OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98,
 };
 
 #define OUTPUT_LIMIT (4u << 20)
+/* Queued output past which a push writes what the socket takes at once (pipelining). */
+#define WRITE_THRESHOLD (256u << 10)
+/* Largest PUSH_BATCH frame that consecutive comet_push() calls are coalesced into. */
+#define BATCH_LIMIT (64u << 10)
 #define DEFAULT_MAX_FRAME (1u << 20)
 
 struct subscription {
@@ -35,10 +40,37 @@ struct puller {
         void *userdata;
 };
 
-/* A request sent without waiting: its answer is matched in order. */
-struct async_request {
-        uint32_t id;
+/* What a request sent without waiting was, so that its answer can be handed on. */
+enum request_kind {
+        REQ_PUSH = 1,     /* comet_push(): `count` messages in one frame; refusals go to the error handler */
+        REQ_ANSWER,       /* comet_answer(): refusals go to the error handler */
+        REQ_ACK,          /* queue_acks() */
+        REQ_PUSH_SEQ,     /* comet_push_async(): done(sequence) */
+        REQ_CREATE,       /* comet_create*_async(): done(channel) */
+        REQ_CREATE_UNLIMITED, /* ... and registers the pull handler */
+        REQ_SUBSCRIBE,    /* comet_subscribe*_async(): done(subscription), registers it */
+        REQ_UNSUBSCRIBE,  /* done(0) */
+        REQ_CLOSE,        /* done(0), forgets the pull handler */
+        REQ_RESUME,       /* done(0), adopts `session` */
+        REQ_WAIT_TIMEOUT, /* done(1 if the session ended, else 0) */
+        REQ_PING,         /* done(0) */
+};
+
+/* A request sent without waiting for its answer. Answers are matched by id; they nearly always
+ * come in order, so the oldest entry is checked first. */
+struct pending {
+        uint32_t id; /* 0: already answered (out of order), skipped */
+        uint8_t kind;
+        uint8_t is_private;
+        uint32_t count;
         uint64_t channel;
+        comet_done_handler done;
+        void *done_userdata;
+        comet_message_handler on_message;
+        comet_end_handler on_end;
+        comet_pull_handler on_pull;
+        void *userdata;
+        comet_session session;
 };
 
 struct comet {
@@ -50,8 +82,14 @@ struct comet {
         struct buf out;
         struct buf in;
         struct buf backlog; /* frames set aside while a blocking call waited for its answer */
-        struct async_request *async;
-        size_t async_count, async_capacity;
+        struct pending *pending; /* a ring: `pending_count` entries from `pending_head` */
+        size_t pending_head, pending_count, pending_capacity;
+        /* The PUSH_BATCH being filled at the end of `out` (batch_open), for consecutive comet_push(). */
+        int batch_open;
+        size_t batch_mark;
+        uint64_t batch_channel;
+        uint32_t batch_count;
+        int dispatching; /* depth of handler calls in progress */
         struct subscription *subs;
         size_t sub_count, sub_capacity;
         struct puller *pullers;
@@ -86,5 +124,15 @@ int queue_acks(comet *c);
 
 /* producer.c */
 int check_name(const char *name);
+void batch_close(comet *c);
+
+/* requests.c: requests sent without waiting, and their answers. */
+int pending_reserve(comet *c);
+struct pending *pending_add(comet *c, uint32_t id, uint8_t kind);
+void pending_answered(comet *c, uint32_t id, int error, struct reader *reply);
+void pending_fail_all(comet *c, int error);
+/* Sends a frame started by request_begin() as request `kind` with completion `done`. */
+struct pending *send_async(comet *c, uint32_t id, size_t mark, uint8_t kind, comet_done_handler done, void *userdata);
+uint64_t subscription_start(uint64_t next);
 
 #endif

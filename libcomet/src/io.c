@@ -41,6 +41,7 @@ static uint32_t new_id(comet *c) {
 
 /* Writes what it can without blocking. */
 int write_some(comet *c) {
+        batch_close(c);
         while (buf_len(&c->out) > 0) {
                 ssize_t n = send(c->fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0) {
@@ -210,6 +211,7 @@ uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] <
 int request_begin(comet *c, uint8_t op, uint32_t *id, size_t *mark) {
         if (c->failed)
                 return c->failed;
+        batch_close(c);
         int r = frame_begin(&c->out, mark);
         if (r < 0)
                 return r;

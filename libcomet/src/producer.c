@@ -89,40 +89,121 @@ COMET_PUBLIC int comet_create_unlimited(comet *c, const char *name, uint64_t ses
         return 0;
 }
 
-/* Queues a PUSH or an ANSWER; the answer is matched later. */
-static int queue_message(comet *c, uint8_t op, uint64_t channel, const uint64_t *pull, const void *data, size_t size) {
-        if (!c || (!data && size > 0))
-                return -EINVAL;
+/* ---- Pushes without waiting ---------------------------------------------------------------- */
+
+/* Offset of a PUSH_BATCH's count field from its frame's start: length, op, id, channel. */
+#define BATCH_COUNT_AT (4 + 1 + 4 + 8)
+
+/* Ends the PUSH_BATCH being filled (its length and count are written in). */
+void batch_close(comet *c) {
+        if (!c->batch_open)
+                return;
+        uint8_t *p = c->out.data + c->out.start + c->batch_mark + BATCH_COUNT_AT;
+        uint32_t n = c->batch_count;
+        p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+        frame_end(&c->out, c->batch_mark);
+        c->batch_open = 0;
+}
+
+/* Makes room in the output for more: writes what the socket takes once enough is queued;
+ * -EAGAIN when more than OUTPUT_LIMIT stays queued. */
+static int output_room(comet *c) {
         if (c->failed)
                 return c->failed;
-        if (size > c->max_frame - (op == OP_PUSH ? 13 : 21))
-                return -EMSGSIZE;
-        if (buf_len(&c->out) > OUTPUT_LIMIT) {
-                int r = write_some(c);
-                if (r < 0)
-                        return fail(c, r);
-                if (buf_len(&c->out) > OUTPUT_LIMIT)
-                        return -EAGAIN;
+        if (buf_len(&c->out) < WRITE_THRESHOLD)
+                return 0;
+        int r = write_some(c);
+        if (r < 0)
+                return fail(c, r);
+        return buf_len(&c->out) > OUTPUT_LIMIT ? -EAGAIN : 0;
+}
+
+/* Appends one message for `channel`: to the PUSH_BATCH being filled if it is for the same channel
+ * and has room, else in a new one (a message too large for a batch goes alone in a PUSH). */
+static int append_push(comet *c, uint64_t channel, const void *data, size_t size) {
+        int r;
+        if (c->batch_open && c->batch_channel == channel && c->batch_count < UINT32_MAX &&
+            buf_len(&c->out) - c->batch_mark + 4 + size <= BATCH_LIMIT) {
+                if ((r = put_u32(&c->out, (uint32_t)size)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
+                        return r;
+                c->batch_count++;
+                c->pending[(c->pending_head + c->pending_count - 1) % c->pending_capacity].count++;
+                return 0;
         }
-        int r = grow((void **)&c->async, &c->async_capacity, c->async_count, sizeof *c->async);
         uint32_t id;
         size_t mark;
-        if (r < 0 || (r = request_begin(c, op, &id, &mark)) < 0)
+        int alone = 4 + BATCH_COUNT_AT + 4 + size > BATCH_LIMIT;
+        if ((r = pending_reserve(c)) < 0 || (r = request_begin(c, alone ? OP_PUSH : OP_PUSH_BATCH, &id, &mark)) < 0 ||
+            (r = put_u64(&c->out, channel)) < 0)
                 return r;
-        if ((r = put_u64(&c->out, channel)) < 0 || (pull && (r = put_u64(&c->out, *pull)) < 0) ||
-            (r = buf_append(&c->out, data, size)) < 0)
-                return r;
-        frame_end(&c->out, mark);
-        c->async[c->async_count++] = (struct async_request){.id = id, .channel = channel};
+        if (alone) {
+                if ((r = buf_append(&c->out, data, size)) < 0)
+                        return r;
+                frame_end(&c->out, mark);
+        } else {
+                if ((r = put_u32(&c->out, 0)) < 0 || (r = put_u32(&c->out, (uint32_t)size)) < 0 ||
+                    (r = buf_append(&c->out, data, size)) < 0)
+                        return r;
+                c->batch_open = 1;
+                c->batch_mark = mark;
+                c->batch_channel = channel;
+                c->batch_count = 1;
+        }
+        struct pending *p = pending_add(c, id, REQ_PUSH);
+        p->channel = channel;
         return 0;
 }
 
 COMET_PUBLIC int comet_push(comet *c, uint64_t channel, const void *data, size_t size) {
-        return queue_message(c, OP_PUSH, channel, NULL, data, size);
+        if (!c || (!data && size > 0))
+                return -EINVAL;
+        if (size > c->max_frame - 13)
+                return -EMSGSIZE;
+        int r = output_room(c);
+        return r < 0 ? r : append_push(c, channel, data, size);
+}
+
+COMET_PUBLIC int comet_push_batch(comet *c, uint64_t channel, const comet_message *messages, size_t count) {
+        if (!c || (!messages && count > 0))
+                return -EINVAL;
+        for (size_t i = 0; i < count; i++)
+                if ((!messages[i].data && messages[i].size > 0) || messages[i].size > c->max_frame - 13)
+                        return messages[i].size > c->max_frame - 13 ? -EMSGSIZE : -EINVAL;
+        int r = output_room(c);
+        for (size_t i = 0; r == 0 && i < count; i++)
+                r = append_push(c, channel, messages[i].data, messages[i].size);
+        return r;
 }
 
 COMET_PUBLIC int comet_answer(comet *c, uint64_t channel, uint64_t pull, const void *data, size_t size) {
-        return queue_message(c, OP_ANSWER, channel, &pull, data, size);
+        if (!c || (!data && size > 0))
+                return -EINVAL;
+        if (size > c->max_frame - 21)
+                return -EMSGSIZE;
+        uint32_t id;
+        size_t mark;
+        int r = output_room(c);
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_ANSWER, &id, &mark)) < 0 ||
+            (r = put_u64(&c->out, channel)) < 0 || (r = put_u64(&c->out, pull)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_ANSWER, NULL, NULL)->channel = channel;
+        return 0;
+}
+
+COMET_PUBLIC int comet_push_async(comet *c, uint64_t channel, const void *data, size_t size, comet_done_handler done,
+                                  void *userdata) {
+        if (!c || (!data && size > 0))
+                return -EINVAL;
+        if (size > c->max_frame - 13)
+                return -EMSGSIZE;
+        uint32_t id;
+        size_t mark;
+        int r = output_room(c);
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_PUSH, &id, &mark)) < 0 ||
+            (r = put_u64(&c->out, channel)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_PUSH_SEQ, done, userdata)->channel = channel;
+        return 0;
 }
 
 /* Sends a request whose answer must be awaited while async ones may still be outstanding:
@@ -179,5 +260,79 @@ COMET_PUBLIC int comet_wait_timeout(comet *c, uint64_t session, uint64_t timeout
                 return r;
         if (ret_ended)
                 *ret_ended = len == 1 && reason == 1;
+        return 0;
+}
+
+/* ---- Producer requests without waiting ----------------------------------------------------- */
+
+static struct pending *create_async(comet *c, const char *name, uint8_t op, uint8_t kind, uint64_t session, uint32_t size,
+                                    uint8_t request, comet_done_handler done, void *userdata, int *error) {
+        uint32_t id;
+        size_t mark;
+        int r = !c ? -EINVAL : check_name(name);
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, op, &id, &mark)) < 0 ||
+            (r = put_u8(&c->out, kind)) < 0 || (r = put_u32(&c->out, size)) < 0 ||
+            (op == OP_CREATE_PRIVATE && (r = put_u64(&c->out, session)) < 0) || (r = put_str(&c->out, name)) < 0) {
+                *error = r;
+                return NULL;
+        }
+        return send_async(c, id, mark, request, done, userdata);
+}
+
+COMET_PUBLIC int comet_create_async(comet *c, const char *name, uint32_t size, comet_done_handler done, void *userdata) {
+        int r = 0;
+        create_async(c, name, OP_CREATE, 0, 0, size, REQ_CREATE, done, userdata, &r);
+        return r;
+}
+
+COMET_PUBLIC int comet_create_newest_async(comet *c, const char *name, comet_done_handler done, void *userdata) {
+        int r = 0;
+        create_async(c, name, OP_CREATE, 1, 0, 1, REQ_CREATE, done, userdata, &r);
+        return r;
+}
+
+COMET_PUBLIC int comet_create_private_async(comet *c, const char *name, uint64_t session, uint32_t size,
+                                            comet_done_handler done, void *userdata) {
+        int r = 0;
+        create_async(c, name, OP_CREATE_PRIVATE, 2, session, size, REQ_CREATE, done, userdata, &r);
+        return r;
+}
+
+COMET_PUBLIC int comet_create_unlimited_async(comet *c, const char *name, uint64_t session, comet_pull_handler handler,
+                                              void *pull_userdata, comet_done_handler done, void *userdata) {
+        if (!handler)
+                return -EINVAL;
+        int r = 0;
+        struct pending *p = create_async(c, name, OP_CREATE_PRIVATE, 3, session, 1, REQ_CREATE_UNLIMITED, done, userdata, &r);
+        if (p) {
+                p->on_pull = handler;
+                p->userdata = pull_userdata;
+        }
+        return r;
+}
+
+COMET_PUBLIC int comet_close_channel_async(comet *c, uint64_t channel, comet_done_handler done, void *userdata) {
+        if (!c)
+                return -EINVAL;
+        uint32_t id;
+        size_t mark;
+        int r = pending_reserve(c);
+        if (r < 0 || (r = request_begin(c, OP_CLOSE, &id, &mark)) < 0 || (r = put_u64(&c->out, channel)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_CLOSE, done, userdata)->channel = channel;
+        return 0;
+}
+
+COMET_PUBLIC int comet_wait_timeout_async(comet *c, uint64_t session, uint64_t timeout_ms, comet_done_handler done,
+                                          void *userdata) {
+        if (!c)
+                return -EINVAL;
+        uint32_t id;
+        size_t mark;
+        int r = pending_reserve(c);
+        if (r < 0 || (r = request_begin(c, OP_WAIT_TIMEOUT, &id, &mark)) < 0 || (r = put_u64(&c->out, session)) < 0 ||
+            (r = put_u64(&c->out, timeout_ms)) < 0)
+                return r;
+        send_async(c, id, mark, REQ_WAIT_TIMEOUT, done, userdata);
         return 0;
 }

@@ -35,6 +35,7 @@ for example in producer consumer private_exchange; do
 done
 step "test_vectors builds" cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude -o "$work/test_vectors" tests/test_vectors.c build/libcomet.a -lpthread
 step "test_client builds" cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude -o "$work/test_client" tests/test_client.c build/libcomet.a
+step "test_keepup builds" cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -Iinclude -o "$work/test_keepup" tests/test_keepup.c build/libcomet.a
 
 run=()
 if command -v valgrind >/dev/null; then
@@ -49,6 +50,7 @@ for _ in $(seq 200); do [ -S "$COMET_SOCKET" ] && [ -S "$work/upstream.sock" ] &
 
 step "C codec against the PROTOCOL.md vectors (valgrind)" "${run[@]}" "$work/test_vectors" ../docs/PROTOCOL.md
 step "C client against a real cometd (valgrind)" "${run[@]}" "$work/test_client" "$COMET_SOCKET" "$work/upstream.sock"
+step "FULL only for readers that cannot keep up (1,000,000 pushes, default ring; no valgrind)" "$work/test_keepup" "$COMET_SOCKET"
 step "example: private exchange between two processes" "${run[@]}" "$work/private_exchange"
 step "example: consumer in a poll loop gets a producer's notifications" bash -c "
   '$work/consumer' c.example > '$work/consumer.out' & consumer=\$!

@@ -173,11 +173,13 @@ static void test_async_errors_and_backpressure(void) {
         }
         check(async_error_seen == -COMET_E_NOT_OWNER, "async refusal reaches the error handler");
 
-        /* Never reading answers: the daemon stops reading, the output fills, push says -EAGAIN. */
+        /* Never reading answers (one per push here): the daemon stops reading, the output fills,
+         * push says -EAGAIN. (Coalesced comet_push() calls get one answer per batch, so a daemon
+         * that keeps up absorbs them without answers piling up.) */
         char big[1024];
         memset(big, 'b', sizeof big);
         int r = 0, n = 0;
-        while (n < 200000 && (r = comet_push(owner, ch, big, sizeof big)) == 0)
+        while (n < 200000 && (r = comet_push_async(owner, ch, big, sizeof big, NULL, NULL)) == 0)
                 n++;
         check(r == -EAGAIN, "back-pressure: -EAGAIN after %d pushes, never blocking", n);
         uint64_t seq = 0;
@@ -370,6 +372,170 @@ static void test_external(const char *upstream_path) {
         comet_unref(reader);
 }
 
+
+struct done_record {
+        int calls;
+        int result;
+        uint64_t value;
+};
+
+static void record_done(comet *c, int result, uint64_t value, void *userdata) {
+        (void)c;
+        struct done_record *d = userdata;
+        d->calls++;
+        d->result = result;
+        d->value = value;
+}
+
+/* Runs `c` until `d` completed, at most 5 s. */
+static void pump_done(comet *c, const struct done_record *d) {
+        for (int i = 0; i < 500 && d->calls == 0; i++) {
+                comet_wait(c, 10000);
+                if (comet_process(c) < 0)
+                        return;
+        }
+}
+
+static void test_batch_ping_list_sessions(void) {
+        comet *producer = connect_or_die(), *reader = connect_or_die();
+        uint64_t ch;
+        check(comet_create(producer, "c.batch", 100, &ch) == 0, "create for batches");
+        struct inbox in = {0};
+        check(comet_subscribe(reader, "c.batch", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, NULL) == 0, "subscribe");
+        comet_message batch[3] = {{"one", 3}, {"two", 3}, {"three", 5}};
+        check(comet_push_batch(producer, ch, batch, 3) == 0, "push_batch queues 3");
+        check(comet_push_batch(producer, ch, NULL, 1) == -EINVAL, "push_batch without messages refused");
+        int queued = 0;
+        for (int i = 0; i < 500; i++)
+                queued += comet_push(producer, ch, "x", 1) == 0;
+        check(queued == 500, "500 coalesced pushes queue");
+        check(comet_ping(producer) == 0, "ping: every push answered");
+        uint64_t seq = 0;
+        check(comet_push_sync(producer, ch, "last", 4, &seq) == 0 && seq == 504, "then push_sync gets sequence 504 (%llu)",
+              (unsigned long long)seq);
+        pump(reader, &in.count, 504, NULL);
+        int ordered = in.count == 504;
+        for (size_t i = 0; ordered && i < in.count; i++)
+                ordered = in.sequences[i] == i + 1;
+        check(ordered && strcmp(in.last, "last") == 0, "the reader got 504 messages in order (%zu)", in.count);
+
+        comet_channel_info *list = NULL;
+        size_t n = 0;
+        check(comet_list(reader, &list, &n) == 0 && n >= 1, "list");
+        int found = 0;
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(list[i].name, "c.batch") == 0)
+                        found = list[i].kind == 0 && list[i].scope == 0 && list[i].size == 100 && list[i].buffered == 100 &&
+                                list[i].subscribers == 1 && list[i].last_sequence == 504 && list[i].owner_uid == getuid();
+        check(found, "list shows the channel: size, buffered, subscribers, last sequence, owner");
+        comet_free(list);
+
+        comet_session_info *sessions = NULL;
+        comet_session mine;
+        comet_get_session(reader, &mine);
+        check(comet_sessions(reader, &sessions, &n) == 0, "sessions");
+        found = 0;
+        for (size_t i = 0; i < n; i++)
+                found |= sessions[i].id == mine.id && sessions[i].uid == getuid() && sessions[i].connections == 1;
+        check(found, "sessions shows this connection's session");
+        comet_free(sessions);
+
+        /* Errors of pushes before a ping reach the error handler before comet_ping() returns. */
+        async_error_seen = 0;
+        comet_set_error_handler(reader, record_error, NULL);
+        comet_push(reader, ch, "not mine", 8);
+        check(comet_ping(reader) == 0 && async_error_seen == -COMET_E_NOT_OWNER, "ping is a barrier for push errors");
+        comet_unref(producer);
+        comet_unref(reader);
+}
+
+static int pulls_seen;
+static void count_pull(comet *c, uint64_t channel, uint64_t pull, void *userdata) {
+        (void)userdata;
+        pulls_seen++;
+        comet_answer(c, channel, pull, "pulled", 6);
+}
+
+static void test_async_calls(void) {
+        comet *producer = connect_or_die(), *reader = connect_or_die();
+        struct done_record created = {0}, subscribed = {0}, pushed = {0}, closed = {0}, unsubscribed = {0};
+        struct inbox in = {0};
+        check(comet_create_async(producer, "c.async", 10, record_done, &created) == 0, "create_async queued");
+        check(comet_create_async(producer, "", 10, record_done, &created) == -COMET_E_INVALID_NAME && created.calls == 0,
+              "create_async: a bad name is refused at once, no callback");
+        pump_done(producer, &created);
+        check(created.calls == 1 && created.result == 0 && created.value != 0, "create_async done with the handle");
+        struct done_record dup = {0};
+        comet_create_async(producer, "c.async", 10, record_done, &dup);
+        pump_done(producer, &dup);
+        check(dup.calls == 1 && dup.result == -COMET_E_CHANNEL_EXISTS, "create_async refusal reaches done");
+
+        check(comet_subscribe_async(reader, "c.async", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, record_done,
+                                    &subscribed) == 0, "subscribe_async queued");
+        pump_done(reader, &subscribed);
+        check(subscribed.calls == 1 && subscribed.result == 0 && subscribed.value != 0, "subscribe_async done with its id");
+        check(comet_push_async(producer, created.value, "hello", 5, record_done, &pushed) == 0, "push_async queued");
+        pump_done(producer, &pushed);
+        check(pushed.result == 0 && pushed.value == 1, "push_async done with sequence 1");
+        pump(reader, &in.count, 1, NULL);
+        check(in.count == 1 && strcmp(in.last, "hello") == 0, "the async subscription gets the message");
+        check(comet_unsubscribe_async(reader, (uint32_t)subscribed.value, record_done, &unsubscribed) == 0, "unsubscribe_async");
+        pump_done(reader, &unsubscribed);
+        check(unsubscribed.calls == 1 && unsubscribed.result == 0, "unsubscribe_async done");
+        check(comet_close_channel_async(producer, created.value, record_done, &closed) == 0, "close_async queued");
+        pump_done(producer, &closed);
+        check(closed.calls == 1 && closed.result == 0, "close_async done");
+
+        /* Private: create_private_async, subscribe_private_async, unlimited, wait_timeout_async, resume_async. */
+        comet_session session;
+        comet_get_session(reader, &session);
+        struct done_record priv = {0}, psub = {0}, unl = {0}, waited = {0};
+        struct inbox pin = {0};
+        comet_create_private_async(producer, "c.async.private", session.id, 10, record_done, &priv);
+        pump_done(producer, &priv);
+        check(priv.result == 0 && priv.value >> 63 == 1, "create_private_async: a private handle");
+        comet_subscribe_private_async(reader, "c.async.private", on_message, on_end, &pin, record_done, &psub);
+        pump_done(reader, &psub);
+        check(psub.result == 0, "subscribe_private_async");
+        comet_push(producer, priv.value, "secret", 6);
+        comet_flush(producer);
+        pump(reader, &pin.count, 1, NULL);
+        check(pin.count == 1 && strcmp(pin.last, "secret") == 0, "the private message arrives");
+        comet_create_unlimited_async(producer, "c.async.unlimited", session.id, count_pull, NULL, record_done, &unl);
+        pump_done(producer, &unl);
+        check(unl.result == 0, "create_unlimited_async");
+        comet_wait_timeout_async(producer, session.id, 100, record_done, &waited);
+        for (int i = 0; i < 100 && waited.calls == 0; i++) {
+                comet_wait(producer, 10000);
+                comet_process(producer);
+                comet_process(reader);
+        }
+        check(waited.calls == 1 && waited.result == 0 && waited.value == 0, "wait_timeout_async: inactive, not ended");
+
+        comet *again = connect_or_die();
+        struct done_record resumed = {0};
+        check(comet_resume_async(again, &session, record_done, &resumed) == 0, "resume_async queued");
+        pump_done(again, &resumed);
+        comet_session now;
+        comet_get_session(again, &now);
+        check(resumed.result == 0 && now.id == session.id, "resume_async takes the session back");
+        comet_unref(again);
+
+        /* A request still waiting when the connection fails completes with the error. */
+        comet *lost = connect_or_die();
+        struct done_record never = {0};
+        comet_wait_timeout_async(lost, session.id, 60000, record_done, &never);
+        comet_flush(lost);
+        shutdown(comet_get_fd(lost), SHUT_RDWR);
+        for (int i = 0; i < 100 && never.calls == 0; i++)
+                if (comet_process(lost) < 0)
+                        break;
+        check(never.calls == 1 && never.result < 0, "a pending request completes with the connection's error (%d)", never.result);
+        comet_unref(lost);
+        comet_unref(producer);
+        comet_unref(reader);
+}
+
 int main(int argc, char **argv) {
         if (argc < 3) {
                 fprintf(stderr, "usage: %s SOCKET UPSTREAM-SOCKET\n", argv[0]);
@@ -379,6 +545,8 @@ int main(int argc, char **argv) {
         test_connect_errors();
         test_site_channel_in_a_poll_loop();
         test_async_errors_and_backpressure();
+        test_batch_ping_list_sessions();
+        test_async_calls();
         test_wait_and_newest();
         test_owner_pinning();
         test_private_resume_and_unlimited();

@@ -1,0 +1,124 @@
+import CometChannels
+import CometWire
+import NIOCore
+
+/// FULL only for readers that cannot keep up: before a push evicts a message that a subscribed
+/// reader has not been handed yet, the reader's connection is handed what it is missing, as long
+/// as that connection's queue (outbox and bytes the socket has not taken) stays under
+/// `readerQueueBound`. When a reader's queue is full, the producer's next such push waits (its
+/// requests are not read) until the reader's socket drains, for at most `readerGrace`; then the
+/// push goes in and the reader, which could not keep up, gets FULL (docs/SEMANTICS.md, "When a
+/// reader gets FULL").
+extension Broker {
+    /// Whether `conn`'s `request` must wait for a reader of its channel whose queue is full. Hands
+    /// readers what they miss first; called before the request is handled.
+    func mustHold(_ request: Request, from conn: ConnectionState) -> Bool {
+        let channelID: UInt64
+        let count: Int
+        switch request.operation {
+        case .push(let id, _): (channelID, count) = (id, 1)
+        case .pushBatch(let id, let payloads): (channelID, count) = (id, payloads.count)
+        default: return false
+        }
+        guard conn.handshaken, !Self.isPrivateHandle(channelID), let channel = try? registry.owned(channelID, by: conn.id),
+            !channel.isClosed, channel.room(above: channel.protectedFloor) < count
+        else { return false }
+        let laggards = handOver(channel)
+        guard laggards.floor != .max, channel.room(above: laggards.floor) < count else {
+            conn.pacingSince = nil
+            return false
+        }
+        let now = NIODeadline.now()
+        if let since = conn.pacingSince {
+            if now - since >= configuration.readerGrace {
+                // The readers had their time: the push goes in, and they get FULL.
+                conn.pacingSince = nil
+                logLimiter.log(logger, .info, kind: "grace", "readers did not drain within the grace; they lose messages (FULL)", metadata: [
+                    "channel": "\(channel.name)", "readers": "\(laggards.connections.count)",
+                ])
+                return false
+            }
+        } else {
+            conn.pacingSince = now
+            let producer = conn.id
+            eventLoop.scheduleTask(in: configuration.readerGrace) { [weak self] in
+                self?.connections[producer]?.resumeInput?()
+            }
+        }
+        for reader in laggards.connections { reader.pacedProducers.insert(conn.id) }
+        return true
+    }
+
+    /// A reader's queue drained (or it left): producers that waited for it go on.
+    func readerDrained(_ reader: ConnectionState) {
+        guard !reader.pacedProducers.isEmpty else { return }
+        let producers = reader.pacedProducers
+        reader.pacedProducers = []
+        for id in producers { connections[id]?.resumeInput?() }
+    }
+
+    /// Appends `payloads` to `channel` in slices that evict nothing a protected reader still
+    /// needs, handing readers what they miss between slices. Returns the first sequence number.
+    func pushHandingOver(_ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>) throws(ChannelRefusal) -> UInt64 {
+        var room = channel.room(above: channel.protectedFloor)
+        if room >= payloads.count { return try channel.push(contentsOf: payloads) }
+        var first: UInt64 = 0
+        var start = 0
+        while start < payloads.count {
+            if room <= 0 {
+                handOver(channel)
+                // Nothing protected any more (every reader's queue is full): the rest goes in at once.
+                room = max(1, channel.room(above: channel.protectedFloor))
+            }
+            let end = start + min(room, payloads.count - start)
+            let seq = try channel.push(contentsOf: payloads[start..<end])
+            if start == 0 { first = seq }
+            room -= end - start
+            start = end
+        }
+        return first
+    }
+
+    /// Appends one relayed message, handing local readers what they miss first.
+    func pushRelayedHandingOver(_ payload: ByteBuffer, sequence: UInt64, to channel: SiteChannel<ByteBuffer>) {
+        if sequence == channel.lastSequence + 1, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel) }
+        channel.pushRelayed(payload, sequence: sequence)
+    }
+
+    /// Copies every message of `channel` its readers have not been handed into their connections'
+    /// outboxes, each up to `readerQueueBound` of queued output, and raises the channel's floor to
+    /// the lowest cursor among the readers the ring still serves. Returns the readers whose queue
+    /// is full while they still miss messages the ring holds, and the lowest of their cursors.
+    @discardableResult
+    func handOver(_ channel: SiteChannel<ByteBuffer>) -> (connections: [ConnectionState], floor: UInt64) {
+        let bound = configuration.readerQueueBound
+        let last = channel.lastSequence
+        let first = channel.ring.firstSequence
+        var floor = UInt64.max
+        var laggards: [ConnectionState] = []
+        var laggardFloor = UInt64.max
+        for reader in channel.readers.keys {
+            guard let conn = connections[reader], !conn.isClosing else { continue }
+            for (id, sub) in conn.subscriptions {
+                guard case .site(let read) = sub.source, read === channel else { continue }
+                var cursor = sub.cursor
+                let room = bound - conn.pendingOutput
+                if cursor <= last, room > 0, !outputStarved(conn) {
+                    (cursor, _) = Self.copyMessages(
+                        subscription: id, from: cursor, of: channel.ring, into: &conn.outbox, limit: conn.outbox.writerIndex + room)
+                    conn.subscriptions[id]?.cursor = cursor
+                    markDirty(conn)
+                }
+                // A reader whose queue is full stays protected (its producer waits for it, within
+                // the grace); one whose next message is already gone is not: it gets FULL.
+                if cursor >= first { floor = min(floor, cursor) }
+                if cursor >= first, cursor <= last {
+                    laggards.append(conn)
+                    laggardFloor = min(laggardFloor, cursor)
+                }
+            }
+        }
+        channel.protectedFloor = floor
+        return (laggards, laggardFloor)
+    }
+}
