@@ -89,6 +89,7 @@ let package = Package(
             name: "CometBench",
             dependencies: [
                 "CometWire",
+                "Comet",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

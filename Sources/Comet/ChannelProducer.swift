@@ -12,6 +12,31 @@ public struct ChannelProducer: Sendable {
     public let id: UInt64
     /// The channel's epoch: readers compare it when they resume.
     public let epoch: UInt64
+    /// Pushes made with `publish`, shared by copies of this producer.
+    let queue: PublishQueue
+
+    init(client: CometClient, name: String, id: UInt64, epoch: UInt64) {
+        self.client = client
+        self.name = name
+        self.id = id
+        self.epoch = epoch
+        self.queue = PublishQueue(client: client, channel: id)
+    }
+
+    /// Pushes one message without waiting for its answer, as NATS clients publish: messages are
+    /// queued and sent in PUSH_BATCH frames, in order. Returns at once unless 4 MiB are already
+    /// queued or unanswered (then it waits for answers). A refusal (e.g. `.quotaExceeded`) is
+    /// thrown by the next `flush()`. Payloads above `maxPayloadSize` are refused by the daemon.
+    public func publish(_ payload: some Sequence<UInt8>) async {
+        await queue.publish(payload)
+    }
+
+    /// Waits until every message published so far is in its channel (or refused); throws the
+    /// first refusal since the last flush, else returns the last sequence number pushed.
+    @discardableResult
+    public func flush() async throws -> UInt64 {
+        try await queue.flush()
+    }
 
     /// The largest payload one PUSH can carry on this connection.
     public var maxPayloadSize: Int { Int(client.server.maxFrameSize) - 13 }
@@ -56,28 +81,19 @@ public struct ChannelProducer: Sendable {
         try await client.request(.close(channel: id)) { try CloseReply(from: &$0).lastSequence }
     }
 
-    /// Pushes every element of `source` in order, pipelining up to `window` unanswered pushes,
-    /// and returns the sequence number of the last one (0 if `source` was empty).
-    /// Does not close the channel.
+    /// Pushes every element of `source` in order, pipelined (`publish`, many requests in flight,
+    /// coalesced into PUSH_BATCH frames), and returns the sequence number of the last one once all
+    /// are in (0 if `source` was empty). Throws the first refusal. Does not close the channel.
     @discardableResult
-    public func push<Source: AsyncSequence>(contentsOf source: Source, window: Int = 256) async throws -> UInt64
+    public func push<Source: AsyncSequence>(contentsOf source: Source) async throws -> UInt64
     where Source.Element: Sequence<UInt8> {
-        var inFlight: [EventLoopFuture<UInt64>] = []
-        inFlight.reserveCapacity(window)
-        var last: UInt64 = 0
-        let loop = client.eventLoop
+        var any = false
         for try await element in source {
-            let promise = loop.makePromise(of: UInt64.self)
-            client.send(.push(channel: id, payload: ByteBuffer(bytes: element)), promise: promise) {
-                try PushReply(from: &$0).firstSequence
-            }
-            inFlight.append(promise.futureResult)
-            if inFlight.count >= window {
-                last = try await inFlight.removeFirst().get()
-            }
+            await publish(element)
+            any = true
         }
-        for future in inFlight { last = try await future.get() }
-        return last
+        let last = try await flush()
+        return any ? last : 0
     }
 }
 

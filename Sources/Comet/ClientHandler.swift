@@ -44,6 +44,11 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Sends a request; `completion` runs on the event loop with the OK body or the error.
     func send(_ operation: Request.Operation, completion: @escaping Completion) {
+        send(completion: completion) { Request(id: $0, operation).encode(into: &$1) }
+    }
+
+    /// Sends a request that `encode` frames with the id it is given.
+    func send(completion: @escaping Completion, encode: (UInt32, inout ByteBuffer) -> Void) {
         guard let context, failure == nil else {
             completion(.failure(failure ?? ConnectionError(.lost, "the connection to cometd is closed")))
             return
@@ -52,7 +57,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         nextRequestID = nextRequestID == UInt32.max ? 1 : nextRequestID + 1
         pending[id] = completion
         var buffer = outbound ?? context.channel.allocator.buffer(capacity: 4096)
-        Request(id: id, operation).encode(into: &buffer)
+        encode(id, &buffer)
         outbound = buffer
         if !flushScheduled {
             flushScheduled = true
@@ -80,7 +85,21 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             pendingBytes = nil
         }
         do {
+            var last: SubscriptionSink?
             while let body = try decoder.nextFrame(from: &input) {
+                // The common case first: a MESSAGE, read in place.
+                if body.readableBytes >= 13, body.getInteger(at: body.readerIndex, as: UInt8.self) == Opcode.message.rawValue,
+                    let subscription = body.getInteger(at: body.readerIndex + 1, as: UInt32.self),
+                    let sequence = body.getInteger(at: body.readerIndex + 5, as: UInt64.self)
+                {
+                    if last?.id != subscription { last = sinks[subscription] }
+                    guard let sink = last else { continue }
+                    if sink.batch.isEmpty { touched.append(sink) }
+                    let payload = body.readableBytesView.dropFirst(13)
+                    sink.batch.append(CometMessage(sequence: sequence, payload: Array(payload)))
+                    continue
+                }
+                last = nil
                 try dispatch(try ServerFrame.decode(body: body))
             }
         } catch {
@@ -146,7 +165,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         for sink in list where !sink.batch.isEmpty {
             let batch = sink.batch
             sink.batch = []
-            if sink.source.yield(contentsOf: batch) == .stopProducing, !sink.paused {
+            if sink.source.yield(contentsOf: CollectionOfOne(batch)) == .stopProducing, !sink.paused {
                 sink.paused = true
                 pausedSinks += 1
             }
@@ -156,7 +175,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     private func end(_ subscription: UInt32, _ error: Error) {
         guard let sink = sinks.removeValue(forKey: subscription) else { return }
         if !sink.batch.isEmpty {
-            _ = sink.source.yield(contentsOf: sink.batch)
+            _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch))
             sink.batch = []
         }
         unpause(sink)
@@ -220,7 +239,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         let open = sinks
         sinks = [:]
         for sink in open.values {
-            if !sink.batch.isEmpty { _ = sink.source.yield(contentsOf: sink.batch) }
+            if !sink.batch.isEmpty { _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch)) }
             sink.source.finish(error)
         }
     }

@@ -101,6 +101,11 @@ public final class CometClient: Sendable {
         }
     }
 
+    /// Sends a pre-framed request from the event loop (see `PublishQueue`).
+    func handlerSend(completion: @escaping ClientHandler.Completion, encode: (UInt32, inout ByteBuffer) -> Void) {
+        handler.send(completion: completion, encode: encode)
+    }
+
     /// This client's session: `id` is what producers address private channels to; the token
     /// resumes it from a new connection (`connect(resuming:)`).
     public var session: SessionCredentials {
@@ -243,7 +248,7 @@ public final class CometClient: Sendable {
             let info = NIOLockedValueBox(
                 SubscriptionInfo(epoch: reply.epoch, nextSequence: reply.nextSequence, waiting: reply.waiting, owner: reply.owner))
             let made = MessageSequence.makeSequence(
-                backPressureStrategy: .init(lowWatermark: 1024, highWatermark: 8192),
+                backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8),
                 finishOnDeinit: true,
                 delegate: SinkDelegate(eventLoop: loop, handler: handler, subscription: reply.subscription))
             handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info))

@@ -47,14 +47,26 @@ public struct CometSubscription: AsyncSequence, Sendable {
         let acknowledger: (client: CometClient, subscription: UInt32)?
         /// The last message handed out, acknowledged when the next one is asked for.
         var taken: UInt64?
+        /// The chunk being handed out, and where in it.
+        var chunk: [CometMessage] = []
+        var index = 0
 
         public mutating func next() async throws -> CometMessage? {
+            // Private channels: the message handed out before is taken once the next is asked for.
             if let taken, let acknowledger {
                 acknowledger.client.acknowledge(acknowledger.subscription, through: taken)
                 self.taken = nil
             }
-            let message = try await base.next()
-            taken = message?.sequence
+            if index == chunk.count {
+                repeat {
+                    guard let next = try await base.next() else { return nil }
+                    chunk = next
+                    index = 0
+                } while chunk.isEmpty
+            }
+            let message = chunk[index]
+            index += 1
+            if acknowledger != nil { taken = message.sequence }
             return message
         }
     }

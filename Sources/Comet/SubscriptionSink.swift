@@ -13,8 +13,10 @@ public struct SubscriptionInfo: Sendable, Hashable {
     public var owner: Owner = .unknown
 }
 
+/// A subscription's messages cross from the event loop to the consumer in chunks (all that one
+/// socket read brought), so the hand-over costs one lock and at most one resume per chunk.
 typealias MessageSequence = NIOThrowingAsyncSequenceProducer<
-    CometMessage, Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, SinkDelegate
+    [CometMessage], Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, SinkDelegate
 >
 
 /// The handler's side of a subscription: where its events go.

@@ -39,8 +39,11 @@ struct CometBench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pin the daemon to the last core and the benchmark's clients to the others (steadier tails on a small machine).")
     var pin = true
 
-    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory.")
-    var only: String = "1to1,fanout,latency,memory"
+    @Option(help: "Messages for the Swift-client runs.")
+    var swiftMessages: Int = 2_000_000
+
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift.")
+    var only: String = "1to1,fanout,latency,memory,swift"
 
     func run() throws {
         var limit = rlimit()
@@ -61,6 +64,15 @@ struct CometBench: ParsableCommand {
         if selected.contains("latency") {
             let lat = try withDaemon { s, _ in try s.latency(rate: rate, seconds: seconds) }
             print(String(format: "latency at %d msgs/s:         p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs  (%d samples)", rate, lat.p50, lat.p99, lat.p999, lat.samples))
+        }
+        if selected.contains("swift") {
+            let read = try withDaemon { s, _ in try s.swiftReader(total: swiftMessages) }
+            print(String(format: "Swift client, for-try-await reader 1→1: %10.0f msgs/s%@  (%d messages, default ring)", read.rate,
+                         read.complete ? "" : " INCOMPLETE", swiftMessages))
+            let contents = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: true) }
+            print(String(format: "Swift client, push(contentsOf:):          %10.0f msgs/s  (%d messages, until all are in)", contents, swiftMessages))
+            let published = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: false) }
+            print(String(format: "Swift client, publish + flush:            %10.0f msgs/s  (%d messages, until all are in)", published, swiftMessages))
         }
         if selected.contains("memory") {
             let mem = try withDaemon { s, pid -> (Double, Int, Int)? in

@@ -130,6 +130,18 @@ public enum Scope: UInt8, Hashable, Sendable {
 }
 
 extension Request {
+    /// Appends a PUSH_BATCH frame whose `count` messages are already laid out in `messages` as
+    /// the protocol has them (`u32 length`, bytes, each): a client that collects pushes as they
+    /// come frames them without a copy per message.
+    public static func encodePushBatch(id: UInt32, channel: UInt64, count: UInt32, messages: ByteBuffer, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(1 + 4 + 8 + 4 + messages.readableBytes))
+        buffer.writeInteger(Opcode.pushBatch.rawValue)
+        buffer.writeInteger(id)
+        buffer.writeInteger(channel)
+        buffer.writeInteger(count)
+        buffer.writeImmutableBuffer(messages)
+    }
+
     static let subscribeWaitFlag: UInt8 = 0x01
     static let subscribePrivateFlag: UInt8 = 0x02
     static let subscribeOwnerFlag: UInt8 = 0x04

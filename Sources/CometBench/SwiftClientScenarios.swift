@@ -1,0 +1,100 @@
+import Comet
+import CometWire
+import Foundation
+import Glibc
+
+/// Scenarios through the Swift client library `Comet` (README "Speed"), next to the raw-codec ones.
+extension Scenarios {
+    /// Runs an async body to completion from the synchronous benchmark.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+            done.signal()
+        }
+        done.wait()
+        return try box.result!.get()
+    }
+
+    /// A `for try await` reader (Swift) of `total` messages pushed in batches by the raw-codec
+    /// producer, at the default ring: messages per second, and whether it got them all in order.
+    func swiftReader(total: Int) throws -> (rate: Double, complete: Bool) {
+        let socket = self.socket
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        let channel = try producer.create("bench.swift.read", size: 0)
+        return try blocking {
+            let client = try await CometClient.connect(to: socket)
+            let subscription = try await client.subscribe("bench.swift.read")
+            let start = DispatchTime.now().uptimeNanoseconds
+            let pusher = Thread {
+                self.produce(channel: channel, producer: producer, total: total, batch: 256, consumed: AtomicCounter(), lead: Int.max)
+            }
+            pusher.start()
+            var expected: UInt64 = 1
+            var complete = true
+            do {
+                for try await message in subscription {
+                    if message.sequence != expected { complete = false }
+                    expected += 1
+                    if expected > UInt64(total) { break }
+                }
+            } catch {
+                complete = false
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            await client.close()
+            return (Double(expected - 1) / seconds, complete && expected == UInt64(total) + 1)
+        }
+    }
+
+    /// A Swift producer pushing `total` messages, timed until every one is in (a raw-codec reader
+    /// drains them): `push(contentsOf:)` when `contentsOf`, else `publish` then `flush`.
+    func swiftProducer(total: Int, contentsOf: Bool) throws -> Double {
+        let socket = self.socket
+        let payload = [UInt8](repeating: 0x6D, count: payloadSize)
+        let name = contentsOf ? "bench.swift.contents" : "bench.swift.publish"
+        return try blocking {
+            let client = try await CometClient.connect(to: socket)
+            let producer = try await client.create(name)
+            let reader = try BenchSocket(path: socket)
+            try reader.handshake()
+            try reader.subscribe(name)
+            let drained = Thread { _ = Scenarios.consume(reader, total: total, progress: nil) }
+            drained.start()
+            let start = DispatchTime.now().uptimeNanoseconds
+            if contentsOf {
+                try await producer.push(contentsOf: Repeated(element: payload, count: total))
+            } else {
+                for _ in 0..<total { await producer.publish(payload) }
+                try await producer.flush()
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            await client.close()
+            return Double(total) / seconds
+        }
+    }
+}
+
+final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}
+
+/// `count` times the same element, as an async sequence.
+struct Repeated<Element: Sendable>: AsyncSequence, Sendable {
+    let element: Element
+    let count: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let element: Element
+        var left: Int
+        mutating func next() async -> Element? {
+            guard left > 0 else { return nil }
+            left -= 1
+            return element
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(element: element, left: count) }
+}
