@@ -51,6 +51,10 @@ public struct CometSubscription: AsyncSequence, Sendable {
         var chunk: [CometMessage] = []
         var index = 0
 
+        /// Messages already received that `next()` returns without waiting (e.g. to flush output
+        /// only when this is 0).
+        public var buffered: Int { chunk.count - index }
+
         public mutating func next() async throws -> CometMessage? {
             // Private channels: the message handed out before is taken once the next is asked for.
             if let taken, let acknowledger {

@@ -69,13 +69,15 @@ struct Listen: AsyncParsableCommand {
             }
             var received = 0
             if count == 0 { return }
-            for try await message in subscription {
+            var messages = subscription.makeAsyncIterator()
+            while let message = try await messages.next() {
                 var line: [UInt8] = []
                 if showSeq { line += Array("\(message.sequence)\t".utf8) }
                 line += raw ? message.payload : Escaping.escape(message.payload)
                 line.append(0x0A)
                 line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
-                fflush(stdout)
+                // One write per chunk that arrived, not per message.
+                if messages.buffered == 0 { fflush(stdout) }
                 received += 1
                 if let count, received >= count {
                     subscription.acknowledge(through: message.sequence)

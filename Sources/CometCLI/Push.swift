@@ -73,11 +73,13 @@ struct Push: AsyncParsableCommand {
             } else {
                 producer = try await client.create(channel, size: size)
             }
-            if messages.isEmpty {
-                for try await line in StandardInputLines() {
-                    let seq = try await producer.push(line)
-                    if showSeq { print(seq) }
-                }
+            if messages.isEmpty, showSeq {
+                for try await line in StandardInputLines() { print(try await producer.push(line)) }
+            } else if messages.isEmpty {
+                // As fast as the library goes: lines are published (coalesced, pipelined), then
+                // flushed; a refusal ends the command with its error.
+                while let line = readLine(strippingNewline: true) { await producer.publish(Array(line.utf8)) }
+                try await producer.flush()
             } else if showSeq {
                 for message in messages { print(try await producer.push(message)) }
             } else {
