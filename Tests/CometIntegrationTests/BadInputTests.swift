@@ -162,8 +162,10 @@ final class BadInputTests: XCTestCase {
         var sub = try slow.expectOK(slow.send(.subscribe(name: "flood", position: .next, epoch: 0, wait: false)))
         let subscription = try SubscribeReply(from: &sub).subscription
 
+        // 8 MB: more than the reader's queue (4 MiB) and socket hold; the producer waits for the
+        // reader at most the grace (1 s), then the reader loses messages.
         let payload = ByteBuffer(bytes: [UInt8](repeating: 0x61, count: 1024))
-        for _ in 0..<400 {
+        for _ in 0..<1000 {
             let id = producer.send(.pushBatch(channel: channel, payloads: Array(repeating: payload, count: 8)))
             _ = try producer.expectOK(id)
         }
@@ -182,7 +184,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(sequences.isEmpty, "it read what its socket could take")
         XCTAssertEqual(sequences, sequences.indices.map { UInt64($0 + 1) }, "a gap-free prefix")
         XCTAssertGreaterThan(first, UInt64(sequences.count) + 1, "messages were really lost, and said so")
-        XCTAssertLessThan(sequences.count, 3000)
+        XCTAssertLessThan(sequences.count, 6000)
     }
 }
 

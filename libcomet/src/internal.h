@@ -90,6 +90,7 @@ struct comet {
         uint64_t batch_channel;
         uint32_t batch_count;
         int dispatching; /* depth of handler calls in progress */
+        size_t next_write_at; /* queued bytes at which a push next tries to write */
         struct subscription *subs;
         size_t sub_count, sub_capacity;
         struct puller *pullers;
@@ -105,6 +106,7 @@ struct comet {
 uint64_t now_usec(void);
 int grow(void **array, size_t *capacity, size_t count, size_t element);
 int write_some(comet *c);
+int write_before(comet *c, size_t limit);
 int wait_fd(comet *c, short events, uint64_t timeout_usec);
 int read_some(comet *c);
 int next_frame(comet *c, struct buf *b, struct reader *body);

@@ -39,9 +39,30 @@ static uint32_t new_id(comet *c) {
         return id;
 }
 
+/* Writes what it can of the first `limit` queued bytes without blocking. */
+int write_before(comet *c, size_t limit) {
+        while (limit > 0 && buf_len(&c->out) > 0) {
+                ssize_t n = send(c->fd, buf_head(&c->out), limit, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                return 0;
+                        return -errno;
+                }
+                buf_consume(&c->out, (size_t)n);
+                limit -= (size_t)n;
+                /* The batch being filled is at an offset from the start of the queue. */
+                if (c->batch_open)
+                        c->batch_mark -= (size_t)n;
+        }
+        return 0;
+}
+
 /* Writes what it can without blocking. */
 int write_some(comet *c) {
         batch_close(c);
+        c->next_write_at = 0;
         while (buf_len(&c->out) > 0) {
                 ssize_t n = send(c->fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0) {

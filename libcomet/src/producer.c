@@ -105,16 +105,20 @@ void batch_close(comet *c) {
         c->batch_open = 0;
 }
 
-/* Makes room in the output for more: writes what the socket takes once enough is queued;
- * -EAGAIN when more than OUTPUT_LIMIT stays queued. */
+/* Makes room in the output for more. Each time WRITE_THRESHOLD more bytes are queued, writes
+ * what the socket takes of the frames before the batch being filled (which keeps filling: a
+ * daemon slower than this publisher then gets full batches, not one frame per push). Past
+ * OUTPUT_LIMIT, writes everything it can; -EAGAIN when that stays above the limit. */
 static int output_room(comet *c) {
         if (c->failed)
                 return c->failed;
-        if (buf_len(&c->out) < WRITE_THRESHOLD)
+        size_t queued = buf_len(&c->out);
+        if (queued < c->next_write_at && queued <= OUTPUT_LIMIT)
                 return 0;
-        int r = write_some(c);
+        int r = queued > OUTPUT_LIMIT ? write_some(c) : write_before(c, c->batch_open ? c->batch_mark : queued);
         if (r < 0)
                 return fail(c, r);
+        c->next_write_at = buf_len(&c->out) + WRITE_THRESHOLD;
         return buf_len(&c->out) > OUTPUT_LIMIT ? -EAGAIN : 0;
 }
 
