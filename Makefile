@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: run test build release bench install clean libcomet install-libcomet
+.PHONY: run test build release bench bench-peers install clean libcomet install-libcomet
 
 ## libcomet (the C library): build, install (PREFIX, DESTDIR).
 libcomet:
@@ -39,6 +39,12 @@ bench:
 	$(SWIFT) build -c release --product cometd
 	$(SWIFT) build -c release --product comet-bench
 	.build/release/comet-bench --cometd .build/release/cometd
+
+## comet next to Redis, ZeroMQ, NATS and dbus-broker in one run (installs them; see README).
+bench-peers:
+	scripts/ensure-deps peers
+	$(SWIFT) build -c release --product cometd
+	bench/peers/run .build/release/cometd
 
 install: release
 	install -D -m 0755 .build/release/cometd $(DESTDIR)$(PREFIX)/bin/cometd

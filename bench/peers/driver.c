@@ -1,6 +1,6 @@
 /* The side-by-side driver (make bench-peers): runs the same workloads against one system through
  * its backend and prints one RESULT line per figure, for bench/peers/table.py to put side by side.
- *   driver SYSTEM ADDRESS SERVER_PID     SYSTEM: comet, redis, zeromq, nats, raw (SERVER_PID 0: none)
+ *   driver SYSTEM ADDRESS SERVER_PID     SYSTEM: comet, redis, zeromq, nats, dbus, raw (SERVER_PID 0: none)
  *   driver relay PATH                    the raw relay server
  * Workloads (64-byte messages, each subscriber on a connection and a thread of its own):
  *   W1 1 -> 1 and W2 1 -> 10, 1 -> 100: delivered messages per second summed over subscribers, lost
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,12 +232,12 @@ static void latency(int rate, int seconds) {
         memset(message, 'l', sizeof message);
         uint64_t start = now_ns(), interval = 1000000000u / (uint64_t)rate;
         for (uint64_t i = 0; i < total; i++) {
+                /* Sleep to the due time (no spinning: on a small machine a spinning publisher
+                 * takes the core the server and the reader need). */
                 uint64_t due = start + i * interval;
-                for (uint64_t t = now_ns(); t < due; t = now_ns())
-                        if (due - t > 200000) {
-                                struct timespec pause = {0, (long)(due - t - 100000)};
-                                nanosleep(&pause, NULL);
-                        }
+                struct timespec at = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+                        ;
                 put64(message, i);
                 put64(message + 8, now_ns());
                 b->publish(p, message, sizeof message);
@@ -273,7 +274,25 @@ static long rss_kib(int pid) {
         return kib;
 }
 
+/* "child:PID" names a server started by a launcher (dbus-broker-launch): its first child. */
+static int resolve_server(const char *arg) {
+        if (strncmp(arg, "child:", 6) != 0)
+                return atoi(arg);
+        char path[64];
+        int parent = atoi(arg + 6), child = 0;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", parent, parent);
+        FILE *f = fopen(path, "r");
+        if (f && fscanf(f, "%d", &child) != 1)
+                child = 0;
+        if (f)
+                fclose(f);
+        return child;
+}
+
+static const char *server_arg;
+
 static void idle_memory(int subscribers) {
+        server_pid = resolve_server(server_arg);
         if (server_pid <= 0) {
                 printf("RESULT %s W4 none\n", b->name);
                 return;
@@ -306,7 +325,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s comet|redis|zeromq|nats|raw ADDRESS SERVER_PID\n", argv[0]);
                 return 2;
         }
-        const struct backend *all[] = {&comet_backend, &redis_backend, &zmq_backend, &nats_backend, &raw_backend};
+        const struct backend *all[] = {&comet_backend, &redis_backend, &zmq_backend, &nats_backend, &dbus_backend, &raw_backend};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
                 if (strcmp(all[i]->name, argv[1]) == 0)
                         b = all[i];
@@ -315,25 +334,29 @@ int main(int argc, char **argv) {
                 return 2;
         }
         address = argv[2];
-        server_pid = atoi(argv[3]);
+        server_arg = argv[3];
         struct rlimit limit;
         getrlimit(RLIMIT_NOFILE, &limit);
         limit.rlim_cur = limit.rlim_max;
         setrlimit(RLIMIT_NOFILE, &limit);
+        prctl(PR_SET_TIMERSLACK, 1UL); /* precise sleeps for the latency run's pacing */
         const char *only = getenv("PEERS_ONLY");
-        int quick = getenv("PEERS_QUICK") != NULL;
-        if (!only || strstr(only, "w1"))
-                median_of_3("W1", "w1", 1, quick ? 200000 : 2000000);
-        if (!only || strstr(only, "w2"))
-                median_of_3("W2x10", "w2x10", 10, quick ? 50000 : 500000);
-        if (!only || strstr(only, "w2"))
-                median_of_3("W2x100", "w2x100", 100, quick ? 10000 : 100000);
-        if (!only || strstr(only, "w3"))
-                latency(10000, quick ? 1 : 5);
+        /* PEERS_SCALE (e.g. 0.1) shortens the runs: quick checks, and slow systems (D-Bus). */
+        double scale = getenv("PEERS_SCALE") ? atof(getenv("PEERS_SCALE")) : 1.0;
+        int quick = scale < 0.5;
+        /* Memory first, on a server that has not yet served (and freed) anything. */
         if (!only || strstr(only, "w4"))
                 idle_memory(1000);
+        if (!only || strstr(only, "w1"))
+                median_of_3("W1", "w1", 1, (uint64_t)(2000000 * scale));
+        if (!only || strstr(only, "w2"))
+                median_of_3("W2x10", "w2x10", 10, (uint64_t)(500000 * scale));
+        if (!only || strstr(only, "w2"))
+                median_of_3("W2x100", "w2x100", 100, (uint64_t)(100000 * scale));
+        if (!only || strstr(only, "w3"))
+                latency(10000, quick ? 1 : 5);
         if (!only || strstr(only, "probe")) {
-                struct outcome o = throughput("probe", 3, quick ? 100000 : 500000, 3000);
+                struct outcome o = throughput("probe", 3, 500000, 3000);
                 printf("RESULT %s probe stalled_got=%llu stalled_ended=%d max_publish_ms=%.0f publish_s=%.2f others_rate=%.0f lost=%llu\n",
                        b->name, (unsigned long long)o.stalled_received, o.stalled_ended, o.max_publish_ms, o.publish_s,
                        o.others_rate, (unsigned long long)o.lost);
