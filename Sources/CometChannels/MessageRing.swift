@@ -5,6 +5,9 @@
 /// channel: readers hold sequence numbers, never copies.
 public struct MessageRing<Payload> {
     @usableFromInline var slots: ContiguousArray<Payload> = []
+    /// What each slot's message weighs (parallel to `slots`; empty without `weigh`), so that
+    /// evicting or pricing a message never touches the message itself.
+    @usableFromInline var weights: ContiguousArray<Int32> = []
     /// Index in `slots` of the oldest message once the ring has wrapped.
     @usableFromInline var head = 0
     /// The most messages kept.
@@ -34,18 +37,52 @@ public struct MessageRing<Payload> {
 
     /// Appends `payload`, evicting the oldest message if the ring is full, and returns its sequence number.
     @inlinable @discardableResult
-    public mutating func append(_ payload: Payload) -> UInt64 {
-        if let weigh { _bytes += weigh(payload) }
+    public mutating func append(_ payload: __owned Payload) -> UInt64 {
+        let weight = weigh.map { Int32(clamping: $0(payload)) }
         if slots.count < capacity {
             slots.append(payload)
+            if let weight { weights.append(weight) }
         } else {
-            if let weigh { _bytes -= weigh(slots[head]) }
             slots[head] = payload
+            if let weight {
+                _bytes -= Int(weights[head])
+                weights[head] = weight
+            }
             head += 1
             if head == capacity { head = 0 }
         }
+        if let weight { _bytes += Int(weight) }
         last += 1
         return last
+    }
+
+    /// Appends `count` messages made by `make` (called in order with 0..<count), each stored as
+    /// made: no intermediate array of payloads. Returns the first one's sequence number.
+    @inlinable @discardableResult
+    public mutating func append(count: Int, _ make: (Int) -> Payload) -> UInt64 {
+        let first = last + 1
+        for i in 0..<count { append(make(i)) }
+        return first
+    }
+
+    /// Calls `body` with each message from `start` through `lastSequence` in order, borrowed from
+    /// the ring (no copy, no reference counting per message), until it returns false. Returns the
+    /// sequence number of the first message not handed to `body` (or refused by it).
+    @inlinable
+    public func forEach(from start: UInt64, _ body: (borrowing Payload) -> Bool) -> UInt64 {
+        guard start >= firstSequence, start <= last else { return start }
+        var sequence = start
+        slots.withUnsafeBufferPointer { all in
+            var index = head + Int(start - firstSequence)
+            if index >= all.count { index -= all.count }
+            while sequence <= last {
+                guard body(all[index]) else { return }
+                sequence += 1
+                index += 1
+                if index == all.count { index = 0 }
+            }
+        }
+        return sequence
     }
 
     /// Appends `payload` under `sequence`, given by another daemon (a relay). A number beyond
@@ -78,6 +115,7 @@ public struct MessageRing<Payload> {
     /// Drops every message, keeping the numbering (the next append gets `lastSequence + 1`).
     public mutating func removeAll() {
         slots = []
+        weights = []
         head = 0
         _bytes = 0
     }
@@ -85,13 +123,18 @@ public struct MessageRing<Payload> {
     /// What `bytes` would be after appending messages weighing `weights`, in order (the oldest
     /// are evicted as `append` would): lets a caller check a quota before it pushes.
     public func bytesAfterAppending(weights: [Int]) -> Int {
-        guard let weigh else { return 0 }
-        let evictOld = min(slots.count, max(0, slots.count + weights.count - capacity))
+        guard weigh != nil else { return 0 }
+        let adding = weights
+        let evictOld = min(slots.count, max(0, slots.count + adding.count - capacity))
         var result = _bytes
-        let first = firstSequence
-        for i in 0..<evictOld { result -= weigh(self[first + UInt64(i)]!) }
-        let dropNew = max(0, weights.count - capacity)
-        for (i, w) in weights.enumerated() where i >= dropNew { result += w }
+        var index = head
+        for _ in 0..<evictOld {
+            result -= Int(self.weights[index])
+            index += 1
+            if index == self.weights.count { index = 0 }
+        }
+        let dropNew = max(0, adding.count - capacity)
+        for (i, w) in adding.enumerated() where i >= dropNew { result += w }
         return result
     }
 }

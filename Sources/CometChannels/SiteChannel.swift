@@ -73,6 +73,13 @@ public final class SiteChannel<Payload> {
         return first
     }
 
+    /// Appends `count` messages made in order by `make` and returns the first one's sequence number.
+    @inlinable @discardableResult
+    public func push(count: Int, _ make: (Int) -> Payload) throws(ChannelRefusal) -> UInt64 {
+        guard !closed else { throw ChannelRefusal(.channelClosed, "channel '\(name)' is closed") }
+        return messages.append(count: count, make)
+    }
+
     /// One exclusive access to the ring for a whole batch.
     @inlinable
     static func append<Payloads: Sequence>(_ payloads: Payloads, to ring: inout MessageRing<Payload>)

@@ -67,19 +67,26 @@ extension Broker {
 
     // MARK: Queued output
 
-    /// Hands `buffer` to the socket, charging it as queued output until it is written.
+    /// Hands `buffer` to the socket; what the socket does not take at once is charged to the
+    /// user as queued output until it is written.
     func write(_ buffer: ByteBuffer, to conn: ConnectionState) {
-        let bytes = buffer.readableBytes
-        let uid = conn.uid
-        conn.queuedOutput += bytes
-        accounts.force(.queuedOutputBytes, bytes, uid: uid)
-        let promise = eventLoop.makePromise(of: Void.self)
-        conn.context.writeAndFlush(NIOAny(buffer), promise: promise)
-        promise.futureResult.whenComplete { [weak self, weak conn] _ in
-            guard let self else { return }
-            conn?.queuedOutput -= bytes
-            self.accounts.release(.queuedOutputBytes, bytes, uid: uid)
-            self.wakeStarved(uid: uid)
+        conn.context.writeAndFlush(NIOAny(buffer), promise: nil)
+        syncQueuedOutput(conn)
+    }
+
+    /// Brings `conn`'s charge for queued output in line with what its channel still buffers
+    /// (NIO's count: no promise and no callback per write). Called after each write, when the
+    /// socket drains (writability), by the sweeper, and when the connection closes.
+    func syncQueuedOutput(_ conn: ConnectionState, closing: Bool = false) {
+        let now = closing ? 0 : (try? conn.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? conn.queuedOutput
+        let delta = now - conn.queuedOutput
+        guard delta != 0 else { return }
+        conn.queuedOutput = now
+        if delta > 0 {
+            accounts.force(.queuedOutputBytes, delta, uid: conn.uid)
+        } else {
+            accounts.release(.queuedOutputBytes, -delta, uid: conn.uid)
+            wakeStarved(uid: conn.uid)
         }
     }
 

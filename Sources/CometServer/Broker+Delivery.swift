@@ -38,6 +38,7 @@ extension Broker {
     /// when the socket's queue passes the high watermark (`writabilityChanged` queues it again).
     func deliver(to conn: ConnectionState) {
         guard !conn.isClosing else { return }
+        if conn.queuedOutput > 0 { syncQueuedOutput(conn) }
         let writable = conn.context.channel.isWritable
         if writable, !conn.subscriptions.isEmpty, !outputStarved(conn) {
             // Work on a local copy of the outbox: one exclusive access per pass, not per message.
@@ -100,14 +101,18 @@ extension Broker {
     static func copyMessages(
         subscription id: UInt32, from start: UInt64, of ring: MessageRing<ByteBuffer>, into out: inout ByteBuffer, limit: Int
     ) -> (UInt64, Bool) {
-        var cursor = start
-        let last = ring.lastSequence
-        while cursor <= last, let payload = ring[cursor] {
-            if out.writerIndex >= limit { return (cursor, true) }
-            ServerFrame.writeMessage(subscription: id, sequence: cursor, payload: payload, into: &out)
-            cursor += 1
+        var sequence = start
+        var stopped = false
+        let next = ring.forEach(from: start) { payload in
+            if out.writerIndex >= limit {
+                stopped = true
+                return false
+            }
+            ServerFrame.writeMessage(subscription: id, sequence: sequence, payload: payload, into: &out)
+            sequence += 1
+            return true
         }
-        return (cursor, false)
+        return (next, stopped)
     }
 
     /// Hands the outbox to the socket.

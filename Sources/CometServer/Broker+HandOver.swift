@@ -58,10 +58,20 @@ extension Broker {
     }
 
     /// Appends `payloads` to `channel` in slices that evict nothing a protected reader still
-    /// needs, handing readers what they miss between slices. Returns the first sequence number.
-    func pushHandingOver(_ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>) throws(ChannelRefusal) -> UInt64 {
+    /// needs, handing readers what they miss between slices. Each message is copied out of the
+    /// read buffer into one block for the whole batch (a ring never pins a socket's buffers), as
+    /// it is appended. Returns the first sequence number.
+    func pushHandingOver(_ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>, allocator: ByteBufferAllocator) throws(ChannelRefusal) -> UInt64 {
+        var block = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
+        for payload in payloads { block.writeImmutableBuffer(payload) }
+        var offset = 0
+        let slice = { (i: Int) -> ByteBuffer in
+            let length = payloads[i].readableBytes
+            defer { offset += length }
+            return block.getSlice(at: offset, length: length)!
+        }
         var room = channel.room(above: channel.protectedFloor)
-        if room >= payloads.count { return try channel.push(contentsOf: payloads) }
+        if room >= payloads.count { return try channel.push(count: payloads.count, slice) }
         var first: UInt64 = 0
         var start = 0
         while start < payloads.count {
@@ -71,7 +81,8 @@ extension Broker {
                 room = max(1, channel.room(above: channel.protectedFloor))
             }
             let end = start + min(room, payloads.count - start)
-            let seq = try channel.push(contentsOf: payloads[start..<end])
+            let base = start
+            let seq = try channel.push(count: end - start) { slice(base + $0) }
             if start == 0 { first = seq }
             room -= end - start
             start = end

@@ -7,6 +7,7 @@ extension Broker {
     func handle(_ request: Request, from conn: ConnectionState) {
         guard !conn.isClosing else { return }
         conn.lastRequest = Self.uptime()
+        requestsSinceSweep &+= 1
         guard conn.handshaken else {
             guard case .hello(let versions) = request.operation else {
                 fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
@@ -112,7 +113,7 @@ extension Broker {
             let channel = try registry.owned(channelID, by: conn.id)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            first = try pushHandingOver(Self.copy(payloads, conn.context.channel.allocator), to: channel)
+            first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator)
             syncCharge(channel)
             wakeReaders(of: channel)
         }

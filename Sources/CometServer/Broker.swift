@@ -49,6 +49,8 @@ final class Broker {
     private(set) var totalConnections: UInt64 = 0
     /// Estimated memory when the allocator last returned free memory to the system.
     var memoryAtLastTrim = 0
+    /// Requests handled since the last sweep (trimming waits for a quiet interval).
+    var requestsSinceSweep = 0
     var sweeper: RepeatedTask?
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
@@ -119,6 +121,7 @@ final class Broker {
         guard connections.removeValue(forKey: conn.id) != nil else { return }
         conn.isClosing = true
         conn.resumeInput = nil
+        syncQueuedOutput(conn, closing: true)
         readerDrained(conn)
         for sub in conn.subscriptions.values {
             detach(sub, of: conn)
@@ -194,6 +197,7 @@ final class Broker {
         let handshake = UInt64(configuration.handshakeTimeout.nanoseconds)
         let idle = UInt64(configuration.idleTimeout.nanoseconds)
         for conn in connections.values where !conn.isClosing {
+            if conn.queuedOutput > 0 { syncQueuedOutput(conn) }
             if !conn.handshaken, now - conn.openedAt >= handshake {
                 logLimiter.log(logger, .info, kind: "handshake-timeout", "closing connection that did not complete HELLO in time", metadata: ["uid": "\(conn.uid)"])
                 fail(conn, WireError(.timedOut, "HELLO was not completed within \(configuration.handshakeTimeout.nanoseconds / 1_000_000) ms"), log: false)
@@ -204,7 +208,10 @@ final class Broker {
         }
         logLimiter.flush(logger)
         let memory = accounts.estimatedMemory
-        if memoryAtLastTrim - memory > 16 << 20 {
+        // Trimming a large heap stalls the loop for tens of milliseconds: only when quiet.
+        let quiet = requestsSinceSweep < 1000
+        requestsSinceSweep = 0
+        if memoryAtLastTrim - memory > 16 << 20, quiet {
             Self.returnFreeMemory()
             memoryAtLastTrim = memory
         } else if memory > memoryAtLastTrim {

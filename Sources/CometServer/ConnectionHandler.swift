@@ -162,6 +162,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             if let conn = state {
+                broker.syncQueuedOutput(conn)
                 broker.markDirty(conn)
                 broker.readerDrained(conn)
             }

@@ -85,9 +85,19 @@ extension ServerFrame {
     /// Writes a MESSAGE frame without building a `ServerFrame` (the daemon's hot path).
     @inlinable
     public static func writeMessage(subscription: UInt32, sequence: UInt64, payload: ByteBuffer, into buffer: inout ByteBuffer) {
-        buffer.writeMultipleIntegers(
-            UInt32(1 + 4 + 8 + payload.readableBytes), Opcode.message.rawValue, subscription, sequence)
-        buffer.writeImmutableBuffer(payload)
+        // The delivery hot path: one capacity check and plain stores per message.
+        let size = payload.readableBytes
+        buffer.reserveCapacity(minimumWritableBytes: 17 + size)
+        buffer.withUnsafeMutableWritableBytes { out in
+            out.storeBytes(of: UInt32(13 + size).bigEndian, toByteOffset: 0, as: UInt32.self)
+            out.storeBytes(of: Opcode.message.rawValue, toByteOffset: 4, as: UInt8.self)
+            out.storeBytes(of: subscription.bigEndian, toByteOffset: 5, as: UInt32.self)
+            out.storeBytes(of: sequence.bigEndian, toByteOffset: 9, as: UInt64.self)
+            payload.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: out[17..<(17 + size)]).copyMemory(from: bytes)
+            }
+        }
+        buffer.moveWriterIndex(forwardBy: 17 + size)
     }
 
     /// Writes an OK frame whose body `fields` writes.
