@@ -98,4 +98,19 @@ final class NewestChannelTests: XCTestCase {
         XCTAssertEqual(c.catchUp(1), 1)
         guard case .full(firstAvailable: 4) = c.read(at: 1) else { return XCTFail() }
     }
+
+    func testRoomAboveTheSlowestProtectedReader() throws {
+        let channel = SiteChannel<Int>(id: 1, name: "r", epoch: 1, size: 4, owner: 1)
+        XCTAssertEqual(channel.room(above: channel.protectedFloor), Int.max, "no reader: nothing to protect")
+        channel.addReader(7, at: 1)
+        XCTAssertEqual(channel.protectedFloor, 1)
+        XCTAssertEqual(channel.room(above: 1), 4, "an empty ring: room for its size")
+        try channel.push(contentsOf: [1, 2, 3])
+        XCTAssertEqual(channel.room(above: 1), 1, "the reader still needs 1...3")
+        XCTAssertEqual(channel.room(above: 3), 3)
+        XCTAssertEqual(channel.room(above: 4), 4, "a reader at the head: the whole ring")
+        let newest = SiteChannel<Int>(id: 2, name: "n", epoch: 1, size: 1, owner: 1, newestOnly: true)
+        newest.addReader(7, at: 1)
+        XCTAssertEqual(newest.room(above: 1), Int.max, "a newest channel evicts by design")
+    }
 }
