@@ -126,7 +126,9 @@ extension Broker {
         // (a slow reader) holds no buffer while it waits.
         conn.outbox = conn.context.channel.allocator.buffer(capacity: 0)
         write(out, to: conn)
-        if conn.context.channel.isWritable {
+        // Only a connection that just wrote a lot (a busy reader) keeps a buffer for the next
+        // pass; an idle one holds none (memory per idle subscriber).
+        if out.readableBytes >= 16 * 1024, conn.context.channel.isWritable {
             conn.outbox.reserveCapacity(min(out.capacity, configuration.deliveryBudget + 4096))
         }
         if conn.inputClosed, !conn.inputPending { closeAfterFlush(conn) }

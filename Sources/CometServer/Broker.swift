@@ -51,6 +51,7 @@ final class Broker {
     var memoryAtLastTrim = 0
     /// Requests handled since the last sweep (trimming waits for a quiet interval).
     var requestsSinceSweep = 0
+    var quietSweeps = 0
     var sweeper: RepeatedTask?
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
@@ -208,10 +209,11 @@ final class Broker {
         }
         logLimiter.flush(logger)
         let memory = accounts.estimatedMemory
-        // Trimming a large heap stalls the loop for tens of milliseconds: only when quiet.
-        let quiet = requestsSinceSweep < 1000
+        // Trimming a large heap stalls the loop for tens of milliseconds: only after two quiet
+        // sweeps in a row (a burst that ended, not a pause between two).
+        quietSweeps = requestsSinceSweep < 1000 ? quietSweeps + 1 : 0
         requestsSinceSweep = 0
-        if memoryAtLastTrim - memory > 16 << 20, quiet {
+        if memoryAtLastTrim - memory > 16 << 20, quietSweeps >= 2 {
             Self.returnFreeMemory()
             memoryAtLastTrim = memory
         } else if memory > memoryAtLastTrim {

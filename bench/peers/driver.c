@@ -292,14 +292,18 @@ static int resolve_server(const char *arg) {
 static const char *server_arg;
 
 static void idle_memory(int subscribers) {
-        server_pid = resolve_server(server_arg);
-        if (server_pid <= 0) {
-                printf("RESULT %s W4 none\n", b->name);
-                return;
-        }
         char topic[128];
         topic_name(topic, sizeof topic, "w4");
+        /* The publisher's connection also starts a socket-activated server (dbus-broker). */
         struct pub *p = b->pub_open(address, topic, 0);
+        usleep(200000);
+        server_pid = resolve_server(server_arg);
+        if (server_pid <= 0 || !p) {
+                printf("RESULT %s W4 none\n", b->name);
+                if (p)
+                        b->pub_close(p);
+                return;
+        }
         struct sub **subs = calloc((size_t)subscribers, sizeof *subs);
         usleep(300000);
         long before = rss_kib(server_pid);

@@ -45,9 +45,11 @@ def cell(results, system, workload):
         return "—" if "bytes" not in r else f"{float(r['bytes']) / 1024:.1f} KiB"
     if workload == "probe":
         got = int(r["stalled_got"])
-        how = "ended (FULL/disconnected)" if r["stalled_ended"] == "1" else "stayed subscribed"
-        return (f"stalled got {got:,}, {how}; publisher's longest wait {r['max_publish_ms']} ms; "
-                f"others {float(r['others_rate']) / 1e6:.2f} M/s each")
+        how = "then ended (FULL/disconnected)" if r["stalled_ended"] == "1" else "stayed subscribed"
+        others_lost = int(r.get("lost", 0)) - (500000 - got)
+        return (f"stalled reader got {got:,} of 500,000, {how}; publisher's longest wait {r['max_publish_ms']} ms; "
+                f"the 2 others got {'everything' if others_lost == 0 else f'all but {others_lost:,}'} "
+                f"at {float(r['others_rate']) / 1e6:.2f} M msgs/s each")
     return "?"
 
 
