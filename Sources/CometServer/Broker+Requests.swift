@@ -102,6 +102,7 @@ extension Broker {
     /// PUSH and PUSH_BATCH: appends `payloads` (copied into one block) to a channel `conn` owns,
     /// answers with their sequence numbers and wakes the readers.
     private func push(_ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], _ conn: ConnectionState) throws(ChannelRefusal) {
+        requestsSinceSweep &+= payloads.count
         let first: UInt64
         if Self.isPrivateHandle(channelID) {
             let channel = try ownedPrivate(channelID, conn)

@@ -49,7 +49,7 @@ final class Broker {
     private(set) var totalConnections: UInt64 = 0
     /// Estimated memory when the allocator last returned free memory to the system.
     var memoryAtLastTrim = 0
-    /// Requests handled since the last sweep (trimming waits for a quiet interval).
+    /// Requests handled and messages pushed since the last sweep (trimming waits for quiet).
     var requestsSinceSweep = 0
     var quietSweeps = 0
     var sweeper: RepeatedTask?

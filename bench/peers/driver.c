@@ -358,7 +358,7 @@ int main(int argc, char **argv) {
         if (!only || strstr(only, "w2"))
                 median_of_3("W2x100", "w2x100", 100, (uint64_t)(100000 * scale));
         if (!only || strstr(only, "w3"))
-                latency(10000, quick ? 1 : 5);
+                latency(10000, getenv("PEERS_LATENCY_SECONDS") ? atoi(getenv("PEERS_LATENCY_SECONDS")) : quick ? 1 : 5);
         if (!only || strstr(only, "probe")) {
                 struct outcome o = throughput("probe", 3, 500000, 3000);
                 printf("RESULT %s probe stalled_got=%llu stalled_ended=%d max_publish_ms=%.0f publish_s=%.2f others_rate=%.0f lost=%llu\n",
