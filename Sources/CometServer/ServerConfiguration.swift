@@ -20,7 +20,9 @@ public struct ServerConfiguration: Sendable {
     /// Bytes a reader's connection may have queued (outbox and what its socket has not taken)
     /// when the daemon hands it messages that a push is about to evict from a ring. A reader whose
     /// queue is at this bound when its next message is evicted gets FULL.
-    public var readerQueueBound = 4 * 1024 * 1024
+    /// At least twice `outboundHighWatermark`, so that a reader at the bound is not writable and
+    /// its draining (writability) resumes a producer that waits for it.
+    public var readerQueueBound = 1024 * 1024
     /// How long a producer's push waits for a reader whose queue is full before it evicts what
     /// that reader has not taken (the reader then gets FULL).
     public var readerGrace: TimeAmount = .seconds(1)

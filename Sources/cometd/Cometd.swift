@@ -50,8 +50,8 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds readers get on shutdown to receive what is buffered.")
     var shutdownDrain: Double = 5
 
-    @Option(name: .long, help: "Bytes (e.g. 4M) a reader's connection may have queued when it is handed messages a push is about to evict; a reader whose queue is full then gets FULL.")
-    var readerQueue: String = "4M"
+    @Option(name: .long, help: "Bytes (at least 512K) a reader's connection may have queued when it is handed messages a push is about to evict; a reader whose queue is full then gets FULL.")
+    var readerQueue: String = "1M"
 
     @Option(name: .long, help: "Seconds a producer's push waits for a reader whose queue is full before that reader loses messages (FULL).")
     var readerGrace: Double = 1
@@ -63,8 +63,10 @@ struct Cometd: AsyncParsableCommand {
             throw ValidationError("--handshake-timeout and --idle-timeout must be positive, --shutdown-drain not negative")
         }
         guard readerGrace >= 0 else { throw ValidationError("--reader-grace must not be negative") }
-        guard (ByteSize(readerQueue)?.bytes ?? 0) >= 65536 else {
-            throw ValidationError("--reader-queue: '\(readerQueue)' is not a size of at least 64K")
+        // Above twice the socket's high watermark (256 KiB), so that a reader at its bound is
+        // unwritable and its draining is noticed.
+        guard (ByteSize(readerQueue)?.bytes ?? 0) >= 512 * 1024 else {
+            throw ValidationError("--reader-queue: '\(readerQueue)' is not a size of at least 512K")
         }
         if let maxMemory, ByteSize(maxMemory) == nil { throw ValidationError("--max-memory: '\(maxMemory)' is not a size like 512M or 2G") }
     }

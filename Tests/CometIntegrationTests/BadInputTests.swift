@@ -162,7 +162,7 @@ final class BadInputTests: XCTestCase {
         var sub = try slow.expectOK(slow.send(.subscribe(name: "flood", position: .next, epoch: 0, wait: false)))
         let subscription = try SubscribeReply(from: &sub).subscription
 
-        // 8 MB: more than the reader's queue (4 MiB) and socket hold; the producer waits for the
+        // 8 MB: more than the reader's queue (1 MiB) and socket hold; the producer waits for the
         // reader at most the grace (1 s), then the reader loses messages.
         let payload = ByteBuffer(bytes: [UInt8](repeating: 0x61, count: 1024))
         for _ in 0..<1000 {

@@ -122,7 +122,7 @@ static void test_stalled_reader_gets_full(void) {
         struct reader r = {.next = 1};
         check(comet_subscribe(c, "keepup.stalled", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &r, NULL) == 0, "subscribed");
         /* The reader reads nothing while 100,000 messages of 1 KiB go in: more than its queue
-         * (4 MiB), its socket and the ring (1000) hold together. */
+         * (1 MiB), its socket and the ring (1000) hold together. */
         const uint64_t n = 100000;
         char payload[1024];
         memset(payload, 's', sizeof payload);
