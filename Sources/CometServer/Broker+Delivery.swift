@@ -21,12 +21,22 @@ extension Broker {
         }
     }
 
-    /// One delivery pass: every queued connection gets what its subscriptions can take, in one flush.
+    /// One delivery pass: every queued connection gets what its subscriptions can take, in one
+    /// flush, until the pass has written `deliveryPassBudget` bytes: the rest wait for the next
+    /// turn of the loop, so that hundreds of readers woken at once cannot stall everyone else.
     func deliverDirty() {
         deliveryScheduled = false
         let batch = dirty
         dirty = []
-        for conn in batch {
+        let start = bytesWritten
+        for (index, conn) in batch.enumerated() {
+            if bytesWritten - start >= configuration.deliveryPassBudget {
+                for rest in batch[index...] {
+                    rest.isDirty = false
+                    markDirty(rest)
+                }
+                return
+            }
             conn.isDirty = false
             deliver(to: conn)
         }
@@ -122,6 +132,7 @@ extension Broker {
             return
         }
         let out = conn.outbox
+        bytesWritten &+= out.readableBytes
         // A busy connection keeps a buffer sized for the next pass; one whose socket is backed up
         // (a slow reader) holds no buffer while it waits.
         conn.outbox = conn.context.channel.allocator.buffer(capacity: 0)

@@ -23,7 +23,9 @@ extension Broker {
         guard conn.handshaken, !Self.isPrivateHandle(channelID), let channel = try? registry.owned(channelID, by: conn.id),
             !channel.isClosed, channel.room(above: channel.protectedFloor) < count
         else { return false }
-        let laggards = handOver(channel)
+        // Bytes this pass may copy: many slow readers cannot stall the loop all at once; those
+        // left over wait like readers with a full queue, and are served again next turn.
+        let laggards = handOver(channel, budget: configuration.handOverBudget)
         guard laggards.floor != .max, channel.room(above: laggards.floor) < count else {
             conn.pacingSince = nil
             return false
@@ -46,6 +48,12 @@ extension Broker {
             }
         }
         for reader in laggards.connections { reader.pacedProducers.insert(conn.id) }
+        // A reader left behind by the pass's budget or its user's output quota, not by a full
+        // queue, has no writability change to wake the producer: try again shortly.
+        if laggards.connections.contains(where: { $0.pendingOutput < configuration.readerQueueBound }) {
+            let producer = conn.id
+            eventLoop.scheduleTask(in: .milliseconds(1)) { [weak self] in self?.connections[producer]?.resumeInput?() }
+        }
         return true
     }
 
@@ -101,24 +109,29 @@ extension Broker {
     /// the lowest cursor among the readers the ring still serves. Returns the readers whose queue
     /// is full while they still miss messages the ring holds, and the lowest of their cursors.
     @discardableResult
-    func handOver(_ channel: SiteChannel<ByteBuffer>) -> (connections: [ConnectionState], floor: UInt64) {
+    func handOver(_ channel: SiteChannel<ByteBuffer>, budget: Int = .max) -> (connections: [ConnectionState], floor: UInt64) {
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence
         var floor = UInt64.max
         var laggards: [ConnectionState] = []
         var laggardFloor = UInt64.max
+        var budget = budget
         for reader in channel.readers.keys {
             guard let conn = connections[reader], !conn.isClosing else { continue }
             for (id, sub) in conn.subscriptions {
                 guard case .site(let read) = sub.source, read === channel else { continue }
                 var cursor = sub.cursor
-                let room = bound - conn.pendingOutput
+                let room = min(bound - conn.pendingOutput, budget)
                 if cursor <= last, room > 0, !outputStarved(conn) {
+                    let before = conn.outbox.writerIndex
                     (cursor, _) = Self.copyMessages(
                         subscription: id, from: cursor, of: channel.ring, into: &conn.outbox, limit: conn.outbox.writerIndex + room)
+                    budget -= conn.outbox.writerIndex - before
                     conn.subscriptions[id]?.cursor = cursor
-                    markDirty(conn)
+                    // Written (and charged to the reader's user) now, so that the user's quota
+                    // of queued output bounds what its readers are handed.
+                    flush(conn)
                 }
                 // A reader whose queue is full stays protected (its producer waits for it, within
                 // the grace); one whose next message is already gone is not: it gets FULL.

@@ -52,6 +52,8 @@ final class Broker {
     /// Requests handled and messages pushed since the last sweep (trimming waits for quiet).
     var requestsSinceSweep = 0
     var quietSweeps = 0
+    /// Bytes handed to sockets so far (delivery passes measure their share with it).
+    var bytesWritten = 0
     var sweeper: RepeatedTask?
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {

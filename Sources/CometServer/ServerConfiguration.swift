@@ -23,11 +23,15 @@ public struct ServerConfiguration: Sendable {
     /// At least twice `outboundHighWatermark`, so that a reader at the bound is not writable and
     /// its draining (writability) resumes a producer that waits for it.
     public var readerQueueBound = 1024 * 1024
+    /// Bytes one hand-over pass copies at most (over all readers of the channel).
+    public var handOverBudget = 8 * 1024 * 1024
     /// How long a producer's push waits for a reader whose queue is full before it evicts what
     /// that reader has not taken (the reader then gets FULL).
     public var readerGrace: TimeAmount = .seconds(1)
     /// Bytes copied for one connection before the daemon turns to other work.
     public var deliveryBudget = 128 * 1024
+    /// Bytes one delivery pass writes over all connections before the loop turns to other work.
+    public var deliveryPassBudget = 2 * 1024 * 1024
     /// Requests handled for one connection before the daemon turns to other connections.
     public var requestsPerTurn = 256
 
