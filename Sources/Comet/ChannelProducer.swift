@@ -87,11 +87,24 @@ public struct ChannelProducer: Sendable {
     @discardableResult
     public func push<Source: AsyncSequence>(contentsOf source: Source) async throws -> UInt64
     where Source.Element: Sequence<UInt8> {
+        // Chunks are laid out here, without a lock, and queued one at a time.
+        var chunk = ByteBuffer()
+        var count: UInt32 = 0
         var any = false
         for try await element in source {
-            await publish(element)
+            let at = chunk.writerIndex
+            chunk.writeInteger(UInt32(0))
+            let size = chunk.writeBytes(element)
+            chunk.setInteger(UInt32(size), at: at)
+            count += 1
             any = true
+            if chunk.readableBytes >= PublishQueue.batchBytes {
+                await queue.publish(laidOut: chunk, count: count)
+                chunk = ByteBuffer()
+                count = 0
+            }
         }
+        await queue.publish(laidOut: chunk, count: count)
         let last = try await flush()
         return any ? last : 0
     }

@@ -65,6 +65,35 @@ final class PublishQueue: @unchecked Sendable {
         }
     }
 
+    /// Queues messages already laid out as PUSH_BATCH has them (`count` of them in `messages`):
+    /// one lock for a whole chunk (`push(contentsOf:)` collects its chunks without a lock).
+    func publish(laidOut messages: ByteBuffer, count: UInt32) async {
+        guard count > 0 else { return }
+        let (schedule, full) = state.withLockedValue { s -> (Bool, Bool) in
+            if s.fillingCount > 0 {
+                s.sealed.append((s.filling, s.fillingCount))
+                s.filling = ByteBuffer()
+                s.fillingCount = 0
+            }
+            s.sealed.append((messages, count))
+            s.outstanding += messages.readableBytes
+            let schedule = !s.handOffScheduled
+            s.handOffScheduled = true
+            return (schedule, s.outstanding > limit)
+        }
+        if schedule { client.eventLoop.execute { self.handOff() } }
+        if full {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLockedValue { s -> Bool in
+                    guard s.outstanding > limit else { return true }
+                    s.roomWaiters.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+    }
+
     /// On the event loop: frames everything queued and sends it.
     func handOff() {
         let batches = state.withLockedValue { s -> [(messages: ByteBuffer, count: UInt32)] in
