@@ -22,12 +22,16 @@ cleanup() { for pid in ${daemon:-} ${upstream:-}; do kill "$pid" 2>/dev/null; do
 trap cleanup EXIT
 
 make -s clean >/dev/null
-step "libcomet builds with cc (-Wall -Wextra -Werror)" make -s
+step "a user's CFLAGS=-O2 replaces the defaults and still builds" bash -c "make -s CFLAGS=-O2 >/dev/null && make -s clean >/dev/null"
+step "libcomet builds with cc (-Wall -Wextra -Werror)" make -s WERROR=-Werror
 step "make install PREFIX=... installs header, libraries and comet.pc" make -s install PREFIX="$work/prefix"
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 step "ldd libcomet.so.0 shows libc only" bash -c "! ldd build/libcomet.so.0 | grep -v -E 'linux-vdso|libc\\.so|ld-linux' | grep -q ."
 step "SONAME is libcomet.so.0" bash -c "readelf -d build/libcomet.so.0 | grep -q 'SONAME.*libcomet.so.0'"
 step "only comet_* symbols are exported" bash -c "! nm -D --defined-only build/libcomet.so.0 | awk '{print \$3}' | grep -v -E '^(comet_|LIBCOMET_)' | grep -q ."
+step "only comet_* symbols are global in libcomet.a" bash -c "! nm -g --defined-only build/libcomet.a | awk 'NF==3 {print \$3}' | grep -v -E '^comet_' | grep -q ."
+step "a static user may define its own fail() and grow()" bash -c "printf '%s\n' '#include <comet.h>' 'int fail(int x) { return x; }' 'int grow(void) { return 0; }' 'int main(void) { return fail(0) + grow() + (comet_version() == 0); }' > $work/clash.c && cc -Iinclude $work/clash.c build/libcomet.a -o $work/clash && $work/clash"
+step "hardened as Debian builds: full RELRO, BIND_NOW, stack protector" bash -c "readelf -d build/libcomet.so.0 | grep -q BIND_NOW && readelf -l build/libcomet.so.0 | grep -q GNU_RELRO && nm -D build/libcomet.so.0 | grep -q __stack_chk_fail"
 step "comet.h compiles as C89 and as C++" bash -c "echo '#include <comet.h>
 int main(void) { return comet_version() == 0; }' > $work/h.c && cc -std=c89 -pedantic -Wall -Werror \$(pkg-config --cflags comet) -c $work/h.c -o $work/h.o && cp $work/h.c $work/h.cpp && c++ -Wall -Werror \$(pkg-config --cflags comet) -c $work/h.cpp -o $work/hpp.o"
 for example in producer consumer private_exchange; do
