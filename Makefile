@@ -2,8 +2,10 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
+# Release binaries carry the Swift runtime: they run where no toolchain is installed.
+RELEASE = $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: run test build release bench bench-peers install clean libcomet install-libcomet
+.PHONY: run test build release bench bench-peers install deb clean libcomet install-libcomet
 
 ## libcomet (the C library): build, install (PREFIX, DESTDIR).
 libcomet:
@@ -20,9 +22,11 @@ run: release
 test:
 	scripts/ensure-deps test
 	$(SWIFT) build --build-tests
-	$(SWIFT) build -c release --product cometd
+	$(RELEASE) --product cometd
+	$(RELEASE) --product comet
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
+	scripts/test-install
 
 build:
 	scripts/ensure-deps
@@ -30,29 +34,43 @@ build:
 
 release:
 	scripts/ensure-deps
-	$(SWIFT) build -c release --product cometd
-	$(SWIFT) build -c release --product comet
+	$(RELEASE) --product cometd
+	$(RELEASE) --product comet
 
 ## Measure throughput, latency and memory (release build; see README).
 bench:
 	scripts/ensure-deps
-	$(SWIFT) build -c release --product cometd
-	$(SWIFT) build -c release --product comet-bench
+	$(RELEASE) --product cometd
+	$(RELEASE) --product comet-bench
 	.build/release/comet-bench --cometd .build/release/cometd
 
 ## comet next to Redis, ZeroMQ, NATS and dbus-broker in one run (installs them; see README).
 bench-peers:
 	scripts/ensure-deps peers
-	$(SWIFT) build -c release --product cometd
+	$(RELEASE) --product cometd
 	bench/peers/run .build/release/cometd
 
-install: release
+## Install (PREFIX, DESTDIR): binaries, units, libcomet (header, libraries, comet.pc), shell
+## completions, man pages.
+install: release libcomet
 	install -D -m 0755 .build/release/cometd $(DESTDIR)$(PREFIX)/bin/cometd
 	install -D -m 0755 .build/release/comet $(DESTDIR)$(PREFIX)/bin/comet
 	install -D -m 0644 systemd/cometd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/cometd.socket
-	sed 's|/usr/local/bin/cometd|$(PREFIX)/bin/cometd|' systemd/cometd.service > cometd.service.tmp
-	install -D -m 0644 cometd.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/cometd.service
-	rm -f cometd.service.tmp
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/cometd|$(PREFIX)/bin/cometd|' systemd/cometd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/cometd.service
+	mkdir -p $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	.build/release/comet --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/comet
+	.build/release/comet --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_comet
+	.build/release/comet --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/comet.fish
+	install -D -m 0644 docs/man/cometd.8 $(DESTDIR)$(PREFIX)/share/man/man8/cometd.8
+	install -D -m 0644 docs/man/comet.1 $(DESTDIR)$(PREFIX)/share/man/man1/comet.1
+	install -D -m 0644 docs/man/libcomet.3 $(DESTDIR)$(PREFIX)/share/man/man3/libcomet.3
+	$(MAKE) -C libcomet install PREFIX=$(PREFIX) DESTDIR=$(abspath $(DESTDIR))
+
+## Debian packages (dpkg-deb): comet (daemon, CLI, units), libcomet0, libcomet-dev, in build/deb/.
+deb: release libcomet
+	scripts/make-deb
 
 clean:
 	rm -rf .build

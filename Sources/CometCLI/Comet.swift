@@ -1,5 +1,6 @@
 import ArgumentParser
 import Comet
+import CometWire
 
 @main
 struct CometCommand: AsyncParsableCommand {
@@ -12,6 +13,7 @@ struct CometCommand: AsyncParsableCommand {
             (new epoch); 64 usage; 69 no daemon answers; 74 connection lost; \
             76 protocol version mismatch.
             """,
+        version: "comet \(CometProtocol.softwareVersion) (protocol \(CometProtocol.version))",
         subcommands: [Push.self, Listen.self, Channels.self, Sessions.self])
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CometChannels
 import CometServer
+import CometWire
 import Logging
 import NIOPosix
 import ServiceLifecycle
@@ -15,7 +16,8 @@ struct Cometd: AsyncParsableCommand {
             Under systemd socket activation cometd serves the sockets it is passed. Standalone it binds \
             --socket, else $COMET_SOCKET, else /run/comet/comet.sock (root) or \
             $XDG_RUNTIME_DIR/comet/comet.sock. SIGTERM or SIGINT stop it gracefully.
-            """)
+            """,
+        version: "cometd \(CometProtocol.softwareVersion) (protocol \(CometProtocol.version))")
 
     @Option(name: .long, help: "Socket path to bind when not socket-activated.")
     var socket: String?
