@@ -51,7 +51,7 @@ public final class CometClient: Sendable {
                 }
                 .connect(unixDomainSocketPath: path).get()
         } catch {
-            throw ConnectionError(.unreachable, "no cometd answers at \(path) (\(error)); is the daemon running?")
+            throw ConnectionError(.unreachable, "no cometd answers at \(path): \(Self.plainWords(error))")
         }
         let client = CometClient(channel: channel, handler: handler, server: HelloReply(
             version: 0, maxFrameSize: 0, maxChannelSize: 0, maxNameLength: 0, sessionID: 0), socketPath: path)
@@ -72,6 +72,15 @@ public final class CometClient: Sendable {
         }
         try await channel.eventLoop.submit { handler.setMaxFrameSize(hello.maxFrameSize) }.get()
         return CometClient(channel: channel, handler: handler, server: hello, socketPath: path)
+    }
+
+    /// An error of connect(2) as a person reads it ("No such file or directory").
+    static func plainWords(_ error: Error) -> String {
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if let socket = error as? SocketAddressError, case .unixDomainSocketPathTooLong = socket {
+            return "the socket path is too long"
+        }
+        return "\(error)"
     }
 
     /// Closes the connection. Channels this client created close; its subscriptions end.

@@ -1,17 +1,32 @@
 import ArgumentParser
 import Comet
 import CometWire
+import Foundation
 
 struct Channels: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the live channels.")
 
     @OptionGroup var connection: ConnectionOptions
 
+    @Flag(name: .long, help: "Print a JSON array of objects instead of a table.")
+    var json = false
+
     func run() async throws {
         try await running {
             let client = try await connection.connect()
             let channels = try await client.channels()
             await client.close()
+            if json {
+                printJSON(channels.map { c -> [String: Any] in
+                    [
+                        "name": c.name, "scope": c.scope == 0 ? "site" : "client", "kind": c.kind.name,
+                        "owner_uid": c.owner.uid, "owner_gid": c.owner.gid, "owner": UserNames.column(c.owner),
+                        "size": c.size, "buffered": c.buffered, "subscribers": c.subscribers,
+                        "last_sequence": c.lastSequence, "epoch": String(c.epoch, radix: 16),
+                    ]
+                })
+                return
+            }
             let header = ["NAME", "SCOPE", "OWNER", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST", "KIND", "EPOCH"]
             let rows = channels.map { c in
                 [c.name, c.scope == 0 ? "site" : "client", UserNames.column(c.owner), "\(c.size)", "\(c.buffered)",
@@ -26,4 +41,10 @@ struct Channels: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// Prints `value` as one JSON document (keys sorted) on standard output.
+func printJSON(_ value: Any) {
+    guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+    print(String(decoding: data, as: UTF8.self))
 }

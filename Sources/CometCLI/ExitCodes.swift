@@ -19,6 +19,8 @@ enum Status {
     static let lost = ExitCode(74)
     /// The daemon speaks another protocol version, or broke the protocol.
     static let protocolError = ExitCode(76)
+    /// `listen --timeout`: the time ran out before --count messages.
+    static let timedOut = ExitCode(5)
 }
 
 /// Prints `error` the way a person wants to read it and maps it to an exit status.
@@ -50,6 +52,9 @@ func exitStatus(for error: Error) -> ExitCode {
         }
     case let e as ExitCode:
         return e
+    case let e as ValidationError:
+        printError("comet: \(e.message)\nSee 'comet --help'.")
+        return Status.usage
     default:
         printError("comet: \(error)")
         return Status.refused

@@ -17,7 +17,7 @@ struct Listen: AsyncParsableCommand {
     @Argument(help: "Channel name.")
     var channel: String
 
-    @Option(name: .long, parsing: .unconditional, help: "Where to start: next (default), oldest, SEQ (resume at that sequence number) or -K (the K most recent).")
+    @Option(name: .long, parsing: .unconditional, help: "Where to start: next, oldest, SEQ (resume at that sequence number) or -K (the K most recent).")
     var from: StartOption = StartOption(position: .next)
 
     @Option(name: .long, help: "When resuming with --from SEQ, the epoch last seen; a re-created channel is then refused.")
@@ -53,6 +53,9 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "Exit with status 0 after this many messages.")
     var count: Int?
 
+    @Option(name: .long, help: "Stop after this many seconds: status 0, or 5 when --count messages did not come in time.")
+    var timeout: Double?
+
     func run() async throws {
         try await running {
             let file = sessionFile.map(SessionFile.init)
@@ -69,21 +72,43 @@ struct Listen: AsyncParsableCommand {
             }
             var received = 0
             if count == 0 { return }
-            var messages = subscription.makeAsyncIterator()
-            while let message = try await messages.next() {
-                var line: [UInt8] = []
-                if showSeq { line += Array("\(message.sequence)\t".utf8) }
-                line += raw ? message.payload : Escaping.escape(message.payload)
-                line.append(0x0A)
-                line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
-                // One write per chunk that arrived, not per message.
-                if messages.buffered == 0 { fflush(stdout) }
-                received += 1
-                if let count, received >= count {
-                    subscription.acknowledge(through: message.sequence)
-                    try await client.ping()
-                    break
+            OutputWatch.exitWhenStandardOutputCloses()
+            // --timeout: closing the connection ends the iteration below.
+            let expired = Expiry()
+            let timer = timeout.map { seconds in
+                Task {
+                    try await Task.sleep(for: .seconds(seconds))
+                    expired.fire()
+                    await client.close()
                 }
+            }
+            defer { timer?.cancel() }
+            var messages = subscription.makeAsyncIterator()
+            do {
+                while let message = try await messages.next() {
+                    var line: [UInt8] = []
+                    if showSeq { line += Array("\(message.sequence)\t".utf8) }
+                    line += raw ? message.payload : Escaping.escape(message.payload)
+                    line.append(0x0A)
+                    line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+                    // One write per chunk that arrived, not per message.
+                    if messages.buffered == 0 { fflush(stdout) }
+                    if ferror(stdout) != 0 {
+                        // The reader of our output went away (`| head -1`): stop quietly.
+                        await client.close()
+                        return
+                    }
+                    received += 1
+                    if let count, received >= count {
+                        subscription.acknowledge(through: message.sequence)
+                        try await client.ping()
+                        break
+                    }
+                }
+            } catch where expired.fired {
+                fflush(stdout)
+                if count != nil { throw Status.timedOut }
+                return
             }
             await client.close()
         }
@@ -105,8 +130,19 @@ extension Listen {
 }
 
 /// `--from` values: `next`, `oldest`, `SEQ`, `-K`.
-struct StartOption: ExpressibleByArgument {
+struct StartOption: ExpressibleByArgument, CustomStringConvertible {
     var position: SubscribePosition
+
+    var description: String {
+        switch position {
+        case .next: return "next"
+        case .oldest: return "oldest"
+        case .from(let n): return "\(n)"
+        case .last(let k): return "-\(k)"
+        }
+    }
+
+    var defaultValueDescription: String { description }
 
     init(position: SubscribePosition) { self.position = position }
 
@@ -144,5 +180,29 @@ enum Escaping {
             }
         }
         return out
+    }
+}
+
+/// Whether `listen --timeout` ran out (set from the timer task, read by the loop).
+final class Expiry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var fired: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func fire() { lock.lock(); value = true; lock.unlock() }
+}
+
+/// `comet listen ch | head -1`: when the reader of our standard output goes away, exit quietly
+/// at once, not at the next message (SIGPIPE is ignored in this process).
+enum OutputWatch {
+    static func exitWhenStandardOutputCloses() {
+        var info = stat()
+        guard fstat(1, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO || (info.st_mode & S_IFMT) == S_IFSOCK else { return }
+        let watcher = Thread {
+            // No events asked: poll(2) reports only POLLERR/POLLHUP, i.e. the reading end closed.
+            var fd = pollfd(fd: 1, events: 0, revents: 0)
+            while poll(&fd, 1, -1) < 0, errno == EINTR {}
+            if fd.revents & Int16(POLLERR | POLLHUP) != 0 { exit(0) }
+        }
+        watcher.start()
     }
 }

@@ -74,11 +74,11 @@ struct Push: AsyncParsableCommand {
                 producer = try await client.create(channel, size: size)
             }
             if messages.isEmpty, showSeq {
-                for try await line in StandardInputLines() { print(try await producer.push(line)) }
+                while let line = StandardInput.shared.nextLine() { print(try await producer.push(line)) }
             } else if messages.isEmpty {
                 // As fast as the library goes: lines are published (coalesced, pipelined), then
                 // flushed; a refusal ends the command with its error.
-                while let line = readLine(strippingNewline: true) { await producer.publish(Array(line.utf8)) }
+                while let line = StandardInput.shared.nextLine() { await producer.publish(line) }
                 try await producer.flush()
             } else if showSeq {
                 for message in messages { print(try await producer.push(message)) }
@@ -92,20 +92,31 @@ struct Push: AsyncParsableCommand {
     }
 }
 
-/// Lines of standard input, read on a thread of their own so that no task blocks.
-struct StandardInputLines: AsyncSequence {
-    typealias Element = String
+/// Lines of standard input as bytes (whatever their encoding), without their newline. Reads
+/// block the calling thread: the CLI reads stdin from one task at a time.
+final class StandardInput: @unchecked Sendable {
+    static let shared = StandardInput()
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
 
-    func makeAsyncIterator() -> AsyncStream<String>.Iterator {
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(1024))
-        let thread = Thread {
-            while let line = readLine(strippingNewline: true) {
-                while case .dropped = continuation.yield(line) { usleep(1000) }
+    func nextLine() -> [UInt8]? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                defer { start = newline + 1 }
+                return Array(buffer[start..<newline])
             }
-            continuation.finish()
+            if atEnd {
+                guard start < buffer.count else { return nil }
+                defer { start = buffer.count }
+                return Array(buffer[start...])
+            }
+            buffer.removeFirst(start)
+            start = 0
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n <= 0 { atEnd = true } else { buffer += chunk[0..<n] }
         }
-        thread.start()
-        return stream.makeAsyncIterator()
     }
 }
 
@@ -121,7 +132,7 @@ struct PulledMessages: AsyncSequence, Sendable {
         let finished: AsyncStream<Void>.Continuation
 
         mutating func next() async throws -> [UInt8]? {
-            let result = command.map(Self.run) ?? readLine(strippingNewline: true).map { Array($0.utf8) }
+            let result = command.map(Self.run) ?? StandardInput.shared.nextLine()
             if result == nil { finished.yield(()) }
             return result
         }

@@ -7,12 +7,24 @@ struct Sessions: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @Flag(name: .long, help: "Print a JSON array of objects instead of a table.")
+    var json = false
+
     func run() async throws {
         try await running {
             let client = try await connection.connect()
             let mine = client.session.id
             let sessions = try await client.sessions().filter { $0.id != mine }
             await client.close()
+            if json {
+                printJSON(sessions.map { s -> [String: Any] in
+                    [
+                        "id": String(s.id, radix: 16), "uid": s.uid, "user": UserNames.name(of: s.uid),
+                        "connections": s.connections, "private_channels": s.privateChannels, "idle_ms": s.idleMilliseconds,
+                    ]
+                })
+                return
+            }
             let header = ["ID", "USER", "CONNECTIONS", "PRIVATE", "IDLE"]
             let rows = sessions.map { s in
                 [String(s.id, radix: 16), UserNames.name(of: s.uid), "\(s.connections)", "\(s.privateChannels)",
