@@ -166,8 +166,10 @@ extension Broker {
         switch frame {
         case .ok(let id, var body) where id == relay.helloID:
             relay.helloID = nil
+            let version = body.getInteger(at: body.readerIndex, as: UInt16.self)
             guard let hello = try? HelloReply(from: &body), hello.version == CometProtocol.version else {
-                relayUnavailable(relay, .upstreamVersion, "the daemon at unix:\(relay.key.path) answered HELLO in another protocol; this daemon speaks version \(CometProtocol.version)")
+                let theirs = version.map { "protocol version \($0)" } ?? "an unreadable HELLO reply"
+                relayUnavailable(relay, .upstreamVersion, "the daemon at unix:\(relay.key.path) answered HELLO with \(theirs); this daemon speaks version \(CometProtocol.version)")
                 return
             }
             guard hello.instance != instance else {

@@ -14,7 +14,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let broker: Broker
-    private let decoder: FrameDecoder
+    /// Frames up to 1 MiB before HELLO (PROTOCOL.md §3), the configured maximum after it.
+    private var decoder: FrameDecoder
     private var state: ConnectionState?
     /// Bytes of an incomplete frame carried over to the next read.
     private var pending: ByteBuffer?
@@ -28,7 +29,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     init(broker: Broker) {
         self.broker = broker
-        self.decoder = FrameDecoder(maxFrameSize: broker.configuration.maxFrameSize)
+        self.decoder = FrameDecoder(maxFrameSize: CometProtocol.defaultMaxFrameSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -94,9 +95,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 do {
                     request = try Request.decode(body: body)
                 } catch where !error.code.isFatal {
-                    // The layout was readable up to a bad value: answer this request, keep the connection.
-                    broker.reply(error: error.code, error.message, to: body.getInteger(at: body.readerIndex + 1) ?? 0, conn)
+                    // The layout was readable up to a bad value: answer this request, keep the connection
+                    // (unless it used the connection's id 0, which only fatal errors carry).
+                    let id: UInt32 = body.getInteger(at: body.readerIndex + 1) ?? 0
+                    guard id != CometProtocol.connectionRequestID else {
+                        broker.fail(conn, WireError(.malformedFrame, "request id 0 is reserved for errors that end the connection"))
+                        return
+                    }
+                    broker.reply(error: error.code, error.message, to: id, conn)
                     continue
+                }
+                if request.id == CometProtocol.connectionRequestID {
+                    // Id 0 names the connection itself: a request may not use it (PROTOCOL.md §4).
+                    broker.fail(conn, WireError(.malformedFrame, "request id 0 is reserved for errors that end the connection"))
+                    return
                 }
                 if broker.mustHold(request, from: conn) {
                     // A reader of the channel has a full queue: this push waits for it to drain.
@@ -106,6 +118,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     break
                 }
                 broker.handle(request, from: conn)
+                if conn.handshaken, decoder.maxFrameSize != broker.configuration.maxFrameSize {
+                    decoder.maxFrameSize = broker.configuration.maxFrameSize
+                }
             }
         } catch {
             broker.fail(conn, error)

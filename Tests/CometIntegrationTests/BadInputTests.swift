@@ -37,6 +37,35 @@ final class BadInputTests: XCTestCase {
         try assertDaemonServes()
     }
 
+    /// Request id 0 names the connection: a request using it is a fatal MALFORMED_FRAME.
+    func testRequestIdZeroIsFatal() throws {
+        let c = try RawConnection(daemon.socketPath)
+        _ = try c.hello()
+        var buffer = ByteBuffer()
+        Request(id: 0, .ping).encode(into: &buffer)
+        c.send(Array(buffer.readableBytesView))
+        try assertFatal(c, .malformedFrame)
+        try assertDaemonServes()
+    }
+
+    /// Before HELLO the limit is the documented 1 MiB, whatever --max-frame-size says; after it,
+    /// the advertised one.
+    func testFrameLimitBeforeHelloIsOneMiB() throws {
+        let big = try Daemon(arguments: ["--max-frame-size", "\(4 << 20)"])
+        defer { big.stop() }
+        let before = try RawConnection(big.socketPath)
+        before.send([0x00, 0x20, 0x00, 0x00])  // a 2 MiB frame announced before HELLO
+        var seen: ErrorCode?
+        while let frame = try before.read() { if case .error(0, let code, _) = frame { seen = code } }
+        XCTAssertEqual(seen, .frameTooLarge)
+        let after = try RawConnection(big.socketPath)
+        XCTAssertEqual(try after.hello().maxFrameSize, 4 << 20)
+        let payload = ByteBuffer(repeating: 0x61, count: 2 << 20)
+        var created = try after.expectOK(after.send(.create(name: "big", kind: .buffered, size: 2)))
+        let channel = try CreateReply(from: &created).channel
+        XCTAssertNoThrow(try after.expectOK(after.send(.push(channel: channel, payload: payload))), "2 MiB after HELLO")
+    }
+
     func testSecondHello() throws {
         let c = try RawConnection(daemon.socketPath)
         _ = try c.hello()

@@ -61,6 +61,34 @@ final class ExternalChannelTests: XCTestCase {
         await p.close()
     }
 
+    /// A later reader asking more history than the relay holds gets what it holds (SEMANTICS.md,
+    /// "External channels"): the first reader's history and everything relayed since.
+    func testLaterReaderGetsWhatTheRelayHolds() async throws {
+        let p = try await upstreamClient()
+        let feed = try await p.create("history", size: 100)
+        try await feed.push(batch: (1...10).map { Array("h\($0)".utf8) })
+        let first = try await localClient()
+        let one = try await first.subscribeExternal(address: upstream.socketPath, channel: "history", history: 1)
+        var firstIterator = one.makeAsyncIterator()
+        let firstGot = try await take(&firstIterator, 1)
+        XCTAssertEqual(firstGot.map(\.sequence), [10])
+        let later = try await localClient()
+        let five = try await later.subscribeExternal(address: upstream.socketPath, channel: "history", history: 5)
+        var laterIterator = five.makeAsyncIterator()
+        let laterGot = try await take(&laterIterator, 1)
+        XCTAssertEqual(laterGot.first?.sequence, 10, "what the relay fetched for the first reader")
+        try await feed.push(batch: (11...14).map { Array("h\($0)".utf8) })
+        let third = try await localClient()
+        let three = try await third.subscribeExternal(address: upstream.socketPath, channel: "history", history: 3)
+        var thirdIterator = three.makeAsyncIterator()
+        let thirdGot = try await take(&thirdIterator, 3)
+        XCTAssertEqual(thirdGot.map(\.sequence), [12, 13, 14], "its own 3 of what the relay holds")
+        await third.close()
+        await first.close()
+        await later.close()
+        await p.close()
+    }
+
     func testNewestExternalChannel() async throws {
         let p = try await upstreamClient()
         let level = try await p.createNewest("level")
