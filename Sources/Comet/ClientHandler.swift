@@ -132,7 +132,9 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         case .full(let subscription, let firstAvailable):
             end(subscription, ChannelFull(channel: sinks[subscription]?.name ?? "", firstAvailable: firstAvailable))
         case .closed(let subscription, let lastSequence):
-            end(subscription, ChannelClosed(channel: sinks[subscription]?.name ?? "", lastSequence: lastSequence))
+            // A normal end: the `for try await` loop ends; `info.closedAfter` says why.
+            sinks[subscription]?.info.withLockedValue { $0.closedAfter = lastSequence }
+            end(subscription, nil)
         case .started(let subscription, let epoch, let next, let owner):
             sinks[subscription]?.info.withLockedValue {
                 $0.epoch = epoch
@@ -172,15 +174,19 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    private func end(_ subscription: UInt32, _ error: Error) {
+    private func end(_ subscription: UInt32, _ error: Error?) {
         guard let sink = sinks.removeValue(forKey: subscription) else { return }
         if !sink.batch.isEmpty {
             _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch))
             sink.batch = []
         }
         unpause(sink)
-        sink.source.finish(error)
+        if let error { sink.source.finish(error) } else { sink.source.finish() }
     }
+
+    /// `CometSubscription.cancel()`: iteration ends now (after what was already received); the
+    /// UNSUBSCRIBE follows.
+    func cancel(_ subscription: UInt32) { end(subscription, nil) }
 
     // MARK: Flow control
 

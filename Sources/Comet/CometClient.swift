@@ -268,6 +268,8 @@ public final class CometClient: Sendable {
     }
 
     func unsubscribe(_ id: UInt32) async throws {
+        let handler = self.handler
+        try await channel.eventLoop.submit { handler.cancel(id) }.get()
         try await request(.unsubscribe(subscription: id)) { _ in () }
     }
 }

@@ -4,9 +4,10 @@ import NIOCore
 
 /// The messages of one subscription, in sequence order, as an async sequence.
 ///
-/// Iteration ends by throwing `ChannelClosed` once a closed channel has delivered everything,
-/// `ChannelFull` when the reader fell behind the ring, or `ConnectionError` when the connection
-/// ends. Iterate it once. Dropping the iterator unsubscribes. The client reads from the socket
+/// Iteration ends normally once a closed channel has delivered everything (`info.closedAfter`
+/// then holds its last sequence number) or after `cancel()`; it throws `ChannelFull` when the
+/// reader fell behind, `EpochChanged` when the channel was re-created, `CometError` when it
+/// failed, and `ConnectionError` when the connection ends. Iterate it once. Dropping the iterator unsubscribes. The client reads from the socket
 /// only as fast as subscribers consume, so a slow consumer holds its messages in the daemon's
 /// ring, not in this process.
 public struct CometSubscription: AsyncSequence, Sendable {
@@ -37,7 +38,8 @@ public struct CometSubscription: AsyncSequence, Sendable {
     /// Epoch, first sequence and waiting state, as last reported by the daemon.
     public var info: SubscriptionInfo { state.withLockedValue { $0 } }
 
-    /// Ends the subscription; iteration then finishes after messages already received.
+    /// Ends the subscription: a running iteration ends at once, after the messages already
+    /// received.
     public func cancel() async throws {
         try await client.unsubscribe(id)
     }
@@ -54,6 +56,11 @@ public struct CometSubscription: AsyncSequence, Sendable {
         /// Messages already received that `next()` returns without waiting (e.g. to flush output
         /// only when this is 0).
         public var buffered: Int { chunk.count - index }
+
+        /// As `next()`, from the caller's isolation (SE-0421).
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> CometMessage? {
+            try await next()
+        }
 
         public mutating func next() async throws -> CometMessage? {
             // Private channels: the message handed out before is taken once the next is asked for.

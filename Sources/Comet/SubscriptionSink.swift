@@ -11,6 +11,8 @@ public struct SubscriptionInfo: Sendable, Hashable {
     public var waiting: Bool
     /// Who produces the channel (uid and gid of its creator); `.unknown` while waiting.
     public var owner: Owner = .unknown
+    /// Set when the channel closed: the last message it had (iteration then simply ends).
+    public var closedAfter: UInt64? = nil
 }
 
 /// A subscription's messages cross from the event loop to the consumer in chunks (all that one

@@ -111,6 +111,10 @@ struct Listen: AsyncParsableCommand {
                 return
             }
             await client.close()
+            // The loop ended without --count: the channel closed (status 3).
+            if let last = subscription.info.closedAfter, count.map({ received < $0 }) ?? true {
+                throw ChannelClosed(channel: channel, lastSequence: last)
+            }
         }
     }
 }

@@ -81,4 +81,34 @@ final class KeepUpTests: XCTestCase {
         await reader.close()
         await client.close()
     }
+
+    /// `cancel()` ends a running `for try await` promptly, from another task.
+    func testCancelEndsARunningIteration() async throws {
+        let producerClient = try await connect()
+        let producer = try await producerClient.create("cancelled")
+        let readerClient = try await connect()
+        let subscription = try await readerClient.subscribe("cancelled")
+        try await producer.push("one")
+        let reading = Task { () -> (Int, Error?) in
+            var count = 0
+            do {
+                for try await _ in subscription { count += 1 }
+                return (count, nil)
+            } catch {
+                return (count, error)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        try await subscription.cancel()
+        let (count, error) = await reading.value
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2), "the loop ended promptly")
+        XCTAssertEqual(count, 1)
+        XCTAssertNil(error, "cancel ends the loop normally")
+        XCTAssertNil(subscription.info.closedAfter, "not closed: cancelled")
+        let channels = try await producerClient.channels()
+        XCTAssertEqual(channels.first { $0.name == "cancelled" }?.subscribers, 0, "unsubscribed in the daemon too")
+        await readerClient.close()
+        await producerClient.close()
+    }
 }

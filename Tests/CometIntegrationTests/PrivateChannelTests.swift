@@ -215,10 +215,9 @@ final class PrivateChannelIntegrationTests: XCTestCase {
         try await c.push(batch: [Array("a".utf8), Array("b".utf8)])
         try await c.close()
         var got: [String] = []
-        do {
-            for try await m in subscription { got.append(m.string) }
-        } catch is ChannelClosed {}
+        for try await m in subscription { got.append(m.string) }
         XCTAssertEqual(got, ["a", "b"])
+        XCTAssertEqual(subscription.info.closedAfter, 2)
         await consumer.close()
         await producerClient.close()
     }
