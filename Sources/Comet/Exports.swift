@@ -1,1 +1,19 @@
-@_exported import CometWire
+import CometWire
+
+// The protocol's value types a program using `Comet` meets, named here so that `import Comet` is
+// all it needs. The codec itself (frames, requests, decoders) is not part of this library's API.
+
+/// Where a subscription starts (SEMANTICS.md, "Positions").
+public typealias SubscribePosition = CometWire.SubscribePosition
+/// Who created a channel: uid and gid of its producer.
+public typealias Owner = CometWire.Owner
+/// The daemon's error codes (PROTOCOL.md, section 8), as `CometError.code`.
+public typealias ErrorCode = CometWire.ErrorCode
+/// A channel as `CometClient.channels()` lists it.
+public typealias ChannelInfo = CometWire.ChannelInfo
+/// A session as `CometClient.sessions()` lists it.
+public typealias SessionInfo = CometWire.SessionInfo
+/// Buffered, newest, private or unlimited.
+public typealias ChannelKind = CometWire.ChannelKind
+/// What the daemon said in the handshake (`CometClient.server`).
+public typealias HelloReply = CometWire.HelloReply

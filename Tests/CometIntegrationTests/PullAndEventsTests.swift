@@ -1,4 +1,5 @@
 import Comet
+import CometWire
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,4 +1,5 @@
 import Comet
+import CometWire
 import XCTest
 
 /// Site channels end to end: producers and consumers on separate connections to a real cometd.
