@@ -60,7 +60,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5), hotPath]
+            swiftSettings: [.swiftLanguageMode(.v6), hotPath]
         ),
         .executableTarget(
             name: "cometd",
@@ -73,7 +73,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(
             name: "Comet",
@@ -82,7 +82,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "CometCLI",
@@ -90,7 +90,7 @@ let package = Package(
                 "Comet", "CometWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "CometBench",
@@ -100,7 +100,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Fuzzing: libFuzzer's driver reached through a small C shim (scripts/fuzz builds it with
         // -sanitize=fuzzer; an ordinary build links and says how to build it).
@@ -108,14 +108,14 @@ let package = Package(
         .executableTarget(
             name: "CometFuzz",
             dependencies: ["CometWire", "CFuzzShim", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
         .testTarget(
             name: "CometIntegrationTests",
             dependencies: ["Comet", "CometWire", "CComet"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
 )

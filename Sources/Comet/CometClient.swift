@@ -70,7 +70,8 @@ public final class CometClient: Sendable {
             try? await channel.close()
             throw error
         }
-        try await channel.eventLoop.submit { handler.setMaxFrameSize(hello.maxFrameSize) }.get()
+        let maxFrameSize = hello.maxFrameSize
+        try await channel.eventLoop.submit { handler.setMaxFrameSize(maxFrameSize) }.get()
         return CometClient(channel: channel, handler: handler, server: hello, socketPath: path)
     }
 
@@ -90,13 +91,13 @@ public final class CometClient: Sendable {
 
     // MARK: Requests
 
-    func request<T>(_ operation: Request.Operation, _ decode: @escaping (inout ByteBuffer) throws -> T) async throws -> T {
+    func request<T: Sendable>(_ operation: Request.Operation, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) async throws -> T {
         let promise = channel.eventLoop.makePromise(of: T.self)
         send(operation, promise: promise, decode)
         return try await promise.futureResult.get()
     }
 
-    func send<T>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping (inout ByteBuffer) throws -> T) {
+    func send<T: Sendable>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) {
         let handler = self.handler
         channel.eventLoop.execute {
             handler.send(operation) { result in
@@ -160,7 +161,7 @@ public final class CometClient: Sendable {
     }
 
     /// Registers a pull sink on the handler; call only on the event loop.
-    var pullRegistrar: (UInt64, AsyncStream<UInt64>.Continuation) -> Void {
+    var pullRegistrar: @Sendable (UInt64, AsyncStream<UInt64>.Continuation) -> Void {
         let handler = self.handler
         return { handler.addPullSink($0, $1) }
     }

@@ -57,9 +57,12 @@ public struct CometSubscription: AsyncSequence, Sendable {
         /// only when this is 0).
         public var buffered: Int { chunk.count - index }
 
-        /// As `next()`, from the caller's isolation (SE-0421).
+        /// As `next()`, from the caller's isolation (SE-0421). An iterator is used by one task at
+        /// a time, so handing it to the nonisolated `next()` and back is safe.
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> CometMessage? {
-            try await next()
+            nonisolated(unsafe) var iterator = self
+            defer { self = iterator }
+            return try await iterator.next()
         }
 
         public mutating func next() async throws -> CometMessage? {

@@ -22,7 +22,7 @@ typealias MessageSequence = NIOThrowingAsyncSequenceProducer<
 >
 
 /// The handler's side of a subscription: where its events go.
-final class SubscriptionSink {
+final class SubscriptionSink: @unchecked Sendable {  // used on the connection's loop only
     let id: UInt32
     let name: String
     let source: MessageSequence.Source

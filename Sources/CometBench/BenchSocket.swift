@@ -4,7 +4,8 @@ import NIOCore
 
 /// A blocking client socket for the benchmark: raw frames, no client library, so that the
 /// figures measure the daemon and the protocol, not a client's conveniences.
-final class BenchSocket {
+/// Used from one thread at a time; handed between threads by the scenarios.
+final class BenchSocket: @unchecked Sendable {
     let fd: CInt
     private var nextID: UInt32 = 1
     /// Received bytes not yet parsed.

@@ -60,7 +60,7 @@ extension Scenarios {
             let producer = try await client.create(name)
             let reader = try BenchSocket(path: socket)
             try reader.handshake()
-            try reader.subscribe(name)
+            _ = try reader.subscribe(name)
             let drained = Thread { _ = Scenarios.consume(reader, total: total, progress: nil) }
             drained.start()
             let start = DispatchTime.now().uptimeNanoseconds

@@ -90,10 +90,10 @@ struct Listen: AsyncParsableCommand {
                     if showSeq { line += Array("\(message.sequence)\t".utf8) }
                     line += raw ? message.payload : Escaping.escape(message.payload)
                     line.append(0x0A)
-                    line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+                    line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, output) }
                     // One write per chunk that arrived, not per message.
-                    if messages.buffered == 0 { fflush(stdout) }
-                    if ferror(stdout) != 0 {
+                    if messages.buffered == 0 { fflush(output) }
+                    if ferror(output) != 0 {
                         // The reader of our output went away (`| head -1`): stop quietly.
                         await client.close()
                         return
@@ -106,7 +106,7 @@ struct Listen: AsyncParsableCommand {
                     }
                 }
             } catch where expired.fired {
-                fflush(stdout)
+                fflush(output)
                 if count != nil { throw Status.timedOut }
                 return
             }
@@ -210,3 +210,7 @@ enum OutputWatch {
         watcher.start()
     }
 }
+
+/// Standard output as a stdio stream of this file's own (the C global `stdout` is shared mutable
+/// state to Swift 6); listen writes nothing else there.
+nonisolated(unsafe) let output: UnsafeMutablePointer<FILE> = fdopen(1, "w")

@@ -51,7 +51,7 @@ struct SessionFile {
     }
 
     func save(_ credentials: SessionCredentials) throws {
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         try Data("\(credentials)\n".utf8).write(to: URL(fileURLWithPath: path))
         chmod(path, 0o600)
     }

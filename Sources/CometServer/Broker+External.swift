@@ -198,12 +198,13 @@ extension Broker {
             }
             guard id == relay.subscribeID else { return }
             relay.subscribeID = nil
-            switch code {
-            case .epochMismatch, .noSuchChannel where relay.channel != nil, .positionAhead:
-                // Re-created or restarted upstream: wait for the channel and take its new epoch.
+            // Re-created or restarted upstream (a channel the relay had is gone or renumbered): wait
+            // for the channel and take its new epoch. Anything else ends the relay.
+            let restarted = code == .epochMismatch || code == .positionAhead || (code == .noSuchChannel && relay.channel != nil)
+            if restarted {
                 relay.subscribeID = relay.send(
                     .subscribe(name: relay.key.name, position: .last(UInt64(relay.history)), epoch: 0, wait: true))
-            default:
+            } else {
                 endRelay(relay, failing: code, "upstream unix:\(relay.key.path): \(message)")
             }
         case .started(let sub, let epoch, let next, let owner) where sub == relay.upstreamSubscription:

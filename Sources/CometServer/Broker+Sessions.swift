@@ -73,8 +73,9 @@ extension Broker {
             return
         }
         let grace = configuration.sessionGrace
+        let id = session.id
         eventLoop.scheduleTask(in: grace) { [weak self] in
-            guard let self, let ended = self.sessions.expire(session.id, now: Self.uptime(), grace: UInt64(grace.nanoseconds)) else { return }
+            guard let self, let ended = self.sessions.expire(id, now: Self.uptime(), grace: UInt64(grace.nanoseconds)) else { return }
             self.logger.debug("session ended after its grace period", metadata: ["session": "\(String(ended.id, radix: 16))"])
             self.endSession(ended)
         }

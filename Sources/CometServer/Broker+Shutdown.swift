@@ -21,7 +21,7 @@ extension Broker {
         deliverDirty()
         let done = eventLoop.makePromise(of: Void.self)
         let deadline = NIODeadline.now() + drain
-        func poll() {
+        @Sendable func poll() {
             let drained = connections.values.allSatisfy { conn in
                 conn.isClosing || (conn.subscriptions.values.allSatisfy { $0.source == nil } && conn.pendingOutput == 0)
             }
@@ -53,15 +53,16 @@ extension Broker {
             conn.outbox = context.channel.allocator.buffer(capacity: 0)
             conn.isClosing = true
             let closed = eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(NIOAny(out)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(out)).whenComplete { _ in channel.close(promise: nil) }
             context.channel.closeFuture.cascade(to: closed)
             return closed.futureResult
         }
         let all = EventLoopFuture.andAllComplete(closes, on: eventLoop)
         // A peer that takes nothing does not hold the daemon: close whatever is left after a second.
-        let contexts = connections.values.map(\.context)
+        let channels = connections.values.map(\.context.channel)
         let timer = eventLoop.scheduleTask(in: .seconds(1)) {
-            for context in contexts { context.close(promise: nil) }
+            for channel in channels { channel.close(promise: nil) }
         }
         return all.always { _ in timer.cancel() }
     }

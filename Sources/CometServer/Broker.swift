@@ -12,7 +12,7 @@ import Glibc
 /// Requests come in from `ConnectionHandler`; everything written to a connection goes to its
 /// outbox and leaves in one flush per delivery pass (`Broker+Delivery.swift`). Everything a user
 /// makes is charged to its uid in `accounts` and released when it goes (`Broker+Accounting.swift`).
-final class Broker {
+final class Broker: @unchecked Sendable {  // confined to its event loop: closures hop there before touching it
     let eventLoop: EventLoop
     let configuration: ServerConfiguration
     let logger: Logger
@@ -182,11 +182,12 @@ final class Broker {
         let context = conn.context
         let out = conn.outbox
         conn.outbox = context.channel.allocator.buffer(capacity: 0)
+        let channel = context.channel
         context.writeAndFlush(NIOAny(out)).whenComplete { _ in
-            context.close(promise: nil)
+            channel.close(promise: nil)
         }
         // A peer that does not read cannot hold the connection open.
-        context.eventLoop.scheduleTask(in: .seconds(1)) { context.close(promise: nil) }
+        context.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
     }
 
     // MARK: Periodic work

@@ -100,7 +100,7 @@ public final class CometServer: @unchecked Sendable {
 /// When accepting fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), stops
 /// accepting for a moment instead of spinning on the pending connection, keeps serving the
 /// clients already connected, and says so at most once per ten seconds, with a count.
-final class AcceptPause: ChannelInboundHandler {
+final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's loop only
     typealias InboundIn = Channel
 
     static let pause: TimeAmount = .milliseconds(250)

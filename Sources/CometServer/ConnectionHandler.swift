@@ -8,7 +8,7 @@ import NIOCore
 /// It also stops reading from a peer whose answers are piling up unread (the socket is not
 /// writable): a client that pipelines requests without reading replies is slowed down, and the
 /// daemon's memory for it stays bounded.
-final class ConnectionHandler: ChannelDuplexHandler {
+final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // used on its channel's loop only
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -48,9 +48,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         // On the channel's own loop the credentials are there at once.
-        var identity = Identity()
-        PeerCredentials.of(context.channel).whenSuccess { identity = $0.identity }
-        state = broker.connectionOpened(context: context, identity: identity)
+        let identity = NIOLoopBoundBox(Identity(), eventLoop: context.eventLoop)
+        PeerCredentials.of(context.channel).whenSuccess { identity.value = $0.identity }
+        state = broker.connectionOpened(context: context, identity: identity.value)
         state?.resumeInput = { [weak self] in
             guard let self, self.held else { return }
             self.held = false
@@ -153,9 +153,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func scheduleResume(_ context: ChannelHandlerContext) {
         guard !resumeScheduled else { return }
         resumeScheduled = true
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.eventLoop.execute {
             self.resumeScheduled = false
-            self.resume(context)
+            self.resume(bound.value)
         }
     }
 

@@ -3,7 +3,7 @@ import CometWire
 import NIOCore
 
 /// What the broker knows of one client connection. Confined to the server's event loop.
-final class ConnectionState {
+final class ConnectionState: @unchecked Sendable {  // confined to the broker's loop
     let id: UInt64
     let context: ChannelHandlerContext
     /// The peer's credentials (SO_PEERCRED), read when the connection opened.

@@ -20,7 +20,7 @@ struct PendingExternal {
 /// The local end of an external channel (Eliom's `external_channel`): a connection to another
 /// cometd, one subscription there, and a local channel that mirrors it with the same sequence
 /// numbers and epoch, fanned out to any number of local readers.
-final class Relay {
+final class Relay: @unchecked Sendable {  // confined to the broker's loop
     let key: RelayKey
     /// How many recent messages the upstream subscription starts with, and the local ring keeps at least.
     let history: UInt32
@@ -65,13 +65,13 @@ final class Relay {
         guard let upstream else { return id }
         var buffer = upstream.allocator.buffer(capacity: 64)
         Request(id: id, operation).encode(into: &buffer)
-        upstream.writeAndFlush(NIOAny(buffer), promise: nil)
+        upstream.writeAndFlush(buffer, promise: nil)
         return id
     }
 }
 
 /// The NIO end of a relay's upstream connection: frames in, to the broker.
-final class UpstreamHandler: ChannelInboundHandler {
+final class UpstreamHandler: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's loop only
     typealias InboundIn = ByteBuffer
 
     private let broker: Broker

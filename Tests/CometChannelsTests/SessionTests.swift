@@ -62,11 +62,11 @@ final class PrivateChannelTests: XCTestCase {
 
     func testAcknowledgementsMakeRoomAndSetTheResumePoint() throws {
         let c = channel(size: 2)
-        try c.push(1)
-        try c.push(2)
+        _ = try c.push(1)
+        _ = try c.push(2)
         try c.acknowledge(through: 1)
         XCTAssertEqual(c.firstUnacknowledged, 2)
-        try c.push(3)
+        _ = try c.push(3)
         guard case .message(2) = c.read(at: 2), case .message(3) = c.read(at: 3) else { return XCTFail() }
         try c.acknowledge(through: 0)
         XCTAssertEqual(c.firstUnacknowledged, 2, "acknowledgements are cumulative; less is a no-op")

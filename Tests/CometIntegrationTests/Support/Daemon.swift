@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// A real `cometd` on a socket in a temporary directory, stopped by PID.
-final class Daemon {
+final class Daemon: @unchecked Sendable {
     let directory: URL
     let socketPath: String
     let process: Process

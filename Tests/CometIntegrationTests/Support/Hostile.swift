@@ -36,7 +36,7 @@ enum Hostile {
 }
 
 /// Pings the daemon as root every 20 ms and samples its RSS, while an attack runs.
-final class ControlClient {
+final class ControlClient: @unchecked Sendable {
     private let daemon: Daemon
     private let lock = NSLock()
     private var worstRoundTrip: TimeInterval = 0

@@ -1,7 +1,7 @@
 import Glibc
 
 /// A datagram socket standing in for systemd's NOTIFY_SOCKET: collects sd_notify messages.
-final class NotifySocket {
+final class NotifySocket: @unchecked Sendable {
     let fd: CInt
     let path: String
 

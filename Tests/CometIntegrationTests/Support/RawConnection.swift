@@ -4,7 +4,7 @@ import NIOCore
 
 /// A blocking socket that speaks raw frames: for tests that must send what no client library would,
 /// or must not read.
-final class RawConnection {
+final class RawConnection: @unchecked Sendable {
     let fd: CInt
     private var input = ByteBuffer()
     private var nextID: UInt32 = 1
