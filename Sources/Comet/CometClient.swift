@@ -173,6 +173,12 @@ public final class CometClient: Sendable {
         }
     }
 
+    /// What the daemon is doing: totals, counters of every site channel, usage against the
+    /// quotas of this user (root: of every user).
+    public func stats() async throws -> StatsReply {
+        try await request(.stats) { try StatsReply(from: &$0) }
+    }
+
     /// Round trip to the daemon.
     public func ping() async throws {
         try await request(.ping) { _ in () }

@@ -17,3 +17,11 @@ public typealias SessionInfo = CometWire.SessionInfo
 public typealias ChannelKind = CometWire.ChannelKind
 /// What the daemon said in the handshake (`CometClient.server`).
 public typealias HelloReply = CometWire.HelloReply
+/// The daemon's totals, per-channel counters and per-user usage (`CometClient.stats()`).
+public typealias StatsReply = CometWire.StatsReply
+/// One channel's counters in `StatsReply`.
+public typealias ChannelStats = CometWire.ChannelStats
+/// One user's usage in `StatsReply`.
+public typealias UserUsage = CometWire.UserUsage
+/// One resource of a user: used and quota.
+public typealias ResourceUsage = CometWire.ResourceUsage

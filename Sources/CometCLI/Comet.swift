@@ -14,7 +14,7 @@ struct CometCommand: AsyncParsableCommand {
             answers; 74 connection lost; 76 protocol version mismatch.
             """,
         version: "comet \(CometProtocol.softwareVersion) (protocol \(CometProtocol.version))",
-        subcommands: [Push.self, Listen.self, Channels.self, Sessions.self])
+        subcommands: [Push.self, Listen.self, Channels.self, Sessions.self, Stats.self, Monitor.self])
 
     /// `comet -s PATH listen ...` works as `comet listen -s PATH ...`: the socket option may come
     /// before the subcommand too.

@@ -52,6 +52,13 @@ public final class SiteChannel<Payload> {
     /// The part of `bufferedBytes` charged to a user's quota (bookkeeping of the caller).
     public var chargedBytes = 0
 
+    /// Counters for STATS (bookkeeping of the caller): messages and payload bytes pushed,
+    /// messages written to readers, subscriptions ended with FULL.
+    public var pushedCount: UInt64 = 0
+    public var pushedBytes: UInt64 = 0
+    public var deliveredCount: UInt64 = 0
+    public var fullCount: UInt64 = 0
+
     /// Drops every buffered message (a closed channel nobody reads any more), freeing its memory.
     public func discardMessages() { messages.removeAll() }
     @inlinable public var lastSequence: UInt64 { messages.lastSequence }

@@ -63,8 +63,9 @@ extension Broker {
                 let state: ReadResult<ByteBuffer>
                 switch sub.source {
                 case .site(let channel):
-                    (cursor, more) = Self.copyMessages(
-                        subscription: id, from: channel.catchUp(sub.cursor), of: channel.ring, into: &out, limit: limit)
+                    let start = channel.catchUp(sub.cursor)
+                    (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
+                    channel.deliveredCount &+= cursor &- start
                     state = channel.read(at: cursor)
                 case .clientProcess(let channel):
                     (cursor, more) = Self.copyMessages(subscription: id, from: sub.cursor, of: channel.ring, into: &out, limit: limit)
@@ -80,6 +81,7 @@ extension Broker {
                 case .message, .caughtUp:
                     break
                 case .full(let first):
+                    if case .site(let channel) = sub.source { channel.fullCount &+= 1 }
                     ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)
                     ended.append(id)
                     logLimiter.log(logger, .info, kind: "full", "a reader fell behind its channel (FULL)", metadata: [

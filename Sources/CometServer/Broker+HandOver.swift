@@ -128,6 +128,7 @@ extension Broker {
                     (cursor, _) = Self.copyMessages(
                         subscription: id, from: cursor, of: channel.ring, into: &conn.outbox, limit: conn.outbox.writerIndex + room)
                     budget -= conn.outbox.writerIndex - before
+                    channel.deliveredCount &+= cursor &- sub.cursor
                     conn.subscriptions[id]?.cursor = cursor
                     // Written (and charged to the reader's user) now, so that the user's quota
                     // of queued output bounds what its readers are handed.

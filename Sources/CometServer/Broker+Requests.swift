@@ -78,6 +78,9 @@ extension Broker {
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { page.write(to: &$0) }
             case .ping:
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
+            case .stats:
+                let reply = stats(for: conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { reply.write(to: &$0) }
             }
         } catch {
             reply(error: error.wireCode, error.message, to: request.id, conn)
@@ -115,6 +118,8 @@ extension Broker {
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
             first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator)
+            channel.pushedCount &+= UInt64(payloads.count)
+            channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })
             syncCharge(channel)
             wakeReaders(of: channel)
         }

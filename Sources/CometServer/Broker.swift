@@ -47,6 +47,10 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     var deliveryScheduled = false
     var isShuttingDown = false
     private(set) var totalConnections: UInt64 = 0
+    /// Connections refused at once (over a quota or limit).
+    var refusedConnections: UInt64 = 0
+    /// When the broker started (uptime nanoseconds).
+    let startedAt = Broker.uptime()
     /// Estimated memory when the allocator last returned free memory to the system.
     var memoryAtLastTrim = 0
     /// Requests handled and messages pushed since the last sweep (trimming waits for quiet).
@@ -112,6 +116,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
             try accounts.charge(.connections, uid: identity.uid)
             state.counted = true
         } catch {
+            refusedConnections += 1
             refused(error, uid: identity.uid)
             fail(state, WireError(.quotaExceeded, error.message), log: false)
         }

@@ -22,6 +22,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case subscribeExternal = 0x10
     case listFrom = 0x11
     case sessionsFrom = 0x12
+    case stats = 0x13
     // Responses.
     case ok = 0x80
     case error = 0x81

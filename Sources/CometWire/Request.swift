@@ -87,6 +87,8 @@ public struct Request: Sendable {
         /// SESSIONS from the session after `session` on: the next page.
         case sessionsFrom(session: UInt64)
         case ping
+        /// STATS: daemon totals, per-channel counters, per-user usage.
+        case stats
     }
 
     public var id: UInt32
@@ -117,6 +119,7 @@ public struct Request: Sendable {
         case .subscribeExternal: return .subscribeExternal
         case .listFrom: return .listFrom
         case .sessionsFrom: return .sessionsFrom
+        case .stats: return .stats
         }
     }
 }
@@ -203,7 +206,7 @@ extension Request {
                 out.writeMultipleIntegers(UInt8(newest ? 1 : 0), history)
                 out.writeWireString(address)
                 out.writeWireString(name)
-            case .list, .ping, .sessions:
+            case .list, .ping, .sessions, .stats:
                 break
             }
         }
@@ -299,6 +302,8 @@ extension Request {
             operation = .list
         case .ping:
             operation = .ping
+        case .stats:
+            operation = .stats
         case .listFrom:
             let scope = try body.readWire(UInt8.self, "scope")
             operation = .listFrom(name: try body.readWireString(), scope: scope)

@@ -17,6 +17,7 @@ final class ProtocolVectorTests: XCTestCase {
         "unsubscribe": Request(id: 7, .unsubscribe(subscription: 1)),
         "list": Request(id: 8, .list),
         "ping": Request(id: 9, .ping),
+        "stats": Request(id: 0x15, .stats),
         "resume": Request(id: 10, .resume(session: 0xabc, tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10)),
         "create-private": Request(id: 11, .createPrivate(name: "mail", kind: .private, size: 100, session: 0xabc)),
         "subscribe-private": Request(id: 12, .subscribe(name: "mail", position: .next, epoch: 0, wait: false, scope: .clientProcess)),

@@ -12,6 +12,9 @@ public final class ResourceAccounts {
 
     public init(quotas: Quotas) { self.quotas = quotas }
 
+    /// Every uid that holds something (or held something since it was last at zero).
+    public var uids: [UInt32] { Array(users.keys) }
+
     /// Usage of `resource` by `uid`.
     public func usage(_ resource: Resource, uid: UInt32) -> Int { users[uid]?[resource.rawValue] ?? 0 }
 

@@ -1,0 +1,168 @@
+import NIOCore
+
+/// One channel's counters in a STATS reply.
+public struct ChannelStats: Hashable, Sendable {
+    public var name: String
+    /// 0 site, 1 client process (the caller's session's private channels).
+    public var scope: UInt8
+    /// Messages pushed since the channel was created.
+    public var pushed: UInt64
+    /// Messages written to readers (each reader counts; a fan-out to 10 readers counts 10).
+    public var delivered: UInt64
+    /// Payload bytes pushed.
+    public var bytes: UInt64
+    /// Subscriptions of this channel that ended with FULL.
+    public var fullEvents: UInt64
+    /// Live subscriptions.
+    public var readers: UInt32
+    /// Memory the buffered messages take (payload + overhead), as the quotas count it.
+    public var ringBytes: UInt64
+
+    public init(name: String, scope: UInt8, pushed: UInt64, delivered: UInt64, bytes: UInt64, fullEvents: UInt64, readers: UInt32, ringBytes: UInt64) {
+        self.name = name
+        self.scope = scope
+        self.pushed = pushed
+        self.delivered = delivered
+        self.bytes = bytes
+        self.fullEvents = fullEvents
+        self.readers = readers
+        self.ringBytes = ringBytes
+    }
+}
+
+/// What one user uses of one resource, and its quota.
+public struct ResourceUsage: Hashable, Sendable {
+    /// As `cometd --user-quota` names it: connections, channels, subscriptions, sessions, waits,
+    /// buffered-bytes, output-bytes, unfinished-bytes.
+    public var resource: String
+    public var used: UInt64
+    public var quota: UInt64
+
+    public init(resource: String, used: UInt64, quota: UInt64) {
+        self.resource = resource
+        self.used = used
+        self.quota = quota
+    }
+}
+
+/// One user's usage in a STATS reply.
+public struct UserUsage: Hashable, Sendable {
+    public var uid: UInt32
+    public var resources: [ResourceUsage]
+
+    public init(uid: UInt32, resources: [ResourceUsage]) {
+        self.uid = uid
+        self.resources = resources
+    }
+}
+
+/// STATS reply: daemon totals, per-channel counters, per-user usage (PROTOCOL.md 6.16).
+public struct StatsReply: Reply, Hashable {
+    public var version: String
+    public var uptimeMilliseconds: UInt64
+    public var connectionsAccepted: UInt64
+    public var connectionsRefused: UInt64
+    public var connections: UInt32
+    public var channels: UInt32
+    public var subscriptions: UInt32
+    public var sessions: UInt32
+    /// Estimated memory of everything clients hold, and the ceiling past which work is refused.
+    public var memory: UInt64
+    public var memoryCeiling: UInt64
+    public var channelStats: [ChannelStats]
+    public var users: [UserUsage]
+    /// Entries were left out to fit the frame.
+    public var truncated: Bool
+
+    public init(
+        version: String, uptimeMilliseconds: UInt64, connectionsAccepted: UInt64, connectionsRefused: UInt64, connections: UInt32,
+        channels: UInt32, subscriptions: UInt32, sessions: UInt32, memory: UInt64, memoryCeiling: UInt64,
+        channelStats: [ChannelStats], users: [UserUsage], truncated: Bool = false
+    ) {
+        self.version = version
+        self.uptimeMilliseconds = uptimeMilliseconds
+        self.connectionsAccepted = connectionsAccepted
+        self.connectionsRefused = connectionsRefused
+        self.connections = connections
+        self.channels = channels
+        self.subscriptions = subscriptions
+        self.sessions = sessions
+        self.memory = memory
+        self.memoryCeiling = memoryCeiling
+        self.channelStats = channelStats
+        self.users = users
+        self.truncated = truncated
+    }
+
+    /// Bytes a channel entry takes.
+    public static func entrySize(_ c: ChannelStats) -> Int { 2 + c.name.utf8.count + 1 + 8 * 4 + 4 + 8 }
+    /// Bytes a user entry takes.
+    public static func entrySize(_ u: UserUsage) -> Int { 5 + u.resources.reduce(0) { $0 + 2 + $1.resource.utf8.count + 16 } }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        version = try body.readWireString()
+        uptimeMilliseconds = try body.readWire(UInt64.self, "uptime")
+        connectionsAccepted = try body.readWire(UInt64.self, "connections accepted")
+        connectionsRefused = try body.readWire(UInt64.self, "connections refused")
+        connections = try body.readWire(UInt32.self, "connections")
+        channels = try body.readWire(UInt32.self, "channels")
+        subscriptions = try body.readWire(UInt32.self, "subscriptions")
+        sessions = try body.readWire(UInt32.self, "sessions")
+        memory = try body.readWire(UInt64.self, "memory")
+        memoryCeiling = try body.readWire(UInt64.self, "memory ceiling")
+        let channelCount = try body.readWire(UInt32.self, "channel count")
+        guard Int(channelCount) <= body.readableBytes / 2 else { throw WireError.malformed("channel count exceeds frame") }
+        channelStats = []
+        for _ in 0..<channelCount {
+            let name = try body.readWireString()
+            let scope = try body.readWire(UInt8.self, "scope")
+            let pushed = try body.readWire(UInt64.self, "pushed")
+            let delivered = try body.readWire(UInt64.self, "delivered")
+            let bytes = try body.readWire(UInt64.self, "bytes")
+            let full = try body.readWire(UInt64.self, "full events")
+            let readers = try body.readWire(UInt32.self, "readers")
+            let ring = try body.readWire(UInt64.self, "ring bytes")
+            channelStats.append(ChannelStats(
+                name: name, scope: scope, pushed: pushed, delivered: delivered, bytes: bytes, fullEvents: full, readers: readers,
+                ringBytes: ring))
+        }
+        let userCount = try body.readWire(UInt32.self, "user count")
+        guard Int(userCount) <= body.readableBytes / 5 else { throw WireError.malformed("user count exceeds frame") }
+        users = []
+        for _ in 0..<userCount {
+            let uid = try body.readWire(UInt32.self, "uid")
+            let count = try body.readWire(UInt8.self, "resource count")
+            var resources: [ResourceUsage] = []
+            for _ in 0..<count {
+                let name = try body.readWireString()
+                let used = try body.readWire(UInt64.self, "used")
+                let quota = try body.readWire(UInt64.self, "quota")
+                resources.append(ResourceUsage(resource: name, used: used, quota: quota))
+            }
+            users.append(UserUsage(uid: uid, resources: resources))
+        }
+        truncated = try body.readWire(UInt8.self, "truncated") == 1
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeWireString(version)
+        body.writeMultipleIntegers(uptimeMilliseconds, connectionsAccepted, connectionsRefused)
+        body.writeMultipleIntegers(connections, channels, subscriptions, sessions)
+        body.writeMultipleIntegers(memory, memoryCeiling)
+        body.writeInteger(UInt32(channelStats.count))
+        for c in channelStats {
+            body.writeWireString(c.name)
+            body.writeMultipleIntegers(c.scope, c.pushed, c.delivered, c.bytes, c.fullEvents)
+            body.writeMultipleIntegers(c.readers, c.ringBytes)
+        }
+        body.writeInteger(UInt32(users.count))
+        for u in users {
+            body.writeMultipleIntegers(u.uid, UInt8(u.resources.count))
+            for r in u.resources {
+                body.writeWireString(r.resource)
+                body.writeMultipleIntegers(r.used, r.quota)
+            }
+        }
+        body.writeInteger(UInt8(truncated ? 1 : 0))
+    }
+}
