@@ -149,6 +149,10 @@ extension Broker {
     func reply(error code: ErrorCode, _ message: String, to requestID: UInt32, _ conn: ConnectionState) {
         ServerFrame.writeError(requestID: requestID, code: code, message: message, into: &conn.outbox)
         markDirty(conn)
+        // Refusals are worth an administrator's eye, a few per kind and interval (the rest counted).
+        logLimiter.log(logger, .info, kind: "refused-\(code.name)", "request refused", metadata: [
+            "uid": "\(conn.uid)", "code": "\(code.name)", "reason": "\(message)",
+        ])
     }
 
     /// Copies a payload out of the read buffer, so a ring never pins a socket's receive buffers.

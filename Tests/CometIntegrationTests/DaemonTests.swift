@@ -168,3 +168,25 @@ final class UnitFileTests: XCTestCase {
         }
     }
 }
+
+/// cometd's logs: plain lines unless stderr is the journal stream; refusals are logged.
+final class LoggingTests: XCTestCase {
+    func testPlainLinesWhenStderrIsNotTheJournalAndRefusalsAreLogged() async throws {
+        // JOURNAL_STREAM naming another file than stderr: plain lines with a timestamp.
+        let daemon = try Daemon(environment: ["JOURNAL_STREAM": "1:1"])
+        defer { daemon.stop() }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        do {
+            _ = try await client.subscribe("no-such-channel")
+            XCTFail("refused")
+        } catch let error as CometError {
+            XCTAssertEqual(error.code, .noSuchChannel)
+        }
+        await client.close()
+        for _ in 0..<100 where !daemon.log.contains("request refused") { usleep(20_000) }
+        let line = daemon.log.split(separator: "\n").first { $0.contains("request refused") }
+        XCTAssertNotNil(line, daemon.log)
+        XCTAssertTrue(line?.contains("code=NO_SUCH_CHANNEL") ?? false, daemon.log)
+        XCTAssertTrue(line?.first?.isNumber ?? false, "a timestamp first: \(line ?? "")")
+    }
+}
