@@ -41,7 +41,7 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "Read CHANNEL of the cometd at this address (unix:/PATH or /PATH), relayed by the local daemon.")
     var external: String?
 
-    @Option(name: .long, help: "With --external: how many of the most recent messages to start with (default 1).")
+    @Option(name: .long, help: "With --external: how many of the most recent messages to start with.")
     var history: Int = 1
 
     @Flag(name: .long, help: "With --external: a latest-value channel.")

@@ -22,7 +22,7 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Socket path to bind when not socket-activated.")
     var socket: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(name: .long, help: "Least important log records written.")
     var logLevel: Logger.Level = .info
 
     @Option(name: .long, help: "Largest frame body accepted, in bytes.")

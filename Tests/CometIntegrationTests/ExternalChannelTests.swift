@@ -198,6 +198,14 @@ final class ExternalChannelTests: XCTestCase {
             XCTAssertEqual(error.code, .upstreamVersion)
             XCTAssertTrue(error.message.contains("version 1") && error.message.contains("version 2"), error.message)
         }
+        let answering = try OtherVersionDaemon(path: local.directory.appendingPathComponent("v2ok.sock").path, acceptsHello: true)
+        do {
+            _ = try await c.subscribeExternal(address: answering.path, channel: "x")
+            XCTFail("a daemon answering in another version was relayed")
+        } catch let error as CometError {
+            XCTAssertEqual(error.code, .upstreamVersion)
+            XCTAssertTrue(error.message.contains("protocol version 2") && error.message.contains("version 1"), error.message)
+        }
         try await c.ping()
         await c.close()
     }

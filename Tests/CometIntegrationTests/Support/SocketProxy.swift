@@ -77,7 +77,9 @@ final class OtherVersionDaemon: @unchecked Sendable {
     let path: String
     private let fd: CInt
 
-    init(path: String) throws {
+    /// - Parameter acceptsHello: answer HELLO with OK in protocol version 2 (a daemon that
+    ///   ignores the versions offered), instead of refusing it.
+    init(path: String, acceptsHello: Bool = false) throws {
         self.path = path
         fd = try listeningSocket(path, backlog: 4)
         let listener = fd
@@ -89,6 +91,10 @@ final class OtherVersionDaemon: @unchecked Sendable {
                 _ = recv(client, &scratch, scratch.count, 0)
                 let message = Array("this daemon speaks protocol version 2; the client offered [1]".utf8)
                 var frame: [UInt8] = [0x81, 0, 0, 0, 0, 0, 1, UInt8(message.count >> 8), UInt8(message.count & 0xFF)] + message
+                if acceptsHello {
+                    // OK to the HELLO's id: version 2, then fields this test does not care about.
+                    frame = [0x80] + Array(scratch[5..<9]) + [0, 2] + [UInt8](repeating: 0, count: 64)
+                }
                 let length = UInt32(frame.count)
                 frame = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + frame
                 _ = frame.withUnsafeBytes { send(client, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL)) }
