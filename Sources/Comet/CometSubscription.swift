@@ -91,7 +91,9 @@ public struct CometSubscription: AsyncSequence, Sendable {
 
     /// For a private channel: acknowledges everything up to `sequence` now, e.g. before leaving a
     /// loop with `break` (iteration acknowledges a message only when the next one is asked for).
+    /// Does nothing for other channels (only private ones take acknowledgements).
     public func acknowledge(through sequence: UInt64) {
+        guard acknowledges else { return }
         client.acknowledge(id, through: sequence)
     }
 }

@@ -188,5 +188,17 @@ final class LoggingTests: XCTestCase {
         XCTAssertNotNil(line, daemon.log)
         XCTAssertTrue(line?.contains("code=NO_SUCH_CHANNEL") ?? false, daemon.log)
         XCTAssertTrue(line?.first?.isNumber ?? false, "a timestamp first: \(line ?? "")")
+
+        // Acknowledging a site subscription (as `comet listen --count` does) sends nothing to refuse.
+        let producerClient = try await CometClient.connect(to: daemon.socketPath)
+        let producer = try await producerClient.create("site")
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let subscription = try await reader.subscribe("site")
+        try await producer.push("m")
+        subscription.acknowledge(through: 1)
+        try await reader.ping()
+        XCTAssertFalse(daemon.log.contains("only private channels take acknowledgements"), daemon.log)
+        await reader.close()
+        await producerClient.close()
     }
 }
