@@ -1,5 +1,6 @@
 import CSystemd
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// cometd's log records: native journald entries under systemd, plain lines elsewhere.
@@ -41,7 +42,12 @@ struct JournalLogHandler: LogHandler {
         if journal, send(event, sorted) { return }
         let fields = sorted.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let line = "\(Date().formatted(.iso8601)) \(event.level) \(label): \(event.message)\(fields.isEmpty ? "" : " " + fields)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        var bytes = Array(line.utf8)
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes.removeFirst(n)
+        }
     }
 
     /// One native journal entry; false if the journal refused it (then a line is written).

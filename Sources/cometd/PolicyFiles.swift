@@ -1,5 +1,5 @@
 import CometChannels
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Loads the policy from files: one file, or every `*.conf` of a directory in name order.
@@ -14,11 +14,11 @@ struct PolicyFiles {
     /// The files that make the policy, in order.
     func files() throws -> [String] {
         if let explicit {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: explicit, isDirectory: &isDirectory) else {
+            var info = stat()
+            guard stat(explicit, &info) == 0 else {
                 throw PolicyError(file: explicit, line: 0, reason: "no such file or directory")
             }
-            return isDirectory.boolValue ? try Self.confFiles(in: explicit) : [explicit]
+            return (info.st_mode & S_IFMT) == S_IFDIR ? try Self.confFiles(in: explicit) : [explicit]
         }
         var files: [String] = []
         if FileManager.default.fileExists(atPath: Self.defaultFile) { files.append(Self.defaultFile) }
@@ -41,7 +41,7 @@ struct PolicyFiles {
             do {
                 text = try String(contentsOfFile: file, encoding: .utf8)
             } catch {
-                throw PolicyError(file: file, line: 0, reason: "cannot read: \(error.localizedDescription)")
+                throw PolicyError(file: file, line: 0, reason: "cannot read: \(error)")
             }
             try parser.parse(text, file: file, into: &policy)
         }

@@ -1,5 +1,5 @@
 import CometChannels
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 
@@ -51,7 +51,7 @@ enum ResourceLimits {
             } else {
                 continue
             }
-            if let value = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            if let value = try? String(contentsOfFile: file, encoding: .utf8).split(whereSeparator: \.isWhitespace).first,
                 let bytes = Int(value)
             {
                 return bytes

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import CSystemd
 import CometWire
 import Glibc
@@ -27,13 +27,13 @@ struct SocketPath {
         guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
             throw Failure(description: "socket path is too long for a Unix socket: \(path)")
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
         if !directory.isEmpty {
             do {
                 try FileManager.default.createDirectory(
                     atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             } catch {
-                throw Failure(description: "cannot create \(directory): \(error.localizedDescription)")
+                throw Failure(description: "cannot create \(directory): \(error)")
             }
         }
         var info = stat()

@@ -1,5 +1,5 @@
 import CSystemd
-import Foundation
+import FoundationEssentials
 
 /// Talks to the service manager through sd_notify(3). Every call is a no-op when
 /// `NOTIFY_SOCKET` is unset, so the standalone daemon runs the same code.
