@@ -1,5 +1,5 @@
 import CometWire
-import Foundation
+import FoundationEssentials
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
