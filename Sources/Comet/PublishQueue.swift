@@ -52,17 +52,7 @@ final class PublishQueue: @unchecked Sendable {
             s.handOffScheduled = true
             return (schedule, s.outstanding > limit)
         }
-        if schedule { client.eventLoop.execute { self.handOff() } }
-        if full {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLockedValue { s -> Bool in
-                    guard s.outstanding > limit else { return true }
-                    s.roomWaiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
+        await afterQueueing(schedule: schedule, full: full)
     }
 
     /// Queues messages already laid out as PUSH_BATCH has them (`count` of them in `messages`):
@@ -81,16 +71,21 @@ final class PublishQueue: @unchecked Sendable {
             s.handOffScheduled = true
             return (schedule, s.outstanding > limit)
         }
+        await afterQueueing(schedule: schedule, full: full)
+    }
+
+    /// Hands the queue to the loop if nobody has yet, and waits while more than `limit` bytes
+    /// are outstanding.
+    private func afterQueueing(schedule: Bool, full: Bool) async {
         if schedule { client.eventLoop.execute { self.handOff() } }
-        if full {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLockedValue { s -> Bool in
-                    guard s.outstanding > limit else { return true }
-                    s.roomWaiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
+        guard full else { return }
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLockedValue { s -> Bool in
+                guard s.outstanding > limit else { return true }
+                s.roomWaiters.append(continuation)
+                return false
             }
+            if resumeNow { continuation.resume() }
         }
     }
 

@@ -119,15 +119,23 @@ COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_messa
         return subscribe(c, name, 0x2, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, userdata, ret_subscription);
 }
 
-COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
+/* Writes an UNSUBSCRIBE of `subscription` (after its pending acknowledgements), up to frame_end(). */
+static int unsubscribe_frame(comet *c, uint32_t subscription, uint32_t *id, size_t *mark) {
         if (!c)
                 return -EINVAL;
         if (!find_sub(c, subscription))
                 return -COMET_E_NO_SUCH_SUBSCRIPTION;
         int r = queue_acks(c);
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, id, mark)) < 0)
+                return r;
+        return put_u32(&c->out, subscription);
+}
+
+COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
         uint32_t id;
         size_t mark;
-        if (r < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, &id, &mark)) < 0 || (r = put_u32(&c->out, subscription)) < 0)
+        int r = unsubscribe_frame(c, subscription, &id, &mark);
+        if (r < 0)
                 return r;
         frame_end(&c->out, mark);
         remove_sub(c, subscription);
@@ -174,15 +182,10 @@ COMET_PUBLIC int comet_subscribe_private_async(comet *c, const char *name, comet
 }
 
 COMET_PUBLIC int comet_unsubscribe_async(comet *c, uint32_t subscription, comet_done_handler done, void *userdata) {
-        if (!c)
-                return -EINVAL;
-        if (!find_sub(c, subscription))
-                return -COMET_E_NO_SUCH_SUBSCRIPTION;
-        int r = queue_acks(c);
         uint32_t id;
         size_t mark;
-        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, &id, &mark)) < 0 ||
-            (r = put_u32(&c->out, subscription)) < 0)
+        int r = unsubscribe_frame(c, subscription, &id, &mark);
+        if (r < 0)
                 return r;
         send_async(c, id, mark, REQ_UNSUBSCRIBE, done, userdata);
         remove_sub(c, subscription);

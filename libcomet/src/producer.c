@@ -179,35 +179,31 @@ COMET_PUBLIC int comet_push_batch(comet *c, uint64_t channel, const comet_messag
         return r;
 }
 
-COMET_PUBLIC int comet_answer(comet *c, uint64_t channel, uint64_t pull, const void *data, size_t size) {
+/* Queues a PUSH (`pull` NULL) or an ANSWER as a frame of its own, its answer going to `kind`/`done`. */
+static int queue_single(comet *c, uint8_t op, uint64_t channel, const uint64_t *pull, const void *data, size_t size,
+                        uint8_t kind, comet_done_handler done, void *userdata) {
         if (!c || (!data && size > 0))
                 return -EINVAL;
-        if (size > c->max_frame - 21)
+        if (size > c->max_frame - (pull ? 21 : 13))
                 return -EMSGSIZE;
         uint32_t id;
         size_t mark;
         int r = output_room(c);
-        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_ANSWER, &id, &mark)) < 0 ||
-            (r = put_u64(&c->out, channel)) < 0 || (r = put_u64(&c->out, pull)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, op, &id, &mark)) < 0 ||
+            (r = put_u64(&c->out, channel)) < 0 || (pull && (r = put_u64(&c->out, *pull)) < 0) ||
+            (r = buf_append(&c->out, data, size)) < 0)
                 return r;
-        send_async(c, id, mark, REQ_ANSWER, NULL, NULL)->channel = channel;
+        send_async(c, id, mark, kind, done, userdata)->channel = channel;
         return 0;
+}
+
+COMET_PUBLIC int comet_answer(comet *c, uint64_t channel, uint64_t pull, const void *data, size_t size) {
+        return queue_single(c, OP_ANSWER, channel, &pull, data, size, REQ_ANSWER, NULL, NULL);
 }
 
 COMET_PUBLIC int comet_push_async(comet *c, uint64_t channel, const void *data, size_t size, comet_done_handler done,
                                   void *userdata) {
-        if (!c || (!data && size > 0))
-                return -EINVAL;
-        if (size > c->max_frame - 13)
-                return -EMSGSIZE;
-        uint32_t id;
-        size_t mark;
-        int r = output_room(c);
-        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_PUSH, &id, &mark)) < 0 ||
-            (r = put_u64(&c->out, channel)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
-                return r;
-        send_async(c, id, mark, REQ_PUSH_SEQ, done, userdata)->channel = channel;
-        return 0;
+        return queue_single(c, OP_PUSH, channel, NULL, data, size, REQ_PUSH_SEQ, done, userdata);
 }
 
 /* Sends a request whose answer must be awaited while async ones may still be outstanding:

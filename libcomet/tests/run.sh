@@ -57,7 +57,7 @@ step "C client against a real cometd (valgrind)" "${run[@]}" "$work/test_client"
 step "FULL only for readers that cannot keep up (1,000,000 pushes, default ring; no valgrind)" "$work/test_keepup" "$COMET_SOCKET"
 step "example: private exchange between two processes" "${run[@]}" "$work/private_exchange"
 step "example: consumer in a poll loop gets a producer's notifications" bash -c "
-  '$work/consumer' c.example > '$work/consumer.out' & consumer=\$!
+  timeout 20 '$work/consumer' c.example > '$work/consumer.out' & consumer=\$!
   sleep 0.3
   '$work/producer' c.example 3 >/dev/null
   wait \$consumer; status=\$?
