@@ -59,22 +59,11 @@ int write_before(comet *c, size_t limit) {
         return 0;
 }
 
-/* Writes what it can without blocking. */
+/* Writes what it can without blocking (the batch being filled is ended first). */
 int write_some(comet *c) {
         batch_close(c);
         c->next_write_at = 0;
-        while (buf_len(&c->out) > 0) {
-                ssize_t n = send(c->fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return 0;
-                        return -errno;
-                }
-                buf_consume(&c->out, (size_t)n);
-        }
-        return 0;
+        return write_before(c, buf_len(&c->out));
 }
 
 int wait_fd(comet *c, short events, uint64_t timeout_usec) {
