@@ -5,6 +5,7 @@ import PackageDescription
 /// - `CometWire`: the wire codec (frames, no I/O).
 /// - `CometChannels`: channel semantics (rings, positions, registry; plain values, no sockets).
 /// - `CometServer`: connection handling on SwiftNIO.
+/// - `CometFederation`: channels across hosts through NATS JetStream (nats.c), used by `CometServer`.
 /// - `cometd`: the daemon executable (systemd, configuration, lifecycle).
 /// Clients: `Comet` (Swift library) and `comet` (command-line tool).
 
@@ -36,6 +37,24 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // NATS JetStream (docs/FEDERATION.md): nats.c, and the few operations cometd needs in C.
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
+        ),
+        .target(name: "CNATSBridge", dependencies: ["CNATS"], cSettings: [.define("_GNU_SOURCE")]),
+        .target(
+            name: "CometFederation",
+            dependencies: [
+                "CNATSBridge",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "CometWire",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
@@ -55,7 +74,7 @@ let package = Package(
         .target(
             name: "CometServer",
             dependencies: [
-                "CometWire", "CometChannels",
+                "CometWire", "CometChannels", "CometFederation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "cometd",
             dependencies: [
-                "CometServer", "CometWire", "CSystemd",
+                "CometServer", "CometWire", "CometFederation", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -25,3 +25,5 @@ public typealias ChannelStats = CometWire.ChannelStats
 public typealias UserUsage = CometWire.UserUsage
 /// One resource of a user: used and quota.
 public typealias ResourceUsage = CometWire.ResourceUsage
+/// One channel mirrored to NATS JetStream, in `StatsReply.exports`.
+public typealias ExportCounters = CometWire.ExportCounters

@@ -46,6 +46,12 @@ struct Stats: AsyncParsableCommand {
                     "readers": c.readers, "ring_bytes": c.ringBytes,
                 ]
             },
+            "exports": s.exports.map { e -> [String: Any] in
+                [
+                    "channel": e.name, "subject": e.subject, "epoch": String(e.epoch, radix: 16), "published": e.published,
+                    "acknowledged": e.acknowledged, "missed": e.missed, "backlog": e.backlog, "connected": e.connected,
+                ]
+            },
             "users": s.users.map { u -> [String: Any] in
                 [
                     "uid": u.uid, "user": UserNames.name(of: u.uid),
@@ -61,6 +67,12 @@ struct Stats: AsyncParsableCommand {
         table(["CHANNEL", "PUSHED", "DELIVERED", "BYTES", "FULL", "READERS", "RING"], s.channelStats.map { c in
             [c.name, "\(c.pushed)", "\(c.delivered)", "\(c.bytes)", "\(c.fullEvents)", "\(c.readers)", "\(c.ringBytes)"]
         })
+        if !s.exports.isEmpty {
+            print("")
+            table(["EXPORT", "SUBJECT", "PUBLISHED", "ACKED", "MISSED", "BACKLOG", "NATS"], s.exports.map { e in
+                [e.name, e.subject, "\(e.published)", "\(e.acknowledged)", "\(e.missed)", "\(e.backlog)", e.connected ? "connected" : "disconnected"]
+            })
+        }
         print("")
         let names = s.users.first?.resources.map(\.resource) ?? []
         table(["USER"] + names.map { $0.uppercased() }, s.users.map { u in
@@ -109,6 +121,12 @@ enum OpenMetrics {
         family("comet_channel_full_events", "counter", "Subscriptions of the channel that ended with FULL.", s.channelStats.map { ("_total", channel($0), $0.fullEvents) })
         family("comet_channel_readers", "gauge", "Live subscriptions of the channel.", s.channelStats.map { ("", channel($0), UInt64($0.readers)) })
         family("comet_channel_ring_bytes", "gauge", "Memory the channel's buffered messages take.", unit: "bytes", s.channelStats.map { ("", channel($0), $0.ringBytes) })
+        let export = { (e: ExportCounters) in [("channel", e.name), ("subject", e.subject)] }
+        family("comet_export_published_messages", "counter", "Messages of the channel published to NATS.", unit: "messages", s.exports.map { ("_total", export($0), $0.published) })
+        family("comet_export_acknowledged_messages", "counter", "Messages of the channel JetStream acknowledged.", unit: "messages", s.exports.map { ("_total", export($0), $0.acknowledged) })
+        family("comet_export_missed_messages", "counter", "Messages that left the ring before reaching JetStream (remote readers get FULL).", unit: "messages", s.exports.map { ("_total", export($0), $0.missed) })
+        family("comet_export_backlog_messages", "gauge", "Messages buffered and not yet acknowledged by JetStream.", unit: "messages", s.exports.map { ("", export($0), $0.backlog) })
+        family("comet_export_connected", "gauge", "Whether the export's NATS connection is up.", s.exports.map { ("", export($0), $0.connected ? 1 : 0) })
         let usage = s.users.flatMap { u in u.resources.map { (u.uid, $0) } }
         family("comet_user_usage", "gauge", "What a user holds of a resource.", usage.map { ("", [("uid", "\($0.0)"), ("resource", $0.1.resource)], $0.1.used) })
         family("comet_user_quota", "gauge", "A user's quota of a resource.", usage.map { ("", [("uid", "\($0.0)"), ("resource", $0.1.resource)], $0.1.quota) })

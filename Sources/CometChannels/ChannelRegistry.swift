@@ -105,6 +105,12 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
         waiters[name, default: []].append(waiter)
     }
 
+    /// Removes and returns the waiters parked for `name` (a channel of that name appeared
+    /// outside the registry, e.g. an import's mirror).
+    public func takeWaiters(for name: String) -> [Waiter] {
+        waiters.removeValue(forKey: name) ?? []
+    }
+
     /// Stops `waiter` from waiting for `name`.
     public func stopWaiting(for name: String, _ waiter: Waiter) {
         guard var list = waiters[name] else { return }

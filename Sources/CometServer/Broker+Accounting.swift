@@ -35,6 +35,7 @@ extension Broker {
     /// creator's channel count goes down, readers are woken to drain it.
     func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
         accounts.release(.channels, uid: channel.creator.uid)
+        if !exported.isEmpty { exportClosed(channel) }
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }

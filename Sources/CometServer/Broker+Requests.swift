@@ -118,6 +118,7 @@ extension Broker {
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
             first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator)
+            if !exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
             channel.pushedCount &+= UInt64(payloads.count)
             channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })
             syncCharge(channel)
@@ -207,6 +208,9 @@ extension Broker {
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)'")
         }
         guard registry.channel(named: name) == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
+        if let relay = imports[name] {
+            throw ChannelRefusal(.channelExists, "channel '\(name)' is imported from \(relay.link.server.url) subject \(relay.key.subject)")
+        }
         try charge(.channels, conn)
         let created: (channel: SiteChannel<ByteBuffer>, waiters: [WaiterKey])
         do {
@@ -221,6 +225,14 @@ extension Broker {
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
         }
+        exportIfConfigured(channel)
+        start(waiters, on: channel)
+    }
+
+    /// Hands `channel` to the subscriptions that waited for its name: each gets STARTED, or
+    /// FAILED when it pinned another owner.
+    func start(_ waiters: [WaiterKey], on channel: SiteChannel<ByteBuffer>, next: UInt64 = 1) {
+        let name = channel.name
         let owner = channel.creator.owner
         for waiter in waiters {
             guard let reader = connections[waiter.connection], let sub = reader.subscriptions[waiter.subscription] else { continue }
@@ -236,15 +248,15 @@ extension Broker {
                 continue
             }
             reader.subscriptions[waiter.subscription]!.source = .site(channel)
-            reader.subscriptions[waiter.subscription]!.cursor = 1
-            channel.addReader(reader.id, at: 1)
-            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: 1, owner: owner)
+            reader.subscriptions[waiter.subscription]!.cursor = next
+            channel.addReader(reader.id, at: next)
+            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: next, owner: owner)
                 .encode(into: &reader.outbox)
             markDirty(reader)
         }
     }
 
-    private func subscribe(
+    func subscribe(
         _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
         _ conn: ConnectionState
     ) throws(ChannelRefusal) {
@@ -256,7 +268,20 @@ extension Broker {
             logLimiter.log(logger, .notice, kind: "policy", "refused by policy: subscribe", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
         }
-        guard let channel = registry.channel(named: name) else {
+        if let relay = imports[name], !relay.caughtUp {
+            // A config-declared import still reading what JetStream holds: answered once it has.
+            relay.parked.append { [unowned self] in
+                guard let conn = self.connections[conn.id], !conn.isClosing else { return }
+                do throws(ChannelRefusal) {
+                    try self.subscribe(requestID, name: name, position: position, epoch: epoch, wait: wait, owner: pinned, conn)
+                } catch {
+                    self.reply(error: error.wireCode, error.message, to: requestID, conn)
+                }
+                self.markDirty(conn)
+            }
+            return
+        }
+        guard let channel = registry.channel(named: name) ?? importedChannel(name) else {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
             try charge(.subscriptions, conn)
             let id = conn.allocateSubscriptionID()

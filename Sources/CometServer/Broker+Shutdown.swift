@@ -12,6 +12,7 @@ extension Broker {
         isShuttingDown = true
         sweeper?.cancel()
         for relay in Array(relays.values) { endRelay(relay) }
+        for relay in Array(natsRelays.values) { endNATSRelay(relay) }
         for channel in registry.closeEverything() {
             channelClosed(channel)
         }
@@ -58,7 +59,8 @@ extension Broker {
             context.channel.closeFuture.cascade(to: closed)
             return closed.futureResult
         }
-        let all = EventLoopFuture.andAllComplete(closes, on: eventLoop)
+        // Exports publish what they still hold (and the close markers), up to a second.
+        let all = EventLoopFuture.andAllComplete(closes + [stopFederation()], on: eventLoop)
         // A peer that takes nothing does not hold the daemon: close whatever is left after a second.
         let channels = connections.values.map(\.context.channel)
         let timer = eventLoop.scheduleTask(in: .seconds(1)) {

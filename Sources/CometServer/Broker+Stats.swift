@@ -1,4 +1,5 @@
 import CometChannels
+import CometFederation
 import CometWire
 import NIOCore
 
@@ -47,6 +48,16 @@ extension Broker {
             room -= StatsReply.entrySize(user)
             guard room >= 0 else { reply.truncated = true; break }
             reply.users.append(user)
+        }
+        // Exports (few, and where remote loss shows) before the channels.
+        room -= 4
+        for export in exportStats {
+            let entry = ExportCounters(
+                name: export.name, subject: export.subject, epoch: export.epoch, published: export.published,
+                acknowledged: export.acknowledged, missed: export.missed, backlog: export.backlog, connected: export.connected)
+            room -= StatsReply.entrySize(entry)
+            guard room >= 0 else { reply.truncated = true; break }
+            reply.exports.append(entry)
         }
         for channel in channels {
             room -= StatsReply.entrySize(channel)

@@ -1,4 +1,5 @@
 import CometChannels
+import CometFederation
 import CometWire
 import Logging
 import NIOCore
@@ -30,6 +31,13 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     /// External channels by (upstream, name, newest).
     var relays: [RelayKey: Relay] = [:]
     var nextRelayChannelID: UInt64 = 1
+    /// NATS servers in use, by URL (docs/FEDERATION.md).
+    var natsLinks: [String: NATSLink] = [:]
+    /// Site channels mirrored to NATS, by channel id.
+    var exported: [UInt64: ExportedChannel] = [:]
+    /// Imports readers asked for, by (server, subject, newest), and the config-declared ones by local name.
+    var natsRelays: [NATSRelayKey: NATSRelay] = [:]
+    var imports: [String: NATSRelay] = [:]
     /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
     let instance = UInt64.random(in: 1...UInt64.max)
     /// Pending WAIT_TIMEOUT requests by waiter id, and the ids waiting on each session.
@@ -87,6 +95,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
         sweeper = eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
             self?.sweep()
         }
+        startFederation()
     }
 
     /// Replaces the policy; connections, channels and subscriptions stay as they are.

@@ -1,4 +1,5 @@
 import CometChannels
+import CometFederation
 import CometWire
 import NIOCore
 
@@ -56,6 +57,9 @@ public struct ServerConfiguration: Sendable {
     /// Lines of one kind logged per `logInterval` before they are counted and summarised instead.
     public var logBurst = 10
     public var logInterval: TimeAmount = .seconds(10)
+
+    /// Channels mirrored to and read from NATS JetStream (docs/FEDERATION.md).
+    public var federation = FederationConfiguration()
 
     public init() {}
 }

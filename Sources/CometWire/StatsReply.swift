@@ -56,6 +56,33 @@ public struct UserUsage: Hashable, Sendable {
     }
 }
 
+/// One channel mirrored to NATS JetStream, in a STATS reply (docs/FEDERATION.md).
+public struct ExportCounters: Hashable, Sendable {
+    public var name: String
+    public var subject: String
+    public var epoch: UInt64
+    /// Messages handed to NATS, and acknowledged by JetStream.
+    public var published: UInt64
+    public var acknowledged: UInt64
+    /// Messages that left the ring before they reached JetStream: remote readers that need them get FULL.
+    public var missed: UInt64
+    /// Messages buffered and not yet acknowledged.
+    public var backlog: UInt64
+    /// Whether the NATS connection is up.
+    public var connected: Bool
+
+    public init(name: String, subject: String, epoch: UInt64, published: UInt64, acknowledged: UInt64, missed: UInt64, backlog: UInt64, connected: Bool) {
+        self.name = name
+        self.subject = subject
+        self.epoch = epoch
+        self.published = published
+        self.acknowledged = acknowledged
+        self.missed = missed
+        self.backlog = backlog
+        self.connected = connected
+    }
+}
+
 /// STATS reply: daemon totals, per-channel counters, per-user usage (PROTOCOL.md 6.16).
 public struct StatsReply: Reply, Hashable {
     public var version: String
@@ -73,6 +100,8 @@ public struct StatsReply: Reply, Hashable {
     public var users: [UserUsage]
     /// Entries were left out to fit the frame.
     public var truncated: Bool
+    /// Channels mirrored to NATS (appended in comet 0.4; empty from older daemons).
+    public var exports: [ExportCounters] = []
 
     public init(
         version: String, uptimeMilliseconds: UInt64, connectionsAccepted: UInt64, connectionsRefused: UInt64, connections: UInt32,
@@ -142,7 +171,26 @@ public struct StatsReply: Reply, Hashable {
             users.append(UserUsage(uid: uid, resources: resources))
         }
         truncated = try body.readWire(UInt8.self, "truncated") == 1
+        guard body.readableBytes > 0 else { return }
+        let exportCount = try body.readWire(UInt32.self, "export count")
+        guard Int(exportCount) <= body.readableBytes / 37 else { throw WireError.malformed("export count exceeds frame") }
+        for _ in 0..<exportCount {
+            let name = try body.readWireString()
+            let subject = try body.readWireString()
+            let epoch = try body.readWire(UInt64.self, "epoch")
+            let published = try body.readWire(UInt64.self, "published")
+            let acknowledged = try body.readWire(UInt64.self, "acknowledged")
+            let missed = try body.readWire(UInt64.self, "missed")
+            let backlog = try body.readWire(UInt64.self, "backlog")
+            let connected = try body.readWire(UInt8.self, "connected") == 1
+            exports.append(ExportCounters(
+                name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
+                backlog: backlog, connected: connected))
+        }
     }
+
+    /// Bytes an export entry takes.
+    public static func entrySize(_ e: ExportCounters) -> Int { 4 + e.name.utf8.count + e.subject.utf8.count + 8 * 5 + 1 }
 
     public func write(to body: inout ByteBuffer) {
         body.writeWireString(version)
@@ -164,5 +212,12 @@ public struct StatsReply: Reply, Hashable {
             }
         }
         body.writeInteger(UInt8(truncated ? 1 : 0))
+        body.writeInteger(UInt32(exports.count))
+        for e in exports {
+            body.writeWireString(e.name)
+            body.writeWireString(e.subject)
+            body.writeMultipleIntegers(e.epoch, e.published, e.acknowledged, e.missed, e.backlog)
+            body.writeInteger(UInt8(e.connected ? 1 : 0))
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CometChannels
+import CometFederation
 import CometServer
 import CometWire
 import Logging
@@ -33,6 +34,9 @@ struct Cometd: AsyncParsableCommand {
 
     @Option(name: .long, help: "Policy file or directory of *.conf files (default: /etc/comet/policy.conf and /etc/comet/policy.d/, if present). Reloaded on SIGHUP.")
     var policy: String?
+
+    @Option(name: .long, help: "Configuration file: NATS servers, exports and imports (docs/FEDERATION.md). Default: /etc/comet/cometd.conf, if present.")
+    var config: String?
 
     @Option(name: .long, help: "Memory ceiling (e.g. 512M, 2G): past it new work is refused. Default: 3/4 of the unit's MemoryMax, else 1/4 of the machine's memory.")
     var maxMemory: String?
@@ -102,6 +106,21 @@ struct Cometd: AsyncParsableCommand {
             logger.info("policy loaded", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
         }
 
+        let federation: FederationConfiguration
+        do {
+            let (loaded, file) = try ConfigFile.load(explicit: config)
+            federation = loaded
+            if let file {
+                logger.info("configuration loaded", metadata: [
+                    "file": "\(file)", "nats_servers": "\(loaded.servers.count)", "exports": "\(loaded.exports.count)",
+                    "imports": "\(loaded.imports.count)",
+                ])
+            }
+        } catch {
+            logger.critical("cannot load the configuration", metadata: ["error": "\(error)"])
+            throw ExitCode(78)
+        }
+
         let descriptors = ResourceLimits.raiseDescriptorLimit(logger: logger)
         let ceiling = maxMemory.flatMap { ByteSize($0)?.bytes } ?? ResourceLimits.defaultMemoryCeiling()
         var quotas = Quotas(memoryCeiling: ceiling, maxConnections: max(4, descriptors - ResourceLimits.reservedDescriptors))
@@ -115,6 +134,7 @@ struct Cometd: AsyncParsableCommand {
         configuration.maxFrameSize = maxFrameSize
         configuration.sessionGrace = .nanoseconds(Int64(sessionGrace * 1e9))
         configuration.policy = loaded.policy
+        configuration.federation = federation
         configuration.quotas = quotas
         configuration.handshakeTimeout = .nanoseconds(Int64(handshakeTimeout * 1e9))
         configuration.idleTimeout = .nanoseconds(Int64(idleTimeout * 1e9))

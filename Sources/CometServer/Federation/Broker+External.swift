@@ -1,4 +1,5 @@
 import CometChannels
+import CometFederation
 import CometWire
 import NIOCore
 import NIOPosix
@@ -13,8 +14,12 @@ extension Broker {
 
     /// SUBSCRIBE_EXTERNAL: a local subscription to a relay of `name` at `address`.
     func subscribeExternal(_ requestID: UInt32, address: String, name: String, history: UInt32, newest: Bool, _ conn: ConnectionState) throws(ChannelRefusal) {
+        if let nats = NATSAddress(address) {
+            try subscribeNATS(requestID, address: nats, name: name, history: history, newest: newest, conn)
+            return
+        }
         guard let path = Self.upstreamPath(address) else {
-            reply(error: .invalidAddress, "'\(address)' is not an address this daemon can relay from (unix:/PATH or /PATH)", to: requestID, conn)
+            reply(error: .invalidAddress, "'\(address)' is not an address this daemon can relay from (unix:/PATH, /PATH or nats://HOST:PORT[/SUBJECT])", to: requestID, conn)
             return
         }
         try ChannelName.validate(name)
@@ -263,7 +268,7 @@ extension Broker {
 
     /// A relay's mirror lost its last local reader: drop the upstream subscription.
     func releaseRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) {
-        guard channel.subscriberCount == 0, channel.id >> 62 == 1,
+        guard channel.subscriberCount == 0, channel.id >> 62 == 1, !releaseNATSRelayIfUnused(channel),
             let relay = relays.values.first(where: { $0.channel === channel })
         else { return }
         endRelay(relay)

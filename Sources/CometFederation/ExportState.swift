@@ -1,0 +1,140 @@
+import NIOCore
+
+/// What the link needs to know to export one channel.
+public struct ExportTarget: Sendable, Hashable {
+    /// The local channel name.
+    public var name: String
+    public var subject: String
+    public var stream: String
+    public var storage: StreamStorage
+    /// The channel's ring size: the stream keeps as many messages (plus its markers), and the
+    /// export buffers as many while JetStream has not taken them.
+    public var size: Int
+    public var maxInFlight: Int
+
+    public init(name: String, subject: String, stream: String, storage: StreamStorage, size: Int, maxInFlight: Int) {
+        self.name = name
+        self.subject = subject
+        self.stream = stream
+        self.storage = storage
+        self.size = size
+        self.maxInFlight = maxInFlight
+    }
+}
+
+/// Counters of one exported channel, for STATS and logs.
+public struct ExportStats: Sendable, Hashable {
+    public var name: String
+    public var subject: String
+    public var epoch: UInt64
+    /// Messages handed to NATS, and acknowledged by JetStream (stored or already there).
+    public var published: UInt64 = 0
+    public var acknowledged: UInt64 = 0
+    /// Messages evicted from the channel's ring before they reached JetStream: remote readers
+    /// that needed them get FULL.
+    public var missed: UInt64 = 0
+    /// Messages buffered and not yet acknowledged.
+    public var backlog: UInt64 = 0
+    public var connected = false
+}
+
+/// One exported channel epoch, as the link's worker keeps it: the last `size` messages (the
+/// same buffers as the channel's ring), what was published and acknowledged.
+final class ExportState {
+    let target: ExportTarget
+    let epoch: UInt64
+    /// The last messages, oldest first from `start`; `firstSequence` numbers `window[start]`.
+    private var window: [ByteBuffer] = []
+    private var start = 0
+    private(set) var firstSequence: UInt64
+    /// The next message to send to NATS.
+    var nextToPublish: UInt64
+    /// Set when the channel closed: its last sequence number.
+    var closedAt: UInt64?
+    var openPublished = false
+    var closePublished = false
+    var closeAcknowledged = false
+    /// Id of the last message this export sent (or found in the stream): the next one expects it.
+    var lastID: String?
+    /// Ids in flight, with the generation they were sent under (acknowledgements of an older
+    /// generation are stale: a resynchronisation already accounted for them).
+    var inFlight: [String: Int] = [:]
+    var generation = 0
+    var needsResync = true
+    /// Sequence acknowledged last (in order).
+    var acknowledgedThrough: UInt64 = 0
+    var stats: ExportStats
+
+    init(target: ExportTarget, epoch: UInt64, next: UInt64) {
+        self.target = target
+        self.epoch = epoch
+        self.firstSequence = next
+        self.nextToPublish = next
+        self.stats = ExportStats(name: target.name, subject: target.subject, epoch: epoch)
+    }
+
+    var count: Int { window.count - start }
+    /// The sequence the next pushed message gets.
+    var endSequence: UInt64 { firstSequence + UInt64(count) }
+
+    subscript(sequence: UInt64) -> ByteBuffer? {
+        guard sequence >= firstSequence, sequence < endSequence else { return nil }
+        return window[start + Int(sequence - firstSequence)]
+    }
+
+    /// Appends messages numbered from `first` (a gap, when the ring evicted some of a batch before
+    /// they were handed over, counts as missed) and drops what passes the window.
+    func append(first: UInt64, _ payloads: [ByteBuffer]) {
+        if first > endSequence {
+            // Messages the export never saw: the stream will not have them.
+            if nextToPublish < first { stats.missed += first - max(nextToPublish, firstSequence); nextToPublish = first }
+            window = []
+            start = 0
+            firstSequence = first
+        }
+        var skip = 0
+        if first < endSequence { skip = Int(endSequence - first) }
+        guard skip < payloads.count else { return }
+        window.append(contentsOf: payloads[skip...])
+        let excess = count - max(1, target.size)
+        if excess > 0 {
+            let evictedEnd = firstSequence + UInt64(excess)
+            if nextToPublish < evictedEnd {
+                stats.missed += evictedEnd - nextToPublish
+                nextToPublish = evictedEnd
+            }
+            start += excess
+            firstSequence = evictedEnd
+            if start > 4096, start * 2 > window.count {
+                window.removeFirst(start)
+                start = 0
+            }
+        }
+    }
+
+    /// After a resynchronisation found the stream holding this epoch up to `stored` (nil: the
+    /// stream holds nothing of this epoch), publishing goes on after it.
+    func resume(after stored: UInt64?) {
+        generation += 1
+        inFlight = [:]
+        needsResync = false
+        let from = stored.map { $0 + 1 } ?? firstSequence
+        if from < firstSequence {
+            stats.missed += firstSequence - from
+            nextToPublish = firstSequence
+        } else {
+            nextToPublish = min(from, endSequence)
+        }
+        if let stored { acknowledgedThrough = max(acknowledgedThrough, stored) }
+    }
+
+    /// Whether everything up to the close marker was acknowledged.
+    var isFinished: Bool { closeAcknowledged }
+
+    func snapshot(connected: Bool) -> ExportStats {
+        var stats = self.stats
+        stats.connected = connected
+        stats.backlog = endSequence > acknowledgedThrough + 1 ? endSequence - max(acknowledgedThrough + 1, firstSequence) : 0
+        return stats
+    }
+}
