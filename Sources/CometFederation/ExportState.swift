@@ -11,8 +11,11 @@ public struct ExportTarget: Sendable, Hashable {
     /// export buffers as many while JetStream has not taken them.
     public var size: Int
     public var maxInFlight: Int
+    /// A newest channel: skipping to the latest value is its nature, not a loss.
+    public var newest: Bool
 
-    public init(name: String, subject: String, stream: String, storage: StreamStorage, size: Int, maxInFlight: Int) {
+    public init(name: String, subject: String, stream: String, storage: StreamStorage, size: Int, maxInFlight: Int, newest: Bool = false) {
+        self.newest = newest
         self.name = name
         self.subject = subject
         self.stream = stream
@@ -87,7 +90,10 @@ final class ExportState {
     func append(first: UInt64, _ payloads: [ByteBuffer]) {
         if first > endSequence {
             // Messages the export never saw: the stream will not have them.
-            if nextToPublish < first { stats.missed += first - max(nextToPublish, firstSequence); nextToPublish = first }
+            if nextToPublish < first {
+                if !target.newest { stats.missed += first - max(nextToPublish, firstSequence) }
+                nextToPublish = first
+            }
             window = []
             start = 0
             firstSequence = first
@@ -100,7 +106,7 @@ final class ExportState {
         if excess > 0 {
             let evictedEnd = firstSequence + UInt64(excess)
             if nextToPublish < evictedEnd {
-                stats.missed += evictedEnd - nextToPublish
+                if !target.newest { stats.missed += evictedEnd - nextToPublish }
                 nextToPublish = evictedEnd
             }
             start += excess
@@ -120,7 +126,7 @@ final class ExportState {
         needsResync = false
         let from = stored.map { $0 + 1 } ?? firstSequence
         if from < firstSequence {
-            stats.missed += firstSequence - from
+            if !target.newest { stats.missed += firstSequence - from }
             nextToPublish = firstSequence
         } else {
             nextToPublish = min(from, endSequence)

@@ -126,6 +126,8 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             connect()
         case .state(let state):
             switch Int(state) {
+            case CN_CONNECTED where connected:
+                break  // connect() saw the first connection already
             case CN_CONNECTED, CN_RECONNECTED:
                 if !connected { logger.notice("connected to NATS", metadata: ["nats": "\(server.url)"]) }
                 connected = true
@@ -216,6 +218,11 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
                 link.post(.resubscribe(feed))
             }
         }, me, &error, error.count)
+        if let link, cn_is_connected(link) {
+            // Connected at once: what is queued behind this event may use the link now.
+            connected = true
+            logger.notice("connected to NATS", metadata: ["nats": "\(server.url)"])
+        }
         if link == nil {
             failure = Self.text(error)
             logger.warning("cannot connect to NATS", metadata: ["nats": "\(server.url)", "error": "\(failure!)"])

@@ -80,7 +80,7 @@ extension Broker {
         let link = link(for: server.url)
         let target = ExportTarget(
             name: channel.name, subject: subject, stream: NATSMapping.stream(prefix: rule.streamPrefix, name: channel.name),
-            storage: rule.storage, size: channel.size, maxInFlight: rule.maxInFlight)
+            storage: rule.storage, size: channel.size, maxInFlight: rule.maxInFlight, newest: channel.keepsNewestOnly)
         exported[channel.id] = ExportedChannel(link: link)
         link.open(target, epoch: channel.epoch, next: channel.lastSequence + 1)
     }
