@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "CometFederation",
             dependencies: [
-                "CNATSBridge",
+                "CNATSBridge", "CometChannels",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -131,6 +131,7 @@ let package = Package(
         ),
         .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
+        .testTarget(name: "CometFederationTests", dependencies: ["CometFederation"]),
         .testTarget(
             name: "CometIntegrationTests",
             dependencies: ["Comet", "CometWire", "CComet"],
