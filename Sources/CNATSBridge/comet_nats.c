@@ -175,6 +175,8 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
         step = "TLS certificate", s = natsOptions_LoadCertificatesChain(opts, o->tls_cert, o->tls_key);
     if (s == NATS_OK && o->name) step = "name", s = natsOptions_SetName(opts, o->name);
     if (s == NATS_OK) step = "timeout", s = natsOptions_SetTimeout(opts, l->timeout_ms);
+    /* Latency: nats.c otherwise batches publishes for about a millisecond. */
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, true);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 1000);
     if (s == NATS_OK) s = natsOptions_SetReconnectJitter(opts, 250, 500);

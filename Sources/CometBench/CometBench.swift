@@ -42,8 +42,14 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages for the Swift-client runs.")
     var swiftMessages: Int = 2_000_000
 
-    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift.")
-    var only: String = "1to1,fanout,latency,memory,swift"
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift, federation.")
+    var only: String = "1to1,fanout,latency,memory,swift,federation"
+
+    @Option(help: "Messages for the federation run (A → B over a unix: relay and through NATS JetStream).")
+    var federationMessages: Int = 200_000
+
+    @Option(help: "The nats-server executable for the federation run (skipped when missing).")
+    var natsServer: String = ["/usr/bin/nats-server", "/usr/sbin/nats-server"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nats-server"
 
     func run() throws {
         var limit = rlimit()
@@ -73,6 +79,18 @@ struct CometBench: ParsableCommand {
             print(String(format: "Swift client, push(contentsOf:):          %10.0f msgs/s  (%d messages, until all are in)", contents, swiftMessages))
             let published = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: false) }
             print(String(format: "Swift client, publish + flush:            %10.0f msgs/s  (%d messages, until all are in)", published, swiftMessages))
+        }
+        if selected.contains("federation") {
+            if FileManager.default.isExecutableFile(atPath: natsServer), socket == nil {
+                let bench = FederationBench(cometd: cometd, natsServer: natsServer)
+                let (unix, nats) = try bench.run(messages: federationMessages, rate: 1000, seconds: 5)
+                for (label, r) in [("A → B, unix: relay:          ", unix), ("A → NATS JetStream → B:       ", nats)] {
+                    print(String(format: "%@%10.0f msgs/s  (%d messages); latency at 1000 msgs/s p50 %.1f µs, p99 %.1f µs (%d samples)",
+                                 label, r.throughput, federationMessages, r.p50, r.p99, r.samples))
+                }
+            } else {
+                print("federation: skipped (needs \(natsServer) and no --socket; scripts/ensure-deps test installs nats-server)")
+            }
         }
         if selected.contains("memory") {
             let mem = try withDaemon { s, pid -> (Double, Int, Int)? in

@@ -1,0 +1,134 @@
+import CometWire
+import Foundation
+import Glibc
+import NIOCore
+
+/// A → B across "hosts": a producer on daemon A, a reader on daemon B reading A's channel
+/// through B (SUBSCRIBE_EXTERNAL), either relayed over A's Unix socket or through NATS JetStream
+/// (A exports to a local nats-server, B imports from it). Same run, same machine.
+struct FederationBench {
+    let cometd: String
+    let natsServer: String
+
+    struct Result {
+        var throughput: Double
+        var p50: Double
+        var p99: Double
+        var samples: Int
+    }
+
+    /// Starts nats-server and the two daemons, measures both paths, stops everything by PID.
+    func run(messages: Int, rate: Int, seconds: Int) throws -> (unix: Result, nats: Result) {
+        let directory = "/tmp/comet-bench-fed-\(getpid())"
+        mkdir(directory, 0o700)
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let port = Int.random(in: 20_000...60_000)
+        let nats = Process()
+        nats.executableURL = URL(fileURLWithPath: natsServer)
+        nats.arguments = ["-js", "-sd", directory + "/js", "-a", "127.0.0.1", "-p", "\(port)"]
+        nats.standardError = FileHandle.nullDevice
+        nats.standardOutput = FileHandle.nullDevice
+        try nats.run()
+        defer {
+            nats.terminate()
+            nats.waitUntilExit()
+        }
+        let url = "nats://127.0.0.1:\(port)"
+        try "[nats hub]\nurl = \(url)\n[export bench.*]\nstorage = memory\n".write(toFile: directory + "/a.conf", atomically: true, encoding: .utf8)
+        try "[nats hub]\nurl = \(url)\n".write(toFile: directory + "/b.conf", atomically: true, encoding: .utf8)
+        let a = try start(socket: directory + "/a.sock", config: directory + "/a.conf")
+        defer { stop(a) }
+        let b = try start(socket: directory + "/b.sock", config: directory + "/b.conf")
+        defer { stop(b) }
+        let unix = try measure(a: directory + "/a.sock", b: directory + "/b.sock", name: "bench.unix", address: "unix:" + directory + "/a.sock", messages: messages, rate: rate, seconds: seconds)
+        let viaNATS = try measure(a: directory + "/a.sock", b: directory + "/b.sock", name: "bench.nats", address: "\(url)/comet.bench.nats", messages: messages, rate: rate, seconds: seconds)
+        return (unix, viaNATS)
+    }
+
+    private func start(socket: String, config: String) throws -> Process {
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: cometd)
+        daemon.arguments = ["--socket", socket, "--config", config, "--log-level", "warning"]
+        try daemon.run()
+        for _ in 0..<400 where (try? BenchSocket(path: socket)) == nil { usleep(25_000) }
+        return daemon
+    }
+
+    private func stop(_ daemon: Process) {
+        daemon.terminate()
+        daemon.waitUntilExit()
+    }
+
+    /// Throughput of `messages` pushed on A and read on B, then latency at `rate` for `seconds`.
+    private func measure(a: String, b: String, name: String, address: String, messages: Int, rate: Int, seconds: Int) throws -> Result {
+        let messages = max(256, messages / 256 * 256)  // whole batches: the reader then sees exactly these
+        let producer = try BenchSocket(path: a)
+        try producer.handshake()
+        let channel = try producer.create(name, size: 1_000_000)
+        let consumer = try BenchSocket(path: b)
+        try consumer.handshake()
+        // The export publishes its open marker when the channel appears; the import needs it.
+        var subscribed = false
+        for _ in 0..<200 {
+            let id = consumer.send(.subscribeExternal(address: address, name: name, history: 1_000_000, newest: false))
+            if (try? consumer.ok(id)) != nil {
+                subscribed = true
+                break
+            }
+            usleep(25_000)
+        }
+        guard subscribed else { throw BenchFailure("\(address): the reader on B could not subscribe") }
+        let scenarios = Scenarios(socket: a)
+        // Throughput, checked in order with no gap.
+        let consumed = AtomicCounter()
+        let ok = AtomicCounter()
+        let done = DispatchSemaphore(value: 0)
+        let start = now()
+        let reader = Thread {
+            ok.store(Scenarios.consume(consumer, total: messages, progress: consumed) ? 1 : 0)
+            done.signal()
+        }
+        reader.start()
+        scenarios.produce(channel: channel, producer: producer, total: messages, batch: 256, consumed: consumed, lead: 200_000)
+        done.wait()
+        let elapsed = Double(now() - start) / 1e9
+        guard ok.load() == 1 else { throw BenchFailure("\(address): the reader on B saw a gap or FULL") }
+        // Latency: paced pushes carrying their send time; the reader takes each as it comes.
+        let total = rate * seconds
+        var latencies = [UInt64]()
+        latencies.reserveCapacity(total)
+        let interval = UInt64(1_000_000_000 / rate)
+        var frame = ByteBuffer()
+        var next = now()
+        var ready = pollfd(fd: consumer.fd, events: Int16(POLLIN), revents: 0)
+        var pending = 0
+        for i in 0..<total {
+            var wake = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
+            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
+            next += interval
+            frame.clear()
+            frame.writeMultipleIntegers(UInt32(1 + 4 + 8 + 64), Opcode.push.rawValue, UInt32(i + 10), channel, now())
+            frame.writeRepeatingByte(0x6C, count: 56)
+            producer.write(frame)
+            pending += 1
+            while pending > 0 {
+                guard poll(&ready, 1, 5000) == 1, consumer.fill() else { throw BenchFailure("\(address): no message within 5 s") }
+                let arrived = now()
+                while consumer.buffer.count - consumer.start >= 4 {
+                    let length = Int(consumer.u32(at: consumer.start))
+                    guard consumer.buffer.count - consumer.start >= 4 + length else { break }
+                    let body = consumer.start + 4
+                    consumer.start += 4 + length
+                    if consumer.buffer[body] == Opcode.message.rawValue {
+                        latencies.append(arrived - consumer.u64(at: body + 13))
+                        pending -= 1
+                    }
+                }
+            }
+            if i % 64 == 0 { producer.drainWithoutBlocking() }
+        }
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
+        return Result(throughput: Double(messages) / elapsed, p50: percentile(0.5), p99: percentile(0.99), samples: latencies.count)
+    }
+}
