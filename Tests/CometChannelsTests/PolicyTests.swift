@@ -57,6 +57,10 @@ final class PolicyTests: XCTestCase {
         XCTAssertTrue(policy.grantsRelay("unix:/run/upstream/comet.sock", bob))
         XCTAssertFalse(policy.grantsRelay("unix:/run/upstream/comet.sock", alice))
         XCTAssertFalse(policy.grantsRelay("unix:/run/other.sock", bob))
+        let nats = try parse("relay nats://hub:4222/comet.news.* user:alice\n")
+        XCTAssertTrue(nats.grantsRelay("nats://hub:4222/comet.news.uk", alice))
+        XCTAssertFalse(nats.grantsRelay("nats://hub:4222/comet.alerts", alice))
+        XCTAssertFalse(nats.grantsRelay("nats://hub:4222/comet.news.uk", bob))
     }
 
     func testErrorsNameTheLine() {

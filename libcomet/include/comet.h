@@ -281,6 +281,8 @@ COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_messa
 
 /* Eliom's external_channel: reads channel `name` of another cometd at `address` (unix:/PATH or
  * /PATH), relayed by this connection's daemon with the upstream's sequence numbers and epoch.
+ * `address` may also be a NATS JetStream subject another cometd exports to,
+ * nats://HOST:PORT/SUBJECT (docs/FEDERATION.md), with the same semantics.
  * Starts with exactly the `history` (0 counts as 1) most recent messages; `newest` != 0 makes it
  * a latest-value channel. Ends with COMET_END_FULL, COMET_END_CLOSED or COMET_END_RESET (the
  * upstream channel was re-created). Blocking until the daemon answers.

@@ -61,8 +61,9 @@ public struct PolicyParser {
         let pattern = Policy.Pattern(word)
         guard !pattern.text.contains("*") else { throw fail("'*' may only end a pattern: '\(word)'") }
         if forAddress {
-            guard pattern.text.hasPrefix("unix:/") || (pattern.isPrefix && "unix:/".hasPrefix(pattern.text)) else {
-                throw fail("relay patterns are addresses: unix:/PATH or unix:/PREFIX*, not '\(word)'")
+            let schemes = ["unix:/", "nats://", "tls://"]
+            guard schemes.contains(where: { pattern.text.hasPrefix($0) || (pattern.isPrefix && $0.hasPrefix(pattern.text)) }) else {
+                throw fail("relay patterns are addresses: unix:/PATH, nats://HOST:PORT/SUBJECT (or a prefix of one ending with *), not '\(word)'")
             }
         } else if !pattern.isPrefix {
             do throws(ChannelRefusal) { try ChannelName.validate(pattern.text) } catch { throw fail("'\(word)': \(error.message)") }
