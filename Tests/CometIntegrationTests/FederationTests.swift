@@ -332,6 +332,30 @@ final class FederationTests: XCTestCase {
         await producer.close()
     }
 
+    /// The daemon logs in to a configured server with its own credentials: other users need a
+    /// relay rule. Any other server is reached anonymously, as the user could itself.
+    func testConfiguredServerNeedsARelayRuleForOtherUsers() async throws {
+        let a = try daemon(Self.exporter)
+        let producer = try await CometClient.connect(to: a.socketPath)
+        let feed = try await producer.create("feed")
+        try await feed.push(batch: payloads(1...3))
+        try await waitExported(producer, 3)
+        let b = try daemon(Self.importer)
+        let denied = try Hostile.run(b, "relay", ["\(nats.url)/comet.feed"])["result"] as? String
+        XCTAssertEqual(denied, "PERMISSION_DENIED")
+        let anonymous = try Hostile.run(b, "relay", ["nats://localhost:\(nats.port)/comet.feed"])["result"] as? String
+        XCTAssertEqual(anonymous, "OK", "not a configured server: no credentials, no rule needed")
+        let policy = try Daemon.temporaryDirectory().appendingPathComponent("policy.conf")
+        try "relay \(nats.url)/comet.* user:\(Hostile.uid)\n".write(to: policy, atomically: true, encoding: .utf8)
+        let config = try Daemon.temporaryDirectory().appendingPathComponent("cometd.conf")
+        try Self.importer.replacingOccurrences(of: "SERVER", with: nats.url).write(to: config, atomically: true, encoding: .utf8)
+        let ruled = try Daemon(arguments: ["--config", config.path, "--policy", policy.path])
+        daemons.append(ruled)
+        let granted = try Hostile.run(ruled, "relay", ["\(nats.url)/comet.feed"])["result"] as? String
+        XCTAssertEqual(granted, "OK")
+        await producer.close()
+    }
+
     func testConfigurationMistakesAreRefusedWithFileAndLine() throws {
         let file = try Daemon.temporaryDirectory().appendingPathComponent("bad.conf")
         try "[nats hub]\nurl = nats://127.0.0.1:4222\n[export feed*]\nstorage = disk\n".write(to: file, atomically: true, encoding: .utf8)
