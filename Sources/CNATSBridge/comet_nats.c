@@ -185,6 +185,10 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, on_closed, l);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, on_error, l);
     if (s == NATS_OK && o->keep_trying) s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, l);
+    /* Subscriptions share a small pool of delivery threads (each keeps its order) instead of a
+     * thread each: imports cannot multiply the daemon's threads. */
+    if (s == NATS_OK) s = nats_SetMessageDeliveryPoolSize(2);
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts, true);
     if (s != NATS_OK) {
         say(err, errlen, step, s, 0);
         natsOptions_Destroy(opts);

@@ -221,7 +221,9 @@ public final class CometClient: Sendable {
     /// daemon relays it — one upstream subscription however many local readers — with the same
     /// sequence numbers and epoch. The reader starts with exactly the `history` most recent
     /// messages (default 1); `newest` makes it a latest-value channel.
-    /// - Parameter address: the other daemon's socket, `unix:/path` or `/path`.
+    /// - Parameter address: the other daemon's socket, `unix:/path` or `/path`; or the NATS
+    ///   JetStream subject another cometd exports the channel to, `nats://HOST:PORT/SUBJECT`
+    ///   (docs/FEDERATION.md).
     /// - Throws: `CometError` with `.upstreamUnreachable`, `.noSuchChannel`, `.upstreamVersion`,
     ///   `.loopDetected`, `.invalidAddress`. Iteration may end with `EpochChanged` when the
     ///   upstream channel is re-created.

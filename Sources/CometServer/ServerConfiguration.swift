@@ -60,6 +60,9 @@ public struct ServerConfiguration: Sendable {
 
     /// Channels mirrored to and read from NATS JetStream (docs/FEDERATION.md).
     public var federation = FederationConfiguration()
+    /// NATS servers not in `federation` that readers' addresses may have the daemon connect to
+    /// at once (each is a connection and a thread).
+    public var maxUndeclaredNATSServers = 8
 
     public init() {}
 }

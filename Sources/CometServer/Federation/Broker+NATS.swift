@@ -132,6 +132,11 @@ extension Broker {
             ])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) read \(full) through this daemon")
         }
+        if natsLinks[address.server] == nil, configuration.federation.server(url: address.server) == nil,
+            natsLinks.values.filter({ !$0.keepTrying }).count >= configuration.maxUndeclaredNATSServers
+        {
+            throw ChannelRefusal(.limitExceeded, "the daemon already reads from \(configuration.maxUndeclaredNATSServers) NATS servers its configuration does not declare")
+        }
         let key = NATSRelayKey(server: address.server, subject: subject, newest: newest)
         let wanted = newest ? 1 : max(1, min(history, UInt32(configuration.registry.maxSize)))
         if let relay = natsRelays[key] {
@@ -175,6 +180,13 @@ extension Broker {
             case .message(let epoch, let seq, let payload):
                 if relay.channel?.epoch != epoch { natsAdopt(relay, epoch: epoch, next: seq) }
                 guard let channel = relay.channel, !channel.isClosed, seq > channel.lastSequence else { continue }
+                guard payload.readableBytes <= Int(configuration.maxFrameSize) - 13 else {
+                    // Readers could not take it in one frame: a gap they see as FULL.
+                    logLimiter.log(logger, .warning, kind: "nats-oversize", "skipping an imported message larger than the frame limit", metadata: [
+                        "subject": "\(relay.key.subject)", "bytes": "\(payload.readableBytes)",
+                    ])
+                    continue
+                }
                 let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
                 do throws(ChannelRefusal) {
                     try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: relay.uid)
