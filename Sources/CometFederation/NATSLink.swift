@@ -267,7 +267,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
     private func resync(_ export: ExportState, _ link: OpaquePointer) -> Bool {
         let target = export.target
         var error = [CChar](repeating: 0, count: 512)
-        guard cn_ensure_stream(link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, 120_000, &error, error.count) == CN_OK else {
+        guard cn_ensure_stream(link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, Self.duplicateWindow(server), &error, error.count) == CN_OK else {
             logger.warning("cannot prepare the JetStream stream; retrying", metadata: [
                 "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
             ])
@@ -498,6 +498,12 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
 }
 
 extension NATSLink {
+    /// JetStream's de-duplication window for exported streams: longer than an acknowledgement
+    /// can take (a republish after a timeout is then dropped), short enough that the server's
+    /// table of recent ids stays small at full speed (2 minutes, the default, cost it a third of
+    /// its throughput here). Importers drop duplicates by sequence number in any case.
+    static func duplicateWindow(_ server: NATSServer) -> Int64 { max(10_000, 5 * server.timeoutMilliseconds) }
+
     /// The NUL-terminated text nats.c wrote into `buffer`.
     static func text(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
