@@ -94,39 +94,7 @@ struct FederationBench {
         let elapsed = Double(now() - start) / 1e9
         guard ok.load() == 1 else { throw BenchFailure("\(address): the reader on B saw a gap or FULL") }
         // Latency: paced pushes carrying their send time; the reader takes each as it comes.
-        let total = rate * seconds
-        var latencies = [UInt64]()
-        latencies.reserveCapacity(total)
-        let interval = UInt64(1_000_000_000 / rate)
-        var frame = ByteBuffer()
-        var next = now()
-        var ready = pollfd(fd: consumer.fd, events: Int16(POLLIN), revents: 0)
-        var pending = 0
-        for i in 0..<total {
-            var wake = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
-            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
-            next += interval
-            frame.clear()
-            frame.writeMultipleIntegers(UInt32(1 + 4 + 8 + 64), Opcode.push.rawValue, UInt32(i + 10), channel, now())
-            frame.writeRepeatingByte(0x6C, count: 56)
-            producer.write(frame)
-            pending += 1
-            while pending > 0 {
-                guard poll(&ready, 1, 5000) == 1, consumer.fill() else { throw BenchFailure("\(address): no message within 5 s") }
-                let arrived = now()
-                while consumer.buffer.count - consumer.start >= 4 {
-                    let length = Int(consumer.u32(at: consumer.start))
-                    guard consumer.buffer.count - consumer.start >= 4 + length else { break }
-                    let body = consumer.start + 4
-                    consumer.start += 4 + length
-                    if consumer.buffer[body] == Opcode.message.rawValue {
-                        latencies.append(arrived - consumer.u64(at: body + 13))
-                        pending -= 1
-                    }
-                }
-            }
-            if i % 64 == 0 { producer.drainWithoutBlocking() }
-        }
+        var latencies = try Scenarios.pacedLatencies(producer: producer, consumer: consumer, channel: channel, rate: rate, seconds: seconds, payloadSize: 64)
         latencies.sort()
         func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
         return Result(throughput: Double(messages) / elapsed, p50: percentile(0.5), p99: percentile(0.99), samples: latencies.count)

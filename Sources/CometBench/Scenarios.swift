@@ -155,14 +155,23 @@ struct Scenarios {
         let consumer = try BenchSocket(path: socket)
         try consumer.handshake()
         _ = try consumer.subscribe("bench.latency")
+        var latencies = try Self.pacedLatencies(producer: producer, consumer: consumer, channel: channel, rate: rate, seconds: seconds, payloadSize: payloadSize)
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
+        return (percentile(0.50), percentile(0.99), percentile(0.999), latencies.count)
+    }
+
+    /// Pushes `rate` messages a second for `seconds` on `producer`, each carrying its send time,
+    /// and returns how long each took to reach `consumer` (nanoseconds, in arrival order). Sends
+    /// at the scheduled time, then blocks until the message comes back; OKs are drained without
+    /// blocking. Sleeping, not spinning, leaves the other core to the daemons.
+    static func pacedLatencies(producer: BenchSocket, consumer: BenchSocket, channel: UInt64, rate: Int, seconds: Int, payloadSize: Int) throws -> [UInt64] {
         let total = rate * seconds
         var latencies = [UInt64]()
         latencies.reserveCapacity(total)
         let interval = UInt64(1_000_000_000 / rate)
         var frame = ByteBuffer()
         var next = now()
-        // Send at the scheduled time, then block until the message comes back; OKs are drained
-        // without blocking. Sleeping, not spinning, leaves the second core to the daemon.
         var consumerReady = pollfd(fd: consumer.fd, events: Int16(POLLIN), revents: 0)
         var pending: UInt64 = 0
         for i in 0..<total {
@@ -191,9 +200,7 @@ struct Scenarios {
             }
             if i % 64 == 0 { producer.drainWithoutBlocking() }
         }
-        latencies.sort()
-        func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
-        return (percentile(0.50), percentile(0.99), percentile(0.999), latencies.count)
+        return latencies
     }
 
     /// Daemon RSS growth per idle subscription when `subscribers` subscriptions share one connection.

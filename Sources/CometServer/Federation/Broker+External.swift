@@ -134,18 +134,47 @@ extension Broker {
         guard !relay.removed else { return }
         relay.removed = true
         relays[relay.key] = nil
-        for waiting in relay.pending {
+        finishRelay(pending: relay.pending, mirror: relay.channel, failing: code, message)
+        relay.pending = []
+        relay.upstream?.close(promise: nil)
+        relay.upstream = nil
+    }
+
+    /// Appends a relayed message to a mirror, charged to the user whose request made the relay;
+    /// past its quota the message is dropped, and readers that needed it get FULL at the gap.
+    func mirror(_ payload: ByteBuffer, sequence: UInt64, into channel: SiteChannel<ByteBuffer>, chargedTo uid: UInt32) {
+        let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
+        do throws(ChannelRefusal) {
+            try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: uid)
+        } catch {
+            refused(error, uid: uid)
+            return
+        }
+        pushRelayedHandingOver(payload, sequence: sequence, to: channel)
+        syncCharge(channel)
+        wakeReaders(of: channel)
+    }
+
+    /// A relay (unix: or NATS) ends: readers still waiting get `code`; readers of its mirror
+    /// drain what it holds, then CLOSED.
+    func finishRelay(pending: [PendingExternal], mirror: SiteChannel<ByteBuffer>?, failing code: ErrorCode?, _ message: String) {
+        for waiting in pending {
             guard let conn = connections[waiting.connection] else { continue }
             reply(error: code ?? .noSuchChannel, message, to: waiting.requestID, conn)
         }
-        relay.pending = []
-        if let channel = relay.channel {
-            if !channel.isClosed { channel.close() }
-            wakeReaders(of: channel)
-            releaseIfDrained(channel)
+        if let mirror {
+            if !mirror.isClosed { mirror.close() }
+            wakeReaders(of: mirror)
+            releaseIfDrained(mirror)
         }
-        relay.upstream?.close(promise: nil)
-        relay.upstream = nil
+    }
+
+    /// A relay's upstream channel got a new epoch: readers of the old mirror get what it holds,
+    /// then RESET (a mirror already closed keeps its CLOSED).
+    func retireMirror(_ old: SiteChannel<ByteBuffer>, replacedBy epoch: UInt64) {
+        if !old.isClosed { old.replace(byEpoch: epoch) }
+        wakeReaders(of: old)
+        releaseIfDrained(old)
     }
 
     func relayLost(_ relay: Relay, channel: Channel) {
@@ -217,18 +246,7 @@ extension Broker {
             adopt(epoch: epoch, next: next, relay)
         case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
             guard let channel = relay.channel else { return }
-            // Charged to the user whose request made the relay; past its quota the message is
-            // dropped, and readers that needed it get FULL at the gap.
-            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
-            do throws(ChannelRefusal) {
-                try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: relay.uid)
-            } catch {
-                refused(error, uid: relay.uid)
-                return
-            }
-            pushRelayedHandingOver(Self.copy(payload, ByteBufferAllocator()), sequence: seq, to: channel)
-            syncCharge(channel)
-            wakeReaders(of: channel)
+            mirror(Self.copy(payload, ByteBufferAllocator()), sequence: seq, into: channel, chargedTo: relay.uid)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:
             // The relay itself fell behind upstream: go on from what is left; the jump in sequence
             // numbers gives local readers an explicit FULL.
@@ -249,9 +267,7 @@ extension Broker {
         if let channel = relay.channel, channel.epoch == epoch { return }
         if let old = relay.channel {
             logger.notice("upstream channel was re-created", metadata: ["upstream": "\(relay.key.path)", "channel": "\(relay.key.name)"])
-            old.replace(byEpoch: epoch)
-            wakeReaders(of: old)
-            releaseIfDrained(old)
+            retireMirror(old, replacedBy: epoch)
         }
         let channel = SiteChannel<ByteBuffer>(
             id: (1 << 62) | nextRelayChannelID, name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,

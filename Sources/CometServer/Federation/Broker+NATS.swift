@@ -187,16 +187,7 @@ extension Broker {
                     ])
                     continue
                 }
-                let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
-                do throws(ChannelRefusal) {
-                    try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: relay.uid)
-                } catch {
-                    refused(error, uid: relay.uid)
-                    continue
-                }
-                pushRelayedHandingOver(payload, sequence: seq, to: channel)
-                syncCharge(channel)
-                wakeReaders(of: channel)
+                mirror(payload, sequence: seq, into: channel, chargedTo: relay.uid)
             case .close(let epoch, _):
                 guard let channel = relay.channel, channel.epoch == epoch, !channel.isClosed else { continue }
                 channel.close()
@@ -246,9 +237,7 @@ extension Broker {
     private func natsAdopt(_ relay: NATSRelay, epoch: UInt64, next: UInt64) {
         if let old = relay.channel {
             logger.notice("imported channel was re-created at its origin", metadata: ["subject": "\(relay.key.subject)"])
-            if !old.isClosed { old.replace(byEpoch: epoch) }
-            wakeReaders(of: old)
-            releaseIfDrained(old)
+            retireMirror(old, replacedBy: epoch)
         }
         let channel = SiteChannel<ByteBuffer>(
             id: (1 << 62) | nextRelayChannelID, name: relay.name, epoch: epoch, size: relay.size, owner: 0,
@@ -266,16 +255,8 @@ extension Broker {
         guard !relay.removed, !relay.permanent else { return }
         relay.removed = true
         if natsRelays[relay.key] === relay { natsRelays[relay.key] = nil }
-        for waiting in relay.pending {
-            guard let conn = connections[waiting.connection] else { continue }
-            reply(error: code ?? .noSuchChannel, message, to: waiting.requestID, conn)
-        }
+        finishRelay(pending: relay.pending, mirror: relay.channel, failing: code, message)
         relay.pending = []
-        if let channel = relay.channel {
-            if !channel.isClosed { channel.close() }
-            wakeReaders(of: channel)
-            releaseIfDrained(channel)
-        }
         if let feed = relay.feed { relay.link.remove(feed) }
         relay.feed = nil
         releaseLinkIfUnused(relay.link)
