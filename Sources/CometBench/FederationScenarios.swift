@@ -34,7 +34,7 @@ struct FederationBench {
             nats.waitUntilExit()
         }
         let url = "nats://127.0.0.1:\(port)"
-        try "[nats hub]\nurl = \(url)\n[export bench.*]\nstorage = memory\n".write(toFile: directory + "/a.conf", atomically: true, encoding: .utf8)
+        try "[nats hub]\nurl = \(url)\n[export bench.nats]\nstorage = memory\n".write(toFile: directory + "/a.conf", atomically: true, encoding: .utf8)
         try "[nats hub]\nurl = \(url)\n".write(toFile: directory + "/b.conf", atomically: true, encoding: .utf8)
         let a = try start(socket: directory + "/a.sock", config: directory + "/a.conf")
         defer { stop(a) }
