@@ -130,6 +130,28 @@ final class FederationTests: XCTestCase {
         XCTAssertEqual(exports.first?.acknowledged, UInt64(total))
         XCTAssertEqual(exports.first?.missed, 0)
         XCTAssertEqual(exports.first?.connected, true)
+        // The same through the CLI: a table, JSON and OpenMetrics (checked by a real parser).
+        let table = try runTool("comet", ["stats", "-s", a.socketPath])
+        XCTAssertTrue(table.stdout.contains("EXPORT"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("comet.feed"), table.stdout)
+        let json = try runTool("comet", ["stats", "--json", "-s", a.socketPath])
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let jsonExports = try XCTUnwrap(object["exports"] as? [[String: Any]])
+        XCTAssertEqual(jsonExports.first?["acknowledged"] as? Int, total)
+        let metrics = try runTool("comet", ["stats", "--openmetrics", "-s", a.socketPath])
+        let file = a.directory.appendingPathComponent("metrics.txt")
+        try metrics.stdout.write(to: file, atomically: true, encoding: .utf8)
+        let script = """
+            import sys
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families
+            families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+            acked = families['comet_export_acknowledged_messages'].samples
+            assert acked[0].labels == {'channel': 'feed', 'subject': 'comet.feed'} and acked[0].value == \(total), acked
+            assert families['comet_export_connected'].samples[0].value == 1
+            print('ok')
+            """
+        let parsed = try runTool("/usr/bin/python3", ["-c", script, file.path], absolute: true)
+        XCTAssertEqual(parsed.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ok", parsed.stderr)
 
         // Closing on A ends the readers on B after the last message (CLOSED).
         _ = try await feed.close()
