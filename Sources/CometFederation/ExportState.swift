@@ -77,6 +77,8 @@ final class ExportState {
     }
 
     var count: Int { window.count - start }
+    /// Payload bytes the window holds.
+    private(set) var bytes = 0
     /// The sequence the next pushed message gets.
     var endSequence: UInt64 { firstSequence + UInt64(count) }
 
@@ -96,12 +98,14 @@ final class ExportState {
             }
             window = []
             start = 0
+            bytes = 0
             firstSequence = first
         }
         var skip = 0
         if first < endSequence { skip = Int(endSequence - first) }
         guard skip < payloads.count else { return }
         window.append(contentsOf: payloads[skip...])
+        bytes += payloads[skip...].reduce(0) { $0 + $1.readableBytes }
         let excess = count - max(1, target.size)
         if excess > 0 {
             let evictedEnd = firstSequence + UInt64(excess)
@@ -109,6 +113,7 @@ final class ExportState {
                 if !target.newest { stats.missed += evictedEnd - nextToPublish }
                 nextToPublish = evictedEnd
             }
+            bytes -= window[start..<(start + excess)].reduce(0) { $0 + $1.readableBytes }
             start += excess
             firstSequence = evictedEnd
             if start > 4096, start * 2 > window.count {

@@ -86,7 +86,11 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
 
     public var isConnected: Bool { lock.withLock { connectedFlag } }
 
-    /// Publishes what is queued (waiting up to a second for acknowledgements), ends every
+    /// Bytes the exports of closed channels may still hold (their channels' rings are gone, so
+    /// nobody is charged for them) while NATS has not taken them; past it the oldest are dropped.
+    public static let closedBacklogLimit = 64 << 20
+
+    /// Publishes what is queued (waiting up to half a second for acknowledgements), ends every
     /// subscription and closes the connection.
     public func stop(promise: EventLoopPromise<Void>?) { post(.stop(promise)) }
 
@@ -147,6 +151,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             export(name, epoch)?.append(first: first, payloads)
         case .closed(let name, let epoch, let last):
             export(name, epoch)?.closedAt = last
+            boundClosedBacklog()
         case .ack(let subject, let id, let status, let jsError, let text):
             acknowledged(subject: subject, id: id, status: status, jsError: jsError, text: text)
         case .addFeed(let feed):
@@ -162,7 +167,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             tickScheduled = false
         case .stop(let promise):
             stopped = true
-            if let link, connected { _ = cn_publish_complete(link, 1000) }
+            if let link, connected { _ = cn_publish_complete(link, 500) }
             for feed in feeds.values { unsubscribe(feed) }
             feeds = [:]
             if let link { cn_close(link) }
@@ -172,6 +177,18 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             // The pool ends after this item; a thread cannot join itself.
             let pool = self.pool
             timers.execute { pool.shutdownGracefully { _ in promise?.succeed() } }
+        }
+    }
+
+    /// Drops the oldest exports of closed channels while they hold more than `closedBacklogLimit`.
+    private func boundClosedBacklog() {
+        var held = exports.reduce(0) { $0 + ($1.closedAt == nil ? 0 : $1.bytes) }
+        while held > Self.closedBacklogLimit, let index = exports.firstIndex(where: { $0.closedAt != nil }) {
+            let dropped = exports.remove(at: index)
+            held -= dropped.bytes
+            logger.warning("dropped the unpublished end of a closed channel's export: NATS has not taken it and it holds too much", metadata: [
+                "channel": "\(dropped.target.name)", "messages": "\(dropped.endSequence - dropped.nextToPublish)", "nats": "\(server.url)",
+            ])
         }
     }
 

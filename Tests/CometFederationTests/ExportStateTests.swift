@@ -51,3 +51,15 @@ final class ExportStateTests: XCTestCase {
         XCTAssertEqual(export.stats.missed, 0)
     }
 }
+
+extension ExportStateTests {
+    func testWindowCountsItsBytes() {
+        let export = ExportState(target: target(size: 3), epoch: 7, next: 1)
+        export.append(first: 1, [ByteBuffer(string: "aa"), ByteBuffer(string: "bbb")])
+        XCTAssertEqual(export.bytes, 5)
+        export.append(first: 3, [ByteBuffer(string: "c"), ByteBuffer(string: "dddd")])  // "aa" leaves
+        XCTAssertEqual(export.bytes, 8)
+        export.append(first: 10, [ByteBuffer(string: "e")])
+        XCTAssertEqual(export.bytes, 1)
+    }
+}
