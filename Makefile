@@ -63,6 +63,7 @@ install: release libcomet
 	.build/release/comet --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/comet
 	.build/release/comet --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_comet
 	.build/release/comet --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/comet.fish
+	install -D -m 0644 systemd/federation.conf $(DESTDIR)$(PREFIX)/share/doc/comet/examples/cometd.service.d/federation.conf
 	install -D -m 0644 docs/man/cometd.8 $(DESTDIR)$(PREFIX)/share/man/man8/cometd.8
 	install -D -m 0644 docs/man/comet.1 $(DESTDIR)$(PREFIX)/share/man/man1/comet.1
 	install -D -m 0644 docs/man/libcomet.3 $(DESTDIR)$(PREFIX)/share/man/man3/libcomet.3

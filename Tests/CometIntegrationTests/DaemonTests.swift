@@ -166,6 +166,21 @@ final class UnitFileTests: XCTestCase {
         for setting in ["LimitNOFILE=", "MemoryMax=", "TasksMax=", "ExecReload="] {
             XCTAssertTrue(service.contains(setting), setting)
         }
+        XCTAssertTrue(service.contains("PrivateNetwork=yes"), "no network unless the federation drop-in says so")
+
+        // The federation drop-in (systemd/federation.conf) verifies too and opens TCP only.
+        let dropIns = directory.appendingPathComponent("cometd.service.d")
+        try FileManager.default.createDirectory(at: dropIns, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: root.appendingPathComponent("systemd/federation.conf"), to: dropIns.appendingPathComponent("federation.conf"))
+        let verified = try runTool(analyze, ["verify", directory.appendingPathComponent("cometd.service").path], absolute: true)
+        XCTAssertEqual(verified.status, 0, verified.stderr)
+        XCTAssertEqual(verified.stderr, "", "systemd-analyze verify has remarks on the drop-in")
+        let opened = try runTool(analyze, ["security", "--offline=true", directory.appendingPathComponent("cometd.service").path], absolute: true)
+        XCTAssertTrue(opened.stdout.contains("Service may allocate Internet sockets"), "the drop-in applies: \(opened.stdout)")
+        XCTAssertFalse(opened.stdout.contains("Service may allocate packet sockets"))
+        let openedLine = try XCTUnwrap(opened.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") })
+        let openedLevel = try XCTUnwrap(Double(openedLine.split(separator: ":").last!.split(separator: " ").first!))
+        XCTAssertLessThanOrEqual(openedLevel, 2.0, String(openedLine))
     }
 }
 
