@@ -81,7 +81,11 @@ extension FederationConfiguration {
             }
             func secret() throws(ConfigurationMistake) -> String {
                 guard let text = Self.readSmallFile(value) else { throw fail("cannot read \(value)") }
-                return text.trimmingSpaces
+                let secret = text.trimmingSpaces
+                guard !secret.isEmpty, !secret.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+                    throw fail("\(value) holds no secret, or one with control characters")
+                }
+                return secret
             }
             switch section {
             case .none:
@@ -184,8 +188,10 @@ extension FederationConfiguration {
 extension String {
     var trimmingSpaces: String {
         let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\r" }) else { return "" }
-        let last = scalars.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\r" })!
+        // A secret file's trailing newline would end the NATS CONNECT line early.
+        let blank: (Unicode.Scalar) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }
+        guard let first = scalars.firstIndex(where: { !blank($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !blank($0) })!
         return String(scalars[first...last])
     }
 }

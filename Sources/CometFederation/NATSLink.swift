@@ -480,8 +480,13 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
                 feed.post(.failed(noStream ? .noSuchChannel : .unreachable, noStream ? "no JetStream stream holds subject \(feed.subject)" : why))
                 feeds[ObjectIdentifier(feed)] = nil
             } else {
+                // A configured import of a subject nothing was exported to yet: its readers are
+                // answered (the channel does not exist yet) instead of waiting for it.
+                if noStream, feed.permanent { feed.post(.caughtUp) }
+                // A stream that does not exist yet is looked for every 2 s at most; other failures
+                // back off to 10 s.
                 let delay = feed.retryDelay
-                feed.retryDelay = min(feed.retryDelay * 2, .seconds(10))
+                feed.retryDelay = min(feed.retryDelay * 2, noStream ? .seconds(2) : .seconds(10))
                 logger.notice("cannot read the JetStream subject yet; retrying", metadata: [
                     "subject": "\(feed.subject)", "error": "\(why)", "in_ms": "\(delay.nanoseconds / 1_000_000)",
                 ])

@@ -256,6 +256,18 @@ extension Broker {
         }
     }
 
+    /// A subscription that waits for channel `name` to be created (STARTED then).
+    private func subscribeWaiting(_ requestID: UInt32, name: String, owner pinned: UInt32?, _ conn: ConnectionState) throws(ChannelRefusal) {
+        try charge(.subscriptions, conn)
+        let id = conn.allocateSubscriptionID()
+        try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
+        conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned)
+        logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
+        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
+            SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
+        }
+    }
+
     func subscribe(
         _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
         _ conn: ConnectionState
@@ -269,7 +281,15 @@ extension Broker {
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
         }
         if let relay = imports[name], !relay.caughtUp {
-            // A config-declared import still reading what JetStream holds: answered once it has.
+            // A config-declared import whose NATS server cannot be reached: as if the channel did
+            // not exist yet (a waiting reader starts when it comes).
+            guard relay.link.isConnected else {
+                guard wait else {
+                    throw ChannelRefusal(.noSuchChannel, "channel '\(name)' is imported from \(relay.link.server.url) subject \(relay.key.subject), which cannot be reached now")
+                }
+                return try subscribeWaiting(requestID, name: name, owner: pinned, conn)
+            }
+            // Still reading what JetStream holds: answered once it has.
             relay.parked.append { [unowned self] in
                 guard let conn = self.connections[conn.id], !conn.isClosing else { return }
                 do throws(ChannelRefusal) {
@@ -283,15 +303,7 @@ extension Broker {
         }
         guard let channel = registry.channel(named: name) ?? importedChannel(name) else {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
-            try charge(.subscriptions, conn)
-            let id = conn.allocateSubscriptionID()
-            try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
-            conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned)
-            logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
-            ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-                SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
-            }
-            return
+            return try subscribeWaiting(requestID, name: name, owner: pinned, conn)
         }
         if let pinned, pinned != channel.creator.uid {
             throw ChannelRefusal(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")

@@ -1,4 +1,5 @@
 import CometFederation
+import Foundation
 import NIOCore
 import XCTest
 
@@ -89,5 +90,19 @@ final class MappingTests: XCTestCase {
         XCTAssertEqual(mistake("user = x\n"), "f:1: 'user' outside a section")
         XCTAssertEqual(mistake("[nats a]\nurl = nats://h:1\n[import -x]\n"), "f:3: '-x' is not a channel name")
         XCTAssertEqual(mistake("[nats a]\nurl = nats://h:1\n[import a.]\n"), "f:3: give the subject (subject = ...)")
+    }
+}
+
+extension MappingTests {
+    /// A secret file's trailing newline is not part of the secret (it would end NATS's CONNECT line).
+    func testSecretFilesLoseTheirTrailingNewline() throws {
+        let path = "/tmp/comet-secret-\(getpid())"
+        _ = FileManager.default.createFile(atPath: path, contents: Data("s3cret\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let config = try FederationConfiguration.parse("[nats a]\nurl = nats://h:1\npassword-file = \(path)\ntoken-file = \(path)\n", file: "f")
+        XCTAssertEqual(config.servers["a"]?.password, "s3cret")
+        XCTAssertEqual(config.servers["a"]?.token, "s3cret")
+        _ = FileManager.default.createFile(atPath: path, contents: Data("\n".utf8))
+        XCTAssertThrowsError(try FederationConfiguration.parse("[nats a]\nurl = nats://h:1\npassword-file = \(path)\n", file: "f"))
     }
 }

@@ -103,8 +103,8 @@ final class FederationTests: XCTestCase {
         XCTAssertEqual(external.info.epoch, feed.epoch, "A's epoch")
         // A config-declared import, read from the oldest message JetStream keeps.
         let r2 = try await CometClient.connect(to: b.socketPath)
-        let imported = try await r2.subscribe("remote.feed", from: .oldest)
-        XCTAssertEqual(imported.info.epoch, feed.epoch)
+        // (B may not have seen the stream yet: wait for the name, as for a local channel.)
+        let imported = try await r2.subscribe("remote.feed", from: .oldest, wait: true)
 
         let total = 20_000
         for start in stride(from: 11, through: total, by: 1000) {
@@ -117,6 +117,7 @@ final class FederationTests: XCTestCase {
         XCTAssertTrue(got1.allSatisfy { $0.string == "m\($0.sequence)" })
         let got2 = try await Reader(imported).take(total)
         XCTAssertEqual(got2.map(\.sequence), Array(1...UInt64(total)))
+        XCTAssertEqual(imported.info.epoch, feed.epoch)
 
         // A's STATS shows the export, fully acknowledged.
         var exports: [ExportCounters] = []
@@ -344,10 +345,20 @@ final class FederationTests: XCTestCase {
         XCTAssertEqual(a.log.components(separatedBy: "NATS is not reachable").count - 1, 1, "said once:\n\(a.log)")
         let got11 = try await producer.stats()
         XCTAssertEqual(got11.exports.first?.connected, false)
-        try late.start()
+        // An importer whose server is down: its name reads as a channel that does not exist yet.
         let b2 = try daemon(Self.importer, url: late.url)
         let remote = try await CometClient.connect(to: b2.socketPath)
-        let sub = try await remote.subscribe("remote.feed", from: .oldest, wait: true)
+        let refusedAt = Date()
+        do {
+            _ = try await remote.subscribe("remote.feed")
+            XCTFail("subscribed while NATS is down")
+        } catch let error as CometError {
+            XCTAssertEqual(error.code, .noSuchChannel)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(refusedAt), 2, "answered at once, not parked")
+        let sub = try await remote.subscribe("remote.feed", wait: true)
+        XCTAssertTrue(sub.info.waiting)
+        try late.start()
         let got12 = try await Reader(sub).take(20, within: 60)
         XCTAssertEqual(got12.map(\.sequence), Array(1...20), "buffered, then exported")
         await remote.close()

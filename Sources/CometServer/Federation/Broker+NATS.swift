@@ -215,7 +215,9 @@ extension Broker {
     private func natsCaughtUp(_ relay: NATSRelay) {
         if relay.permanent {
             if let channel = relay.channel, !channel.isClosed, let name = relay.localName {
-                start(registry.takeWaiters(for: name), on: channel, next: channel.lastSequence + 1)
+                // Readers that waited for the name get everything the mirror holds, as readers
+                // waiting for a local channel get everything from its first message.
+                start(registry.takeWaiters(for: name), on: channel, next: channel.ring.firstSequence)
             }
             let parked = relay.parked
             relay.parked = []
