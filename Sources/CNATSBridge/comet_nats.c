@@ -23,6 +23,14 @@ struct cn_sub {
 };
 
 struct cn_link {
+    /* Callbacks run on nats.c's threads. cn_close sets `closing` (callbacks then do nothing) and
+     * frees the link only once the connection's closed callback has run and no callback is inside
+     * (`active`): the daemon's side is never called after cn_close returns. */
+    atomic_bool closing;
+    atomic_int active;
+    pthread_mutex_t close_lock;
+    pthread_cond_t close_cond;
+    bool closed_seen;
     natsConnection *nc;
     jsCtx *js;
     cn_state_cb state;
@@ -97,43 +105,63 @@ static void parse(natsMsg *m, cn_delivery *d) {
     if (!has_seq) d->event = CN_FOREIGN;
 }
 
+/* A callback may use the link's owner only between enter() (true) and leave(). */
+static bool enter(cn_link *l) {
+    atomic_fetch_add(&l->active, 1);
+    if (!atomic_load(&l->closing)) return true;
+    atomic_fetch_sub(&l->active, 1);
+    return false;
+}
+static void leave(cn_link *l) { atomic_fetch_sub(&l->active, 1); }
+
+static void tell(cn_link *l, int state) {
+    if (!enter(l)) return;
+    if (l->state) l->state(l->ctx, state);
+    leave(l);
+}
+
 static void on_connected(natsConnection *nc, void *closure) {
     (void)nc;
-    cn_link *l = closure;
-    if (l->state) l->state(l->ctx, CN_CONNECTED);
+    tell(closure, CN_CONNECTED);
 }
 static void on_disconnected(natsConnection *nc, void *closure) {
     (void)nc;
-    cn_link *l = closure;
-    if (l->state) l->state(l->ctx, CN_DISCONNECTED);
+    tell(closure, CN_DISCONNECTED);
 }
 static void on_reconnected(natsConnection *nc, void *closure) {
     (void)nc;
-    cn_link *l = closure;
-    if (l->state) l->state(l->ctx, CN_RECONNECTED);
+    tell(closure, CN_RECONNECTED);
 }
 static void on_closed(natsConnection *nc, void *closure) {
     (void)nc;
     cn_link *l = closure;
-    if (l->state) l->state(l->ctx, CN_CLOSED);
+    atomic_fetch_add(&l->active, 1);
+    if (!atomic_load(&l->closing) && l->state) l->state(l->ctx, CN_CLOSED);
+    pthread_mutex_lock(&l->close_lock);
+    l->closed_seen = true;
+    pthread_cond_broadcast(&l->close_cond);
+    pthread_mutex_unlock(&l->close_lock);
+    atomic_fetch_sub(&l->active, 1); /* the last touch of the link */
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
     (void)nc;
     cn_link *l = closure;
-    if (!sub || !l->sub_error) return;
+    if (!sub || !l->sub_error || !enter(l)) return;
     pthread_mutex_lock(&l->subs_lock);
     void *ctx = NULL;
     for (cn_sub *s = l->subs; s; s = s->next)
         if (s->sub == sub && !atomic_load(&s->stopped)) ctx = s->ctx;
     pthread_mutex_unlock(&l->subs_lock);
     if (ctx) l->sub_error(l->ctx, ctx, (int)err, natsStatus_GetText(err));
+    leave(l);
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
     (void)js;
     (void)pa;
     cn_link *l = closure;
+    if (!enter(l)) return;
     const char *id = NULL;
     natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
     if (pae)
@@ -141,6 +169,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
                pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
     else
         l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", 0, 0, "");
+    leave(l);
 }
 
 cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_sub_error_cb sub_error, void *ctx,
@@ -162,7 +191,11 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     l->sub_error = sub_error;
     l->ctx = ctx;
     l->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
+    atomic_init(&l->closing, false);
+    atomic_init(&l->active, 0);
     pthread_mutex_init(&l->subs_lock, NULL);
+    pthread_mutex_init(&l->close_lock, NULL);
+    pthread_cond_init(&l->close_cond, NULL);
 
     const char *step = "url";
     s = natsOptions_SetURL(opts, o->url);
@@ -219,9 +252,8 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     s = natsConnection_JetStream(&l->js, l->nc, &jo);
     if (s != NATS_OK) {
         say(err, errlen, "cannot use JetStream", s, 0);
-        natsConnection_Destroy(l->nc);
-        pthread_mutex_destroy(&l->subs_lock);
-        free(l);
+        l->js = NULL;
+        cn_close(l); /* the connection is up: close it the way that waits for its callbacks */
         return NULL;
     }
     return l;
@@ -229,9 +261,23 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
 
 void cn_close(cn_link *l) {
     if (!l) return;
+    atomic_store(&l->closing, true);
     natsConnection_Close(l->nc);
-    jsCtx_Destroy(l->js);
+    /* The closed callback comes from nats.c's callback thread; wait for it (5 s at most). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&l->close_lock);
+    while (!l->closed_seen)
+        if (pthread_cond_timedwait(&l->close_cond, &l->close_lock, &until) != 0) break;
+    bool seen = l->closed_seen;
+    pthread_mutex_unlock(&l->close_lock);
+    if (l->js) jsCtx_Destroy(l->js);
     natsConnection_Destroy(l->nc);
+    for (int i = 0; i < 1000 && atomic_load(&l->active) > 0; i++) nats_Sleep(1);
+    if (!seen || atomic_load(&l->active) > 0) return; /* a callback may still hold it: leak it rather than free under it */
+    pthread_cond_destroy(&l->close_cond);
+    pthread_mutex_destroy(&l->close_lock);
     pthread_mutex_destroy(&l->subs_lock);
     free(l);
 }

@@ -30,6 +30,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         case removeFeed(ImportFeed)
         case resubscribe(ImportFeed)
         case tick
+        case refreshTable
         case stop(EventLoopPromise<Void>?)
     }
 
@@ -50,6 +51,8 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
     private var resyncAfter = NIODeadline.uptimeNanoseconds(0)
     private var tickScheduled = false
     private var missedLogged: [String: (count: UInt64, at: NIODeadline)] = [:]
+    private var tableRefreshedAt = NIODeadline.uptimeNanoseconds(0)
+    private var tableRefreshScheduled = false
 
     /// - Parameters:
     ///   - timers: an event loop for the worker's delayed retries.
@@ -119,7 +122,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             for event in batch where !stopped { apply(event) }
             if !stopped {
                 pump()
-                publishTable()
+                refreshTable()
             }
         }
     }
@@ -134,15 +137,15 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
                 break  // connect() saw the first connection already
             case CN_CONNECTED, CN_RECONNECTED:
                 if !connected { logger.notice("connected to NATS", metadata: ["nats": "\(server.url)"]) }
-                connected = true
+                setConnected(true)
                 for export in exports { export.needsResync = true }
                 resyncAfter = .uptimeNanoseconds(0)
                 for feed in feeds.values { subscribe(feed) }
             case CN_DISCONNECTED:
                 if connected { logger.warning("lost the connection to NATS; reconnecting", metadata: ["nats": "\(server.url)"]) }
-                connected = false
+                setConnected(false)
             default:
-                connected = false
+                setConnected(false)
             }
         case .open(let target, let epoch, let next):
             exports.removeAll { $0.target.name == target.name }
@@ -165,6 +168,9 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             if !feed.removed { subscribe(feed) }
         case .tick:
             tickScheduled = false
+        case .refreshTable:
+            tableRefreshScheduled = false
+            tableRefreshedAt = .uptimeNanoseconds(0)
         case .stop(let promise):
             stopped = true
             if let link, connected { _ = cn_publish_complete(link, 500) }
@@ -172,8 +178,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             feeds = [:]
             if let link { cn_close(link) }
             link = nil
-            connected = false
-            lock.withLock { connectedFlag = false }
+            setConnected(false)
             // The pool ends after this item; a thread cannot join itself.
             let pool = self.pool
             timers.execute { pool.shutdownGracefully { _ in promise?.succeed() } }
@@ -190,6 +195,12 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
                 "channel": "\(dropped.target.name)", "messages": "\(dropped.endSequence - dropped.nextToPublish)", "nats": "\(server.url)",
             ])
         }
+    }
+
+    /// The worker's view, and at once the daemon's (`isConnected`).
+    private func setConnected(_ value: Bool) {
+        connected = value
+        lock.withLock { connectedFlag = value }
     }
 
     private func export(_ name: String, _ epoch: UInt64) -> ExportState? {
@@ -237,7 +248,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         }, me, &error, error.count)
         if let link, cn_is_connected(link) {
             // Connected at once: what is queued behind this event may use the link now.
-            connected = true
+            setConnected(true)
             logger.notice("connected to NATS", metadata: ["nats": "\(server.url)"])
         }
         if link == nil {
@@ -414,6 +425,21 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             export.stats.acknowledged += 1
             export.acknowledgedThrough = max(export.acknowledgedThrough, seq)
         }
+    }
+
+    /// Publishes the counters at most every 50 ms (a drain per batch of messages would otherwise
+    /// rebuild them per batch), and once more after the last change.
+    private func refreshTable() {
+        let now = NIODeadline.now()
+        guard now - tableRefreshedAt >= .milliseconds(50) else {
+            if !tableRefreshScheduled {
+                tableRefreshScheduled = true
+                timers.scheduleTask(in: .milliseconds(50)) { [weak self] in self?.post(.refreshTable) }
+            }
+            return
+        }
+        tableRefreshedAt = now
+        publishTable()
     }
 
     private func publishTable() {
