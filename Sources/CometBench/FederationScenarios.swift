@@ -78,25 +78,14 @@ struct FederationBench {
             usleep(25_000)
         }
         guard subscribed else { throw BenchFailure("\(address): the reader on B could not subscribe") }
-        let scenarios = Scenarios(socket: a)
         // Throughput, checked in order with no gap.
-        let consumed = AtomicCounter()
-        let ok = AtomicCounter()
-        let done = DispatchSemaphore(value: 0)
-        let start = now()
-        let reader = Thread {
-            ok.store(Scenarios.consume(consumer, total: messages, progress: consumed) ? 1 : 0)
-            done.signal()
+        guard let throughput = Scenarios(socket: a).streamRate(channel: channel, producer: producer, consumer: consumer, total: messages, lead: 200_000) else {
+            throw BenchFailure("\(address): the reader on B saw a gap or FULL")
         }
-        reader.start()
-        scenarios.produce(channel: channel, producer: producer, total: messages, batch: 256, consumed: consumed, lead: 200_000)
-        done.wait()
-        let elapsed = Double(now() - start) / 1e9
-        guard ok.load() == 1 else { throw BenchFailure("\(address): the reader on B saw a gap or FULL") }
         // Latency: paced pushes carrying their send time; the reader takes each as it comes.
         var latencies = try Scenarios.pacedLatencies(producer: producer, consumer: consumer, channel: channel, rate: rate, seconds: seconds, payloadSize: 64)
         latencies.sort()
         func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
-        return Result(throughput: Double(messages) / elapsed, p50: percentile(0.5), p99: percentile(0.99), samples: latencies.count)
+        return Result(throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), samples: latencies.count)
     }
 }

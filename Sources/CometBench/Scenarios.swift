@@ -61,6 +61,15 @@ struct Scenarios {
         let consumer = try BenchSocket(path: socket)
         try consumer.handshake()
         _ = try consumer.subscribe("bench.1to1")
+        guard let rate = streamRate(channel: channel, producer: producer, consumer: consumer, total: total, lead: 500_000) else {
+            throw BenchFailure("1→1: a consumer saw a gap or FULL")
+        }
+        return rate
+    }
+
+    /// Pushes `total` messages in batches while another thread reads them on `consumer`, checked
+    /// in order; messages per second from the first push to the last read, nil on a gap or FULL.
+    func streamRate(channel: UInt64, producer: BenchSocket, consumer: BenchSocket, total: Int, lead: Int) -> Double? {
         let consumed = AtomicCounter()
         let ok = AtomicCounter()
         let done = DispatchSemaphore(value: 0)
@@ -70,11 +79,10 @@ struct Scenarios {
             done.signal()
         }
         reader.start()
-        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: consumed, lead: 500_000)
+        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: consumed, lead: lead)
         done.wait()
-        let seconds = Double(now() - start) / 1e9
-        guard ok.load() == 1 else { throw BenchFailure("1→1: a consumer saw a gap or FULL") }
-        return Double(total) / seconds
+        guard ok.load() == 1 else { return nil }
+        return Double(total) / (Double(now() - start) / 1e9)
     }
 
     func fanOut(total: Int, consumers: Int) throws -> Double {
