@@ -9,8 +9,6 @@ public struct FederationConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    public var isEmpty: Bool { exports.isEmpty && imports.isEmpty }
-
     /// The export rule for channel `name`, if any.
     public func export(for name: String) -> ExportRule? {
         exports.first { $0.matches(name) }

@@ -10,14 +10,16 @@ import NIOPosix
 /// owns the nats.c connection and makes every blocking call (stream creation, lookups,
 /// subscriptions) and every publish. Acknowledgements and subscription messages arrive on
 /// nats.c's threads and are queued the same way.
-public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`table` under `lock`; the rest on the worker only
+///
+/// Its exports are in `NATSLink+Export.swift`, its imports in `NATSLink+Import.swift`.
+public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`table`/`connectedFlag` under `lock`; the rest on the worker only
     public let server: NATSServer
     /// Configured servers connect in the background and reconnect forever; a server only a
     /// reader named fails at once when it cannot be reached.
     public let keepTrying: Bool
     let logger: Logger
-    private let timers: EventLoop
-    private let pool = NIOThreadPool(numberOfThreads: 1)
+    let timers: EventLoop
+    let pool = NIOThreadPool(numberOfThreads: 1)
 
     enum Event {
         case start
@@ -34,25 +36,25 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         case stop(EventLoopPromise<Void>?)
     }
 
-    private let lock = NIOLock()
-    private var events: [Event] = []
-    private var scheduled = false
-    private var table: [String: ExportStats] = [:]
-    private var connectedFlag = false
+    let lock = NIOLock()
+    var events: [Event] = []
+    var scheduled = false
+    var table: [String: ExportStats] = [:]
+    var connectedFlag = false
 
-    private var link: OpaquePointer?
-    private var connected = false
-    private var stopped = false
+    var link: OpaquePointer?
+    var connected = false
+    var stopped = false
     /// Why the first connection failed (links that do not keep trying).
-    private var failure: String?
-    private var exports: [ExportState] = []
-    private var feeds: [ObjectIdentifier: ImportFeed] = [:]
-    private var resyncBackoff: TimeAmount = .milliseconds(250)
-    private var resyncAfter = NIODeadline.uptimeNanoseconds(0)
-    private var tickScheduled = false
-    private var missedLogged: [String: (count: UInt64, at: NIODeadline)] = [:]
-    private var tableRefreshedAt = NIODeadline.uptimeNanoseconds(0)
-    private var tableRefreshScheduled = false
+    var failure: String?
+    var exports: [ExportState] = []
+    var feeds: [ObjectIdentifier: ImportFeed] = [:]
+    var resyncBackoff: TimeAmount = .milliseconds(250)
+    var resyncAfter = NIODeadline.uptimeNanoseconds(0)
+    var tickScheduled = false
+    var missedLogged: [String: (count: UInt64, at: NIODeadline)] = [:]
+    var tableRefreshedAt = NIODeadline.uptimeNanoseconds(0)
+    var tableRefreshScheduled = false
 
     /// - Parameters:
     ///   - timers: an event loop for the worker's delayed retries.
@@ -99,7 +101,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
 
     // MARK: Worker
 
-    private func post(_ event: Event) {
+    func post(_ event: Event) {
         let submit = lock.withLock {
             events.append(event)
             defer { scheduled = true }
@@ -108,7 +110,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         if submit { pool.submit { [self] _ in drain() } }
     }
 
-    private func drain() {
+    func drain() {
         while true {
             let batch: [Event]? = lock.withLock {
                 if events.isEmpty {
@@ -127,7 +129,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         }
     }
 
-    private func apply(_ event: Event) {
+    func apply(_ event: Event) {
         switch event {
         case .start:
             connect()
@@ -185,29 +187,13 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         }
     }
 
-    /// Drops the oldest exports of closed channels while they hold more than `closedBacklogLimit`.
-    private func boundClosedBacklog() {
-        var held = exports.reduce(0) { $0 + ($1.closedAt == nil ? 0 : $1.bytes) }
-        while held > Self.closedBacklogLimit, let index = exports.firstIndex(where: { $0.closedAt != nil }) {
-            let dropped = exports.remove(at: index)
-            held -= dropped.bytes
-            logger.warning("dropped the unpublished end of a closed channel's export: NATS has not taken it and it holds too much", metadata: [
-                "channel": "\(dropped.target.name)", "messages": "\(dropped.endSequence - dropped.nextToPublish)", "nats": "\(server.url)",
-            ])
-        }
-    }
-
     /// The worker's view, and at once the daemon's (`isConnected`).
-    private func setConnected(_ value: Bool) {
+    func setConnected(_ value: Bool) {
         connected = value
         lock.withLock { connectedFlag = value }
     }
 
-    private func export(_ name: String, _ epoch: UInt64) -> ExportState? {
-        exports.first { $0.target.name == name && $0.epoch == epoch }
-    }
-
-    private func connect() {
+    func connect() {
         var options = cn_options()
         var owned: [UnsafeMutablePointer<CChar>] = []
         func c(_ string: String?) -> UnsafePointer<CChar>? {
@@ -260,288 +246,6 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             ])
         }
         // A first connection reports CN_CONNECTED through the callback (queued behind this event).
-    }
-
-    // MARK: Exports
-
-    private func pump() {
-        guard let link, connected else { return }
-        let now = NIODeadline.now()
-        var failed = false
-        for export in exports {
-            if export.needsResync {
-                guard now >= resyncAfter else { continue }
-                if !resync(export, link) {
-                    failed = true
-                    continue
-                }
-            }
-            publish(export, link)
-        }
-        exports.removeAll { $0.isFinished }
-        if failed {
-            resyncAfter = now + resyncBackoff
-            resyncBackoff = min(resyncBackoff * 2, .seconds(30))
-        } else if exports.allSatisfy({ !$0.needsResync }) {
-            resyncBackoff = .milliseconds(250)
-        }
-        if exports.contains(where: { $0.needsResync }), !tickScheduled {
-            tickScheduled = true
-            timers.scheduleTask(deadline: max(resyncAfter, now + .milliseconds(50))) { [weak self] in self?.post(.tick) }
-        }
-    }
-
-    /// Finds where the stream stands for this epoch and goes on after it. False on failure.
-    private func resync(_ export: ExportState, _ link: OpaquePointer) -> Bool {
-        let target = export.target
-        var error = [CChar](repeating: 0, count: 512)
-        guard cn_ensure_stream(link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, Self.duplicateWindow(server), &error, error.count) == CN_OK else {
-            logger.warning("cannot prepare the JetStream stream; retrying", metadata: [
-                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-            ])
-            return false
-        }
-        var last = cn_delivery()
-        let found = cn_last(link, target.stream, target.subject, &last, &error, error.count)
-        switch found {
-        case Int32(CN_OK) where last.epoch == export.epoch && last.event != CN_FOREIGN:
-            export.openPublished = true
-            var stored: UInt64?
-            switch last.event {
-            case Int32(CN_OPEN):
-                stored = last.seq > 1 ? last.seq - 1 : nil
-                export.lastID = Self.id(.open, export.epoch, 0)
-            case Int32(CN_CLOSE):
-                stored = last.seq
-                export.closePublished = true
-                export.closeAcknowledged = true
-                export.lastID = Self.id(.close, export.epoch, 0)
-            default:
-                stored = last.seq
-                export.lastID = Self.id(.message, export.epoch, last.seq)
-            }
-            export.resume(after: stored)
-        case Int32(CN_OK), Int32(CN_NONE):
-            if found == CN_OK {
-                // Another epoch of the channel (or someone else's messages): this epoch replaces it.
-                guard cn_purge(link, target.stream, &error, error.count) == CN_OK else {
-                    logger.warning("cannot purge the JetStream stream; retrying", metadata: [
-                        "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-                    ])
-                    return false
-                }
-            }
-            export.openPublished = false
-            export.closePublished = false
-            export.lastID = nil
-            export.resume(after: nil)
-        default:
-            logger.warning("cannot read the JetStream stream; retrying", metadata: [
-                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-            ])
-            return false
-        }
-        if !export.openPublished {
-            guard send(export, .open, export.nextToPublish, nil, link) else { return false }
-            export.openPublished = true
-        }
-        return true
-    }
-
-    private func publish(_ export: ExportState, _ link: OpaquePointer) {
-        let limit = max(1, export.target.maxInFlight)
-        while !export.needsResync, export.inFlight.count < limit, export.nextToPublish < export.endSequence {
-            let seq = export.nextToPublish
-            guard let payload = export[seq], send(export, .message, seq, payload, link) else { return }
-            export.nextToPublish += 1
-            export.stats.published += 1
-        }
-        if !export.needsResync, let last = export.closedAt, !export.closePublished, export.nextToPublish > last,
-            export.inFlight.count < limit
-        {
-            if send(export, .close, last, nil, link) { export.closePublished = true }
-        }
-    }
-
-    private enum Kind { case message, open, close }
-
-    private static func id(_ kind: Kind, _ epoch: UInt64, _ seq: UInt64) -> String {
-        switch kind {
-        case .message: return "\(epoch)-\(seq)"
-        case .open: return "\(epoch)-open"
-        case .close: return "\(epoch)-close"
-        }
-    }
-
-    /// Publishes one message or marker after `export.lastID`. False (and a resynchronisation
-    /// pending) when nats.c refused it.
-    private func send(_ export: ExportState, _ kind: Kind, _ seq: UInt64, _ payload: ByteBuffer?, _ link: OpaquePointer) -> Bool {
-        let event: Int32
-        switch kind {
-        case .message: event = Int32(CN_MESSAGE)
-        case .open: event = Int32(CN_OPEN)
-        case .close: event = Int32(CN_CLOSE)
-        }
-        var error = [CChar](repeating: 0, count: 256)
-        let expect = export.lastID
-        let result: Int32 = (payload ?? ByteBuffer()).withUnsafeReadableBytes { bytes in
-            func go(_ expected: UnsafePointer<CChar>?) -> Int32 {
-                cn_publish(link, export.target.subject, event, export.epoch, seq, expected, bytes.baseAddress, bytes.count, &error, error.count)
-            }
-            guard let expect else { return go(nil) }
-            return expect.withCString { go($0) }
-        }
-        guard result == CN_OK else {
-            logger.notice("publishing to JetStream failed; resynchronising", metadata: [
-                "channel": "\(export.target.name)", "error": "\(Self.text(error))",
-            ])
-            export.needsResync = true
-            return false
-        }
-        let id = Self.id(kind, export.epoch, seq)
-        export.inFlight[id] = export.generation
-        export.lastID = id
-        return true
-    }
-
-    private func acknowledged(subject: String, id: String, status: Int32, jsError: Int32, text: String) {
-        guard let dash = id.firstIndex(of: "-"), let epoch = UInt64(id[..<dash]),
-            let export = exports.first(where: { $0.target.subject == subject && $0.epoch == epoch }),
-            let generation = export.inFlight.removeValue(forKey: id), generation == export.generation
-        else { return }
-        let rest = id[id.index(after: dash)...]
-        guard status == 0 else {
-            if !export.needsResync {
-                logger.notice("JetStream refused a message; resynchronising", metadata: [
-                    "channel": "\(export.target.name)", "id": "\(id)", "error": "\(text)", "js_error": "\(jsError)",
-                ])
-            }
-            export.needsResync = true
-            return
-        }
-        if rest == "close" {
-            export.closeAcknowledged = true
-        } else if let seq = UInt64(rest) {
-            export.stats.acknowledged += 1
-            export.acknowledgedThrough = max(export.acknowledgedThrough, seq)
-        }
-    }
-
-    /// Publishes the counters at most every 50 ms (a drain per batch of messages would otherwise
-    /// rebuild them per batch), and once more after the last change.
-    private func refreshTable() {
-        let now = NIODeadline.now()
-        guard now - tableRefreshedAt >= .milliseconds(50) else {
-            if !tableRefreshScheduled {
-                tableRefreshScheduled = true
-                timers.scheduleTask(in: .milliseconds(50)) { [weak self] in self?.post(.refreshTable) }
-            }
-            return
-        }
-        tableRefreshedAt = now
-        publishTable()
-    }
-
-    private func publishTable() {
-        var fresh: [String: ExportStats] = [:]
-        let now = NIODeadline.now()
-        for export in exports {
-            fresh[export.target.name] = export.snapshot(connected: connected)
-            let missed = export.stats.missed
-            let logged = missedLogged[export.target.name]
-            if missed > (logged?.count ?? 0), logged.map({ now - $0.at >= .seconds(10) }) ?? true {
-                logger.warning("messages left the channel's ring before they reached NATS: remote readers that need them get FULL", metadata: [
-                    "channel": "\(export.target.name)", "missed_total": "\(missed)", "nats": "\(server.url)",
-                ])
-                missedLogged[export.target.name] = (missed, now)
-            }
-        }
-        let connected = self.connected
-        lock.withLock {
-            table = fresh
-            connectedFlag = connected
-        }
-    }
-
-    // MARK: Imports
-
-    private func subscribe(_ feed: ImportFeed) {
-        unsubscribe(feed)
-        guard let link, connected else {
-            if !feed.permanent, !feed.everSubscribed {
-                feed.post(.failed(.unreachable, failure ?? "NATS at \(server.url) is not reachable"))
-                feeds[ObjectIdentifier(feed)] = nil
-            }
-            return
-        }
-        let token = Unmanaged.passRetained(FeedToken(feed: feed))
-        var empty = false
-        var noStream = false
-        var error = [CChar](repeating: 0, count: 512)
-        let sub = cn_subscribe(link, feed.subject, { ctx, delivery in
-            let token = Unmanaged<FeedToken>.fromOpaque(ctx!).takeUnretainedValue()
-            guard let feed = token.feed, let d = delivery?.pointee else { return }
-            switch d.event {
-            case Int32(CN_MESSAGE):
-                let payload = d.len > 0
-                    ? token.allocator.buffer(bytes: UnsafeRawBufferPointer(start: d.data, count: Int(d.len)))
-                    : token.allocator.buffer(capacity: 0)
-                feed.post(.message(epoch: d.epoch, sequence: d.seq, payload: payload))
-            case Int32(CN_OPEN):
-                feed.post(.open(epoch: d.epoch, next: d.seq))
-            case Int32(CN_CLOSE):
-                feed.post(.close(epoch: d.epoch, last: d.seq))
-            default:
-                feed.post(.foreign)
-            }
-            if !token.caughtUp, d.pending == 0 {
-                token.caughtUp = true
-                feed.post(.caughtUp)
-            }
-        }, token.toOpaque(), 2000, &empty, &noStream, &error, error.count)
-        guard let sub else {
-            token.release()
-            let why = Self.text(error)
-            if !feed.permanent, !feed.everSubscribed {
-                feed.post(.failed(noStream ? .noSuchChannel : .unreachable, noStream ? "no JetStream stream holds subject \(feed.subject)" : why))
-                feeds[ObjectIdentifier(feed)] = nil
-            } else {
-                // A configured import of a subject nothing was exported to yet: its readers are
-                // answered (the channel does not exist yet) instead of waiting for it.
-                if noStream, feed.permanent { feed.post(.caughtUp) }
-                // A stream that does not exist yet is looked for every 2 s at most; other failures
-                // back off to 10 s.
-                let delay = feed.retryDelay
-                feed.retryDelay = min(feed.retryDelay * 2, noStream ? .seconds(2) : .seconds(10))
-                logger.notice("cannot read the JetStream subject yet; retrying", metadata: [
-                    "subject": "\(feed.subject)", "error": "\(why)", "in_ms": "\(delay.nanoseconds / 1_000_000)",
-                ])
-                timers.scheduleTask(in: delay) { [weak self] in self?.post(.resubscribe(feed)) }
-            }
-            return
-        }
-        feed.sub = sub
-        feed.token = token
-        if empty {
-            if !feed.permanent, !feed.everSubscribed {
-                unsubscribe(feed)
-                feed.post(.failed(.noSuchChannel, "nothing was exported to subject \(feed.subject)"))
-                feeds[ObjectIdentifier(feed)] = nil
-                return
-            }
-            token.takeUnretainedValue().caughtUp = true
-            feed.post(.caughtUp)
-        }
-        feed.everSubscribed = true
-        feed.retryDelay = .seconds(1)
-    }
-
-    private func unsubscribe(_ feed: ImportFeed) {
-        guard let sub = feed.sub else { return }
-        cn_unsubscribe(sub)
-        feed.sub = nil
-        feed.token?.release()
-        feed.token = nil
     }
 }
 

@@ -33,8 +33,8 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     var nextRelayChannelID: UInt64 = 1
     /// NATS servers in use, by URL (docs/FEDERATION.md).
     var natsLinks: [String: NATSLink] = [:]
-    /// Site channels mirrored to NATS, by channel id.
-    var exported: [UInt64: ExportedChannel] = [:]
+    /// Site channels mirrored to NATS, by channel id: the link that publishes each.
+    var exported: [UInt64: NATSLink] = [:]
     /// Imports readers asked for, by (server, subject, newest), and the config-declared ones by local name.
     var natsRelays: [NATSRelayKey: NATSRelay] = [:]
     var imports: [String: NATSRelay] = [:]

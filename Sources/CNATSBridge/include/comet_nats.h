@@ -80,10 +80,10 @@ int cn_purge(cn_link *l, const char *stream, char *err, size_t errlen);
 /* The last message of `subject` in `stream`: CN_OK (out filled), CN_NONE (empty), CN_NO_STREAM, CN_ERROR. */
 int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *out, char *err, size_t errlen);
 
-/* Publishes asynchronously; the acknowledgement comes to cn_ack_cb. expect_last_id may be NULL.
- * For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
-int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *expect_last_id,
-               const void *data, size_t len, char *err, size_t errlen);
+/* Publishes asynchronously with Nats-Msg-Id `msg_id`; the acknowledgement comes to cn_ack_cb.
+ * expect_last_id may be NULL. For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
+int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *msg_id,
+               const char *expect_last_id, const void *data, size_t len, char *err, size_t errlen);
 /* Waits up to timeout_ms for the publishes in flight to be acknowledged. */
 int cn_publish_complete(cn_link *l, int64_t timeout_ms);
 
@@ -94,8 +94,5 @@ cn_sub *cn_subscribe(cn_link *l, const char *subject, cn_msg_cb cb, void *sub_ct
                      bool *no_stream, char *err, size_t errlen);
 /* Stops and frees a subscription; no callback runs after it returns. */
 void cn_unsubscribe(cn_sub *s);
-
-/* The message id of a marker or message, as cn_publish sets it. */
-void cn_msg_id(char *out, size_t outlen, int event, uint64_t epoch, uint64_t seq);
 
 #endif

@@ -7,11 +7,6 @@ import NIOCore
 import Glibc
 #endif
 
-/// A site channel mirrored to NATS: the link that publishes it.
-struct ExportedChannel {
-    let link: NATSLink
-}
-
 extension Broker {
     // MARK: Links
 
@@ -81,13 +76,13 @@ extension Broker {
         let target = ExportTarget(
             name: channel.name, subject: subject, stream: NATSMapping.stream(prefix: rule.streamPrefix, name: channel.name),
             storage: rule.storage, size: channel.size, maxInFlight: rule.maxInFlight, newest: channel.keepsNewestOnly)
-        exported[channel.id] = ExportedChannel(link: link)
+        exported[channel.id] = link
         link.open(target, epoch: channel.epoch, next: channel.lastSequence + 1)
     }
 
     /// Hands messages just pushed to an exported channel to its link (the ring's own buffers).
     func exportPushed(_ channel: SiteChannel<ByteBuffer>, first: UInt64, count: Int) {
-        guard let export = exported[channel.id] else { return }
+        guard let link = exported[channel.id] else { return }
         let from = max(first, channel.ring.firstSequence)
         let last = first + UInt64(count) - 1
         guard from <= last else { return }
@@ -96,13 +91,13 @@ extension Broker {
         for seq in from...last {
             if let payload = channel.ring[seq] { payloads.append(payload) }
         }
-        export.link.pushed(name: channel.name, epoch: channel.epoch, first: from, payloads)
+        link.pushed(name: channel.name, epoch: channel.epoch, first: from, payloads)
     }
 
     /// An exported channel closed: its link publishes the close marker after what it still has.
     func exportClosed(_ channel: SiteChannel<ByteBuffer>) {
-        guard let export = exported.removeValue(forKey: channel.id) else { return }
-        export.link.closed(name: channel.name, epoch: channel.epoch, last: channel.lastSequence)
+        guard let link = exported.removeValue(forKey: channel.id) else { return }
+        link.closed(name: channel.name, epoch: channel.epoch, last: channel.lastSequence)
     }
 
     /// Counters of every export, for STATS.

@@ -1,5 +1,5 @@
-/* comet_nats.c: see include/comet_nats.h. */
-#include "comet_nats.h"
+/* The connection: options, callbacks, closing without a callback left behind. */
+#include "bridge.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -8,41 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nats/nats.h>
-
-struct cn_sub {
-    cn_link *link;
-    natsSubscription *sub;
-    cn_msg_cb cb;
-    void *ctx;
-    atomic_bool stopped;
-    pthread_mutex_t lock;
-    pthread_cond_t done_cond;
-    bool done;
-    cn_sub *next;
-};
-
-struct cn_link {
-    /* Callbacks run on nats.c's threads. cn_close sets `closing` (callbacks then do nothing) and
-     * frees the link only once the connection's closed callback has run and no callback is inside
-     * (`active`): the daemon's side is never called after cn_close returns. */
-    atomic_bool closing;
-    atomic_int active;
-    pthread_mutex_t close_lock;
-    pthread_cond_t close_cond;
-    bool closed_seen;
-    natsConnection *nc;
-    jsCtx *js;
-    cn_state_cb state;
-    cn_ack_cb ack;
-    cn_sub_error_cb sub_error;
-    void *ctx;
-    int64_t timeout_ms;
-    pthread_mutex_t subs_lock;
-    cn_sub *subs;
-};
-
-static void say(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr) {
+void cn_say(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr) {
     if (!err || errlen == 0) return;
     const char *last = nats_GetLastError(NULL);
     if (jerr)
@@ -51,15 +17,6 @@ static void say(char *err, size_t errlen, const char *what, natsStatus s, jsErrC
     else
         snprintf(err, errlen, "%s: %s%s%s", what, natsStatus_GetText(s), last && *last ? ": " : "",
                  last && *last ? last : "");
-}
-
-void cn_msg_id(char *out, size_t outlen, int event, uint64_t epoch, uint64_t seq) {
-    if (event == CN_OPEN)
-        snprintf(out, outlen, "%" PRIu64 "-open", epoch);
-    else if (event == CN_CLOSE)
-        snprintf(out, outlen, "%" PRIu64 "-close", epoch);
-    else
-        snprintf(out, outlen, "%" PRIu64 "-%" PRIu64, epoch, seq);
 }
 
 static uint64_t header_u64(natsMsg *m, const char *key, bool *present) {
@@ -78,7 +35,7 @@ static uint64_t header_u64(natsMsg *m, const char *key, bool *present) {
 }
 
 /* Reads the Comet-* headers of m into d (event, epoch, seq). */
-static void parse(natsMsg *m, cn_delivery *d) {
+void cn_parse(natsMsg *m, cn_delivery *d) {
     bool has_epoch = true, has_seq = true;
     const char *event = NULL;
     d->epoch = header_u64(m, "Comet-Epoch", &has_epoch);
@@ -177,7 +134,7 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     natsOptions *opts = NULL;
     natsStatus s = natsOptions_Create(&opts);
     if (s != NATS_OK) {
-        say(err, errlen, "cannot make NATS options", s, 0);
+        cn_say(err, errlen, "cannot make NATS options", s, 0);
         return NULL;
     }
     cn_link *l = calloc(1, sizeof *l);
@@ -223,7 +180,7 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     if (s == NATS_OK) s = nats_SetMessageDeliveryPoolSize(2);
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts, true);
     if (s != NATS_OK) {
-        say(err, errlen, step, s, 0);
+        cn_say(err, errlen, step, s, 0);
         natsOptions_Destroy(opts);
         pthread_mutex_destroy(&l->subs_lock);
         free(l);
@@ -237,7 +194,7 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
         state(ctx, CN_CONNECTED);
     }
     if (s != NATS_OK) {
-        say(err, errlen, "cannot connect", s, 0);
+        cn_say(err, errlen, "cannot connect", s, 0);
         if (l->nc) natsConnection_Destroy(l->nc);
         pthread_mutex_destroy(&l->subs_lock);
         free(l);
@@ -251,7 +208,7 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     jo.PublishAsync.MaxPending = 1 << 20; /* the caller bounds what is in flight */
     s = natsConnection_JetStream(&l->js, l->nc, &jo);
     if (s != NATS_OK) {
-        say(err, errlen, "cannot use JetStream", s, 0);
+        cn_say(err, errlen, "cannot use JetStream", s, 0);
         l->js = NULL;
         cn_close(l); /* the connection is up: close it the way that waits for its callbacks */
         return NULL;
@@ -283,211 +240,3 @@ void cn_close(cn_link *l) {
 }
 
 bool cn_is_connected(cn_link *l) { return natsConnection_Status(l->nc) == NATS_CONN_STATUS_CONNECTED; }
-
-int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory,
-                     int64_t duplicates_ms, char *err, size_t errlen) {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    const char *subjects[1] = {subject};
-    cfg.Name = stream;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.MaxMsgs = max_msgs;
-    cfg.Storage = memory ? js_MemoryStorage : js_FileStorage;
-    cfg.Duplicates = duplicates_ms * 1000000;
-    cfg.Description = "mirror of a cometd channel (Comet-Epoch/Comet-Seq headers)";
-    jsErrCode jerr = 0;
-    jsStreamInfo *si = NULL;
-    natsStatus s = js_AddStream(&si, l->js, &cfg, NULL, &jerr);
-    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-        jerr = 0;
-        s = js_UpdateStream(&si, l->js, &cfg, NULL, &jerr);
-    }
-    if (si) jsStreamInfo_Destroy(si);
-    if (s != NATS_OK) {
-        say(err, errlen, "cannot make the stream", s, jerr);
-        return CN_ERROR;
-    }
-    return CN_OK;
-}
-
-int cn_purge(cn_link *l, const char *stream, char *err, size_t errlen) {
-    jsErrCode jerr = 0;
-    natsStatus s = js_PurgeStream(l->js, stream, NULL, &jerr);
-    if (s != NATS_OK) {
-        say(err, errlen, "cannot purge the stream", s, jerr);
-        return CN_ERROR;
-    }
-    return CN_OK;
-}
-
-int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *out, char *err, size_t errlen) {
-    natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    memset(out, 0, sizeof *out);
-    natsStatus s = js_GetLastMsg(&m, l->js, stream, subject, NULL, &jerr);
-    if (s != NATS_OK) {
-        if (jerr == JSNoMessageFoundErr) return CN_NONE;
-        if (jerr == JSStreamNotFoundErr) return CN_NO_STREAM;
-        say(err, errlen, "cannot read the stream's last message", s, jerr);
-        return CN_ERROR;
-    }
-    parse(m, out);
-    natsMsg_Destroy(m);
-    return CN_OK;
-}
-
-int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *expect_last_id,
-               const void *data, size_t len, char *err, size_t errlen) {
-    natsMsg *m = NULL;
-    char number[24], id[48];
-    natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
-    if (s == NATS_OK) {
-        snprintf(number, sizeof number, "%" PRIu64, epoch);
-        s = natsMsgHeader_Set(m, "Comet-Epoch", number);
-    }
-    if (s == NATS_OK) {
-        snprintf(number, sizeof number, "%" PRIu64, seq);
-        if (event == CN_OPEN) {
-            s = natsMsgHeader_Set(m, "Comet-Event", "open");
-            if (s == NATS_OK) s = natsMsgHeader_Set(m, "Comet-Next", number);
-        } else if (event == CN_CLOSE) {
-            s = natsMsgHeader_Set(m, "Comet-Event", "close");
-            if (s == NATS_OK) s = natsMsgHeader_Set(m, "Comet-Last", number);
-        } else {
-            s = natsMsgHeader_Set(m, "Comet-Seq", number);
-        }
-    }
-    if (s == NATS_OK) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        cn_msg_id(id, sizeof id, event, epoch, seq);
-        po.MsgId = id;
-        po.ExpectLastMsgId = expect_last_id;
-        s = js_PublishMsgAsync(l->js, &m, &po);
-    }
-    if (m) natsMsg_Destroy(m); /* still ours only when publishing failed */
-    if (s != NATS_OK) {
-        say(err, errlen, "cannot publish", s, 0);
-        return CN_ERROR;
-    }
-    return CN_OK;
-}
-
-int cn_publish_complete(cn_link *l, int64_t timeout_ms) {
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = timeout_ms;
-    return js_PublishAsyncComplete(l->js, &po) == NATS_OK ? CN_OK : CN_ERROR;
-}
-
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
-    (void)nc;
-    (void)sub;
-    cn_sub *s = closure;
-    if (!atomic_load(&s->stopped)) {
-        cn_delivery d;
-        memset(&d, 0, sizeof d);
-        parse(msg, &d);
-        jsMsgMetaData *meta = NULL;
-        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta) {
-            d.stream_seq = meta->Sequence.Stream;
-            d.pending = meta->NumPending;
-            jsMsgMetaData_Destroy(meta);
-        }
-        d.data = natsMsg_GetData(msg);
-        d.len = natsMsg_GetDataLength(msg);
-        s->cb(s->ctx, &d);
-    }
-    natsMsg_Destroy(msg);
-}
-
-static void on_complete(void *closure) {
-    cn_sub *s = closure;
-    pthread_mutex_lock(&s->lock);
-    s->done = true;
-    pthread_cond_broadcast(&s->done_cond);
-    pthread_mutex_unlock(&s->lock);
-}
-
-cn_sub *cn_subscribe(cn_link *l, const char *subject, cn_msg_cb cb, void *sub_ctx, int64_t heartbeat_ms, bool *empty,
-                     bool *no_stream, char *err, size_t errlen) {
-    *empty = false;
-    *no_stream = false;
-    cn_sub *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    s->link = l;
-    s->cb = cb;
-    s->ctx = sub_ctx;
-    atomic_init(&s->stopped, false);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->done_cond, NULL);
-
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.Heartbeat = heartbeat_ms * 1000000;
-    so.Config.FlowControl = true;
-    so.ManualAck = true;
-    jsErrCode jerr = 0;
-    natsStatus st = js_Subscribe(&s->sub, l->js, subject, on_msg, s, NULL, &so, &jerr);
-    if (st != NATS_OK) {
-        const char *last = nats_GetLastError(NULL);
-        *no_stream = st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr ||
-                     (last && strstr(last, "no stream matches subject"));
-        say(err, errlen, "cannot subscribe", st, jerr);
-        pthread_cond_destroy(&s->done_cond);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-        return NULL;
-    }
-    natsSubscription_SetOnCompleteCB(s->sub, on_complete, s);
-    /* Bounded by the flow control; the default 65536 messages would report slow consumers. */
-    natsSubscription_SetPendingLimits(s->sub, 1 << 20, 256 << 20);
-    pthread_mutex_lock(&l->subs_lock);
-    s->next = l->subs;
-    l->subs = s;
-    pthread_mutex_unlock(&l->subs_lock);
-
-    jsConsumerInfo *ci = NULL;
-    jerr = 0;
-    if (natsSubscription_GetConsumerInfo(&ci, s->sub, NULL, &jerr) == NATS_OK && ci) {
-        *empty = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
-        jsConsumerInfo_Destroy(ci);
-    }
-    return s;
-}
-
-void cn_unsubscribe(cn_sub *s) {
-    if (!s) return;
-    atomic_store(&s->stopped, true);
-    cn_link *l = s->link;
-    pthread_mutex_lock(&l->subs_lock);
-    for (cn_sub **p = &l->subs; *p; p = &(*p)->next)
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    pthread_mutex_unlock(&l->subs_lock);
-    if (natsSubscription_Unsubscribe(s->sub) != NATS_OK) {
-        /* Unsubscribing on a closed connection fails; the subscription is closed already. */
-        natsSubscription_Drain(s->sub);
-    }
-    pthread_mutex_lock(&s->lock);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 5;
-    while (!s->done)
-        if (pthread_cond_timedwait(&s->done_cond, &s->lock, &until) != 0) break;
-    bool done = s->done;
-    pthread_mutex_unlock(&s->lock);
-    natsSubscription_Destroy(s->sub);
-    if (!done) return; /* a callback may still hold it: leak rather than free under it */
-    pthread_cond_destroy(&s->done_cond);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
-}

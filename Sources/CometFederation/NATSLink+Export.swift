@@ -1,0 +1,224 @@
+import CNATSBridge
+import NIOCore
+
+/// Exports on the link's worker: resynchronising with the stream, publishing in order,
+/// acknowledgements, counters (docs/FEDERATION.md, "Export, step by step").
+extension NATSLink {
+    /// Drops the oldest exports of closed channels while they hold more than `closedBacklogLimit`.
+    func boundClosedBacklog() {
+        var held = exports.reduce(0) { $0 + ($1.closedAt == nil ? 0 : $1.bytes) }
+        while held > Self.closedBacklogLimit, let index = exports.firstIndex(where: { $0.closedAt != nil }) {
+            let dropped = exports.remove(at: index)
+            held -= dropped.bytes
+            logger.warning("dropped the unpublished end of a closed channel's export: NATS has not taken it and it holds too much", metadata: [
+                "channel": "\(dropped.target.name)", "messages": "\(dropped.endSequence - dropped.nextToPublish)", "nats": "\(server.url)",
+            ])
+        }
+    }
+
+    func export(_ name: String, _ epoch: UInt64) -> ExportState? {
+        exports.first { $0.target.name == name && $0.epoch == epoch }
+    }
+
+    func pump() {
+        guard let link, connected else { return }
+        let now = NIODeadline.now()
+        var failed = false
+        for export in exports {
+            if export.needsResync {
+                guard now >= resyncAfter else { continue }
+                if !resync(export, link) {
+                    failed = true
+                    continue
+                }
+            }
+            publish(export, link)
+        }
+        exports.removeAll { $0.isFinished }
+        if failed {
+            resyncAfter = now + resyncBackoff
+            resyncBackoff = min(resyncBackoff * 2, .seconds(30))
+        } else if exports.allSatisfy({ !$0.needsResync }) {
+            resyncBackoff = .milliseconds(250)
+        }
+        if exports.contains(where: { $0.needsResync }), !tickScheduled {
+            tickScheduled = true
+            timers.scheduleTask(deadline: max(resyncAfter, now + .milliseconds(50))) { [weak self] in self?.post(.tick) }
+        }
+    }
+
+    /// Finds where the stream stands for this epoch and goes on after it. False on failure.
+    func resync(_ export: ExportState, _ link: OpaquePointer) -> Bool {
+        let target = export.target
+        var error = [CChar](repeating: 0, count: 512)
+        guard cn_ensure_stream(link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, Self.duplicateWindow(server), &error, error.count) == CN_OK else {
+            logger.warning("cannot prepare the JetStream stream; retrying", metadata: [
+                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
+            ])
+            return false
+        }
+        var last = cn_delivery()
+        let found = cn_last(link, target.stream, target.subject, &last, &error, error.count)
+        switch found {
+        case Int32(CN_OK) where last.epoch == export.epoch && last.event != CN_FOREIGN:
+            export.openPublished = true
+            var stored: UInt64?
+            switch last.event {
+            case Int32(CN_OPEN):
+                stored = last.seq > 1 ? last.seq - 1 : nil
+                export.lastID = Self.id(.open, export.epoch, 0)
+            case Int32(CN_CLOSE):
+                stored = last.seq
+                export.closePublished = true
+                export.closeAcknowledged = true
+                export.lastID = Self.id(.close, export.epoch, 0)
+            default:
+                stored = last.seq
+                export.lastID = Self.id(.message, export.epoch, last.seq)
+            }
+            export.resume(after: stored)
+        case Int32(CN_OK), Int32(CN_NONE):
+            if found == CN_OK {
+                // Another epoch of the channel (or someone else's messages): this epoch replaces it.
+                guard cn_purge(link, target.stream, &error, error.count) == CN_OK else {
+                    logger.warning("cannot purge the JetStream stream; retrying", metadata: [
+                        "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
+                    ])
+                    return false
+                }
+            }
+            export.openPublished = false
+            export.closePublished = false
+            export.lastID = nil
+            export.resume(after: nil)
+        default:
+            logger.warning("cannot read the JetStream stream; retrying", metadata: [
+                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
+            ])
+            return false
+        }
+        if !export.openPublished {
+            guard send(export, .open, export.nextToPublish, nil, link) else { return false }
+            export.openPublished = true
+        }
+        return true
+    }
+
+    func publish(_ export: ExportState, _ link: OpaquePointer) {
+        let limit = max(1, export.target.maxInFlight)
+        while !export.needsResync, export.inFlight.count < limit, export.nextToPublish < export.endSequence {
+            let seq = export.nextToPublish
+            guard let payload = export[seq], send(export, .message, seq, payload, link) else { return }
+            export.nextToPublish += 1
+            export.stats.published += 1
+        }
+        if !export.needsResync, let last = export.closedAt, !export.closePublished, export.nextToPublish > last,
+            export.inFlight.count < limit
+        {
+            if send(export, .close, last, nil, link) { export.closePublished = true }
+        }
+    }
+
+    enum Kind { case message, open, close }
+
+    static func id(_ kind: Kind, _ epoch: UInt64, _ seq: UInt64) -> String {
+        switch kind {
+        case .message: return "\(epoch)-\(seq)"
+        case .open: return "\(epoch)-open"
+        case .close: return "\(epoch)-close"
+        }
+    }
+
+    /// Publishes one message or marker after `export.lastID`, with the id `Self.id` gives it
+    /// (`Nats-Msg-Id`; acknowledgements are matched by it). False (and a resynchronisation
+    /// pending) when nats.c refused it.
+    func send(_ export: ExportState, _ kind: Kind, _ seq: UInt64, _ payload: ByteBuffer?, _ link: OpaquePointer) -> Bool {
+        let event: Int32
+        switch kind {
+        case .message: event = Int32(CN_MESSAGE)
+        case .open: event = Int32(CN_OPEN)
+        case .close: event = Int32(CN_CLOSE)
+        }
+        var error = [CChar](repeating: 0, count: 256)
+        let id = Self.id(kind, export.epoch, seq)
+        let expect = export.lastID
+        let result: Int32 = (payload ?? ByteBuffer()).withUnsafeReadableBytes { bytes in
+            id.withCString { msgID in
+                func go(_ expected: UnsafePointer<CChar>?) -> Int32 {
+                    cn_publish(link, export.target.subject, event, export.epoch, seq, msgID, expected, bytes.baseAddress, bytes.count, &error, error.count)
+                }
+                guard let expect else { return go(nil) }
+                return expect.withCString { go($0) }
+            }
+        }
+        guard result == CN_OK else {
+            logger.notice("publishing to JetStream failed; resynchronising", metadata: [
+                "channel": "\(export.target.name)", "error": "\(Self.text(error))",
+            ])
+            export.needsResync = true
+            return false
+        }
+        export.inFlight[id] = export.generation
+        export.lastID = id
+        return true
+    }
+
+    func acknowledged(subject: String, id: String, status: Int32, jsError: Int32, text: String) {
+        guard let dash = id.firstIndex(of: "-"), let epoch = UInt64(id[..<dash]),
+            let export = exports.first(where: { $0.target.subject == subject && $0.epoch == epoch }),
+            let generation = export.inFlight.removeValue(forKey: id), generation == export.generation
+        else { return }
+        let rest = id[id.index(after: dash)...]
+        guard status == 0 else {
+            if !export.needsResync {
+                logger.notice("JetStream refused a message; resynchronising", metadata: [
+                    "channel": "\(export.target.name)", "id": "\(id)", "error": "\(text)", "js_error": "\(jsError)",
+                ])
+            }
+            export.needsResync = true
+            return
+        }
+        if rest == "close" {
+            export.closeAcknowledged = true
+        } else if let seq = UInt64(rest) {
+            export.stats.acknowledged += 1
+            export.acknowledgedThrough = max(export.acknowledgedThrough, seq)
+        }
+    }
+
+    /// Publishes the counters at most every 50 ms (a drain per batch of messages would otherwise
+    /// rebuild them per batch), and once more after the last change.
+    func refreshTable() {
+        let now = NIODeadline.now()
+        guard now - tableRefreshedAt >= .milliseconds(50) else {
+            if !tableRefreshScheduled {
+                tableRefreshScheduled = true
+                timers.scheduleTask(in: .milliseconds(50)) { [weak self] in self?.post(.refreshTable) }
+            }
+            return
+        }
+        tableRefreshedAt = now
+        publishTable()
+    }
+
+    func publishTable() {
+        var fresh: [String: ExportStats] = [:]
+        let now = NIODeadline.now()
+        for export in exports {
+            fresh[export.target.name] = export.snapshot(connected: connected)
+            let missed = export.stats.missed
+            let logged = missedLogged[export.target.name]
+            if missed > (logged?.count ?? 0), logged.map({ now - $0.at >= .seconds(10) }) ?? true {
+                logger.warning("messages left the channel's ring before they reached NATS: remote readers that need them get FULL", metadata: [
+                    "channel": "\(export.target.name)", "missed_total": "\(missed)", "nats": "\(server.url)",
+                ])
+                missedLogged[export.target.name] = (missed, now)
+            }
+        }
+        let connected = self.connected
+        lock.withLock {
+            table = fresh
+            connectedFlag = connected
+        }
+    }
+}
