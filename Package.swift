@@ -5,6 +5,7 @@ import PackageDescription
 /// - `CometWire`: the wire codec (frames, no I/O).
 /// - `CometChannels`: channel semantics (rings, positions, registry; plain values, no sockets).
 /// - `CometServer`: connection handling on SwiftNIO.
+/// - `CometState`: the daemon's state as an image (live upgrade, restart), plain values, no I/O.
 /// - `CometFederation`: channels across hosts through NATS JetStream (nats.c), used by `CometServer`.
 /// - `cometd`: the daemon executable (systemd, configuration, lifecycle).
 /// Clients: `Comet` (Swift library) and `comet` (command-line tool).
@@ -61,6 +62,12 @@ let package = Package(
             swiftSettings: [hotPath]
         ),
         .target(name: "CometChannels", swiftSettings: [hotPath]),
+        // The daemon's state as plain values and bytes, for live upgrades and restarts (docs/RESTARTS.md).
+        .target(
+            name: "CometState",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // libcomet's own sources as a SwiftPM target, so that `swift test` can drive the C API.
         // The shipped libcomet.so.0 is built by libcomet/Makefile with plain cc.
         .target(
@@ -74,7 +81,7 @@ let package = Package(
         .target(
             name: "CometServer",
             dependencies: [
-                "CometWire", "CometChannels", "CometFederation",
+                "CometWire", "CometChannels", "CometFederation", "CometState",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "cometd",
             dependencies: [
-                "CometServer", "CometWire", "CometFederation", "CSystemd",
+                "CometServer", "CometWire", "CometFederation", "CometState", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,6 +139,7 @@ let package = Package(
         .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
         .testTarget(name: "CometFederationTests", dependencies: ["CometFederation"]),
+        .testTarget(name: "CometStateTests", dependencies: ["CometState"]),
         .testTarget(
             name: "CometIntegrationTests",
             dependencies: ["Comet", "CometWire", "CComet"],

@@ -16,10 +16,10 @@ public struct RegistryLimits: Sendable {
 /// `Waiter` is whatever the caller uses to find a waiting subscription again.
 public final class ChannelRegistry<Payload, Waiter: Hashable> {
     public let limits: RegistryLimits
-    public private(set) var byName: [String: SiteChannel<Payload>] = [:]
-    private var byID: [UInt64: SiteChannel<Payload>] = [:]
+    public internal(set) var byName: [String: SiteChannel<Payload>] = [:]
+    var byID: [UInt64: SiteChannel<Payload>] = [:]
     private var waiters: [String: [Waiter]] = [:]
-    private var nextID: UInt64 = 1
+    var nextID: UInt64 = 1
     private let makeEpoch: () -> UInt64
 
     /// - Parameter makeEpoch: source of channel epochs; must never return 0. Random by default.

@@ -15,18 +15,18 @@ public final class PrivateChannel<Payload> {
     public let size: Int
     @usableFromInline var messages: MessageRing<Payload>
     /// Highest acknowledged sequence number.
-    public private(set) var acknowledged: UInt64 = 0
-    public private(set) var isClosed = false
+    public internal(set) var acknowledged: UInt64 = 0
+    public internal(set) var isClosed = false
     /// Whether it overflowed; nothing more can be pushed or read.
-    public private(set) var isFull = false
+    public internal(set) var isFull = false
     /// The connection whose subscription reads it, if any.
     public var reader: UInt64?
     /// An unlimited channel (Eliom's `create_unlimited`): nothing is buffered ahead; each message is
     /// asked of the producer (a pull) when the reader has acknowledged the previous one.
     public let isUnlimited: Bool
     /// The pull the producer owes an answer to, if any.
-    public private(set) var outstandingPull: UInt64?
-    private var nextPull: UInt64 = 1
+    public internal(set) var outstandingPull: UInt64?
+    var nextPull: UInt64 = 1
 
     /// - Parameter unlimited: a pulled channel; `size` is then 1 (the message in flight).
     /// Who created it (SO_PEERCRED of the producer), shown to the reader.

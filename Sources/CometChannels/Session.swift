@@ -47,7 +47,7 @@ public final class Session {
 
 /// Every live session. Plain state, no clock: callers pass times in nanoseconds.
 public final class SessionRegistry {
-    public private(set) var sessions: [UInt64: Session] = [:]
+    public internal(set) var sessions: [UInt64: Session] = [:]
     private let makeID: () -> UInt64
 
     public init(makeID: @escaping () -> UInt64 = { UInt64.random(in: 1...UInt64.max) }) {

@@ -1,0 +1,69 @@
+/// Putting channels and sessions back as another process of the daemon left them (a live
+/// upgrade or a restart; docs/RESTARTS.md). Numbering, epochs and tokens are kept exactly.
+
+extension MessageRing {
+    /// Replaces the contents with `messages`, the first numbered `first`.
+    public mutating func restore(first: UInt64, _ messages: [Payload]) {
+        restart(at: first)
+        for message in messages { append(message) }
+    }
+}
+
+extension SiteChannel {
+    /// Puts back the ring and state of a channel as it was in the previous process.
+    public func restore(first: UInt64, messages: [Payload], closed: Bool, replacedByEpoch: UInt64?) {
+        self.messages.restore(first: first, messages)
+        self.closed = closed || replacedByEpoch != nil
+        if let replacedByEpoch { replace(byEpoch: replacedByEpoch) }
+    }
+}
+
+extension PrivateChannel {
+    /// Puts back the ring, acknowledgements and pull state of a channel as it was.
+    public func restore(
+        first: UInt64, messages: [Payload], acknowledged: UInt64, closed: Bool, full: Bool, outstandingPull: UInt64?,
+        nextPull: UInt64
+    ) {
+        self.messages.restore(first: first, messages)
+        self.acknowledged = acknowledged
+        self.isClosed = closed
+        self.isFull = full
+        self.outstandingPull = outstandingPull
+        self.nextPull = max(nextPull, 1)
+    }
+
+    /// The id the next pull will get.
+    public var nextPullID: UInt64 { nextPull }
+}
+
+extension ChannelRegistry {
+    /// Registers a channel made elsewhere with its own id (a restored one). Its name must be free.
+    public func adopt(_ channel: SiteChannel<Payload>) throws(ChannelRefusal) {
+        guard byName[channel.name] == nil else { throw ChannelRefusal(.channelExists, "channel '\(channel.name)' already exists") }
+        byName[channel.name] = channel
+        byID[channel.id] = channel
+        nextID = max(nextID, channel.id + 1)
+    }
+
+    /// The id the next created channel gets; never below `id` afterwards.
+    public var nextChannelID: UInt64 {
+        get { nextID }
+        set { nextID = max(nextID, newValue) }
+    }
+}
+
+extension SessionRegistry {
+    /// Puts back a session with its id and token, as the previous process had it.
+    @discardableResult
+    public func restore(
+        id: UInt64, token: SessionToken, uid: UInt32, connections: Set<UInt64>, detachedAt: UInt64?, lastActivity: UInt64,
+        channels: [String: UInt64]
+    ) -> Session {
+        let session = Session(id: id, token: token, uid: uid, now: lastActivity)
+        session.connections = connections
+        session.detachedAt = detachedAt
+        session.channels = channels
+        sessions[id] = session
+        return session
+    }
+}
