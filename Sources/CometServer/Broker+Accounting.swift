@@ -73,6 +73,13 @@ extension Broker {
     func write(_ buffer: ByteBuffer, to conn: ConnectionState) {
         conn.context.writeAndFlush(NIOAny(buffer), promise: nil)
         syncQueuedOutput(conn)
+        // What the socket did not take is kept by reference (NIO holds the same storage), so that
+        // a live upgrade can hand it to the next process (docs/RESTARTS.md).
+        if conn.queuedOutput > 0 {
+            conn.unsent.append(buffer)
+            conn.unsentBytes += buffer.readableBytes
+            conn.trimUnsent()
+        }
     }
 
     /// Brings `conn`'s charge for queued output in line with what its channel still buffers
@@ -83,6 +90,7 @@ extension Broker {
         let delta = now - conn.queuedOutput
         guard delta != 0 else { return }
         conn.queuedOutput = now
+        if conn.unsentBytes > now { conn.trimUnsent() }
         if delta > 0 {
             accounts.force(.queuedOutputBytes, delta, uid: conn.uid)
         } else {

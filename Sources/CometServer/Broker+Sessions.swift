@@ -225,7 +225,7 @@ extension Broker {
         checkTimeout(waiter.id)
     }
 
-    private func checkTimeout(_ waiterID: UInt64) {
+    func checkTimeout(_ waiterID: UInt64) {
         guard var waiter = timeoutWaiters[waiterID] else { return }
         guard let conn = connections[waiter.connection] else {
             dropTimeoutWaiter(waiterID)

@@ -1,5 +1,6 @@
 import CometChannels
 import CometFederation
+import CometState
 import CometWire
 import Logging
 import NIOCore
@@ -39,7 +40,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     var natsRelays: [NATSRelayKey: NATSRelay] = [:]
     var imports: [String: NATSRelay] = [:]
     /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
-    let instance = UInt64.random(in: 1...UInt64.max)
+    var instance = UInt64.random(in: 1...UInt64.max)
     /// Pending WAIT_TIMEOUT requests by waiter id, and the ids waiting on each session.
     var timeoutWaiters: [UInt64: TimeoutWaiter] = [:]
     var waitersBySession: [UInt64: Set<UInt64>] = [:]
@@ -54,7 +55,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     var dirty: [ConnectionState] = []
     var deliveryScheduled = false
     var isShuttingDown = false
-    private(set) var totalConnections: UInt64 = 0
+    var totalConnections: UInt64 = 0
     /// Connections refused at once (over a quota or limit).
     var refusedConnections: UInt64 = 0
     /// When the broker started (uptime nanoseconds).
@@ -67,6 +68,10 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     /// Bytes handed to sockets so far (delivery passes measure their share with it).
     var bytesWritten = 0
     var sweeper: RepeatedTask?
+    /// While a previous process's state is being put back: its site channels by handle, and the
+    /// connections whose sockets are not adopted yet (`Restarts/Broker+Image.swift`).
+    var restoredSites: [UInt64: SiteChannel<ByteBuffer>] = [:]
+    var adopting: [UInt64: ConnectionImage] = [:]
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
         self.eventLoop = eventLoop

@@ -15,9 +15,11 @@ import Glibc
 public final class CometServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
     public let eventLoop: EventLoop
-    private let broker: Broker
-    private let logger: Logger
+    let broker: Broker
+    let logger: Logger
     private var listeners: [Channel] = []  // touched only on `eventLoop`
+    /// The listening channels (on `eventLoop` only).
+    var listenerChannels: [Channel] { listeners }
 
     /// - Parameter eventLoop: the loop every connection and channel of this server lives on.
     public init(configuration: ServerConfiguration = ServerConfiguration(), eventLoop: EventLoop, logger: Logger) {

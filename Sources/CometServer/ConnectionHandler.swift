@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -26,10 +27,15 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     private var resumeScheduled = false
     /// A push waits for a reader of its channel (`Broker.mustHold`): only `resumeInput` goes on.
     private var held = false
+    /// A connection carried over from a previous process (docs/RESTARTS.md): nothing is read or
+    /// handled until every connection is back.
+    private var carried: ConnectionImage?
+    private var adopting = false
 
-    init(broker: Broker) {
+    init(broker: Broker, carrying image: ConnectionImage? = nil) {
         self.broker = broker
         self.decoder = FrameDecoder(maxFrameSize: CometProtocol.defaultMaxFrameSize)
+        self.carried = image
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -43,6 +49,11 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
 
     private func open(_ context: ChannelHandlerContext) {
         guard state == nil else { return }
+        if let image = carried {
+            carried = nil
+            adopt(image, context)
+            return
+        }
         if broker.isShuttingDown {
             context.close(promise: nil)
             return
@@ -50,12 +61,44 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         // On the channel's own loop the credentials are there at once.
         let identity = NIOLoopBoundBox(Identity(), eventLoop: context.eventLoop)
         PeerCredentials.of(context.channel).whenSuccess { identity.value = $0.identity }
-        state = broker.connectionOpened(context: context, identity: identity.value)
-        state?.resumeInput = { [weak self] in
+        let conn = broker.connectionOpened(context: context, identity: identity.value)
+        state = conn
+        installHooks(conn, context)
+    }
+
+    /// Takes over a connection of the previous process: its state, the bytes it had read and not
+    /// handled, and the decoder's limit. It goes on when the broker says all are back.
+    private func adopt(_ image: ConnectionImage, _ context: ChannelHandlerContext) {
+        let conn = broker.adopt(image, context: context)
+        state = conn
+        adopting = true
+        if image.input.readableBytes > 0 {
+            var input = context.channel.allocator.buffer(capacity: image.input.readableBytes)
+            input.writeImmutableBuffer(image.input)
+            pending = input
+        }
+        if conn.handshaken { decoder.maxFrameSize = broker.configuration.maxFrameSize }
+        installHooks(conn, context)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        conn.afterAdoption = { [weak self] in
+            guard let self else { return }
+            self.adopting = false
+            let context = bound.value
+            self.process(context, conn)
+            if self.readHeld, !self.paused {
+                self.readHeld = false
+                context.read()
+            }
+        }
+    }
+
+    private func installHooks(_ conn: ConnectionState, _ context: ChannelHandlerContext) {
+        conn.resumeInput = { [weak self] in
             guard let self, self.held else { return }
             self.held = false
             self.scheduleResume(context)
         }
+        conn.takeInput = { [weak self] in self?.pending }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -66,7 +109,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             input = carried
         }
         pending = input
-        process(context, conn)
+        if !adopting { process(context, conn) }
     }
 
     /// Decodes and handles requests from `pending` until it holds no whole frame, until the
@@ -139,7 +182,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
 
     /// Goes on with requests held back by `process`, once the peer took its answers.
     private func resume(_ context: ChannelHandlerContext) {
-        guard let conn = state, !conn.isClosing, paused, context.channel.isWritable else { return }
+        guard let conn = state, !conn.isClosing, paused, !adopting, context.channel.isWritable else { return }
         process(context, conn)
         broker.deliverDirty()
         if paused {
@@ -168,7 +211,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     }
 
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable, !paused {
+        if context.channel.isWritable, !paused, !adopting {
             context.read()
         } else {
             readHeld = true
@@ -182,7 +225,9 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
                 broker.markDirty(conn)
                 broker.readerDrained(conn)
             }
-            if paused, !held {
+            if adopting {
+                // Goes on once every connection is back.
+            } else if paused, !held {
                 scheduleResume(context)
             } else if readHeld, !paused {
                 readHeld = false

@@ -44,6 +44,14 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     var pacedProducers: Set<UInt64> = []
     /// Goes on with requests held back (set by the connection's handler).
     var resumeInput: (() -> Void)?
+    /// The last `queuedOutput` bytes handed to the socket, by reference: what it has not written.
+    var unsent = CircularBuffer<ByteBuffer>()
+    var unsentBytes = 0
+    /// Bytes read and not yet handled (the connection's handler's; for a live upgrade).
+    var takeInput: (() -> ByteBuffer?)?
+    /// Set on a connection carried over from a previous process: lets it go on once every
+    /// connection is back.
+    var afterAdoption: (() -> Void)?
 
     init(id: UInt64, context: ChannelHandlerContext, now: UInt64) {
         self.openedAt = now
@@ -60,6 +68,23 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
 
     /// Bytes waiting to reach the peer: the outbox and what the socket has not taken.
     var pendingOutput: Int { outbox.readableBytes + queuedOutput }
+
+    /// Drops from `unsent` what the socket has written, keeping the last `queuedOutput` bytes.
+    func trimUnsent() {
+        var excess = unsentBytes - queuedOutput
+        while excess > 0, !unsent.isEmpty {
+            let length = unsent[unsent.startIndex].readableBytes
+            if length <= excess {
+                unsent.removeFirst()
+                unsentBytes -= length
+                excess -= length
+            } else {
+                unsent[unsent.startIndex].moveReaderIndex(forwardBy: excess)
+                unsentBytes -= excess
+                excess = 0
+            }
+        }
+    }
 
     func allocateSubscriptionID() -> UInt32 {
         while subscriptions[nextSubscriptionID] != nil || nextSubscriptionID == 0 {

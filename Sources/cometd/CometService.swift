@@ -1,4 +1,5 @@
 import CometServer
+import CometState
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -9,6 +10,18 @@ struct CometService: Service {
     enum Listen {
         case inherited([CInt])
         case path(SocketPath)
+        /// Handed over by the previous process of a live upgrade; `ownedPath` is the socket file
+        /// it bound itself (removed at exit), if any.
+        case carried(DaemonImage, ownedPath: String?)
+    }
+
+    /// The socket file this process bound and removes at exit.
+    var ownedPath: String? {
+        switch listen {
+        case .path(let socket): return socket.path
+        case .carried(_, ownedPath: let path): return path
+        case .inherited: return nil
+        }
     }
 
     let server: CometServer
@@ -25,6 +38,8 @@ struct CometService: Service {
             try socket.prepare()
             try await server.bind(unixPath: socket.path)
             socket.openPermissions()
+        case .carried(let image, ownedPath: _):
+            try await server.restore(image)
         }
         notifier.ready(status: "serving; \(try await server.status())")
         logger.info("ready")
@@ -42,8 +57,8 @@ struct CometService: Service {
         logger.info("shutting down")
         notifier.stopping()
         await server.shutdown()
-        if case .path(let socket) = listen {
-            unlinkIfSocket(socket.path)
+        if let path = ownedPath {
+            unlinkIfSocket(path)
         }
         logger.info("stopped")
     }
@@ -62,10 +77,18 @@ struct CometService: Service {
         }
     }
 
-    /// SIGHUP: reads the policy files again; a bad file is refused with its line and the old
-    /// policy stays. Nobody is disconnected.
+    /// SIGHUP: a live upgrade (the binary on disk takes over in this process, with every
+    /// connection; it reads the configuration and policy again). If the new binary cannot take
+    /// over, this process stays and reads the policy files again; a bad file is refused with its
+    /// line and the old policy stays. Nobody is disconnected either way.
     private func reloadOnHangup() async {
         for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            do {
+                try await upgrade()
+            } catch {
+                logger.error("live upgrade refused; this process goes on and reloads the policy", metadata: ["reason": "\(error)"])
+                notifier.ready(status: "serving; live upgrade refused: \(error)")
+            }
             do {
                 let loaded = try policyFiles.load()
                 try await server.reload(policy: loaded.policy)
@@ -73,6 +96,21 @@ struct CometService: Service {
             } catch {
                 logger.error("policy not reloaded; keeping the old one", metadata: ["error": "\(error)"])
             }
+        }
+    }
+
+    /// Probes the binary on disk, tells the service manager, and executes it with the state.
+    /// Returns only if it did not happen.
+    private func upgrade() async throws {
+        guard let path = LiveUpgrade.executablePath() else { throw LiveUpgrade.Refused(description: "cannot tell which binary to execute") }
+        try LiveUpgrade.probe(path)
+        logger.notice("live upgrade: handing over to \(path)")
+        notifier.reloading()
+        let owned = ownedPath
+        try await server.withImage { image in
+            if let owned { setenv(LiveUpgrade.ownedSocketVariable, owned, 1) }
+            defer { unsetenv(LiveUpgrade.ownedSocketVariable) }
+            try LiveUpgrade.execute(path, image: image)
         }
     }
 

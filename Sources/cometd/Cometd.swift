@@ -2,6 +2,7 @@ import ArgumentParser
 import CometChannels
 import CometFederation
 import CometServer
+import CometState
 import CometWire
 import Logging
 import NIOPosix
@@ -62,6 +63,9 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds a producer's push waits for a reader whose queue is full before that reader loses messages (FULL).")
     var readerGrace: Double = 1
 
+    @Flag(name: .long, help: .hidden)
+    var handoverProbe = false
+
     func validate() throws {
         guard sessionGrace >= 0 else { throw ValidationError("--session-grace must not be negative") }
         guard maxFrameSize >= 4096 else { throw ValidationError("--max-frame-size must be at least 4096") }
@@ -86,12 +90,26 @@ struct Cometd: AsyncParsableCommand {
         }
         let logger = Logger(label: "cometd")
 
-        let inherited = SocketActivation.listeningSockets(logger: logger)
+        // A live upgrade: the previous process's state and sockets (docs/RESTARTS.md).
+        let carried: DaemonImage?
+        do {
+            carried = handoverProbe ? nil : try LiveUpgrade.takeImage()
+        } catch {
+            logger.critical("cannot read the state handed over by the previous process", metadata: ["error": "\(error)"])
+            throw ExitCode(70)
+        }
         let listen: CometService.Listen
-        if inherited.isEmpty {
-            listen = .path(try SocketPath.resolve(option: socket))
+        if let carried {
+            listen = .carried(carried, ownedPath: LiveUpgrade.takeOwnedSocketPath())
+        } else if handoverProbe {
+            listen = .inherited([])
         } else {
-            listen = .inherited(inherited)
+            let inherited = SocketActivation.listeningSockets(logger: logger)
+            if inherited.isEmpty {
+                listen = .path(try SocketPath.resolve(option: socket))
+            } else {
+                listen = .inherited(inherited)
+            }
         }
 
         let policyFiles = PolicyFiles(explicit: policy)
@@ -103,7 +121,7 @@ struct Cometd: AsyncParsableCommand {
             throw ExitCode(78)
         }
         if !loaded.files.isEmpty {
-            logger.info("policy loaded", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
+            logger.log(level: carried == nil ? .info : .notice, carried == nil ? "policy loaded" : "policy reloaded (live upgrade)", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
         }
 
         let federation: FederationConfiguration
@@ -119,6 +137,13 @@ struct Cometd: AsyncParsableCommand {
         } catch {
             logger.critical("cannot load the configuration", metadata: ["error": "\(error)"])
             throw ExitCode(78)
+        }
+
+        if handoverProbe {
+            // Asked by a running cometd before it executes this binary: the configuration and
+            // policy load, and these are the image formats this binary reads.
+            print(LiveUpgrade.probeAnswer)
+            return
         }
 
         let descriptors = ResourceLimits.raiseDescriptorLimit(logger: logger)

@@ -1,0 +1,253 @@
+import CometChannels
+import CometState
+import CometWire
+import NIOCore
+
+/// The broker's state as a `DaemonImage`, and back (docs/RESTARTS.md).
+///
+/// Taking an image reads the state and changes nothing, so a live upgrade whose `execve` fails
+/// goes on serving as if nothing happened. Restoring puts every channel, session and
+/// subscription back with its numbers; connections come back one by one as their sockets are
+/// adopted (`adopt(_:context:)`), and handle nothing until all are back (`finishAdoption`), so
+/// that no reader misses a push made before it was adopted.
+extension Broker {
+    /// Mirrors of other daemons' channels (relays, NATS imports) have this bit in their handle;
+    /// they are not carried over (their links are made again).
+    static func isMirror(_ id: UInt64) -> Bool { id & (1 << 62) != 0 && !isPrivateHandle(id) }
+
+    /// The state now. `descriptor` names each connection's socket; a connection without one (or
+    /// closing) is left out and closes with the old process.
+    func image(listeners: [Int32], descriptor: (ConnectionState) -> Int32?) -> DaemonImage {
+        var sites: [UInt64: SiteChannel<ByteBuffer>] = [:]
+        for channel in registry.byName.values { sites[channel.id] = channel }
+        var kept: [ConnectionImage] = []
+        for conn in connections.values.sorted(by: { $0.id < $1.id }) where !conn.isClosing {
+            guard let fd = descriptor(conn) else { continue }
+            syncQueuedOutput(conn)
+            var output = ByteBufferAllocator().buffer(capacity: conn.unsentBytes + conn.outbox.readableBytes)
+            for part in conn.unsent { output.writeImmutableBuffer(part) }
+            output.writeImmutableBuffer(conn.outbox)
+            var subscriptions: [SubscriptionImage] = []
+            for (id, sub) in conn.subscriptions.sorted(by: { $0.key < $1.key }) {
+                let source: SubscriptionImage.Source
+                let channel: UInt64
+                switch sub.source {
+                case .site(let read):
+                    if !Self.isMirror(read.id) { sites[read.id] = read }
+                    (source, channel) = (.site, read.id)
+                case .clientProcess(let read): (source, channel) = (.clientProcess, read.id)
+                case nil: (source, channel) = (.waiting, 0)
+                }
+                subscriptions.append(SubscriptionImage(
+                    id: id, name: sub.name, source: source, channel: channel, cursor: sub.cursor, pinnedOwner: sub.pinnedOwner))
+            }
+            let waits = conn.timeoutWaits.sorted().compactMap { timeoutWaiters[$0] }.map {
+                TimeoutWaitImage(session: $0.session, requestID: $0.requestID, timeout: $0.timeout)
+            }
+            kept.append(ConnectionImage(
+                id: conn.id, descriptor: fd, peer: PeerImage(conn.identity), openedAt: conn.openedAt, lastRequest: conn.lastRequest,
+                handshaken: conn.handshaken, counted: conn.counted, inputClosed: conn.inputClosed, session: conn.session?.id,
+                ownedChannels: conn.ownedChannels, nextSubscriptionID: conn.nextSubscriptionID, subscriptions: subscriptions,
+                timeoutWaits: waits, input: conn.takeInput?() ?? ByteBuffer(), output: output))
+        }
+        let channels = sites.values.filter { !Self.isMirror($0.id) }.sorted { $0.id < $1.id }.map { channel in
+            SiteChannelImage(
+                id: channel.id, name: channel.name, epoch: channel.epoch, owner: channel.owner, newestOnly: channel.keepsNewestOnly,
+                size: channel.size, creator: PeerImage(channel.creator), closed: channel.isClosed,
+                registered: registry.channel(named: channel.name) === channel, replacedByEpoch: channel.replacedByEpoch,
+                firstSequence: channel.ring.firstSequence, messages: Self.messages(of: channel.ring),
+                pushedCount: channel.pushedCount, pushedBytes: channel.pushedBytes, deliveredCount: channel.deliveredCount,
+                fullCount: channel.fullCount)
+        }
+        let privates = privateChannels.values.sorted { $0.id < $1.id }.map { channel in
+            PrivateChannelImage(
+                id: channel.id, name: channel.name, epoch: channel.epoch, session: channel.session, owner: channel.owner,
+                size: channel.size, unlimited: channel.isUnlimited, creator: PeerImage(channel.creator),
+                acknowledged: channel.acknowledged, closed: channel.isClosed, full: channel.isFull, reader: channel.reader,
+                outstandingPull: channel.outstandingPull, nextPull: channel.nextPullID, firstSequence: channel.ring.firstSequence,
+                messages: Self.messages(of: channel.ring))
+        }
+        let sessionImages = sessions.sessions.values.sorted { $0.id < $1.id }.map { session in
+            SessionImage(
+                id: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, uid: session.uid,
+                connections: session.connections.sorted(), detachedAt: session.detachedAt, lastActivity: session.lastActivity,
+                channels: session.channels.sorted { $0.key < $1.key }.map { PrivateChannelEntry(name: $0.key, handle: $0.value) },
+                charged: chargedSessions.contains(session.id))
+        }
+        return DaemonImage(
+            softwareVersion: CometProtocol.softwareVersion, instance: instance, nextConnectionID: nextConnectionID,
+            nextChannelID: registry.nextChannelID, nextPrivateID: nextPrivateID, listeners: listeners, channels: channels,
+            privateChannels: privates, sessions: sessionImages, connections: kept)
+    }
+
+    static func messages(of ring: MessageRing<ByteBuffer>) -> [ByteBuffer] {
+        var all: [ByteBuffer] = []
+        all.reserveCapacity(ring.count)
+        _ = ring.forEach(from: ring.firstSequence) { payload in
+            all.append(copy payload)
+            return true
+        }
+        return all
+    }
+
+    /// Puts back channels, private channels and sessions; connections wait in `adopting` for
+    /// their sockets. Everything restored is charged to its users again, without refusal.
+    func restore(_ image: DaemonImage) {
+        instance = image.instance
+        nextConnectionID = max(nextConnectionID, image.nextConnectionID)
+        nextPrivateID = max(nextPrivateID, image.nextPrivateID)
+        registry.nextChannelID = image.nextChannelID
+        for saved in image.channels {
+            let channel = SiteChannel<ByteBuffer>(
+                id: saved.id, name: saved.name, epoch: saved.epoch, size: saved.size, owner: saved.owner,
+                newestOnly: saved.newestOnly, creator: Identity(saved.creator), weigh: weigh)
+            channel.restore(
+                first: saved.firstSequence, messages: saved.messages.map(Self.compact), closed: saved.closed,
+                replacedByEpoch: saved.replacedByEpoch)
+            channel.pushedCount = saved.pushedCount
+            channel.pushedBytes = saved.pushedBytes
+            channel.deliveredCount = saved.deliveredCount
+            channel.fullCount = saved.fullCount
+            if saved.registered, !saved.closed {
+                do throws(ChannelRefusal) {
+                    try registry.adopt(channel)
+                    accounts.force(.channels, 1, uid: channel.creator.uid)
+                    exportIfConfigured(channel)
+                } catch {
+                    logger.warning("restored channel not registered", metadata: ["channel": "\(saved.name)", "error": "\(error.message)"])
+                }
+            }
+            syncCharge(channel)
+            restoredSites[channel.id] = channel
+        }
+        for saved in image.privateChannels {
+            let channel = PrivateChannel<ByteBuffer>(
+                id: saved.id, name: saved.name, epoch: saved.epoch, session: saved.session, owner: saved.owner, size: saved.size,
+                unlimited: saved.unlimited, creator: Identity(saved.creator), weigh: weigh)
+            channel.restore(
+                first: saved.firstSequence, messages: saved.messages.map(Self.compact), acknowledged: saved.acknowledged,
+                closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
+            channel.reader = saved.reader
+            privateChannels[channel.id] = channel
+            accounts.force(.channels, 1, uid: channel.creator.uid)
+            syncCharge(channel)
+        }
+        let grace = UInt64(configuration.sessionGrace.nanoseconds)
+        let now = Self.uptime()
+        for saved in image.sessions {
+            let session = sessions.restore(
+                id: saved.id, token: SessionToken(high: saved.tokenHigh, low: saved.tokenLow), uid: saved.uid,
+                connections: Set(saved.connections), detachedAt: saved.detachedAt, lastActivity: saved.lastActivity,
+                channels: Dictionary(saved.channels.map { ($0.name, $0.handle) }, uniquingKeysWith: { a, _ in a }))
+            if saved.charged {
+                chargedSessions.insert(session.id)
+                accounts.force(.sessions, 1, uid: session.uid)
+            }
+            if let since = saved.detachedAt {
+                let left = since + grace > now ? since + grace - now : 0
+                let id = session.id
+                eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: left))) { [weak self] in
+                    guard let self, let ended = self.sessions.expire(id, now: Self.uptime(), grace: grace) else { return }
+                    self.endSession(ended)
+                }
+            }
+        }
+        for saved in image.connections { adopting[saved.id] = saved }
+    }
+
+    /// A restored message in a buffer of its own (not a slice pinning the whole image).
+    static func compact(_ message: ByteBuffer) -> ByteBuffer {
+        var own = ByteBufferAllocator().buffer(capacity: message.readableBytes)
+        own.writeImmutableBuffer(message)
+        return own
+    }
+
+    /// The connection `saved` is back on `context`: its state, subscriptions and waits are put
+    /// back, and what was owed to it is queued first.
+    func adopt(_ saved: ConnectionImage, context: ChannelHandlerContext) -> ConnectionState {
+        adopting[saved.id] = nil
+        let conn = ConnectionState(id: saved.id, context: context, now: saved.openedAt)
+        conn.lastRequest = saved.lastRequest
+        var identity = Identity(saved.peer)
+        identity.groups = groups(of: identity)
+        conn.identity = identity
+        conn.handshaken = saved.handshaken
+        conn.inputClosed = saved.inputClosed
+        conn.ownedChannels = saved.ownedChannels
+        conn.nextSubscriptionID = saved.nextSubscriptionID
+        conn.session = saved.session.flatMap { sessions.session($0) }
+        connections[conn.id] = conn
+        totalConnections += 1
+        if saved.counted {
+            conn.counted = true
+            accounts.force(.connections, 1, uid: conn.uid)
+        }
+        var owed = context.channel.allocator.buffer(capacity: saved.output.readableBytes)
+        owed.writeImmutableBuffer(saved.output)
+        conn.outbox = owed
+        for sub in saved.subscriptions {
+            var restored = Subscription(id: sub.id, name: sub.name, source: nil, cursor: sub.cursor, pinnedOwner: sub.pinnedOwner)
+            switch sub.source {
+            case .site:
+                guard let channel = restoredSites[sub.channel] else {
+                    // A relay's or import's mirror: the link is made again by subscribing again.
+                    ServerFrame.failed(
+                        subscription: sub.id, code: .upstreamUnreachable,
+                        message: "cometd was upgraded and external channel '\(sub.name)' was not carried over; subscribe again from \(sub.cursor)"
+                    ).encode(into: &conn.outbox)
+                    continue
+                }
+                restored.source = .site(channel)
+                channel.addReader(conn.id, at: sub.cursor)
+            case .clientProcess:
+                guard let channel = privateChannels[sub.channel] else { continue }
+                restored.source = .clientProcess(channel)
+            case .waiting:
+                do throws(ChannelRefusal) {
+                    try registry.wait(for: sub.name, WaiterKey(connection: conn.id, subscription: sub.id))
+                } catch { continue }
+            }
+            conn.subscriptions[sub.id] = restored
+            accounts.force(.subscriptions, 1, uid: conn.uid)
+        }
+        for wait in saved.timeoutWaits {
+            let waiter = TimeoutWaiter(
+                id: nextWaiterID, session: wait.session, connection: conn.id, uid: conn.uid, requestID: wait.requestID, timeout: wait.timeout)
+            nextWaiterID += 1
+            timeoutWaiters[waiter.id] = waiter
+            waitersBySession[wait.session, default: []].insert(waiter.id)
+            conn.timeoutWaits.insert(waiter.id)
+            accounts.force(.timeoutWaits, 1, uid: conn.uid)
+        }
+        return conn
+    }
+
+    /// Every socket is back (or gave up): connections whose socket did not come back are
+    /// forgotten like closed ones, waits are timed again, and everyone goes on.
+    func finishAdoption() {
+        for (id, saved) in adopting {
+            logger.warning("connection not carried over", metadata: ["connection": "\(id)", "fd": "\(saved.descriptor)"])
+        }
+        adopting = [:]
+        for (id, channel) in restoredSites where channel.isClosed {
+            releaseIfDrained(channel)
+            _ = id
+        }
+        restoredSites = [:]
+        for waiter in Array(timeoutWaiters.keys) { checkTimeout(waiter) }
+        for conn in connections.values {
+            markDirty(conn)
+            conn.afterAdoption?()
+            conn.afterAdoption = nil
+        }
+        deliverDirty()
+    }
+}
+
+extension PeerImage {
+    init(_ identity: Identity) { self.init(pid: identity.pid, uid: identity.uid, gid: identity.gid) }
+}
+
+extension Identity {
+    init(_ peer: PeerImage) { self.init(pid: peer.pid, uid: peer.uid, gid: peer.gid) }
+}

@@ -1,0 +1,98 @@
+import CometState
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Live upgrade and restart (docs/RESTARTS.md): the whole state as an image, the sockets it
+/// names, and taking both over in the next process.
+extension CometServer {
+    /// Runs `body` on the event loop with an image of the whole state and the descriptors it
+    /// names (listeners, then connections), with nothing happening in between: `body` typically
+    /// writes the image and calls `execve`. If `body` returns, the server goes on unchanged.
+    public func withImage<T: Sendable>(_ body: @escaping @Sendable (DaemonImage) throws -> T) async throws -> T {
+        try await eventLoop.submit {
+            let cookies = SocketCookies.descriptorsByCookie()
+            let listenerFDs = self.listenerChannels.compactMap { SocketCookies.cookie(of: $0).flatMap { cookies[$0] } }
+            let image = self.broker.image(listeners: listenerFDs) { conn in
+                SocketCookies.cookie(of: conn.context.channel).flatMap { cookies[$0] }
+            }
+            return try body(image)
+        }.get()
+    }
+
+    /// Takes over what a previous process handed over: channels, sessions and subscriptions,
+    /// then its listening sockets and connections (by descriptor). Connections handle nothing
+    /// until all are back. Returns how many connections were carried over.
+    @discardableResult
+    public func restore(_ image: DaemonImage) async throws -> Int {
+        try await eventLoop.submit { self.broker.restore(image) }.get()
+        for fd in image.listeners { try await adopt(descriptor: fd) }
+        var adopted = 0
+        for saved in image.connections {
+            do {
+                _ = try await connectionBootstrap(carrying: saved).withConnectedSocket(saved.descriptor).get()
+                adopted += 1
+            } catch {
+                logger.warning("could not take over a connection", metadata: ["fd": "\(saved.descriptor)", "error": "\(error)"])
+                close(saved.descriptor)
+            }
+        }
+        try await eventLoop.submit { self.broker.finishAdoption() }.get()
+        logger.notice("state taken over", metadata: [
+            "from_version": "\(image.softwareVersion)", "connections": "\(adopted)", "channels": "\(image.channels.count)",
+            "private_channels": "\(image.privateChannels.count)", "sessions": "\(image.sessions.count)",
+        ])
+        return adopted
+    }
+
+    private func connectionBootstrap(carrying saved: ConnectionImage) -> ClientBootstrap {
+        let broker = self.broker
+        let watermark = ChannelOptions.Types.WriteBufferWaterMark(
+            low: configuration.outboundLowWatermark, high: configuration.outboundHighWatermark)
+        return ClientBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: watermark)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .channelOption(
+                ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker, carrying: saved))
+                }
+            }
+    }
+}
+
+/// Finds the descriptor behind a NIO channel: NIO does not say, but the kernel gives every
+/// socket a unique cookie (SO_COOKIE), readable both from the channel and from each descriptor.
+enum SocketCookies {
+    static let option: Int32 = 57  // SO_COOKIE
+
+    static func cookie(of channel: Channel) -> UInt64? {
+        guard let provider = channel as? SocketOptionProvider else { return nil }
+        let box = NIOLoopBoundBox<UInt64?>(nil, eventLoop: channel.eventLoop)
+        let future: EventLoopFuture<UInt64> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(option))
+        future.whenSuccess { box.value = $0 }
+        return box.value
+    }
+
+    /// Every open socket descriptor of this process, by cookie.
+    static func descriptorsByCookie() -> [UInt64: Int32] {
+        var result: [UInt64: Int32] = [:]
+        guard let dir = opendir("/proc/self/fd") else { return result }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd != own else { continue }
+            var cookie: UInt64 = 0
+            var length = socklen_t(MemoryLayout<UInt64>.size)
+            if getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0 { result[cookie] = fd }
+        }
+        return result
+    }
+}
