@@ -190,7 +190,10 @@ public struct PrivateChannelEntry: Equatable, Sendable {
 /// bytes in flight both ways (a partial request read, answers not yet written).
 public struct ConnectionImage: Equatable, Sendable {
     public var id: UInt64
+    /// The socket's descriptor in the process that wrote the image, and its SO_COOKIE (which
+    /// finds it again among descriptors passed back by the service manager under other numbers).
     public var descriptor: Int32
+    public var cookie: UInt64
     public var peer: PeerImage
     public var openedAt: UInt64
     public var lastRequest: UInt64
@@ -210,12 +213,13 @@ public struct ConnectionImage: Equatable, Sendable {
     public var output: ByteBuffer
 
     public init(
-        id: UInt64, descriptor: Int32, peer: PeerImage, openedAt: UInt64, lastRequest: UInt64, handshaken: Bool,
+        id: UInt64, descriptor: Int32, cookie: UInt64 = 0, peer: PeerImage, openedAt: UInt64, lastRequest: UInt64, handshaken: Bool,
         counted: Bool, inputClosed: Bool, session: UInt64?, ownedChannels: Int, nextSubscriptionID: UInt32,
         subscriptions: [SubscriptionImage], timeoutWaits: [TimeoutWaitImage], input: ByteBuffer, output: ByteBuffer
     ) {
         self.id = id
         self.descriptor = descriptor
+        self.cookie = cookie
         self.peer = peer
         self.openedAt = openedAt
         self.lastRequest = lastRequest

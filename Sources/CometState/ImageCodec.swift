@@ -286,6 +286,7 @@ extension ConnectionImage {
     func write(to out: inout ByteBuffer) {
         out.put(id)
         out.put(descriptor)
+        out.put(cookie)
         peer.write(to: &out)
         out.put(openedAt)
         out.put(lastRequest)
@@ -308,6 +309,7 @@ extension ConnectionImage {
     init(from input: inout ByteBuffer) throws(ImageError) {
         id = try input.take(UInt64.self, "connection id")
         descriptor = try input.take(Int32.self, "descriptor")
+        cookie = try input.take(UInt64.self, "cookie")
         peer = try PeerImage(from: &input)
         openedAt = try input.take(UInt64.self, "opened at")
         lastRequest = try input.take(UInt64.self, "last request")

@@ -13,13 +13,15 @@ struct CometService: Service {
         /// Handed over by the previous process of a live upgrade; `ownedPath` is the socket file
         /// it bound itself (removed at exit), if any.
         case carried(DaemonImage, ownedPath: String?)
+        /// A planned restart through the file-descriptor store.
+        case restarted(RestartFromStore, ownedPath: String?)
     }
 
     /// The socket file this process bound and removes at exit.
     var ownedPath: String? {
         switch listen {
         case .path(let socket): return socket.path
-        case .carried(_, ownedPath: let path): return path
+        case .carried(_, ownedPath: let path), .restarted(_, ownedPath: let path): return path
         case .inherited: return nil
         }
     }
@@ -27,6 +29,7 @@ struct CometService: Service {
     let server: CometServer
     let listen: Listen
     let notifier: SystemdNotifier
+    let store: FileDescriptorStore
     let policyFiles: PolicyFiles
     let logger: Logger
 
@@ -40,6 +43,9 @@ struct CometService: Service {
             socket.openPermissions()
         case .carried(let image, ownedPath: _):
             try await server.restore(image)
+        case .restarted(let restart, ownedPath: _):
+            for fd in restart.listeners { try await server.adopt(descriptor: fd) }
+            try await server.restore(restart.image, sockets: restart.sockets)
         }
         notifier.ready(status: "serving; \(try await server.status())")
         logger.info("ready")
@@ -54,6 +60,9 @@ struct CometService: Service {
             group.cancelAll()
         }
 
+        if store.enabled {
+            await restartThroughStore()
+        }
         logger.info("shutting down")
         notifier.stopping()
         await server.shutdown()
@@ -96,6 +105,31 @@ struct CometService: Service {
             } catch {
                 logger.error("policy not reloaded; keeping the old one", metadata: ["error": "\(error)"])
             }
+        }
+    }
+
+    /// SIGTERM with a file-descriptor store: the whole state and every connection go into the
+    /// store and the process ends at once, on the event loop, so nothing happens after the
+    /// image; the next process takes them over (a crash or `systemctl stop` closes them).
+    /// Returns only if the store did not take them (then the ordinary shutdown follows).
+    private func restartThroughStore() async {
+        let store = self.store
+        let own = ownedPath != nil
+        let logger = self.logger
+        let notifier = self.notifier
+        do {
+            try await server.withImage { image in
+                try store.save(image, ownListeners: own)
+                logger.notice("stopping: state and connections left in the file-descriptor store for the next start", metadata: [
+                    "connections": "\(image.connections.count)", "channels": "\(image.channels.count)",
+                    "sessions": "\(image.sessions.count)",
+                ])
+                notifier.notify("STOPPING=1\nSTATUS=restarting: state in the file-descriptor store")
+                fflush(nil)
+                _exit(0)
+            }
+        } catch {
+            logger.error("state not left in the file-descriptor store; stopping as usual", metadata: ["error": "\(error)"])
         }
     }
 

@@ -63,6 +63,9 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds a producer's push waits for a reader whose queue is full before that reader loses messages (FULL).")
     var readerGrace: Double = 1
 
+    @Option(name: .long, help: "systemd's file-descriptor store: auto (when a service manager is there), on or off. Keeps connections across a restart (docs/RESTARTS.md).")
+    var fdStore: String = "auto"
+
     @Flag(name: .long, help: .hidden)
     var handoverProbe = false
 
@@ -72,6 +75,7 @@ struct Cometd: AsyncParsableCommand {
         guard handshakeTimeout > 0, idleTimeout > 0, shutdownDrain >= 0 else {
             throw ValidationError("--handshake-timeout and --idle-timeout must be positive, --shutdown-drain not negative")
         }
+        guard ["auto", "on", "off"].contains(fdStore) else { throw ValidationError("--fd-store is auto, on or off") }
         guard readerGrace >= 0 else { throw ValidationError("--reader-grace must not be negative") }
         // Above twice the socket's high watermark (256 KiB), so that a reader at its bound is
         // unwritable and its draining is noticed.
@@ -98,17 +102,21 @@ struct Cometd: AsyncParsableCommand {
             logger.critical("cannot read the state handed over by the previous process", metadata: ["error": "\(error)"])
             throw ExitCode(70)
         }
+        let store = FileDescriptorStore(mode: fdStore)
         let listen: CometService.Listen
         if let carried {
             listen = .carried(carried, ownedPath: LiveUpgrade.takeOwnedSocketPath())
         } else if handoverProbe {
             listen = .inherited([])
         } else {
-            let inherited = SocketActivation.listeningSockets(logger: logger)
-            if inherited.isEmpty {
-                listen = .path(try SocketPath.resolve(option: socket))
+            let inherited = SocketActivation.inherited(logger: logger)
+            let ownPath = inherited.listeners.isEmpty ? try SocketPath.resolve(option: socket) : nil
+            if let restart = RestartFromStore.take(inherited, store: store, logger: logger) {
+                listen = .restarted(restart, ownedPath: ownPath?.path)
+            } else if let ownPath {
+                listen = .path(ownPath)
             } else {
-                listen = .inherited(inherited)
+                listen = .inherited(inherited.listeners)
             }
         }
 
@@ -172,7 +180,8 @@ struct Cometd: AsyncParsableCommand {
         ])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger)
-        let service = CometService(server: server, listen: listen, notifier: SystemdNotifier(), policyFiles: policyFiles, logger: logger)
+        let service = CometService(
+            server: server, listen: listen, notifier: SystemdNotifier(), store: store, policyFiles: policyFiles, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

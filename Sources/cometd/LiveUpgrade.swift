@@ -105,22 +105,15 @@ enum LiveUpgrade {
     /// Writes `image` into a memfd, lets it and the image's sockets be inherited, and executes
     /// `path` with this process's arguments. Returns only if that fails; everything is then as it was.
     static func execute(_ path: String, image: DaemonImage) throws(Refused) {
-        let bytes = ImageCodec.encode(image)
-        let fd = comet_memfd_create("cometd-image", 0)
-        guard fd >= 0 else { throw Refused(description: "memfd_create: \(String(cString: strerror(errno)))") }
-        var written = 0
-        let ok = bytes.withUnsafeReadableBytes { raw -> Bool in
-            while written < raw.count {
-                let n = write(fd, raw.baseAddress! + written, raw.count - written)
-                if n <= 0 { return false }
-                written += n
-            }
-            return true
+        let fd: Int32
+        do {
+            fd = try FileDescriptorStore.memfd(named: "cometd-image", holding: ImageCodec.encode(image))
+        } catch let error as Refused {
+            throw error
+        } catch {
+            throw Refused(description: "\(error)")
         }
-        guard ok, lseek(fd, 0, SEEK_SET) == 0 else {
-            close(fd)
-            throw Refused(description: "cannot write the image: \(String(cString: strerror(errno)))")
-        }
+        _ = fcntl(fd, F_SETFD, 0)
         let inherited = image.listeners + image.connections.map(\.descriptor)
         for descriptor in inherited { _ = fcntl(descriptor, F_SETFD, 0) }
         setenv(variable, "\(fd)", 1)
@@ -148,20 +141,7 @@ enum LiveUpgrade {
         unsetenv(variable)
         guard let fd = Int32(text), fd >= 0 else { throw Refused(description: "\(variable)=\(text) is not a descriptor") }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Refused(description: "\(variable): fstat failed: errno \(errno)") }
-        var buffer = ByteBufferAllocator().buffer(capacity: Int(info.st_size))
-        var offset = 0
-        let size = Int(info.st_size)
-        try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            while offset < size {
-                let n = pread(fd, raw.baseAddress! + offset, size - offset, off_t(offset))
-                guard n > 0 else { throw Refused(description: "cannot read the image: errno \(errno)") }
-                offset += n
-            }
-            return size
-        }
-        return try ImageCodec.decode(buffer)
+        return try ImageCodec.decode(FileDescriptorStore.contents(of: fd))
     }
 
     private static func environmentStrings() -> [String] {

@@ -2,11 +2,27 @@ import CSystemd
 import Glibc
 import Logging
 
-/// Sockets passed by the service manager (LISTEN_FDS, LISTEN_FDNAMES).
+/// Descriptors passed by the service manager (LISTEN_FDS, LISTEN_FDNAMES): the listening
+/// sockets of the socket units, and what this service put in its file-descriptor store before
+/// (docs/RESTARTS.md): the image of a planned restart, the connections it names, and the
+/// storage of channels and sessions.
 enum SocketActivation {
-    /// The inherited descriptors that are listening Unix stream sockets. Any other inherited
-    /// descriptor is logged and closed. Unsets the LISTEN_* variables.
-    static func listeningSockets(logger: Logger) -> [CInt] {
+    struct Inherited {
+        var listeners: [CInt] = []
+        /// Stored descriptors by FDNAME.
+        var stored: [String: [CInt]] = [:]
+
+        func take(_ name: String) -> [CInt] { stored[name] ?? [] }
+    }
+
+    /// Names cometd gives what it stores.
+    static let storedNames: Set<String> = [
+        FileDescriptorStore.imageName, FileDescriptorStore.connectionName, FileDescriptorStore.listenerName,
+        FileDescriptorStore.stateName,
+    ]
+
+    /// Sorts the inherited descriptors; any other descriptor is logged and closed. Unsets the LISTEN_* variables.
+    static func inherited(logger: Logger) -> Inherited {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         let count = sd_listen_fds_with_names(1, &names)
         defer {
@@ -19,19 +35,21 @@ enum SocketActivation {
                 free(names)
             }
         }
+        var result = Inherited()
         guard count > 0 else {
             if count < 0 { logger.warning("reading LISTEN_FDS failed", metadata: ["errno": "\(-count)"]) }
-            return []
+            return result
         }
-        var sockets: [CInt] = []
         for index in 0..<count {
             let fd = SD_LISTEN_FDS_START + index
             let name = names?[Int(index)].map { String(cString: $0) } ?? "unknown"
-            if sd_is_socket_unix(fd, CInt(SOCK_STREAM.rawValue), 1, nil, 0) > 0 {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            if storedNames.contains(name) {
+                result.stored[name, default: []].append(fd)
+            } else if sd_is_socket_unix(fd, CInt(SOCK_STREAM.rawValue), 1, nil, 0) > 0 {
                 let flags = fcntl(fd, F_GETFL)
                 _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                sockets.append(fd)
+                result.listeners.append(fd)
                 logger.debug("adopting inherited socket", metadata: ["fd": "\(fd)", "name": "\(name)"])
             } else {
                 logger.warning("closing inherited descriptor that is not a listening Unix stream socket", metadata: [
@@ -40,7 +58,6 @@ enum SocketActivation {
                 close(fd)
             }
         }
-        return sockets
+        return result
     }
 }
-

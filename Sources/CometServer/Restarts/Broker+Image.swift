@@ -17,12 +17,12 @@ extension Broker {
 
     /// The state now. `descriptor` names each connection's socket; a connection without one (or
     /// closing) is left out and closes with the old process.
-    func image(listeners: [Int32], descriptor: (ConnectionState) -> Int32?) -> DaemonImage {
+    func image(listeners: [Int32], descriptor: (ConnectionState) -> (fd: Int32, cookie: UInt64)?) -> DaemonImage {
         var sites: [UInt64: SiteChannel<ByteBuffer>] = [:]
         for channel in registry.byName.values { sites[channel.id] = channel }
         var kept: [ConnectionImage] = []
         for conn in connections.values.sorted(by: { $0.id < $1.id }) where !conn.isClosing {
-            guard let fd = descriptor(conn) else { continue }
+            guard let (fd, cookie) = descriptor(conn) else { continue }
             syncQueuedOutput(conn)
             var output = ByteBufferAllocator().buffer(capacity: conn.unsentBytes + conn.outbox.readableBytes)
             for part in conn.unsent { output.writeImmutableBuffer(part) }
@@ -45,7 +45,7 @@ extension Broker {
                 TimeoutWaitImage(session: $0.session, requestID: $0.requestID, timeout: $0.timeout)
             }
             kept.append(ConnectionImage(
-                id: conn.id, descriptor: fd, peer: PeerImage(conn.identity), openedAt: conn.openedAt, lastRequest: conn.lastRequest,
+                id: conn.id, descriptor: fd, cookie: cookie, peer: PeerImage(conn.identity), openedAt: conn.openedAt, lastRequest: conn.lastRequest,
                 handshaken: conn.handshaken, counted: conn.counted, inputClosed: conn.inputClosed, session: conn.session?.id,
                 ownedChannels: conn.ownedChannels, nextSubscriptionID: conn.nextSubscriptionID, subscriptions: subscriptions,
                 timeoutWaits: waits, input: conn.takeInput?() ?? ByteBuffer(), output: output))

@@ -18,27 +18,33 @@ extension CometServer {
             let cookies = SocketCookies.descriptorsByCookie()
             let listenerFDs = self.listenerChannels.compactMap { SocketCookies.cookie(of: $0).flatMap { cookies[$0] } }
             let image = self.broker.image(listeners: listenerFDs) { conn in
-                SocketCookies.cookie(of: conn.context.channel).flatMap { cookies[$0] }
+                guard let cookie = SocketCookies.cookie(of: conn.context.channel), let fd = cookies[cookie] else { return nil }
+                return (fd, cookie)
             }
             return try body(image)
         }.get()
     }
 
     /// Takes over what a previous process handed over: channels, sessions and subscriptions,
-    /// then its listening sockets and connections (by descriptor). Connections handle nothing
-    /// until all are back. Returns how many connections were carried over.
+    /// then its listening sockets and connections. Connections handle nothing until all are back.
+    /// Returns how many connections were carried over.
+    /// - Parameter sockets: where the connections' sockets are now, by SO_COOKIE (passed back by
+    ///   the service manager); nil: at the numbers the image names, with its listeners (execve).
     @discardableResult
-    public func restore(_ image: DaemonImage) async throws -> Int {
+    public func restore(_ image: DaemonImage, sockets: [UInt64: Int32]? = nil) async throws -> Int {
         try await eventLoop.submit { self.broker.restore(image) }.get()
-        for fd in image.listeners { try await adopt(descriptor: fd) }
+        if sockets == nil {
+            for fd in image.listeners { try await adopt(descriptor: fd) }
+        }
         var adopted = 0
         for saved in image.connections {
+            guard let fd = sockets == nil ? saved.descriptor : sockets?[saved.cookie] else { continue }
             do {
-                _ = try await connectionBootstrap(carrying: saved).withConnectedSocket(saved.descriptor).get()
+                _ = try await connectionBootstrap(carrying: saved).withConnectedSocket(fd).get()
                 adopted += 1
             } catch {
-                logger.warning("could not take over a connection", metadata: ["fd": "\(saved.descriptor)", "error": "\(error)"])
-                close(saved.descriptor)
+                logger.warning("could not take over a connection", metadata: ["fd": "\(fd)", "error": "\(error)"])
+                close(fd)
             }
         }
         try await eventLoop.submit { self.broker.finishAdoption() }.get()
@@ -92,6 +98,19 @@ enum SocketCookies {
             var cookie: UInt64 = 0
             var length = socklen_t(MemoryLayout<UInt64>.size)
             if getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0 { result[cookie] = fd }
+        }
+        return result
+    }
+}
+
+extension CometServer {
+    /// `descriptors` by their sockets' SO_COOKIE (descriptors that are not sockets are left out).
+    public static func socketsByCookie(_ descriptors: [Int32]) -> [UInt64: Int32] {
+        var result: [UInt64: Int32] = [:]
+        for fd in descriptors {
+            var cookie: UInt64 = 0
+            var length = socklen_t(MemoryLayout<UInt64>.size)
+            if getsockopt(fd, SOL_SOCKET, SocketCookies.option, &cookie, &length) == 0 { result[cookie] = fd }
         }
         return result
     }
