@@ -1,0 +1,323 @@
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a ring file holds about its channel (docs/RESTARTS.md, "Storage layout").
+public struct RingMeta: Equatable, Sendable {
+    public enum Kind: UInt32, Sendable {
+        case buffered = 0
+        case newest = 1
+        case `private` = 2
+        case unlimited = 3
+    }
+
+    public var kind: Kind
+    public var id: UInt64
+    public var name: String
+    public var epoch: UInt64
+    /// The session a private channel is addressed to (0 for site channels).
+    public var session: UInt64
+    public var capacity: Int
+    public var creator: PeerImage
+    public var tokenHigh: UInt64
+    public var tokenLow: UInt64
+
+    public init(
+        kind: Kind, id: UInt64, name: String, epoch: UInt64, session: UInt64 = 0, capacity: Int, creator: PeerImage,
+        tokenHigh: UInt64, tokenLow: UInt64
+    ) {
+        self.kind = kind
+        self.id = id
+        self.name = name
+        self.epoch = epoch
+        self.session = session
+        self.capacity = capacity
+        self.creator = creator
+        self.tokenHigh = tokenHigh
+        self.tokenLow = tokenLow
+    }
+}
+
+/// A channel's ring in a memfd that outlives the process (systemd's file-descriptor store):
+/// every message the ring keeps, its numbering and state, kept consistent at every push so that
+/// a process killed at any instruction leaves a readable file.
+///
+/// Layout (native byte order; one writer, the daemon; a reader could map it read-only):
+///
+///     page 0:  header (magic "COMETRNG", layout 1, kind, capacity, data size, epoch, id,
+///              session, creator, flags, producer token, acknowledged, created, first, last,
+///              head, name)
+///     index:   capacity × { u64 data offset (bytes ever written), u32 length, u32 0 },
+///              message s in slot (s - 1) % capacity
+///     data:    a circular byte area; a message never wraps (the rest of the area is skipped)
+///
+/// A push writes the bytes, then the index entry, then `head`, `first` and last `last`, each
+/// after a release fence: `last` says what is complete. A message whose bytes the area no
+/// longer holds cannot be kept: `append` then says the file must grow (`RingFile.grown`).
+public final class RingFile {
+    public static let magic: UInt64 = 0x474e_5254_454d_4f43  // "COMETRNG" little-endian
+    public static let layout: UInt32 = 1
+    static let headerSize = 4096
+    static let entrySize = 16
+
+    enum Field: Int {
+        case magic = 0, layout = 8, kind = 12, capacity = 16, dataSize = 24, epoch = 32, id = 40, session = 48
+        case uid = 56, gid = 60, pid = 64, flags = 68, tokenHigh = 72, tokenLow = 80, acknowledged = 88, created = 96
+        case first = 104, last = 112, head = 120, nameLength = 136, name = 138
+    }
+
+    public static let closedFlag: UInt32 = 1
+    public static let fullFlag: UInt32 = 2
+
+    public let fd: Int32
+    let base: UnsafeMutableRawPointer
+    let length: Int
+    public let capacity: Int
+    public let dataSize: Int
+    let indexOffset: Int
+    let dataOffset: Int
+
+    /// A new file for `meta` with a data area of at least `dataSize` bytes.
+    public static func create(_ meta: RingMeta, dataSize: Int, created: UInt64) throws(StorageError) -> RingFile {
+        let capacity = max(1, meta.capacity)
+        let index = (capacity * entrySize + 4095) & ~4095
+        let data = max(4096, (dataSize + 4095) & ~4095)
+        let length = headerSize + index + data
+        let fd = Int32(memfdCreate("comet-ring"))
+        guard fd >= 0 else { throw StorageError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
+        guard ftruncate(fd, off_t(length)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw StorageError(.system, "ftruncate: \(reason)")
+        }
+        // The header is written whole before the file is mapped; the magic last.
+        var header = [UInt8](repeating: 0, count: headerSize)
+        header.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            func set<T: FixedWidthInteger>(_ field: Field, _ value: T) { p.storeBytes(of: value, toByteOffset: field.rawValue, as: T.self) }
+            set(.layout, layout)
+            set(.kind, meta.kind.rawValue)
+            set(.capacity, UInt64(capacity))
+            set(.dataSize, UInt64(data))
+            set(.epoch, meta.epoch)
+            set(.id, meta.id)
+            set(.session, meta.session)
+            set(.uid, meta.creator.uid)
+            set(.gid, meta.creator.gid)
+            set(.pid, UInt32(bitPattern: meta.creator.pid))
+            set(.tokenHigh, meta.tokenHigh)
+            set(.tokenLow, meta.tokenLow)
+            set(.created, created)
+            set(.first, UInt64(1))
+            set(.last, UInt64(0))
+            let name = Array(meta.name.utf8.prefix(255))
+            set(.nameLength, UInt16(name.count))
+            name.withUnsafeBytes { (p + Field.name.rawValue).copyMemory(from: $0.baseAddress!, byteCount: name.count) }
+        }
+        guard pwrite(fd, header, headerSize, 0) == headerSize else {
+            close(fd)
+            throw StorageError(.system, "cannot write a ring header: errno \(errno)")
+        }
+        let file = try RingFile(fd: fd, length: length)
+        atomicMemoryFence(ordering: .releasing)
+        file.store(.magic, magic)
+        return file
+    }
+
+    /// Maps an existing file (one passed back by the store), checking its header.
+    public convenience init(fd: Int32) throws(StorageError) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StorageError(.system, "fstat: errno \(errno)") }
+        try self.init(fd: fd, length: Int(info.st_size))
+    }
+
+    init(fd: Int32, length: Int) throws(StorageError) {
+        guard length >= Self.headerSize + 4096 else { throw StorageError(.notStorage, "a ring file has at least two pages") }
+        guard let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+            throw StorageError(.system, "mmap: \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        self.base = mapped
+        self.length = length
+        let capacity = Int(mapped.load(fromByteOffset: Field.capacity.rawValue, as: UInt64.self))
+        let dataSize = Int(mapped.load(fromByteOffset: Field.dataSize.rawValue, as: UInt64.self))
+        self.capacity = capacity
+        self.dataSize = dataSize
+        self.indexOffset = Self.headerSize
+        self.dataOffset = Self.headerSize + ((capacity * Self.entrySize + 4095) & ~4095)
+        let magic = mapped.load(fromByteOffset: Field.magic.rawValue, as: UInt64.self)
+        // A file being made has no magic yet; one with the magic must add up.
+        guard magic == 0 || (capacity >= 1 && dataOffset + dataSize == length) else {
+            munmap(mapped, length)
+            throw StorageError(.damaged, "ring file sizes do not add up")
+        }
+    }
+
+    deinit {
+        munmap(base, length)
+        close(fd)
+    }
+
+    /// Whether the header is complete and of a layout this binary reads.
+    public var isValid: Bool {
+        value(.magic, UInt64.self) == Self.magic && value(.layout, UInt32.self) == Self.layout
+            && RingMeta.Kind(rawValue: value(.kind, UInt32.self)) != nil
+    }
+
+    public var meta: RingMeta {
+        let count = Int(value(.nameLength, UInt16.self))
+        let name = String(decoding: UnsafeRawBufferPointer(start: base + Field.name.rawValue, count: min(count, 255)), as: UTF8.self)
+        return RingMeta(
+            kind: RingMeta.Kind(rawValue: value(.kind, UInt32.self)) ?? .buffered, id: value(.id, UInt64.self), name: name,
+            epoch: value(.epoch, UInt64.self), session: value(.session, UInt64.self), capacity: capacity,
+            creator: PeerImage(pid: Int32(bitPattern: value(.pid, UInt32.self)), uid: value(.uid, UInt32.self), gid: value(.gid, UInt32.self)),
+            tokenHigh: value(.tokenHigh, UInt64.self), tokenLow: value(.tokenLow, UInt64.self))
+    }
+
+    public var created: UInt64 { value(.created, UInt64.self) }
+    public var first: UInt64 { value(.first, UInt64.self) }
+    public var last: UInt64 { value(.last, UInt64.self) }
+    public var flags: UInt32 { value(.flags, UInt32.self) }
+    public var acknowledged: UInt64 { value(.acknowledged, UInt64.self) }
+
+    public func setFlags(_ flags: UInt32) { store(.flags, flags) }
+    public func setAcknowledged(_ sequence: UInt64) { store(.acknowledged, sequence) }
+
+    /// Empties the ring so that the next message is `next` (what the ring in memory did).
+    public func restart(at next: UInt64) {
+        store(.first, next)
+        atomicMemoryFence(ordering: .releasing)
+        store(.last, next - 1)
+    }
+
+    /// Appends message `sequence` (the next one) and records `first`, the oldest the ring in
+    /// memory keeps after it. False when the data area would have to overwrite a message still
+    /// kept: the caller moves to `grown(...)` and appends there.
+    @inline(__always)
+    public func append(_ payload: UnsafeRawBufferPointer, sequence: UInt64, first: UInt64) -> Bool {
+        let count = payload.count
+        guard count <= dataSize else { return false }
+        var head = value(.head, UInt64.self)
+        let position = Int(head % UInt64(dataSize))
+        if position + count > dataSize { head += UInt64(dataSize - position) }
+        // The oldest message kept after this push must still be whole once these bytes are in.
+        if first < sequence, first >= 1 {
+            let oldest = entry(first).offset
+            guard head + UInt64(count) - oldest <= UInt64(dataSize) else { return false }
+        }
+        let at = Int(head % UInt64(dataSize))
+        if count > 0 { (base + dataOffset + at).copyMemory(from: payload.baseAddress!, byteCount: count) }
+        let slot = base + indexOffset + Int((sequence - 1) % UInt64(capacity)) * Self.entrySize
+        slot.storeBytes(of: head, as: UInt64.self)
+        slot.storeBytes(of: UInt32(count), toByteOffset: 8, as: UInt32.self)
+        atomicMemoryFence(ordering: .releasing)
+        store(.head, head + UInt64(count))
+        store(.first, first)
+        atomicMemoryFence(ordering: .releasing)
+        store(.last, sequence)
+        return true
+    }
+
+    struct Entry {
+        var offset: UInt64
+        var length: Int
+    }
+
+    func entry(_ sequence: UInt64) -> Entry {
+        let slot = base + indexOffset + Int((sequence - 1) % UInt64(capacity)) * Self.entrySize
+        return Entry(offset: slot.load(as: UInt64.self), length: Int(slot.load(fromByteOffset: 8, as: UInt32.self)))
+    }
+
+    /// The messages the file holds whole, oldest first, and the first one's sequence number.
+    public func messages() -> (first: UInt64, payloads: [ByteBuffer]) {
+        let last = self.last
+        var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
+        let head = value(.head, UInt64.self)
+        // Only messages whose bytes the area still holds (all of them, unless the file is damaged).
+        while first <= last {
+            let e = entry(first)
+            if e.offset + UInt64(e.length) <= head, head - e.offset <= UInt64(dataSize), e.length <= dataSize { break }
+            first += 1
+        }
+        var payloads: [ByteBuffer] = []
+        payloads.reserveCapacity(Int(last + 1 - first))
+        var sequence = first
+        while sequence <= last {
+            let e = entry(sequence)
+            let at = Int(e.offset % UInt64(dataSize))
+            guard at + e.length <= dataSize else { break }
+            var buffer = ByteBufferAllocator().buffer(capacity: e.length)
+            buffer.writeBytes(UnsafeRawBufferPointer(start: base + dataOffset + at, count: e.length))
+            payloads.append(buffer)
+            sequence += 1
+        }
+        return (first, payloads)
+    }
+
+    /// A new, larger file with the same header and the messages `first...last` of this one, for
+    /// a push that did not fit; `need` is the size of that push.
+    public func grown(need: Int, created: UInt64) throws(StorageError) -> RingFile {
+        let (first, payloads) = messages()
+        let live = payloads.reduce(0) { $0 + $1.readableBytes }
+        var size = dataSize * 2
+        while size < 2 * (live + need) { size *= 2 }
+        let bigger = try RingFile.create(meta, dataSize: size, created: created)
+        bigger.setFlags(flags)
+        bigger.setAcknowledged(acknowledged)
+        bigger.restart(at: first)
+        var sequence = first
+        for payload in payloads {
+            _ = payload.withUnsafeReadableBytes { bigger.append($0, sequence: sequence, first: first) }
+            sequence += 1
+        }
+        return bigger
+    }
+
+    // MARK: Fields
+
+    @inline(__always) func value<T: FixedWidthInteger>(_ field: Field, _: T.Type) -> T {
+        base.load(fromByteOffset: field.rawValue, as: T.self)
+    }
+
+    @inline(__always) func store<T: FixedWidthInteger>(_ field: Field, _ value: T) {
+        base.storeBytes(of: value, toByteOffset: field.rawValue, as: T.self)
+    }
+}
+
+/// Why storage cannot be used.
+public struct StorageError: Error, Equatable, CustomStringConvertible {
+    public enum Code: UInt8, Sendable {
+        case system = 1
+        case notStorage = 2
+        case damaged = 3
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// memfd_create(2) by system call (glibc declares it only under _GNU_SOURCE), close-on-exec.
+func memfdCreate(_ name: String) -> Int {
+    #if arch(x86_64)
+    let number = 319
+    #elseif arch(arm64)
+    let number = 279
+    #else
+    let number = -1
+    #endif
+    guard number >= 0 else { return -1 }
+    return name.withCString { syscall(number, $0, 1 /* MFD_CLOEXEC */) }
+}
+
+@_silgen_name("syscall")
+private func syscall(_ number: Int, _ name: UnsafePointer<CChar>, _ flags: Int) -> Int

@@ -1,0 +1,84 @@
+@testable import CometState
+import Glibc
+import NIOCore
+import XCTest
+
+final class StorageTests: XCTestCase {
+    let peer = PeerImage(pid: 7, uid: 1000, gid: 100)
+
+    private func meta(capacity: Int, kind: RingMeta.Kind = .buffered) -> RingMeta {
+        RingMeta(kind: kind, id: 42, name: "news.local", epoch: 0xabc, session: 9, capacity: capacity, creator: peer, tokenHigh: 1, tokenLow: 2)
+    }
+
+    /// Pushes `payloads` as the daemon does: growing the file when a push does not fit.
+    private func push(_ texts: [String], into file: inout RingFile, capacity: Int) throws {
+        for text in texts {
+            let sequence = file.last + 1
+            let first = sequence > UInt64(capacity) ? sequence - UInt64(capacity) + 1 : file.first
+            let bytes = Array(text.utf8)
+            let fits = bytes.withUnsafeBytes { file.append($0, sequence: sequence, first: first) }
+            if !fits {
+                file = try file.grown(need: bytes.count, created: 2)
+                XCTAssertTrue(bytes.withUnsafeBytes { file.append($0, sequence: sequence, first: first) })
+            }
+        }
+    }
+
+    func testRingKeepsTheLastMessagesAcrossGrowthAndReopening() throws {
+        var file = try RingFile.create(meta(capacity: 50), dataSize: 100, created: 1)
+        let texts = (1...1000).map { "message \($0) " + String(repeating: "x", count: $0 % 300) }
+        try push(texts, into: &file, capacity: 50)
+        XCTAssertGreaterThan(file.dataSize, 4096, "grew for messages of up to 300 bytes × 50")
+        // What the next process finds: the same memfd through another descriptor.
+        let again = try RingFile(fd: dup(file.fd))
+        XCTAssertTrue(again.isValid)
+        XCTAssertEqual(again.meta, meta(capacity: 50))
+        let (first, payloads) = again.messages()
+        XCTAssertEqual(first, 951)
+        XCTAssertEqual(payloads.map { String(buffer: $0) }, Array(texts.suffix(50)))
+    }
+
+    func testEmptyRestartedAndStateFields() throws {
+        let file = try RingFile.create(meta(capacity: 4, kind: .private), dataSize: 0, created: 5)
+        XCTAssertEqual(file.messages().payloads.count, 0)
+        XCTAssertEqual(file.messages().first, 1)
+        var moving = file
+        try push(["a", "b", "c"], into: &moving, capacity: 4)
+        moving.setAcknowledged(2)
+        moving.setFlags(RingFile.closedFlag)
+        moving.restart(at: 10)
+        XCTAssertEqual(moving.messages().first, 10)
+        XCTAssertEqual(moving.messages().payloads.count, 0)
+        let again = try RingFile(fd: dup(moving.fd))
+        XCTAssertEqual(again.acknowledged, 2)
+        XCTAssertEqual(again.flags, RingFile.closedFlag)
+        XCTAssertEqual(again.created, 5)
+        XCTAssertEqual(again.meta.kind, .private)
+    }
+
+    func testAFileWithoutHeaderIsNotValid() throws {
+        let fd = Int32(memfdCreate("junk"))
+        XCTAssertEqual(ftruncate(fd, 3 * 4096), 0)
+        let file = try RingFile(fd: fd)
+        XCTAssertFalse(file.isValid)
+        let tiny = Int32(memfdCreate("tiny"))
+        XCTAssertThrowsError(try RingFile(fd: tiny))
+        close(tiny)
+    }
+
+    func testSessionsAreKeptAndSlotsReused() throws {
+        let file = try SessionFile.create(slots: 64, created: 3)
+        var slots: [Int] = []
+        for i in 1...64 { slots.append(try XCTUnwrap(file.add(SessionRecord(id: UInt64(i), tokenHigh: UInt64(i), tokenLow: 7, uid: 1000)))) }
+        XCTAssertNil(file.add(SessionRecord(id: 65, tokenHigh: 0, tokenLow: 0, uid: 0)), "full: the caller grows")
+        file.remove(slot: slots[0])
+        XCTAssertNotNil(file.add(SessionRecord(id: 66, tokenHigh: 1, tokenLow: 1, uid: 0)))
+        let again = try SessionFile(fd: dup(file.fd))
+        let ids = Set(again.records().map(\.record.id))
+        XCTAssertEqual(ids.count, 64)
+        XCTAssertFalse(ids.contains(1))
+        XCTAssertTrue(ids.contains(66))
+        XCTAssertEqual(again.created, 3)
+        XCTAssertNil(again.add(SessionRecord(id: 67, tokenHigh: 0, tokenLow: 0, uid: 0)))
+    }
+}
