@@ -10,8 +10,11 @@ public final class PrivateChannel<Payload> {
     public let name: String
     public let epoch: UInt64
     public let session: UInt64
-    /// The connection that created it and may push and close.
-    public let owner: UInt64
+    /// The connection that created it and may push and close; 0 while it waits for its
+    /// producer to take it back after a restart (ADOPT).
+    public internal(set) var owner: UInt64
+    /// The secret that lets its producer take it back (ADOPT), given at CREATE.
+    public var producerToken = SessionToken(high: 0, low: 0)
     public let size: Int
     @usableFromInline var messages: MessageRing<Payload>
     /// Highest acknowledged sequence number.

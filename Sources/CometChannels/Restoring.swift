@@ -67,3 +67,18 @@ extension SessionRegistry {
         return session
     }
 }
+
+extension SiteChannel {
+    /// Hands the channel to another owner (its producer took it back, or it lost its producer).
+    public func transfer(to owner: UInt64) { self.owner = owner }
+}
+
+extension PrivateChannel {
+    /// Hands the channel to another owner (its producer took it back, or it lost its producer).
+    public func transfer(to owner: UInt64) { self.owner = owner }
+}
+
+extension ChannelRegistry {
+    /// The live channel with handle `id`, whoever owns it.
+    public func channel(id: UInt64) -> SiteChannel<Payload>? { byID[id] }
+}

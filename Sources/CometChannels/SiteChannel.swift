@@ -13,8 +13,11 @@ public final class SiteChannel<Payload> {
     /// Random, non-zero, fixed at creation: tells a resuming reader whether this is still the
     /// channel it read before.
     public let epoch: UInt64
-    /// The connection (or other owner) that may push to and close the channel.
-    public let owner: UInt64
+    /// The connection (or other owner) that may push to and close the channel; 0 while it
+    /// waits for its producer to take it back after a restart (ADOPT).
+    public internal(set) var owner: UInt64
+    /// The secret that lets its producer take it back (ADOPT), given at CREATE.
+    public var producerToken = SessionToken(high: 0, low: 0)
     /// Whether only the latest message counts (a newest channel).
     public let keepsNewestOnly: Bool
     @usableFromInline var messages: MessageRing<Payload>

@@ -35,6 +35,7 @@ extension Broker {
     /// creator's channel count goes down, readers are woken to drain it.
     func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
         accounts.release(.channels, uid: channel.creator.uid)
+        storeGone(channel.id)
         if !exported.isEmpty { exportClosed(channel) }
         wakeReaders(of: channel)
         releaseIfDrained(channel)
@@ -51,6 +52,7 @@ extension Broker {
     func dropPrivate(_ channel: PrivateChannel<ByteBuffer>) {
         guard privateChannels.removeValue(forKey: channel.id) != nil else { return }
         channel.close()
+        storeGone(channel.id)
         accounts.release(.channels, uid: channel.creator.uid)
         channel.discardMessages()
         syncCharge(channel)

@@ -81,6 +81,8 @@ extension Broker {
             case .stats:
                 let reply = stats(for: conn)
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { reply.write(to: &$0) }
+            case .adopt(let channel, let high, let low):
+                try adopt(request.id, channel: channel, token: SessionToken(high: high, low: low), conn)
             }
         } catch {
             reply(error: error.wireCode, error.message, to: request.id, conn)
@@ -111,13 +113,18 @@ extension Broker {
             let channel = try ownedPrivate(channelID, conn)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            defer { syncCharge(channel) }
+            defer {
+                syncCharge(channel)
+                if channel.isFull { storePrivateState(channel) }
+            }
             first = try pushPrivate(channel, Self.copy(payloads, conn.context.channel.allocator))
+            if stateStore != nil { storePushed(channel.id, channel.ring, from: first) }
         } else {
             let channel = try registry.owned(channelID, by: conn.id)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
             first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator)
+            if stateStore != nil { storePushed(channel.id, channel.ring, from: first) }
             if !exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
             channel.pushedCount &+= UInt64(payloads.count)
             channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })
@@ -221,10 +228,13 @@ extension Broker {
             throw error
         }
         let (channel, waiters) = created
+        channel.producerToken = .random()
         conn.ownedChannels += 1
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
+            CreateReply(channel: channel.id, epoch: channel.epoch, tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
+                .write(to: &$0)
         }
+        stored(channel)
         exportIfConfigured(channel)
         start(waiters, on: channel)
     }

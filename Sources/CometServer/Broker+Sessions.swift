@@ -21,6 +21,7 @@ extension Broker {
         let session = sessions.open(uid: conn.uid, connection: conn.id, now: Self.uptime())
         chargedSessions.insert(session.id)
         conn.session = session
+        stored(session)
         return session
     }
 
@@ -85,6 +86,7 @@ extension Broker {
     func endSession(_ session: Session) {
         let handles = Array(session.channels.values)
         sessions.end(session)
+        storeSessionGone(session.id)
         if chargedSessions.remove(session.id) != nil { accounts.release(.sessions, uid: session.uid) }
         releaseTimeoutWaiters(of: session.id)
         for handle in handles {
@@ -105,6 +107,7 @@ extension Broker {
     /// unacknowledged, then CLOSED; the channel is forgotten once that is delivered or the session ends.
     func closePrivate(_ channel: PrivateChannel<ByteBuffer>) {
         channel.close()
+        storePrivateState(channel)
         if let reader = channel.reader, let conn = connections[reader] {
             markDirty(conn)
         } else if channel.unacknowledged == 0 || channel.isFull {
@@ -142,12 +145,15 @@ extension Broker {
             id: (1 << 63) | nextPrivateID, name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
             owner: conn.id, size: size, unlimited: kind == .unlimited, creator: conn.identity, weigh: weigh)
         nextPrivateID += 1
+        channel.producerToken = .random()
         privateChannels[channel.id] = channel
+        stored(channel)
         sessions.addChannel(name, channel.id, to: session)
         conn.ownedChannels += 1
         touch(sessionID)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            CreateReply(channel: channel.id, epoch: channel.epoch).write(to: &$0)
+            CreateReply(channel: channel.id, epoch: channel.epoch, tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
+                .write(to: &$0)
         }
         for member in session.connections {
             guard let reader = connections[member] else { continue }
@@ -201,6 +207,7 @@ extension Broker {
         }
         try checkBuffered([payload], in: channel.ring, uid: channel.creator.uid)
         let seq = try channel.answer(pull, with: Self.copy(payload, conn.context.channel.allocator))
+        if stateStore != nil { storePushed(channel.id, channel.ring, from: seq) }
         syncCharge(channel)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
         wakeReader(of: channel)
@@ -280,6 +287,7 @@ extension Broker {
             throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): only messages up to \(sub.cursor - 1) were delivered")
         }
         try channel.acknowledge(through: sequence)
+        stateStore?.setAcknowledged(channel.id, channel.acknowledged)
         touch(channel.session)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
         pullIfReady(channel)

@@ -72,6 +72,9 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     /// connections whose sockets are not adopted yet (`Restarts/Broker+Image.swift`).
     var restoredSites: [UInt64: SiteChannel<ByteBuffer>] = [:]
     var adopting: [UInt64: ConnectionImage] = [:]
+    /// Storage that outlives a crash (docs/RESTARTS.md); nil without a file-descriptor store.
+    var stateStore: StateStore?
+    var storedNamesToForget: [String] = []
 
     init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
         self.eventLoop = eventLoop

@@ -21,12 +21,16 @@ public struct DaemonImage: Equatable, Sendable {
     public var privateChannels: [PrivateChannelImage]
     public var sessions: [SessionImage]
     public var connections: [ConnectionImage]
+    /// Names of the storage files the writer had in the file-descriptor store: the reader
+    /// writes its own and asks the store to forget these.
+    public var storedNames: [String]
 
     public init(
         softwareVersion: String, instance: UInt64, nextConnectionID: UInt64, nextChannelID: UInt64, nextPrivateID: UInt64,
         listeners: [Int32] = [], channels: [SiteChannelImage] = [], privateChannels: [PrivateChannelImage] = [],
-        sessions: [SessionImage] = [], connections: [ConnectionImage] = []
+        sessions: [SessionImage] = [], connections: [ConnectionImage] = [], storedNames: [String] = []
     ) {
+        self.storedNames = storedNames
         self.softwareVersion = softwareVersion
         self.instance = instance
         self.nextConnectionID = nextConnectionID
@@ -76,11 +80,18 @@ public struct SiteChannelImage: Equatable, Sendable {
     public var deliveredCount: UInt64
     public var fullCount: UInt64
 
+    /// The producer token (ADOPT).
+    public var tokenHigh: UInt64 = 0
+    public var tokenLow: UInt64 = 0
+
     public init(
         id: UInt64, name: String, epoch: UInt64, owner: UInt64, newestOnly: Bool, size: Int, creator: PeerImage,
         closed: Bool, registered: Bool, replacedByEpoch: UInt64?, firstSequence: UInt64, messages: [ByteBuffer],
-        pushedCount: UInt64 = 0, pushedBytes: UInt64 = 0, deliveredCount: UInt64 = 0, fullCount: UInt64 = 0
+        pushedCount: UInt64 = 0, pushedBytes: UInt64 = 0, deliveredCount: UInt64 = 0, fullCount: UInt64 = 0,
+        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
     ) {
+        self.tokenHigh = tokenHigh
+        self.tokenLow = tokenLow
         self.id = id
         self.name = name
         self.epoch = epoch
@@ -121,11 +132,17 @@ public struct PrivateChannelImage: Equatable, Sendable {
     public var firstSequence: UInt64
     public var messages: [ByteBuffer]
 
+    /// The producer token (ADOPT).
+    public var tokenHigh: UInt64 = 0
+    public var tokenLow: UInt64 = 0
+
     public init(
         id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool,
         creator: PeerImage, acknowledged: UInt64, closed: Bool, full: Bool, reader: UInt64?, outstandingPull: UInt64?,
-        nextPull: UInt64, firstSequence: UInt64, messages: [ByteBuffer]
+        nextPull: UInt64, firstSequence: UInt64, messages: [ByteBuffer], tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
     ) {
+        self.tokenHigh = tokenHigh
+        self.tokenLow = tokenLow
         self.id = id
         self.name = name
         self.epoch = epoch

@@ -135,6 +135,7 @@ extension DaemonImage {
         out.put(list: privateChannels) { $1.write(to: &$0) }
         out.put(list: sessions) { $1.write(to: &$0) }
         out.put(list: connections) { $1.write(to: &$0) }
+        out.put(list: storedNames) { $0.put($1) }
     }
 
     init(from input: inout ByteBuffer) throws(ImageError) {
@@ -148,6 +149,7 @@ extension DaemonImage {
         privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(ImageError) in try PrivateChannelImage(from: &b) }
         sessions = try input.takeList("sessions") { (b: inout ByteBuffer) throws(ImageError) in try SessionImage(from: &b) }
         connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(ImageError) in try ConnectionImage(from: &b) }
+        storedNames = try input.takeList("stored names") { (b: inout ByteBuffer) throws(ImageError) in try b.takeString("name") }
     }
 }
 
@@ -181,6 +183,8 @@ extension SiteChannelImage {
         out.put(pushedBytes)
         out.put(deliveredCount)
         out.put(fullCount)
+        out.put(tokenHigh)
+        out.put(tokenLow)
         out.put(firstSequence)
         out.put(list: messages) { $0.put(bytes: $1) }
     }
@@ -200,6 +204,8 @@ extension SiteChannelImage {
         pushedBytes = try input.take(UInt64.self, "pushed bytes")
         deliveredCount = try input.take(UInt64.self, "delivered")
         fullCount = try input.take(UInt64.self, "full")
+        tokenHigh = try input.take(UInt64.self, "token")
+        tokenLow = try input.take(UInt64.self, "token")
         firstSequence = try input.take(UInt64.self, "first sequence")
         messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(ImageError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {
@@ -224,6 +230,8 @@ extension PrivateChannelImage {
         out.put(optional: reader)
         out.put(optional: outstandingPull)
         out.put(nextPull)
+        out.put(tokenHigh)
+        out.put(tokenLow)
         out.put(firstSequence)
         out.put(list: messages) { $0.put(bytes: $1) }
     }
@@ -243,6 +251,8 @@ extension PrivateChannelImage {
         reader = try input.takeOptional(UInt64.self, "reader")
         outstandingPull = try input.takeOptional(UInt64.self, "pull")
         nextPull = try input.take(UInt64.self, "next pull")
+        tokenHigh = try input.take(UInt64.self, "token")
+        tokenLow = try input.take(UInt64.self, "token")
         firstSequence = try input.take(UInt64.self, "first sequence")
         messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(ImageError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {

@@ -23,6 +23,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case listFrom = 0x11
     case sessionsFrom = 0x12
     case stats = 0x13
+    case adopt = 0x14
     // Responses.
     case ok = 0x80
     case error = 0x81

@@ -60,18 +60,47 @@ public struct HelloReply: Reply, Hashable {
 public struct CreateReply: Reply, Hashable {
     public var channel: UInt64
     public var epoch: UInt64
+    /// The producer token (appended in 0.5): proves the producer in ADOPT after a restart. 0, 0
+    /// from an older daemon.
+    public var tokenHigh: UInt64
+    public var tokenLow: UInt64
 
-    public init(channel: UInt64, epoch: UInt64) {
+    public init(channel: UInt64, epoch: UInt64, tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0) {
         self.channel = channel
         self.epoch = epoch
+        self.tokenHigh = tokenHigh
+        self.tokenLow = tokenLow
     }
 
     public init(from body: inout ByteBuffer) throws(WireError) {
         channel = try body.readWire(UInt64.self, "channel")
         epoch = try body.readWire(UInt64.self, "epoch")
+        tokenHigh = body.readInteger(as: UInt64.self) ?? 0
+        tokenLow = body.readInteger(as: UInt64.self) ?? 0
     }
 
-    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch) }
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch, tokenHigh, tokenLow) }
+}
+
+/// Reply to ADOPT: the channel's handle, epoch and last sequence number; pushing goes on from there.
+public struct AdoptReply: Reply, Hashable {
+    public var channel: UInt64
+    public var epoch: UInt64
+    public var lastSequence: UInt64
+
+    public init(channel: UInt64, epoch: UInt64, lastSequence: UInt64) {
+        self.channel = channel
+        self.epoch = epoch
+        self.lastSequence = lastSequence
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        channel = try body.readWire(UInt64.self, "channel")
+        epoch = try body.readWire(UInt64.self, "epoch")
+        lastSequence = try body.readWire(UInt64.self, "last sequence")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch, lastSequence) }
 }
 
 /// Reply to PUSH and PUSH_BATCH: the sequence numbers given, `first ..< first + count`.

@@ -89,6 +89,9 @@ public struct Request: Sendable {
         case ping
         /// STATS: daemon totals, per-channel counters, per-user usage.
         case stats
+        /// ADOPT: a producer takes back a channel it created, after the daemon restarted without
+        /// its connection, proving it with the producer token CREATE gave.
+        case adopt(channel: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
     }
 
     public var id: UInt32
@@ -120,6 +123,7 @@ public struct Request: Sendable {
         case .listFrom: return .listFrom
         case .sessionsFrom: return .sessionsFrom
         case .stats: return .stats
+        case .adopt: return .adopt
         }
     }
 }
@@ -206,6 +210,8 @@ extension Request {
                 out.writeMultipleIntegers(UInt8(newest ? 1 : 0), history)
                 out.writeWireString(address)
                 out.writeWireString(name)
+            case .adopt(let channel, let high, let low):
+                out.writeMultipleIntegers(channel, high, low)
             case .list, .ping, .sessions, .stats:
                 break
             }
@@ -304,6 +310,10 @@ extension Request {
             operation = .ping
         case .stats:
             operation = .stats
+        case .adopt:
+            operation = .adopt(
+                channel: try body.readWire(UInt64.self, "channel"), tokenHigh: try body.readWire(UInt64.self, "token"),
+                tokenLow: try body.readWire(UInt64.self, "token"))
         case .listFrom:
             let scope = try body.readWire(UInt8.self, "scope")
             operation = .listFrom(name: try body.readWireString(), scope: scope)

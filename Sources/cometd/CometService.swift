@@ -30,10 +30,15 @@ struct CometService: Service {
     let listen: Listen
     let notifier: SystemdNotifier
     let store: FileDescriptorStore
+    /// Storage of channels and sessions that outlives a crash, and what a crash left in it.
+    let stateStore: StateStore?
+    let recovered: StateStore.Recovered?
     let policyFiles: PolicyFiles
     let logger: Logger
 
     func run() async throws {
+        if let stateStore { try await server.useStorage(stateStore) }
+        if let recovered { try await server.recover(recovered) }
         switch listen {
         case .inherited(let descriptors):
             for fd in descriptors { try await server.adopt(descriptor: fd) }

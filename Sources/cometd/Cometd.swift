@@ -5,6 +5,7 @@ import CometServer
 import CometState
 import CometWire
 import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
@@ -104,6 +105,7 @@ struct Cometd: AsyncParsableCommand {
         }
         let store = FileDescriptorStore(mode: fdStore)
         let listen: CometService.Listen
+        var recovered: StateStore.Recovered?
         if let carried {
             listen = .carried(carried, ownedPath: LiveUpgrade.takeOwnedSocketPath())
         } else if handoverProbe {
@@ -112,11 +114,23 @@ struct Cometd: AsyncParsableCommand {
             let inherited = SocketActivation.inherited(logger: logger)
             let ownPath = inherited.listeners.isEmpty ? try SocketPath.resolve(option: socket) : nil
             if let restart = RestartFromStore.take(inherited, store: store, logger: logger) {
+                // The image holds everything; the storage files it names are forgotten once
+                // fresh ones are written.
+                inherited.state.forEach { close($0.fd) }
                 listen = .restarted(restart, ownedPath: ownPath?.path)
             } else if let ownPath {
                 listen = .path(ownPath)
             } else {
                 listen = .inherited(inherited.listeners)
+            }
+            if case .restarted = listen {
+            } else if !inherited.state.isEmpty {
+                // A crash (or kill -9): what the storage files kept.
+                recovered = StateStore.recover(inherited.state.map { ($0.fd, $0.name) })
+                if !store.enabled {
+                    logger.warning("storage files were passed but the file-descriptor store is off: they are not used")
+                    recovered = nil
+                }
             }
         }
 
@@ -180,8 +194,12 @@ struct Cometd: AsyncParsableCommand {
         ])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger)
+        let stateStore = store.enabled ? StateStore(
+            keep: { fd, name in store.add([fd], name: name) }, forget: { store.remove($0) },
+            clock: { NIODeadline.now().uptimeNanoseconds }) : nil
         let service = CometService(
-            server: server, listen: listen, notifier: SystemdNotifier(), store: store, policyFiles: policyFiles, logger: logger)
+            server: server, listen: listen, notifier: SystemdNotifier(), store: store, stateStore: stateStore, recovered: recovered,
+            policyFiles: policyFiles, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -13,8 +13,6 @@ struct FileDescriptorStore: Sendable {
     /// The connections it names, and the listening sockets cometd bound itself.
     static let connectionName = "comet-conn"
     static let listenerName = "comet-listen"
-    /// Storage of channels and sessions that survives a crash.
-    static let stateName = "comet-state"
     /// At most this many descriptors go in one notification (SCM_RIGHTS carries 253).
     static let batch = 250
 

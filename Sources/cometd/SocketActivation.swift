@@ -1,4 +1,5 @@
 import CSystemd
+import CometState
 import Glibc
 import Logging
 
@@ -11,6 +12,8 @@ enum SocketActivation {
         var listeners: [CInt] = []
         /// Stored descriptors by FDNAME.
         var stored: [String: [CInt]] = [:]
+        /// Storage files (channels, sessions), each under a name of its own.
+        var state: [(fd: CInt, name: String)] = []
 
         func take(_ name: String) -> [CInt] { stored[name] ?? [] }
     }
@@ -18,7 +21,6 @@ enum SocketActivation {
     /// Names cometd gives what it stores.
     static let storedNames: Set<String> = [
         FileDescriptorStore.imageName, FileDescriptorStore.connectionName, FileDescriptorStore.listenerName,
-        FileDescriptorStore.stateName,
     ]
 
     /// Sorts the inherited descriptors; any other descriptor is logged and closed. Unsets the LISTEN_* variables.
@@ -44,7 +46,9 @@ enum SocketActivation {
             let fd = SD_LISTEN_FDS_START + index
             let name = names?[Int(index)].map { String(cString: $0) } ?? "unknown"
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            if storedNames.contains(name) {
+            if name.hasPrefix(StateStore.namePrefix) {
+                result.state.append((fd, name))
+            } else if storedNames.contains(name) {
                 result.stored[name, default: []].append(fd)
             } else if sd_is_socket_unix(fd, CInt(SOCK_STREAM.rawValue), 1, nil, 0) > 0 {
                 let flags = fcntl(fd, F_GETFL)

@@ -43,11 +43,13 @@ final class ImageCodecTests: XCTestCase {
                     ],
                     timeoutWaits: [TimeoutWaitImage(session: 0xabc, requestID: 17, timeout: 5_000_000)],
                     input: bytes("\u{0}\u{0}\u{0}\u{9}partial"), output: bytes("owed"))
-            ])
+            ], storedNames: ["comet-state-1", "comet-state-2"])
     }
 
     func testRoundTrip() throws {
-        let image = sample()
+        var image = sample()
+        image.channels[0].tokenHigh = 11
+        image.privateChannels[0].tokenLow = 12
         XCTAssertEqual(try ImageCodec.decode(ImageCodec.encode(image)), image)
         let empty = DaemonImage(softwareVersion: "", instance: 1, nextConnectionID: 1, nextChannelID: 1, nextPrivateID: 1)
         XCTAssertEqual(try ImageCodec.decode(ImageCodec.encode(empty)), empty)

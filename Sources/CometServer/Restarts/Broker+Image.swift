@@ -57,7 +57,7 @@ extension Broker {
                 registered: registry.channel(named: channel.name) === channel, replacedByEpoch: channel.replacedByEpoch,
                 firstSequence: channel.ring.firstSequence, messages: Self.messages(of: channel.ring),
                 pushedCount: channel.pushedCount, pushedBytes: channel.pushedBytes, deliveredCount: channel.deliveredCount,
-                fullCount: channel.fullCount)
+                fullCount: channel.fullCount, tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
         }
         let privates = privateChannels.values.sorted { $0.id < $1.id }.map { channel in
             PrivateChannelImage(
@@ -65,7 +65,7 @@ extension Broker {
                 size: channel.size, unlimited: channel.isUnlimited, creator: PeerImage(channel.creator),
                 acknowledged: channel.acknowledged, closed: channel.isClosed, full: channel.isFull, reader: channel.reader,
                 outstandingPull: channel.outstandingPull, nextPull: channel.nextPullID, firstSequence: channel.ring.firstSequence,
-                messages: Self.messages(of: channel.ring))
+                messages: Self.messages(of: channel.ring), tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
         }
         let sessionImages = sessions.sessions.values.sorted { $0.id < $1.id }.map { session in
             SessionImage(
@@ -77,7 +77,7 @@ extension Broker {
         return DaemonImage(
             softwareVersion: CometProtocol.softwareVersion, instance: instance, nextConnectionID: nextConnectionID,
             nextChannelID: registry.nextChannelID, nextPrivateID: nextPrivateID, listeners: listeners, channels: channels,
-            privateChannels: privates, sessions: sessionImages, connections: kept)
+            privateChannels: privates, sessions: sessionImages, connections: kept, storedNames: stateStore?.names ?? [])
     }
 
     static func messages(of ring: MessageRing<ByteBuffer>) -> [ByteBuffer] {
@@ -108,6 +108,7 @@ extension Broker {
             channel.pushedBytes = saved.pushedBytes
             channel.deliveredCount = saved.deliveredCount
             channel.fullCount = saved.fullCount
+            channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
             if saved.registered, !saved.closed {
                 do throws(ChannelRefusal) {
                     try registry.adopt(channel)
@@ -128,6 +129,7 @@ extension Broker {
                 first: saved.firstSequence, messages: saved.messages.map(Self.compact), acknowledged: saved.acknowledged,
                 closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
             channel.reader = saved.reader
+            channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
             privateChannels[channel.id] = channel
             accounts.force(.channels, 1, uid: channel.creator.uid)
             syncCharge(channel)
@@ -153,6 +155,7 @@ extension Broker {
             }
         }
         for saved in image.connections { adopting[saved.id] = saved }
+        storedNamesToForget = image.storedNames
     }
 
     /// A restored message in a buffer of its own (not a slice pinning the whole image).
@@ -240,6 +243,10 @@ extension Broker {
             conn.afterAdoption?()
             conn.afterAdoption = nil
         }
+        for channel in privateChannels.values where channel.reader.map({ connections[$0] == nil }) ?? false { channel.reader = nil }
+        orphanChannelsWithoutProducer()
+        storeEverything(forgetting: storedNamesToForget)
+        storedNamesToForget = []
         deliverDirty()
     }
 }

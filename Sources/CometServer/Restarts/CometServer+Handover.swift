@@ -55,6 +55,25 @@ extension CometServer {
         return adopted
     }
 
+    /// Keeps channels and sessions in `store` from now on (docs/RESTARTS.md, "Crash").
+    public func useStorage(_ store: StateStore) async throws {
+        try await eventLoop.submit { self.broker.stateStore = store }.get()
+    }
+
+    /// After a crash: puts back what the storage files passed back hold. Channels wait for their
+    /// producers (ADOPT) and sessions for their clients (RESUME) for the session grace period.
+    public func recover(_ recovered: StateStore.Recovered) async throws {
+        let image = Broker.image(recovered: recovered, now: NIODeadline.now().uptimeNanoseconds)
+        try await eventLoop.submit {
+            self.broker.restore(image)
+            self.broker.finishAdoption()
+        }.get()
+        logger.notice("recovered after a crash", metadata: [
+            "channels": "\(image.channels.count)", "private_channels": "\(image.privateChannels.count)",
+            "sessions": "\(image.sessions.count)", "unreadable_files": "\(recovered.unreadable)",
+        ])
+    }
+
     private func connectionBootstrap(carrying saved: ConnectionImage) -> ClientBootstrap {
         let broker = self.broker
         let watermark = ChannelOptions.Types.WriteBufferWaterMark(

@@ -1,0 +1,106 @@
+import CometWire
+import Foundation
+import NIOCore
+import XCTest
+
+/// kill -9 with the file-descriptor store (the test supervisor standing in for systemd):
+/// channels, numbering, epochs, buffered messages, sessions and unacknowledged private messages
+/// come back; producers take their channels back with their token (docs/RESTARTS.md, "Crash").
+final class CrashRecoveryTests: XCTestCase {
+    private func messages(_ raw: RawConnection, count: Int) throws -> [(UInt64, String)] {
+        var got: [(UInt64, String)] = []
+        while got.count < count, let frame = try raw.read() {
+            if case .message(_, let sequence, let payload) = frame { got.append((sequence, String(buffer: payload))) }
+        }
+        return got
+    }
+
+    func testEverythingBufferedSurvivesKillNine() throws {
+        let supervisor = try Supervisor()
+        try supervisor.start()
+        // A producer with a site channel of 100 and 150 messages pushed (the last 100 kept).
+        let producer = try RawConnection(supervisor.socketPath)
+        _ = try producer.hello()
+        var body = try producer.expectOK(producer.send(.create(name: "crashy", kind: .buffered, size: 100)))
+        let created = try CreateReply(from: &body)
+        XCTAssertNotEqual(created.tokenHigh | created.tokenLow, 0, "CREATE gives a producer token")
+        for i in 1...150 { _ = try producer.expectOK(producer.send(.push(channel: created.channel, payload: ByteBuffer(string: "m\(i)")))) }
+        // A private channel to a reader's session: 5 messages, 2 acknowledged.
+        let reader = try RawConnection(supervisor.socketPath)
+        let hello = try reader.hello()
+        var privBody = try producer.expectOK(producer.send(.createPrivate(name: "inbox", kind: .private, size: 10, session: hello.sessionID)))
+        let inbox = try CreateReply(from: &privBody)
+        for i in 1...5 { _ = try producer.expectOK(producer.send(.push(channel: inbox.channel, payload: ByteBuffer(string: "p\(i)")))) }
+        var sub = try reader.expectOK(reader.send(.subscribe(name: "inbox", position: .next, epoch: 0, wait: false, scope: .clientProcess)))
+        let subscription = try SubscribeReply(from: &sub)
+        XCTAssertEqual(try messages(reader, count: 5).map(\.1), ["p1", "p2", "p3", "p4", "p5"])
+        _ = try reader.expectOK(reader.send(.ack(subscription: subscription.subscription, sequence: 2)))
+
+        supervisor.stop(SIGKILL)
+        XCTAssertGreaterThan(supervisor.stored.keys.filter { $0.hasPrefix("comet-state") }.count, 0, "\(supervisor.stored)")
+        try supervisor.start()
+        XCTAssertTrue(supervisor.log.contains("recovered after a crash"), supervisor.log)
+
+        // A reader resumes the site channel with its epoch: the 100 messages kept, numbered as before.
+        let again = try RawConnection(supervisor.socketPath)
+        _ = try again.hello()
+        var resumed = try again.expectOK(again.send(.subscribe(name: "crashy", position: .from(51), epoch: created.epoch, wait: false)))
+        let reply = try SubscribeReply(from: &resumed)
+        XCTAssertEqual(reply.epoch, created.epoch)
+        let site = try messages(again, count: 100)
+        XCTAssertEqual(site.map(\.0), Array(51...150))
+        XCTAssertEqual(site.last?.1, "m150")
+
+        // The session resumes; its private channel still has the three unacknowledged messages.
+        let back = try RawConnection(supervisor.socketPath)
+        _ = try back.hello()
+        _ = try back.expectOK(back.send(.resume(session: hello.sessionID, tokenHigh: hello.tokenHigh, tokenLow: hello.tokenLow)))
+        _ = try back.expectOK(back.send(.subscribe(name: "inbox", position: .next, epoch: 0, wait: false, scope: .clientProcess)))
+        XCTAssertEqual(try messages(back, count: 3).map(\.1), ["p3", "p4", "p5"])
+
+        // The producer takes its channels back with the token and numbering goes on; a wrong token is refused.
+        let producerAgain = try RawConnection(supervisor.socketPath)
+        _ = try producerAgain.hello()
+        XCTAssertEqual(try producerAgain.expectError(producerAgain.send(.adopt(channel: created.channel, tokenHigh: 1, tokenLow: 2))), .badToken)
+        var adopted = try producerAgain.expectOK(producerAgain.send(.adopt(channel: created.channel, tokenHigh: created.tokenHigh, tokenLow: created.tokenLow)))
+        let adoptReply = try AdoptReply(from: &adopted)
+        XCTAssertEqual(adoptReply.lastSequence, 150)
+        XCTAssertEqual(adoptReply.epoch, created.epoch)
+        var pushed = try producerAgain.expectOK(producerAgain.send(.push(channel: created.channel, payload: ByteBuffer(string: "m151"))))
+        XCTAssertEqual(try PushReply(from: &pushed).firstSequence, 151)
+        XCTAssertEqual(try messages(again, count: 1).map(\.1), ["m151"])
+        _ = try producerAgain.expectOK(producerAgain.send(.adopt(channel: inbox.channel, tokenHigh: inbox.tokenHigh, tokenLow: inbox.tokenLow)))
+        _ = try producerAgain.expectOK(producerAgain.send(.push(channel: inbox.channel, payload: ByteBuffer(string: "p6"))))
+        XCTAssertEqual(try messages(back, count: 1).map(\.1), ["p6"])
+        XCTAssertEqual(supervisor.stop(SIGTERM) & 0x7f, 0)
+    }
+
+    /// A channel whose producer does not come back closes after the grace period: readers get
+    /// what is buffered, then CLOSED.
+    func testAChannelWhoseProducerDoesNotComeBackCloses() throws {
+        let supervisor = try Supervisor(arguments: ["--session-grace", "0.5"])
+        try supervisor.start()
+        let producer = try RawConnection(supervisor.socketPath)
+        _ = try producer.hello()
+        var body = try producer.expectOK(producer.send(.create(name: "orphan", kind: .buffered, size: 10)))
+        let created = try CreateReply(from: &body)
+        _ = try producer.expectOK(producer.send(.push(channel: created.channel, payload: ByteBuffer(string: "last words"))))
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        let reader = try RawConnection(supervisor.socketPath)
+        _ = try reader.hello()
+        _ = try reader.expectOK(reader.send(.subscribe(name: "orphan", position: .oldest, epoch: created.epoch, wait: false)))
+        var sawMessage = false
+        var sawClosed = false
+        while let frame = try reader.read(timeout: 5_000) {
+            if case .message(_, 1, let payload) = frame { sawMessage = String(buffer: payload) == "last words" }
+            if case .closed(_, 1) = frame {
+                sawClosed = true
+                break
+            }
+        }
+        XCTAssertTrue(sawMessage)
+        XCTAssertTrue(sawClosed)
+        supervisor.stop(SIGTERM)
+    }
+}
