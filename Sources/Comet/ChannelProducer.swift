@@ -15,12 +15,23 @@ public struct ChannelProducer: Sendable {
     /// Pushes made with `publish`, shared by copies of this producer.
     let queue: PublishQueue
 
-    init(client: CometClient, name: String, id: UInt64, epoch: UInt64) {
+    /// Proves this producer to ADOPT (0, 0 from a daemon before 0.5).
+    let token: (high: UInt64, low: UInt64)
+
+    init(client: CometClient, name: String, id: UInt64, epoch: UInt64, token: (high: UInt64, low: UInt64) = (0, 0)) {
+        self.token = token
         self.client = client
         self.name = name
         self.id = id
         self.epoch = epoch
         self.queue = PublishQueue(client: client, channel: id)
+    }
+
+    /// The sequence number of the last message in the channel, asked of the daemon (ADOPT). After
+    /// an automatic reconnect, what a push that failed with `ConnectionError.lost` did is told by
+    /// this: the pushes in flight landed up to here, in order.
+    public func lastSequence() async throws -> UInt64 {
+        try await client.request(.adopt(channel: id, tokenHigh: token.high, tokenLow: token.low)) { try AdoptReply(from: &$0).lastSequence }
     }
 
     /// Pushes one message without waiting for its answer, as NATS clients publish: messages are
@@ -78,7 +89,8 @@ public struct ChannelProducer: Sendable {
     /// Closes the channel: readers get what is buffered, then `ChannelClosed`. Returns the last sequence number.
     @discardableResult
     public func close() async throws -> UInt64 {
-        try await client.request(.close(channel: id)) { try CloseReply(from: &$0).lastSequence }
+        client.stopsProducing(id)
+        return try await client.request(.close(channel: id)) { try CloseReply(from: &$0).lastSequence }
     }
 
     /// Pushes every element of `source` in order, pipelined (`publish`, many requests in flight,

@@ -41,4 +41,10 @@ public enum ClientEvent: Sendable, Hashable {
     case offer(channel: UInt64, name: String, kind: ChannelKind, epoch: UInt64, owner: Owner)
     /// A channel this client produces ended without its own CLOSE, e.g. its session ended.
     case ended(channel: UInt64, code: ErrorCode, message: String)
+    /// The connection was lost and made again (`ReconnectPolicy`); `resumed` tells whether the
+    /// session came back (else `session` is a new one and private channels are gone).
+    case reconnected(session: SessionCredentials, resumed: Bool)
+    /// After a reconnect, a channel this client produces is its again; pushing goes on after
+    /// `lastSequence` (pushes in flight when the connection broke landed up to there).
+    case adopted(channel: UInt64, lastSequence: UInt64)
 }

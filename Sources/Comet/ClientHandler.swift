@@ -11,21 +11,26 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     typealias Completion = (Result<ByteBuffer, Error>) -> Void
 
-    private var context: ChannelHandlerContext?
-    private var decoder = FrameDecoder()
-    private var pendingBytes: ByteBuffer?
+    var context: ChannelHandlerContext?
+    var decoder = FrameDecoder()
+    var pendingBytes: ByteBuffer?
     private var nextRequestID: UInt32 = 1
-    private var pending: [UInt32: Completion] = [:]
-    private var sinks: [UInt32: SubscriptionSink] = [:]
+    var pending: [UInt32: Completion] = [:]
+    /// Subscriptions by the daemon's id, and by the id they were made with (the same until an
+    /// automatic reconnect).
+    var sinks: [UInt32: SubscriptionSink] = [:]
+    var byLocalID: [UInt32: SubscriptionSink] = [:]
+    /// Automatic reconnection (`Reconnection.swift`); nil: a lost connection ends everything.
+    var reconnection: Reconnection?
     private var touched: [SubscriptionSink] = []
     private var outbound: ByteBuffer?
     private var flushScheduled = false
     private var pausedSinks = 0
     private var readHeld = false
     /// Why the connection ended, once it did.
-    private(set) var failure: ConnectionError?
+    var failure: ConnectionError?
     /// PULL events of unlimited channels this client produces, by channel handle.
-    private var pullSinks: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
+    var pullSinks: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
 
     /// Routes the pulls of `channel` to `sink` (call on the loop before the first pull can arrive).
     func addPullSink(_ channel: UInt64, _ sink: AsyncStream<UInt64>.Continuation) { pullSinks[channel] = sink }
@@ -38,7 +43,10 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         (eventStream, events) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        pendingBytes = nil
+    }
 
     func setMaxFrameSize(_ size: UInt32) { decoder.maxFrameSize = size }
 
@@ -49,6 +57,18 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Sends a request that `encode` frames with the id it is given.
     func send(completion: @escaping Completion, encode: (UInt32, inout ByteBuffer) -> Void) {
+        if let reconnection, reconnection.isReconnecting {
+            // Sent once the connection is back, after the subscriptions are made again.
+            var frame = ByteBuffer()
+            encode(0, &frame)
+            reconnection.deferred.append((frame, completion))
+            return
+        }
+        sendNow(completion: completion, encode: encode)
+    }
+
+    /// Sends at once (the reconnection's own handshake goes before what waits for it).
+    func sendNow(completion: @escaping Completion, encode: (UInt32, inout ByteBuffer) -> Void) {
         guard let context, failure == nil else {
             completion(.failure(failure ?? ConnectionError(.lost, "the connection to cometd is closed")))
             return
@@ -73,7 +93,13 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// Registers a subscription whose SUBSCRIBE was answered; events for it may follow at once.
-    func addSink(_ sink: SubscriptionSink) { sinks[sink.id] = sink }
+    func addSink(_ sink: SubscriptionSink) {
+        sinks[sink.serverID] = sink
+        byLocalID[sink.id] = sink
+    }
+
+    /// The daemon's id for the subscription made as `localID`.
+    func serverID(of localID: UInt32) -> UInt32? { byLocalID[localID]?.serverID }
 
     // MARK: Inbound
 
@@ -92,8 +118,9 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                     let subscription = body.getInteger(at: body.readerIndex + 1, as: UInt32.self),
                     let sequence = body.getInteger(at: body.readerIndex + 5, as: UInt64.self)
                 {
-                    if last?.id != subscription { last = sinks[subscription] }
-                    guard let sink = last else { continue }
+                    if last?.serverID != subscription { last = sinks[subscription] }
+                    guard let sink = last, sequence > sink.last else { continue }
+                    sink.last = sequence
                     if sink.batch.isEmpty { touched.append(sink) }
                     let payload = body.readableBytesView.dropFirst(13)
                     sink.batch.append(CometMessage(sequence: sequence, payload: Array(payload)))
@@ -126,7 +153,8 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                 pending.removeValue(forKey: requestID)?(.failure(CometError(code: code, message: message)))
             }
         case .message(let subscription, let sequence, let payload):
-            guard let sink = sinks[subscription] else { return }
+            guard let sink = sinks[subscription], sequence > sink.last else { return }
+            sink.last = sequence
             if sink.batch.isEmpty { touched.append(sink) }
             sink.batch.append(CometMessage(sequence: sequence, payload: Array(payload.readableBytesView)))
         case .full(let subscription, let firstAvailable):
@@ -174,8 +202,15 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    private func end(_ subscription: UInt32, _ error: Error?) {
+    /// Ends the subscription the daemon knows as `subscription`.
+    func end(_ subscription: UInt32, _ error: Error?) {
         guard let sink = sinks.removeValue(forKey: subscription) else { return }
+        finish(sink, error)
+    }
+
+    func finish(_ sink: SubscriptionSink, _ error: Error?) {
+        sinks[sink.serverID] = nil
+        byLocalID[sink.id] = nil
         if !sink.batch.isEmpty {
             _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch))
             sink.batch = []
@@ -185,8 +220,13 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// `CometSubscription.cancel()`: iteration ends now (after what was already received); the
-    /// UNSUBSCRIBE follows.
-    func cancel(_ subscription: UInt32) { end(subscription, nil) }
+    /// UNSUBSCRIBE follows. Returns the daemon's id for the subscription made as `localID`.
+    @discardableResult
+    func cancel(_ localID: UInt32) -> UInt32? {
+        guard let sink = byLocalID[localID] else { return nil }
+        finish(sink, nil)
+        return sink.serverID
+    }
 
     // MARK: Flow control
 
@@ -199,12 +239,12 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// A subscriber wants more.
-    func resume(_ subscription: UInt32) {
-        guard let sink = sinks[subscription] else { return }
+    func resume(_ localID: UInt32) {
+        guard let sink = byLocalID[localID] else { return }
         unpause(sink)
     }
 
-    private func unpause(_ sink: SubscriptionSink) {
+    func unpause(_ sink: SubscriptionSink) {
         guard sink.paused else { return }
         sink.paused = false
         pausedSinks -= 1
@@ -215,25 +255,39 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// A subscriber stopped iterating: tell the daemon.
-    func terminated(_ subscription: UInt32) {
-        guard let sink = sinks.removeValue(forKey: subscription) else { return }
+    func terminated(_ localID: UInt32) {
+        guard let sink = byLocalID[localID] else { return }
+        sinks[sink.serverID] = nil
+        byLocalID[localID] = nil
         unpause(sink)
-        send(.unsubscribe(subscription: subscription)) { _ in }
+        send(.unsubscribe(subscription: sink.serverID)) { _ in }
     }
 
     // MARK: End of connection
 
+    func channelActive(context: ChannelHandlerContext) {
+        if let reconnection, reconnection.isReconnecting { reconnection.connected(self) }
+        context.fireChannelActive()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
-        fail(failure ?? ConnectionError(.lost, "the connection to cometd closed"))
+        let error = failure ?? ConnectionError(.lost, "the connection to cometd closed")
+        self.context = nil
+        if let reconnection, reconnection.shouldReconnect(after: error) {
+            reconnection.dropped(self, error)
+        } else {
+            fail(error)
+        }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(ConnectionError(.lost, "the connection to cometd failed: \(error)"))
+        if failure == nil { failure = ConnectionError(.lost, "the connection to cometd failed: \(error)") }
         context.close(promise: nil)
     }
 
-    private func fail(_ error: ConnectionError) {
+    func fail(_ error: ConnectionError) {
+        reconnection = nil
         if failure == nil { failure = error }
         events.finish()
         for sink in pullSinks.values { sink.finish() }
@@ -242,8 +296,9 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         let waiting = pending
         pending = [:]
         for completion in waiting.values { completion(.failure(error)) }
-        let open = sinks
+        let open = byLocalID
         sinks = [:]
+        byLocalID = [:]
         for sink in open.values {
             if !sink.batch.isEmpty { _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch)) }
             sink.source.finish(error)

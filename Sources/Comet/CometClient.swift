@@ -9,19 +9,23 @@ import NIOPosix
 /// Thread-safe: every method may be called from any task; requests are pipelined on one socket
 /// and answered in order.
 public final class CometClient: Sendable {
-    /// What the daemon said in the handshake: protocol version, limits, session id.
-    public let server: HelloReply
+    /// What the daemon said in the handshake: protocol version, limits, session id (after an
+    /// automatic reconnect, the latest handshake's, with the session resumed if it could be).
+    public var server: HelloReply { serverBox.withLockedValue { $0 } }
+    private let serverBox: NIOLockedValueBox<HelloReply>
     /// The path this client connected to.
     public let socketPath: String
-    private let channel: Channel
-    /// The loop the connection lives on.
-    var eventLoop: EventLoop { channel.eventLoop }
-    private let handler: ClientHandler  // touched only on channel.eventLoop
+    /// The connection now (another one after an automatic reconnect).
+    private let channelBox: NIOLockedValueBox<Channel?>
+    /// The loop the connection lives on (every reconnection stays on it).
+    let eventLoop: EventLoop
+    private let handler: ClientHandler  // touched only on eventLoop
 
     private init(channel: Channel, handler: ClientHandler, server: HelloReply, socketPath: String) {
-        self.channel = channel
+        self.channelBox = NIOLockedValueBox(channel)
+        self.eventLoop = channel.eventLoop
         self.handler = handler
-        self.server = server
+        self.serverBox = NIOLockedValueBox(server)
         self.socketPath = socketPath
     }
 
@@ -32,10 +36,13 @@ public final class CometClient: Sendable {
 
     /// Connects and performs the handshake; with `resuming`, also takes that session back
     /// (its private channels are then offered again through `events`).
+    /// - Parameter reconnect: reconnect by itself when the connection is lost (a crash of the
+    ///   daemon), resuming the session, every subscription and every channel this client
+    ///   produces (`ReconnectPolicy`; docs/RESTARTS.md). Off by default.
     /// - Throws: `ConnectionError` (`.unreachable` when no daemon answers, `.versionMismatch`);
     ///   `CometError` with `.noSuchSession`, `.badToken` or `.wrongUser` when the resume is refused.
     public static func connect(
-        to socketPath: String? = nil, resuming: SessionCredentials? = nil,
+        to socketPath: String? = nil, resuming: SessionCredentials? = nil, reconnect: ReconnectPolicy? = nil,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> CometClient {
         guard let path = socketPath ?? defaultSocketPath else {
@@ -71,8 +78,15 @@ public final class CometClient: Sendable {
             throw error
         }
         let maxFrameSize = hello.maxFrameSize
-        try await channel.eventLoop.submit { handler.setMaxFrameSize(maxFrameSize) }.get()
-        return CometClient(channel: channel, handler: handler, server: hello, socketPath: path)
+        let connected = CometClient(channel: channel, handler: handler, server: hello, socketPath: path)
+        try await channel.eventLoop.submit {
+            handler.setMaxFrameSize(maxFrameSize)
+            if let reconnect {
+                handler.reconnection = Reconnection(
+                    policy: reconnect, path: path, eventLoop: channel.eventLoop, server: connected.serverBox, channel: connected.channelBox)
+            }
+        }.get()
+        return connected
     }
 
     /// An error of connect(2) as a person reads it ("No such file or directory").
@@ -84,22 +98,42 @@ public final class CometClient: Sendable {
         return "\(error)"
     }
 
-    /// Closes the connection. Channels this client created close; its subscriptions end.
+    /// Closes the connection (and stops reconnecting). Channels this client created close; its
+    /// subscriptions end.
     public func close() async {
-        try? await channel.close()
+        let handler = self.handler
+        let current: Channel?? = try? await eventLoop.submit { () -> Channel? in
+            if let reconnection = handler.reconnection {
+                reconnection.closedByUser = true
+                if reconnection.isReconnecting { reconnection.giveUp(handler, "the client closed the connection") }
+            }
+            return handler.context?.channel
+        }.get()
+        if let channel = current ?? nil { try? await channel.close() }
+    }
+
+    /// Remembers a channel this client produces, so that a reconnect takes it back (ADOPT).
+    func produces(_ channel: UInt64, token: (high: UInt64, low: UInt64)) {
+        let handler = self.handler
+        eventLoop.execute { handler.reconnection?.producers[channel] = token }
+    }
+
+    func stopsProducing(_ channel: UInt64) {
+        let handler = self.handler
+        eventLoop.execute { handler.reconnection?.producers[channel] = nil }
     }
 
     // MARK: Requests
 
     func request<T: Sendable>(_ operation: Request.Operation, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) async throws -> T {
-        let promise = channel.eventLoop.makePromise(of: T.self)
+        let promise = eventLoop.makePromise(of: T.self)
         send(operation, promise: promise, decode)
         return try await promise.futureResult.get()
     }
 
     func send<T: Sendable>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) {
         let handler = self.handler
-        channel.eventLoop.execute {
+        eventLoop.execute {
             handler.send(operation) { result in
                 switch result {
                 case .success(var body):
@@ -134,7 +168,8 @@ public final class CometClient: Sendable {
         let reply = try await request(.createPrivate(name: name, kind: .private, size: UInt32(clamping: size ?? 0), session: session)) {
             try CreateReply(from: &$0)
         }
-        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+        produces(reply.channel, token: (reply.tokenHigh, reply.tokenLow))
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch, token: (reply.tokenHigh, reply.tokenLow))
     }
 
     /// Subscribes to the private channel `name` of this client's session. Delivery starts at the
@@ -168,8 +203,9 @@ public final class CometClient: Sendable {
 
     func acknowledge(_ subscription: UInt32, through sequence: UInt64) {
         let handler = self.handler
-        channel.eventLoop.execute {
-            handler.send(.ack(subscription: subscription, sequence: sequence)) { _ in }
+        eventLoop.execute {
+            guard let id = handler.serverID(of: subscription) else { return }
+            handler.send(.ack(subscription: id, sequence: sequence)) { _ in }
         }
     }
 
@@ -206,7 +242,8 @@ public final class CometClient: Sendable {
         let reply = try await request(.create(name: name, kind: .buffered, size: UInt32(clamping: size ?? 0))) {
             try CreateReply(from: &$0)
         }
-        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+        produces(reply.channel, token: (reply.tokenHigh, reply.tokenLow))
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch, token: (reply.tokenHigh, reply.tokenLow))
     }
 
     /// Creates a newest channel (Eliom's `create_newest`): site scope, only the latest message is
@@ -214,7 +251,8 @@ public final class CometClient: Sendable {
     /// was too slow for (sequence numbers then jump), and never gets `ChannelFull`.
     public func createNewest(_ name: String) async throws -> ChannelProducer {
         let reply = try await request(.create(name: name, kind: .newest, size: 1)) { try CreateReply(from: &$0) }
-        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+        produces(reply.channel, token: (reply.tokenHigh, reply.tokenLow))
+        return ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch, token: (reply.tokenHigh, reply.tokenLow))
     }
 
     /// Subscribes to channel `name` of another cometd (Eliom's `external_channel`): this client's
@@ -254,12 +292,14 @@ public final class CometClient: Sendable {
     ) async throws -> CometSubscription {
         try await subscribe(
             name, operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner),
-            acknowledges: scope == .clientProcess)
+            acknowledges: scope == .clientProcess, again: Resubscription(scope: scope, wait: wait, owner: owner))
     }
 
-    private func subscribe(_ name: String, operation: Request.Operation, acknowledges: Bool) async throws -> CometSubscription {
+    private func subscribe(
+        _ name: String, operation: Request.Operation, acknowledges: Bool, again: Resubscription? = nil
+    ) async throws -> CometSubscription {
         let handler = self.handler
-        let loop = channel.eventLoop
+        let loop = eventLoop
         let client = self
         return try await request(operation) { body in
             let reply = try SubscribeReply(from: &body)
@@ -269,7 +309,7 @@ public final class CometClient: Sendable {
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8),
                 finishOnDeinit: true,
                 delegate: SinkDelegate(eventLoop: loop, handler: handler, subscription: reply.subscription))
-            handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info))
+            handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info, again: again))
             return CometSubscription(
                 client: client, id: reply.subscription, name: name, info: info, messages: made.sequence,
                 acknowledges: acknowledges)
@@ -278,7 +318,7 @@ public final class CometClient: Sendable {
 
     func unsubscribe(_ id: UInt32) async throws {
         let handler = self.handler
-        try await channel.eventLoop.submit { handler.cancel(id) }.get()
-        try await request(.unsubscribe(subscription: id)) { _ in () }
+        let serverID = try await eventLoop.submit { handler.cancel(id) }.get() ?? id
+        try await request(.unsubscribe(subscription: serverID)) { _ in () }
     }
 }

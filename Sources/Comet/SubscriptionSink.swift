@@ -1,3 +1,4 @@
+import CometWire
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -23,19 +24,36 @@ typealias MessageSequence = NIOThrowingAsyncSequenceProducer<
 
 /// The handler's side of a subscription: where its events go.
 final class SubscriptionSink: @unchecked Sendable {  // used on the connection's loop only
+    /// The id the subscription was made with (what `CometSubscription.id` says), and the one the
+    /// daemon knows it by now (another after an automatic reconnect).
     let id: UInt32
+    var serverID: UInt32
     let name: String
     let source: MessageSequence.Source
     let info: NIOLockedValueBox<SubscriptionInfo>
     var batch: [CometMessage] = []
     var paused = false
+    /// The sequence number of the last message handed on: a reconnect resumes after it, and
+    /// anything at or below it that comes again (unacknowledged private messages) is dropped.
+    var last: UInt64 = 0
+    /// How to make the subscription again after a reconnect (nil: it cannot be, e.g. external).
+    let again: Resubscription?
 
-    init(id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>) {
+    init(id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>, again: Resubscription?) {
         self.id = id
+        self.serverID = id
         self.name = name
         self.source = source
         self.info = info
+        self.again = again
     }
+}
+
+/// What a subscription asked for, to ask again after a reconnect.
+struct Resubscription: Sendable {
+    var scope: Scope
+    var wait: Bool
+    var owner: UInt32?
 }
 
 /// Tells the handler when a subscriber wants more or has gone.

@@ -104,3 +104,75 @@ final class CrashRecoveryTests: XCTestCase {
         supervisor.stop(SIGTERM)
     }
 }
+
+import Comet
+
+/// The Swift client's automatic reconnect across a crash of the daemon.
+final class ReconnectTests: XCTestCase {
+    func testReadersAndProducersCarryOnAcrossKillNine() async throws {
+        let supervisor = try Supervisor()
+        try supervisor.start()
+        let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(200), giveUpAfter: .seconds(30))
+        let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let total = 4000
+        let producer = try await producerClient.create("live", size: 10_000)
+        let subscription = try await readerClient.subscribe("live", from: .oldest)
+        let inbox = try await producerClient.createPrivate("inbox", for: readerClient.session.id, size: 100)
+        let privateSubscription = try await readerClient.subscribePrivate("inbox")
+        let reading = Task { () -> (UInt64, Bool, String?) in
+            var expected: UInt64 = 1
+            var inOrder = true
+            do {
+                for try await message in subscription {
+                    if message.sequence != expected { inOrder = false }
+                    expected += 1
+                    if expected > UInt64(total) { break }
+                }
+                return (expected - 1, inOrder, nil)
+            } catch {
+                return (expected - 1, inOrder, "\(error)")
+            }
+        }
+        let privateReading = Task { () -> [String] in
+            var got: [String] = []
+            do {
+                for try await message in privateSubscription {
+                    got.append(message.string)
+                    if got.count == 6 { break }
+                }
+            } catch { got.append("error: \(error)") }
+            return got
+        }
+        for i in 1...5 { _ = try await inbox.push("p\(i)") }
+        var crashed = false
+        var i = 1
+        while i <= total {
+            if i == total / 2, !crashed {
+                crashed = true
+                supervisor.stop(SIGKILL)
+                try supervisor.start()
+            }
+            do {
+                let sequence = try await producer.push("m\(i)")
+                XCTAssertEqual(sequence, UInt64(i))
+                i += 1
+            } catch let error as ConnectionError where error.kind == .lost {
+                // In flight when the daemon died: the channel says whether it landed.
+                let last = try await producer.lastSequence()
+                if last >= UInt64(i) { i += 1 }
+            }
+        }
+        _ = try await inbox.push("p6")
+        let (received, inOrder, error) = await reading.value
+        XCTAssertNil(error, supervisor.log)
+        XCTAssertEqual(received, UInt64(total))
+        XCTAssertTrue(inOrder)
+        let privately = await privateReading.value
+        XCTAssertEqual(privately, ["p1", "p2", "p3", "p4", "p5", "p6"], "unacknowledged ones come again and are dropped; nothing is lost")
+        XCTAssertTrue(supervisor.log.contains("recovered after a crash"))
+        await readerClient.close()
+        await producerClient.close()
+        supervisor.stop(SIGTERM)
+    }
+}

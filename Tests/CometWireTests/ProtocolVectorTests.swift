@@ -29,6 +29,7 @@ final class ProtocolVectorTests: XCTestCase {
         "subscribe-owner": Request(id: 18, .subscribe(name: "news", position: .next, epoch: 0, wait: true, owner: 1000)),
         "list-from": Request(id: 19, .listFrom(name: "news", scope: 0)),
         "sessions-from": Request(id: 20, .sessionsFrom(session: 0xabc)),
+        "adopt": Request(id: 0x16, .adopt(channel: 1, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
     ]
     static let owner = Owner(uid: 1000, gid: 100)
 
@@ -43,7 +44,9 @@ final class ProtocolVectorTests: XCTestCase {
             version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
             tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f)),
         "resume-ok": ok(10, ResumeReply(session: 0xabc)),
-        "create-private-ok": ok(11, CreateReply(channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102)),
+        "create-private-ok": ok(11, CreateReply(
+            channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
+        "adopt-ok": ok(0x16, AdoptReply(channel: 1, epoch: epoch, lastSequence: 150)),
         "ack-ok": ok(13),
         "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),
@@ -52,7 +55,7 @@ final class ProtocolVectorTests: XCTestCase {
         "offer": .offer(channel: 0x8000_0000_0000_0001, kind: .private, epoch: 0x0a0b_0c0d_0e0f_0102, name: "mail", owner: owner),
         "failed": .failed(subscription: 2, code: .ownerMismatch, message: "not the owner"),
         "ended": .ended(channel: 0x8000_0000_0000_0001, code: .sessionEnded, message: "session ended"),
-        "create-ok": ok(2, CreateReply(channel: 1, epoch: epoch)),
+        "create-ok": ok(2, CreateReply(channel: 1, epoch: epoch, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
         "push-ok": ok(3, PushReply(firstSequence: 1, count: 1)),
         "push-batch-ok": ok(4, PushReply(firstSequence: 2, count: 2)),
         "close-ok": ok(5, CloseReply(lastSequence: 3)),

@@ -163,15 +163,18 @@ extension Broker {
         }
     }
 
-    /// ADOPT: the producer of a channel that lost its connection in a restart takes it back.
+    /// ADOPT: the producer of a channel that lost its connection in a restart takes it back. On
+    /// the connection that owns it already, it only says where the channel is (idempotent).
     func adopt(_ requestID: UInt32, channel id: UInt64, token: SessionToken, _ conn: ConnectionState) throws(ChannelRefusal) {
         let epoch: UInt64
         let last: UInt64
+        var already = false
         if Self.isPrivateHandle(id) {
             guard let channel = privateChannels[id], !channel.isClosed else {
                 throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)")
             }
             try checkAdoption(owner: channel.owner, creator: channel.creator, token: channel.producerToken, given: token, name: channel.name, conn)
+            already = channel.owner == conn.id
             channel.transfer(to: conn.id)
             (epoch, last) = (channel.epoch, channel.lastSequence)
             pullIfReady(channel)
@@ -180,10 +183,11 @@ extension Broker {
                 throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)")
             }
             try checkAdoption(owner: channel.owner, creator: channel.creator, token: channel.producerToken, given: token, name: channel.name, conn)
+            already = channel.owner == conn.id
             channel.transfer(to: conn.id)
             (epoch, last) = (channel.epoch, channel.lastSequence)
         }
-        conn.ownedChannels += 1
+        if !already { conn.ownedChannels += 1 }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             AdoptReply(channel: id, epoch: epoch, lastSequence: last).write(to: &$0)
         }
@@ -192,7 +196,7 @@ extension Broker {
     private func checkAdoption(
         owner: UInt64, creator: Identity, token: SessionToken, given: SessionToken, name: String, _ conn: ConnectionState
     ) throws(ChannelRefusal) {
-        guard owner == 0 || connections[owner] == nil else {
+        guard owner == 0 || owner == conn.id || connections[owner] == nil else {
             throw ChannelRefusal(.notOwner, "channel '\(name)' has a live producer")
         }
         guard creator.uid == conn.uid else { throw ChannelRefusal(.wrongUser, "channel '\(name)' was created by another user") }
