@@ -23,7 +23,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Automatic reconnection (`Reconnection.swift`); nil: a lost connection ends everything.
     var reconnection: Reconnection?
     private var touched: [SubscriptionSink] = []
-    private var outbound: ByteBuffer?
+    var outbound: ByteBuffer?
     private var flushScheduled = false
     private var pausedSinks = 0
     private var readHeld = false

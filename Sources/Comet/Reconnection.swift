@@ -60,6 +60,8 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
         deadline = .now() + policy.giveUpAfter
         delay = policy.initialDelay
         handler.failure = nil
+        // Frames laid out for the old connection are void with it (their requests fail below).
+        handler.outbound = nil
         let inFlight = handler.pending
         handler.pending = [:]
         let lost = ConnectionError(.lost, "the connection to cometd was lost (\(error.message)); reconnecting: this request may or may not have been applied")

@@ -45,8 +45,8 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "cometd socket (default: $COMET_SOCKET, /run/comet/comet.sock as root, else $XDG_RUNTIME_DIR/comet/comet.sock).")
     var socket: String?
 
-    func connect(resuming: SessionCredentials? = nil) async throws -> CometClient {
-        try await CometClient.connect(to: socket, resuming: resuming)
+    func connect(resuming: SessionCredentials? = nil, reconnect: Bool = false) async throws -> CometClient {
+        try await CometClient.connect(to: socket, resuming: resuming, reconnect: reconnect ? .default : nil)
     }
 }
 

@@ -56,10 +56,13 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds: status 0, or 5 when --count messages did not come in time.")
     var timeout: Double?
 
+    @Flag(inversion: .prefixedNo, help: "When the connection to cometd is lost (a crash of the daemon), connect again and go on from the last message, for up to a minute (docs/RESTARTS.md).")
+    var reconnect = true
+
     func run() async throws {
         try await running {
             let file = sessionFile.map(SessionFile.init)
-            let client = try await connection.connect(resuming: file?.load())
+            let client = try await connection.connect(resuming: file?.load(), reconnect: reconnect)
             let subscription: CometSubscription
             if let external {
                 subscription = try await client.subscribeExternal(address: external, channel: channel, history: history, newest: newest)

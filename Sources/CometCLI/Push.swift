@@ -40,9 +40,12 @@ struct Push: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the sequence number each message got.")
     var showSeq = false
 
+    @Flag(inversion: .prefixedNo, help: "When the connection to cometd is lost (a crash of the daemon), connect again, take the channel back and push what did not land, each message once, for up to a minute (docs/RESTARTS.md).")
+    var reconnect = true
+
     func run() async throws {
         try await running {
-            let client = try await connection.connect()
+            let client = try await connection.connect(reconnect: reconnect && !unlimited)
             let producer: ChannelProducer
             if unlimited {
                 guard let session, let id = UInt64(session, radix: 16) else {
@@ -73,17 +76,19 @@ struct Push: AsyncParsableCommand {
             } else {
                 producer = try await client.create(channel, size: size)
             }
+            var sender = ResendingProducer(producer: producer, reconnects: reconnect)
             if messages.isEmpty, showSeq {
-                while let line = StandardInput.shared.nextLine() { print(try await producer.push(line)) }
+                while let line = StandardInput.shared.nextLine() { print(try await sender.push(line)) }
             } else if messages.isEmpty {
                 // As fast as the library goes: lines are published (coalesced, pipelined), then
                 // flushed; a refusal ends the command with its error.
-                while let line = StandardInput.shared.nextLine() { await producer.publish(line) }
-                try await producer.flush()
+                while let line = StandardInput.shared.nextLine() { try await sender.publish(line) }
+                try await sender.flush()
             } else if showSeq {
-                for message in messages { print(try await producer.push(message)) }
+                for message in messages { print(try await sender.push(Array(message.utf8))) }
             } else {
-                try await producer.push(batch: messages.map { Array($0.utf8) })
+                for message in messages { try await sender.publish(Array(message.utf8)) }
+                try await sender.flush()
             }
             if linger > 0 { try await Task.sleep(for: .seconds(linger)) }
             try await producer.close()

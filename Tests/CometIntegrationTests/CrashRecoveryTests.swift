@@ -176,3 +176,46 @@ final class ReconnectTests: XCTestCase {
         supervisor.stop(SIGTERM)
     }
 }
+
+/// `comet push` and `comet listen` reconnect by default: a crash of the daemon in the middle of
+/// a stream costs a pause, not a message.
+final class CLIReconnectTests: XCTestCase {
+    func testPushAndListenCarryOnAcrossKillNine() throws {
+        let supervisor = try Supervisor()
+        try supervisor.start()
+        let comet = Daemon.executable("comet").path
+        let total = 3000
+        let listen = Process()
+        listen.executableURL = URL(fileURLWithPath: comet)
+        listen.arguments = ["listen", "stream", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath]
+        let listened = Pipe()
+        listen.standardOutput = listened
+        let listenErrors = Pipe()
+        listen.standardError = listenErrors
+        try listen.run()
+        usleep(300_000)
+        let push = Process()
+        push.executableURL = URL(fileURLWithPath: comet)
+        push.arguments = ["push", "stream", "--size", "5000", "--socket", supervisor.socketPath]
+        let input = Pipe()
+        push.standardInput = input
+        let pushErrors = Pipe()
+        push.standardError = pushErrors
+        try push.run()
+        func lines(_ range: ClosedRange<Int>) -> Data { Data(range.map { "line \($0)\n" }.joined().utf8) }
+        input.fileHandleForWriting.write(lines(1...(total / 2)))
+        usleep(500_000)
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        input.fileHandleForWriting.write(lines((total / 2 + 1)...total))
+        try input.fileHandleForWriting.close()
+        let output = listened.fileHandleForReading.readDataToEndOfFile()
+        listen.waitUntilExit()
+        push.waitUntilExit()
+        let got = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
+        XCTAssertEqual(listen.terminationStatus, 0, String(decoding: listenErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        XCTAssertEqual(push.terminationStatus, 0, String(decoding: pushErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        XCTAssertEqual(got, (1...total).map { "line \($0)" })
+        supervisor.stop(SIGTERM)
+    }
+}

@@ -82,6 +82,8 @@ final class Supervisor: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (index, fd) in high.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(3 + index)) }
         posix_spawn_file_actions_addopen(&actions, 2, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // Nothing else of the test process (pipes of other children) leaks into the daemon.
+        _ = spawnAddCloseFrom(&actions, Int32(3 + passed.count))
         // LISTEN_PID is the daemon's own pid: the shell sets it and becomes cometd.
         let script = "LISTEN_PID=$$ exec \"$0\" \"$@\""
         let argv = ["/bin/sh", "-c", script, executable.path] + arguments
@@ -195,3 +197,7 @@ final class Supervisor: @unchecked Sendable {
         }
     }
 }
+
+/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which the Glibc module does not show.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+private func spawnAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
