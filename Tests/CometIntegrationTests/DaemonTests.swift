@@ -163,7 +163,7 @@ final class UnitFileTests: XCTestCase {
         XCTAssertLessThanOrEqual(level, 1.0, String(line))
         let service = try String(contentsOf: directory.appendingPathComponent("cometd.service"), encoding: .utf8)
         XCTAssertFalse(service.contains("PrivateUsers=yes"))
-        for setting in ["LimitNOFILE=", "MemoryMax=", "TasksMax=", "ExecReload="] {
+        for setting in ["LimitNOFILE=", "MemoryMax=", "TasksMax=", "ExecReload=", "FileDescriptorStoreMax="] {
             XCTAssertTrue(service.contains(setting), setting)
         }
         XCTAssertTrue(service.contains("PrivateNetwork=yes"), "no network unless the federation drop-in says so")
