@@ -123,6 +123,7 @@ let package = Package(
             dependencies: [
                 "CometWire",
                 "Comet",
+                "CometSupervision",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -140,9 +141,11 @@ let package = Package(
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
         .testTarget(name: "CometFederationTests", dependencies: ["CometFederation"]),
         .testTarget(name: "CometStateTests", dependencies: ["CometState"]),
+        // What systemd does for cometd (socket, NOTIFY_SOCKET, file-descriptor store), for the tests and comet-bench.
+        .target(name: "CometSupervision", swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
             name: "CometIntegrationTests",
-            dependencies: ["Comet", "CometWire", "CComet"],
+            dependencies: ["Comet", "CometWire", "CComet", "CometSupervision"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -42,8 +42,8 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages for the Swift-client runs.")
     var swiftMessages: Int = 2_000_000
 
-    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift, federation.")
-    var only: String = "1to1,fanout,latency,memory,swift,federation"
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift, federation, store, upgrade, crash.")
+    var only: String = "1to1,fanout,latency,memory,swift,federation,store,upgrade,crash"
 
     @Option(help: "Messages for the federation run (A → B over a unix: relay and through NATS JetStream).")
     var federationMessages: Int = 200_000
@@ -90,6 +90,31 @@ struct CometBench: ParsableCommand {
                 }
             } else {
                 print("federation: skipped (needs \(natsServer) and no --socket; scripts/ensure-deps test installs nats-server)")
+            }
+        }
+        if socket == nil {
+            let restarts = RestartBench(cometd: cometd, pin: pin)
+            if selected.contains("store") {
+                // Alternately, twice: the cost of keeping every ring in a memfd at every push.
+                var without: [(Double, Double)] = []
+                var with: [(Double, Double)] = []
+                for _ in 0..<2 {
+                    without.append(try restarts.storeCost(messages: messages, fanoutMessages: fanoutMessages, consumers: consumers, store: false))
+                    with.append(try restarts.storeCost(messages: messages, fanoutMessages: fanoutMessages, consumers: consumers, store: true))
+                }
+                func best(_ runs: [(Double, Double)]) -> (Double, Double) { (runs.map(\.0).max()!, runs.map(\.1).max()!) }
+                let (w0, f0) = best(without)
+                let (w1, f1) = best(with)
+                print(String(format: "store off → on, 1 → 1:          %10.0f → %10.0f msgs/s (%+.1f %%)  (best of 2 each, under the test supervisor)", w0, w1, (w1 / w0 - 1) * 100))
+                print(String(format: "store off → on, 1 → %d:       %10.0f → %10.0f delivered msgs/s (%+.1f %%)", consumers, f0, f1, (f1 / f0 - 1) * 100))
+            }
+            if selected.contains("upgrade") {
+                let o = try restarts.run(crash: false)
+                print(String(format: "live upgrade (SIGHUP) under load: longest pause at a reader %.1f ms; %d readers, %d messages delivered, %d lost, %d duplicated (1000 connections, 100 channels × 1000 buffered, a producer pushing)", o.pauseMilliseconds, o.readers, o.delivered, o.lost, o.duplicated))
+            }
+            if selected.contains("crash") {
+                let o = try restarts.run(crash: true)
+                print(String(format: "crash (kill -9) and start under load: every reader reading again after %.0f ms; %d readers, %d messages delivered, %d lost, %d duplicated", o.recoveryMilliseconds ?? -1, o.readers, o.delivered, o.lost, o.duplicated))
             }
         }
         if selected.contains("memory") {

@@ -5,6 +5,8 @@ extension MessageRing {
     /// Replaces the contents with `messages`, the first numbered `first`.
     public mutating func restore(first: UInt64, _ messages: [Payload]) {
         restart(at: first)
+        slots.reserveCapacity(messages.count)
+        if weigh != nil { weights.reserveCapacity(messages.count) }
         for message in messages { append(message) }
     }
 }

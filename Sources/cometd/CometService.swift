@@ -1,4 +1,5 @@
 import CometServer
+import NIOCore
 import CometState
 import Logging
 import ServiceLifecycle
@@ -12,9 +13,9 @@ struct CometService: Service {
         case path(SocketPath)
         /// Handed over by the previous process of a live upgrade; `ownedPath` is the socket file
         /// it bound itself (removed at exit), if any.
-        case carried(DaemonImage, ownedPath: String?)
+        case carried(Handed<DaemonImage>, ownedPath: String?)
         /// A planned restart through the file-descriptor store.
-        case restarted(RestartFromStore, ownedPath: String?)
+        case restarted(Handed<RestartFromStore>, ownedPath: String?)
     }
 
     /// The socket file this process bound and removes at exit.
@@ -32,13 +33,13 @@ struct CometService: Service {
     let store: FileDescriptorStore
     /// Storage of channels and sessions that outlives a crash, and what a crash left in it.
     let stateStore: StateStore?
-    let recovered: StateStore.Recovered?
+    let recovered: Handed<StateStore.Recovered>?
     let policyFiles: PolicyFiles
     let logger: Logger
 
     func run() async throws {
         if let stateStore { try await server.useStorage(stateStore) }
-        if let recovered { try await server.recover(recovered) }
+        if let recovered = recovered?.take() { try await server.recover(recovered) }
         switch listen {
         case .inherited(let descriptors):
             for fd in descriptors { try await server.adopt(descriptor: fd) }
@@ -47,12 +48,19 @@ struct CometService: Service {
             try await server.bind(unixPath: socket.path)
             socket.openPermissions()
         case .carried(let image, ownedPath: _):
-            try await server.restore(image)
+            if let image = image.take() { try await server.restore(image) }
         case .restarted(let restart, ownedPath: _):
-            for fd in restart.listeners { try await server.adopt(descriptor: fd) }
-            try await server.restore(restart.image, sockets: restart.sockets)
+            if let restart = restart.take() {
+                for fd in restart.listeners { try await server.adopt(descriptor: fd) }
+                try await server.restore(restart.image, sockets: restart.sockets)
+            }
         }
         notifier.ready(status: "serving; \(try await server.status())")
+        if let started = getenv("COMET_HANDOVER_STARTED").flatMap({ UInt64(String(cString: $0)) }) {
+            unsetenv("COMET_HANDOVER_STARTED")
+            let now = NIODeadline.now().uptimeNanoseconds
+            if now > started { logger.notice("handed over", metadata: ["pause_ms": "\((now - started) / 1_000_000)"]) }
+        }
         logger.info("ready")
 
         await withTaskGroup(of: Void.self) { group in
@@ -166,4 +174,22 @@ import Glibc
 private func unlinkIfSocket(_ path: String) {
     var info = stat()
     if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+}
+
+extension CometService: CustomStringConvertible {
+    /// What swift-service-lifecycle logs: a name, never the state being handed over.
+    var description: String { "cometd" }
+}
+
+/// State handed over by a previous process, taken once: the service does not keep it (all the
+/// messages it holds) once it is restored.
+final class Handed<Value>: @unchecked Sendable {  // taken once, by the service's task
+    private var value: Value?
+
+    init(_ value: Value) { self.value = value }
+
+    func take() -> Value? {
+        defer { value = nil }
+        return value
+    }
 }

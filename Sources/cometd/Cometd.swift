@@ -107,7 +107,7 @@ struct Cometd: AsyncParsableCommand {
         let listen: CometService.Listen
         var recovered: StateStore.Recovered?
         if let carried {
-            listen = .carried(carried, ownedPath: LiveUpgrade.takeOwnedSocketPath())
+            listen = .carried(Handed(carried), ownedPath: LiveUpgrade.takeOwnedSocketPath())
         } else if handoverProbe {
             listen = .inherited([])
         } else {
@@ -117,7 +117,7 @@ struct Cometd: AsyncParsableCommand {
                 // The image holds everything; the storage files it names are forgotten once
                 // fresh ones are written.
                 inherited.state.forEach { close($0.fd) }
-                listen = .restarted(restart, ownedPath: ownPath?.path)
+                listen = .restarted(Handed(restart), ownedPath: ownPath?.path)
             } else if let ownPath {
                 listen = .path(ownPath)
             } else {
@@ -198,7 +198,7 @@ struct Cometd: AsyncParsableCommand {
             keep: { fd, name in store.add([fd], name: name) }, forget: { store.remove($0) },
             clock: { NIODeadline.now().uptimeNanoseconds }) : nil
         let service = CometService(
-            server: server, listen: listen, notifier: SystemdNotifier(), store: store, stateStore: stateStore, recovered: recovered,
+            server: server, listen: listen, notifier: SystemdNotifier(), store: store, stateStore: stateStore, recovered: recovered.map(Handed.init),
             policyFiles: policyFiles, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(

@@ -1,4 +1,5 @@
 import CometWire
+import CometSupervision
 import Foundation
 import NIOCore
 import XCTest
@@ -16,7 +17,7 @@ final class CrashRecoveryTests: XCTestCase {
     }
 
     func testEverythingBufferedSurvivesKillNine() throws {
-        let supervisor = try Supervisor()
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
         // A producer with a site channel of 100 and 150 messages pushed (the last 100 kept).
         let producer = try RawConnection(supervisor.socketPath)
@@ -78,7 +79,7 @@ final class CrashRecoveryTests: XCTestCase {
     /// A channel whose producer does not come back closes after the grace period: readers get
     /// what is buffered, then CLOSED.
     func testAChannelWhoseProducerDoesNotComeBackCloses() throws {
-        let supervisor = try Supervisor(arguments: ["--session-grace", "0.5"])
+        let supervisor = try Supervisor(arguments: ["--session-grace", "0.5"], executable: Daemon.releaseDaemon)
         try supervisor.start()
         let producer = try RawConnection(supervisor.socketPath)
         _ = try producer.hello()
@@ -110,7 +111,7 @@ import Comet
 /// The Swift client's automatic reconnect across a crash of the daemon.
 final class ReconnectTests: XCTestCase {
     func testReadersAndProducersCarryOnAcrossKillNine() async throws {
-        let supervisor = try Supervisor()
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
         let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(200), giveUpAfter: .seconds(30))
         let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
@@ -181,7 +182,7 @@ final class ReconnectTests: XCTestCase {
 /// a stream costs a pause, not a message.
 final class CLIReconnectTests: XCTestCase {
     func testPushAndListenCarryOnAcrossKillNine() throws {
-        let supervisor = try Supervisor()
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
         let comet = Daemon.executable("comet").path
         let total = 3000

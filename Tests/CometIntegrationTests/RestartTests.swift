@@ -1,4 +1,5 @@
 import Comet
+import CometSupervision
 import Foundation
 import XCTest
 
@@ -27,7 +28,7 @@ final class RestartTests: XCTestCase {
     /// SIGTERM (`systemctl restart`): the state and every connection go into the store; the next
     /// process takes them over. Clients see a pause, nothing else.
     func testPlannedRestartKeepsConnectionsAndMessages() async throws {
-        let supervisor = try Supervisor()
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
         let total = 20_000
         let producerClient = try await CometClient.connect(to: supervisor.socketPath)

@@ -3,6 +3,10 @@ import CometState
 import CometWire
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The broker's state as a `DaemonImage`, and back (docs/RESTARTS.md).
 ///
 /// Taking an image reads the state and changes nothing, so a live upgrade whose `execve` fails
@@ -102,7 +106,7 @@ extension Broker {
                 id: saved.id, name: saved.name, epoch: saved.epoch, size: saved.size, owner: saved.owner,
                 newestOnly: saved.newestOnly, creator: Identity(saved.creator), weigh: weigh)
             channel.restore(
-                first: saved.firstSequence, messages: saved.messages.map(Self.compact), closed: saved.closed,
+                first: saved.firstSequence, messages: Self.compact(saved.messages), closed: saved.closed,
                 replacedByEpoch: saved.replacedByEpoch)
             channel.pushedCount = saved.pushedCount
             channel.pushedBytes = saved.pushedBytes
@@ -126,7 +130,7 @@ extension Broker {
                 id: saved.id, name: saved.name, epoch: saved.epoch, session: saved.session, owner: saved.owner, size: saved.size,
                 unlimited: saved.unlimited, creator: Identity(saved.creator), weigh: weigh)
             channel.restore(
-                first: saved.firstSequence, messages: saved.messages.map(Self.compact), acknowledged: saved.acknowledged,
+                first: saved.firstSequence, messages: Self.compact(saved.messages), acknowledged: saved.acknowledged,
                 closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
             channel.reader = saved.reader
             channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
@@ -158,11 +162,12 @@ extension Broker {
         storedNamesToForget = image.storedNames
     }
 
-    /// A restored message in a buffer of its own (not a slice pinning the whole image).
-    static func compact(_ message: ByteBuffer) -> ByteBuffer {
-        var own = ByteBufferAllocator().buffer(capacity: message.readableBytes)
-        own.writeImmutableBuffer(message)
-        return own
+    /// A channel's restored messages in one block of their own (slices of it), not slices
+    /// pinning the whole image: one allocation per channel, as a pushed batch has.
+    static func compact(_ messages: [ByteBuffer]) -> [ByteBuffer] {
+        var block = ByteBufferAllocator().buffer(capacity: messages.reduce(0) { $0 + $1.readableBytes })
+        for message in messages { block.writeImmutableBuffer(message) }
+        return messages.map { block.readSlice(length: $0.readableBytes)! }
     }
 
     /// The connection `saved` is back on `context`: its state, subscriptions and waits are put
@@ -245,9 +250,12 @@ extension Broker {
         }
         for channel in privateChannels.values where channel.reader.map({ connections[$0] == nil }) ?? false { channel.reader = nil }
         orphanChannelsWithoutProducer()
-        storeEverything(forgetting: storedNamesToForget)
-        storedNamesToForget = []
         deliverDirty()
+        // Fresh storage files after everyone went on (a push meanwhile is in the ring, which is
+        // what the files are written from); until then the previous process's files stand.
+        let old = storedNamesToForget
+        storedNamesToForget = []
+        eventLoop.execute { self.storeEverything(forgetting: old) }
     }
 }
 

@@ -15,6 +15,7 @@ extension CometServer {
     /// writes the image and calls `execve`. If `body` returns, the server goes on unchanged.
     public func withImage<T: Sendable>(_ body: @escaping @Sendable (DaemonImage) throws -> T) async throws -> T {
         try await eventLoop.submit {
+            setenv("COMET_HANDOVER_STARTED", "\(NIODeadline.now().uptimeNanoseconds)", 1)
             let cookies = SocketCookies.descriptorsByCookie()
             let listenerFDs = self.listenerChannels.compactMap { SocketCookies.cookie(of: $0).flatMap { cookies[$0] } }
             let image = self.broker.image(listeners: listenerFDs) { conn in
@@ -36,11 +37,19 @@ extension CometServer {
         if sockets == nil {
             for fd in image.listeners { try await adopt(descriptor: fd) }
         }
+        // Every socket is registered at once (one wait for all, not one per connection).
+        let started = NIODeadline.now()
+        // Made on the loop itself: no hop between threads per connection.
+        let registrations = try await eventLoop.submit { () -> [(Int32, EventLoopFuture<Channel>)] in
+            image.connections.compactMap { saved in
+                guard let fd = sockets == nil ? saved.descriptor : sockets?[saved.cookie] else { return nil }
+                return (fd, self.connectionBootstrap(carrying: saved).withConnectedSocket(fd))
+            }
+        }.get()
         var adopted = 0
-        for saved in image.connections {
-            guard let fd = sockets == nil ? saved.descriptor : sockets?[saved.cookie] else { continue }
+        for (fd, registration) in registrations {
             do {
-                _ = try await connectionBootstrap(carrying: saved).withConnectedSocket(fd).get()
+                _ = try await registration.get()
                 adopted += 1
             } catch {
                 logger.warning("could not take over a connection", metadata: ["fd": "\(fd)", "error": "\(error)"])
@@ -48,9 +57,10 @@ extension CometServer {
             }
         }
         try await eventLoop.submit { self.broker.finishAdoption() }.get()
+        let took = (NIODeadline.now() - started).nanoseconds / 1_000_000
         logger.notice("state taken over", metadata: [
             "from_version": "\(image.softwareVersion)", "connections": "\(adopted)", "channels": "\(image.channels.count)",
-            "private_channels": "\(image.privateChannels.count)", "sessions": "\(image.sessions.count)",
+            "private_channels": "\(image.privateChannels.count)", "sessions": "\(image.sessions.count)", "adoption_ms": "\(took)",
         ])
         return adopted
     }

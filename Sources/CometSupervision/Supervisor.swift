@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// What systemd does for cometd here, written from sd_notify(3), sd_listen_fds(3) and systemd's
+/// What systemd does for cometd here (used by the tests and by `comet-bench`), written from sd_notify(3), sd_listen_fds(3) and systemd's
 /// FILE_DESCRIPTOR_STORE documentation, so that `make test` covers restarts on any machine:
 ///
 /// - a listening socket it owns (the socket unit), passed to every start as LISTEN_FDS with
@@ -9,13 +9,15 @@ import Glibc
 /// - a NOTIFY_SOCKET receiving READY=1, STOPPING=1, FDSTORE=1 with FDNAME= and the descriptors
 ///   (SCM_RIGHTS), FDSTOREREMOVE=1 with FDNAME=;
 /// - a restart passing the stored descriptors back after the socket, under their names.
-final class Supervisor: @unchecked Sendable {
-    let directory: URL
-    let socketPath: String
-    let notifyPath: String
-    let logPath: String
-    let executable: URL
-    let arguments: [String]
+public final class Supervisor: @unchecked Sendable {
+    public let directory: URL
+    public let socketPath: String
+    public let notifyPath: String
+    public let logPath: String
+    public let executable: URL
+    public let arguments: [String]
+    /// Run before cometd (e.g. `taskset -c 1`), exec'ing it with the same pid.
+    public let launcher: [String]
     let listener: Int32
     private let notifyFD: Int32
     private let lock = NSLock()
@@ -23,22 +25,25 @@ final class Supervisor: @unchecked Sendable {
     private var notifications: [String] = []
     private var receiving = true
     private var receiver: Thread?
-    private(set) var pid: pid_t = 0
+    public private(set) var pid: pid_t = 0
     /// Starts so far.
-    private(set) var starts = 0
+    public private(set) var starts = 0
 
-    init(arguments: [String] = [], executable: URL = Daemon.releaseDaemon) throws {
-        directory = try Daemon.temporaryDirectory()
+    public init(arguments: [String] = [], executable: URL, launcher: [String] = []) throws {
+        // Short paths: sun_path holds 108 bytes.
+        directory = URL(fileURLWithPath: "/tmp/comet-sv-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.launcher = launcher
         socketPath = directory.appendingPathComponent("comet.sock").path
         notifyPath = directory.appendingPathComponent("notify").path
         logPath = directory.appendingPathComponent("cometd.log").path
         self.executable = executable
         self.arguments = arguments
-        listener = try listeningSocket(socketPath, backlog: 1024)
+        listener = try Self.listeningSocket(socketPath, backlog: 4096)
         chmod(socketPath, 0o666)
         notifyFD = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
-        guard withUnixAddress(notifyPath, { bind(notifyFD, $0, $1) }) == 0 else {
-            throw DaemonFailure("cannot bind the notify socket: errno \(errno)")
+        guard Self.withUnixAddress(notifyPath, { bind(notifyFD, $0, $1) }) == 0 else {
+            throw Failure("cannot bind the notify socket: errno \(errno)")
         }
         var size: Int32 = 4 << 20
         setsockopt(notifyFD, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -59,19 +64,19 @@ final class Supervisor: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Names of what the store holds now, with counts.
-    var stored: [String: Int] {
+    public var stored: [String: Int] {
         lock.withLock { store.reduce(into: [:]) { $0[$1.name, default: 0] += 1 } }
     }
 
-    func notified(_ line: String) -> Int {
+    public func notified(_ line: String) -> Int {
         lock.withLock { notifications.filter { $0.split(separator: "\n").contains { $0 == line } }.count }
     }
 
     /// Starts cometd with the socket and everything stored, and waits for READY=1.
-    func start(timeout: TimeInterval = 20) throws {
+    public func start(timeout: TimeInterval = 20) throws {
         let readyBefore = notified("READY=1")
         let passed: [(name: String, fd: Int32)] = [("comet.socket", listener)] + lock.withLock { store }
         // Out of the way first (close-on-exec), then into place from 3 on: no source is overwritten.
@@ -86,7 +91,7 @@ final class Supervisor: @unchecked Sendable {
         _ = spawnAddCloseFrom(&actions, Int32(3 + passed.count))
         // LISTEN_PID is the daemon's own pid: the shell sets it and becomes cometd.
         let script = "LISTEN_PID=$$ exec \"$0\" \"$@\""
-        let argv = ["/bin/sh", "-c", script, executable.path] + arguments
+        let argv = ["/bin/sh", "-c", script] + (launcher.isEmpty ? [executable.path] : launcher + [executable.path]) + arguments
         var env = ProcessInfo.processInfo.environment
         env["COMET_SOCKET"] = nil
         env["NOTIFY_SOCKET"] = notifyPath
@@ -100,7 +105,7 @@ final class Supervisor: @unchecked Sendable {
         }
         var child: pid_t = 0
         let result = posix_spawn(&child, "/bin/sh", &actions, nil, cArgs, cEnv)
-        guard result == 0 else { throw DaemonFailure("posix_spawn: \(result)") }
+        guard result == 0 else { throw Failure("posix_spawn: \(result)") }
         pid = child
         starts += 1
         let deadline = Date().addingTimeInterval(timeout)
@@ -108,16 +113,16 @@ final class Supervisor: @unchecked Sendable {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 pid = 0
-                throw DaemonFailure("cometd exited before READY=1 (status \(status)):\n\(log)")
+                throw Failure("cometd exited before READY=1 (status \(status)):\n\(log)")
             }
-            guard Date() < deadline else { throw DaemonFailure("no READY=1 within \(timeout) s:\n\(log)") }
+            guard Date() < deadline else { throw Failure("no READY=1 within \(timeout) s:\n\(log)") }
             usleep(5_000)
         }
     }
 
     /// Sends `signal` and waits for the exit; returns the wait status.
     @discardableResult
-    func stop(_ signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32 {
+    public func stop(_ signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32 {
         guard pid > 0 else { return -1 }
         kill(pid, signal)
         var status: Int32 = 0
@@ -133,7 +138,7 @@ final class Supervisor: @unchecked Sendable {
     }
 
     /// Stops with `signal` (as `systemctl restart` does with SIGTERM, or a crash), then starts again.
-    func restart(_ signal: Int32 = SIGTERM) throws {
+    public func restart(_ signal: Int32 = SIGTERM) throws {
         stop(signal)
         try start()
     }
@@ -201,3 +206,33 @@ final class Supervisor: @unchecked Sendable {
 /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which the Glibc module does not show.
 @_silgen_name("posix_spawn_file_actions_addclosefrom_np")
 private func spawnAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
+
+extension Supervisor {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    static func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8.prefix(107))
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    static func listeningSocket(_ path: String, backlog: Int32) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        unlink(path)
+        guard withUnixAddress(path, { bind(fd, $0, $1) }) == 0, listen(fd, backlog) == 0 else {
+            close(fd)
+            throw Failure("cannot listen at \(path): errno \(errno)")
+        }
+        return fd
+    }
+}
