@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "CometState",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            swiftSettings: [.swiftLanguageMode(.v6), hotPath]
         ),
         // libcomet's own sources as a SwiftPM target, so that `swift test` can drive the C API.
         // The shipped libcomet.so.0 is built by libcomet/Makefile with plain cc.

@@ -68,15 +68,18 @@ extension Broker {
     /// Appends `payloads` to `channel` in slices that evict nothing a protected reader still
     /// needs, handing readers what they miss between slices. Each message is copied out of the
     /// read buffer into one block for the whole batch (a ring never pins a socket's buffers), as
-    /// it is appended. Returns the first sequence number.
-    func pushHandingOver(_ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>, allocator: ByteBufferAllocator) throws(ChannelRefusal) -> UInt64 {
-        var block = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
-        for payload in payloads { block.writeImmutableBuffer(payload) }
+    /// it is appended. Returns the first sequence number; `block` is the batch's bytes, in order.
+    func pushHandingOver(
+        _ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>, allocator: ByteBufferAllocator, block: inout ByteBuffer
+    ) throws(ChannelRefusal) -> UInt64 {
+        var bytes = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
+        for payload in payloads { bytes.writeImmutableBuffer(payload) }
+        block = bytes
         var offset = 0
         let slice = { (i: Int) -> ByteBuffer in
             let length = payloads[i].readableBytes
             defer { offset += length }
-            return block.getSlice(at: offset, length: length)!
+            return bytes.getSlice(at: offset, length: length)!
         }
         var room = channel.room(above: channel.protectedFloor)
         if room >= payloads.count { return try channel.push(count: payloads.count, slice) }

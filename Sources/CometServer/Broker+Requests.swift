@@ -123,8 +123,9 @@ extension Broker {
             let channel = try registry.owned(channelID, by: conn.id)
             guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
             try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator)
-            if stateStore != nil { storePushed(channel.id, channel.ring, from: first) }
+            var block = ByteBuffer()
+            first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator, block: &block)
+            if stateStore != nil { storePushed(channel.id, block: block, payloads: payloads, first: first, kept: channel.ring.firstSequence) }
             if !exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
             channel.pushedCount &+= UInt64(payloads.count)
             channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })

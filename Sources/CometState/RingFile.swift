@@ -221,6 +221,69 @@ public final class RingFile {
         return true
     }
 
+    /// Bytes ever written to the data area (where the next message goes).
+    public var head: UInt64 { value(.head, UInt64.self) }
+
+    /// Where a batch of pushes goes: the data area's head and position, the index slot and
+    /// the next sequence number, advanced per message without a division.
+    public struct Batch {
+        public fileprivate(set) var head: UInt64
+        fileprivate var position: Int
+        fileprivate var slot: Int
+        /// Data offset of the oldest message kept once the batch is in (nil until it is written).
+        fileprivate var oldest: UInt64?
+        public fileprivate(set) var sequence: UInt64
+        public let first: UInt64
+    }
+
+    /// A batch that writes messages from `sequence` on, `first` being the oldest the ring keeps
+    /// once they are in.
+    public func beginBatch(from sequence: UInt64, first: UInt64) -> Batch {
+        let head = value(.head, UInt64.self)
+        return Batch(
+            head: head, position: Int(head % UInt64(dataSize)), slot: Int((sequence - 1) % UInt64(capacity)),
+            oldest: first < sequence ? entry(first).offset : nil, sequence: sequence, first: first)
+    }
+
+    /// Writes the batch's next message (bytes, then index entry) without publishing it. False
+    /// when the data area would have to overwrite the oldest message kept (the file must grow).
+    @inline(__always)
+    public func write(_ payload: UnsafeRawBufferPointer, into batch: inout Batch) -> Bool {
+        let count = payload.count
+        guard count <= dataSize else { return false }
+        var at = batch.head
+        var position = batch.position
+        if position + count > dataSize {
+            at += UInt64(dataSize - position)
+            position = 0
+        }
+        if let oldest = batch.oldest {
+            guard at + UInt64(count) - oldest <= UInt64(dataSize) else { return false }
+        } else {
+            batch.oldest = at
+        }
+        if count > 0 { (base + dataOffset + position).copyMemory(from: payload.baseAddress!, byteCount: count) }
+        let slot = base + indexOffset + batch.slot * Self.entrySize
+        slot.storeBytes(of: at, as: UInt64.self)
+        slot.storeBytes(of: UInt32(count), toByteOffset: 8, as: UInt32.self)
+        batch.head = at + UInt64(count)
+        position += count
+        batch.position = position == dataSize ? 0 : position
+        batch.slot = batch.slot + 1 == capacity ? 0 : batch.slot + 1
+        batch.sequence += 1
+        return true
+    }
+
+    /// Makes the batch's messages visible: `head` and `first`, then `last`.
+    @inline(__always)
+    public func publish(_ batch: Batch) {
+        atomicMemoryFence(ordering: .releasing)
+        store(.head, batch.head)
+        store(.first, batch.first)
+        atomicMemoryFence(ordering: .releasing)
+        store(.last, batch.sequence - 1)
+    }
+
     struct Entry {
         var offset: UInt64
         var length: Int
@@ -258,21 +321,34 @@ public final class RingFile {
     }
 
     /// A new, larger file with the same header and the messages `first...last` of this one, for
-    /// a push that did not fit; `need` is the size of that push.
+    /// a push that did not fit; `need` is the size of that push. The bytes are copied message by
+    /// message from one mapping to the other (no intermediate buffers).
     public func grown(need: Int, created: UInt64) throws(StorageError) -> RingFile {
-        let (first, payloads) = messages()
-        let live = payloads.reduce(0) { $0 + $1.readableBytes }
+        let last = self.last
+        var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
+        let head = value(.head, UInt64.self)
+        while first <= last {
+            let e = entry(first)
+            if e.offset + UInt64(e.length) <= head, head - e.offset <= UInt64(dataSize) { break }
+            first += 1
+        }
+        let live = first <= last ? Int(head - entry(first).offset) : 0
         var size = dataSize * 2
         while size < 2 * (live + need) { size *= 2 }
         let bigger = try RingFile.create(meta, dataSize: size, created: created)
         bigger.setFlags(flags)
         bigger.setAcknowledged(acknowledged)
         bigger.restart(at: first)
+        guard first <= last else { return bigger }
+        var batch = bigger.beginBatch(from: first, first: first)
         var sequence = first
-        for payload in payloads {
-            _ = payload.withUnsafeReadableBytes { bigger.append($0, sequence: sequence, first: first) }
+        while sequence <= last {
+            let e = entry(sequence)
+            let at = Int(e.offset % UInt64(dataSize))
+            _ = bigger.write(UnsafeRawBufferPointer(start: base + dataOffset + at, count: e.length), into: &batch)
             sequence += 1
         }
+        bigger.publish(batch)
         return bigger
     }
 

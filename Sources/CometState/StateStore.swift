@@ -59,7 +59,9 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
     @discardableResult
     public func createRing(_ meta: RingMeta, first: UInt64 = 1, messages: [ByteBuffer] = [], flags: UInt32 = 0, acknowledged: UInt64 = 0) -> Bool {
         let bytes = messages.reduce(0) { $0 + $1.readableBytes }
-        let size = max(min(meta.capacity * 256, 1 << 20), 2 * bytes)
+        // Room for the ring's messages at 96 bytes each (up to 1 MiB to start with); a file whose
+        // messages do not fit moves to one twice as big.
+        let size = max(min(meta.capacity * 96, 1 << 20), 2 * bytes)
         let file: RingFile
         do {
             file = try RingFile.create(meta, dataSize: size, created: clock())
@@ -81,6 +83,26 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
     }
 
     public func hasRing(_ id: UInt64) -> Bool { rings[id] != nil }
+
+    /// Channel `id`'s file, for a caller that writes a batch itself (`RingFile.write`, `publish`).
+    @inline(__always)
+    public func ringFile(_ id: UInt64) -> RingFile? { rings[id]?.file }
+
+    /// Moves channel `id` to a bigger file (what is published in the current one is copied),
+    /// room for a message of `need` bytes; nil if that failed (the current file stays).
+    public func grow(_ id: UInt64, need: Int) -> RingFile? {
+        guard let ring = rings[id] else { return nil }
+        do {
+            let bigger = try ring.file.grown(need: need, created: clock())
+            guard let name = place(bigger.fd) else { return nil }
+            rings[id] = (bigger, name)
+            forget(ring.name)
+            return bigger
+        } catch {
+            failures += 1
+            return nil
+        }
+    }
 
     /// Appends message `sequence` of channel `id` (`first`: the oldest its ring keeps after it).
     @inline(__always)

@@ -33,16 +33,54 @@ extension Broker {
         (channel.isClosed ? RingFile.closedFlag : 0) | (channel.isFull ? RingFile.fullFlag : 0)
     }
 
-    /// Messages `first...` just appended to a ring (those it still keeps).
-    @inline(__always)
+    /// Messages `first...` just appended to a ring (those it still keeps), written into the
+    /// channel's file and published at once: one lookup and one publication per batch.
     func storePushed(_ id: UInt64, _ ring: MessageRing<ByteBuffer>, from first: UInt64) {
-        guard let store = stateStore else { return }
+        guard let store = stateStore, var file = store.ringFile(id) else { return }
         let kept = ring.firstSequence
-        var sequence = max(first, kept)
-        _ = ring.forEach(from: sequence) { payload in
-            store.append(id, payload, sequence: sequence, first: kept)
-            sequence += 1
+        let start = max(first, kept)
+        var batch = file.beginBatch(from: start, first: kept)
+        _ = ring.forEach(from: start) { payload in
+            if !payload.withUnsafeReadableBytes({ file.write($0, into: &batch) }) {
+                // The data area is full of messages still kept: publish what is in, move to a bigger file.
+                file.publish(batch)
+                guard let bigger = store.grow(id, need: payload.readableBytes) else { return false }
+                file = bigger
+                batch = file.beginBatch(from: batch.sequence, first: kept)
+                guard payload.withUnsafeReadableBytes({ file.write($0, into: &batch) }) else { return false }
+            }
             return true
+        }
+        file.publish(batch)
+    }
+
+    /// A pushed batch, from the one block its bytes were copied into (no per-message buffer
+    /// access): messages numbered from `first`, those from `kept` on still in the ring.
+    func storePushed(_ id: UInt64, block: ByteBuffer, payloads: [ByteBuffer], first: UInt64, kept: UInt64) {
+        guard let store = stateStore, var file = store.ringFile(id) else { return }
+        let start = max(first, kept)
+        block.withUnsafeReadableBytes { bytes in
+            var batch = file.beginBatch(from: start, first: kept)
+            var offset = 0
+            var sequence = first
+            for payload in payloads {
+                let length = payload.readableBytes
+                defer {
+                    offset += length
+                    sequence += 1
+                }
+                guard sequence >= start else { continue }
+                let message = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
+                if !file.write(message, into: &batch) {
+                    // The data area is full of messages still kept: publish what is in, move to a bigger file.
+                    file.publish(batch)
+                    guard let bigger = store.grow(id, need: length) else { return }
+                    file = bigger
+                    batch = file.beginBatch(from: sequence, first: kept)
+                    guard file.write(message, into: &batch) else { return }
+                }
+            }
+            file.publish(batch)
         }
     }
 
