@@ -220,3 +220,73 @@ final class CLIReconnectTests: XCTestCase {
         supervisor.stop(SIGTERM)
     }
 }
+
+import CComet
+
+/// libcomet's reconnect (comet_set_reconnect) across kill -9: a C reader gets every message once,
+/// in order; a C producer takes its channel back and learns what landed (comet_last_sequence).
+final class CReconnectTests: XCTestCase {
+    final class Seen {
+        var sequences: [UInt64] = []
+        var ended = false
+    }
+
+    func testCClientsCarryOnAcrossKillNine() throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        var producer: OpaquePointer?
+        var reader: OpaquePointer?
+        XCTAssertEqual(comet_connect(&producer, supervisor.socketPath), 0)
+        XCTAssertEqual(comet_connect(&reader, supervisor.socketPath), 0)
+        defer {
+            _ = comet_unref(producer)
+            _ = comet_unref(reader)
+        }
+        XCTAssertEqual(comet_set_reconnect(producer, 1), 0)
+        XCTAssertEqual(comet_set_reconnect(reader, 1), 0)
+        var channel: UInt64 = 0
+        XCTAssertEqual(comet_create(producer, "c.crash", 5000, &channel), 0)
+        let seen = Seen()
+        let onMessage: comet_message_handler = { _, _, sequence, _, _, userdata in
+            Unmanaged<Seen>.fromOpaque(userdata!).takeUnretainedValue().sequences.append(sequence)
+            return 0
+        }
+        let onEnd: comet_end_handler = { _, _, _, _, userdata in
+            Unmanaged<Seen>.fromOpaque(userdata!).takeUnretainedValue().ended = true
+        }
+        var subscription: UInt32 = 0
+        XCTAssertEqual(
+            comet_subscribe(reader, "c.crash", COMET_FROM_OLDEST, 0, 0, 0, onMessage, onEnd, Unmanaged.passUnretained(seen).toOpaque(), &subscription), 0)
+        let total: UInt64 = 2000
+        var next: UInt64 = 1
+        var crashed = false
+        while next <= total {
+            if next == total / 2, !crashed {
+                crashed = true
+                supervisor.stop(SIGKILL)
+                try supervisor.start()
+            }
+            let text = Array("c\(next)".utf8)
+            var sequence: UInt64 = 0
+            let r = text.withUnsafeBytes { comet_push_sync(producer, channel, $0.baseAddress, $0.count, &sequence) }
+            if r == 0 {
+                XCTAssertEqual(sequence, next)
+                next += 1
+            } else {
+                // The connection was lost with this push in flight: the channel says whether it landed.
+                var last: UInt64 = 0
+                XCTAssertEqual(comet_last_sequence(producer, channel, &last), 0, "after \(r)")
+                next = last + 1
+            }
+            _ = comet_process(reader)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while seen.sequences.count < Int(total), !seen.ended, Date() < deadline {
+            _ = comet_wait(reader, 50_000)
+            _ = comet_process(reader)
+        }
+        XCTAssertFalse(seen.ended, supervisor.log)
+        XCTAssertEqual(seen.sequences, Array(1...total))
+        supervisor.stop(SIGTERM)
+    }
+}

@@ -168,6 +168,26 @@ COMET_PUBLIC int comet_connect(comet **ret, const char *path);
  * Returns -COMET_E_NO_SUCH_SESSION, -COMET_E_BAD_TOKEN or -COMET_E_WRONG_USER on refusal. */
 COMET_PUBLIC int comet_connect_resume(comet **ret, const char *path, const comet_session *session);
 
+/* (Since 0.5.0.) Reconnects by itself when the connection to cometd is lost (a crash or restart
+ * of the daemon; docs/RESTARTS.md) with `enable` non-zero; off by default. The call that notices
+ * the loss (comet_process(), or a blocking call) connects again, blocking, with a delay that
+ * doubles from 20 ms to 2 s, for at most a minute; then sends HELLO, RESUME with this
+ * connection's session, ADOPT for every channel this connection created (numbering goes on), and
+ * every subscription again from just after its last message under its epoch (private ones from
+ * the first unacknowledged message; messages handed on before are not handed on again).
+ * Requests in flight when the connection broke fail with the error (-ECONNRESET, -EPIPE): they
+ * may or may not have been applied — comet_last_sequence() tells a producer which of its pushes
+ * landed. The call that reconnected returns that error too (comet_process() returns 2 instead);
+ * the descriptor keeps its number (epoll users add it again when comet_process() returns 2).
+ * Subscriptions keep their ids. External channels end with COMET_END_CONNECTION. When the daemon
+ * cannot be reached within the minute, everything fails as without reconnection. */
+COMET_PUBLIC int comet_set_reconnect(comet *c, int enable);
+
+/* (Since 0.5.0.) The sequence number of the last message in `channel`, a channel this connection
+ * created (ADOPT, PROTOCOL.md §6.17): after a lost connection, pushes numbered up to it landed,
+ * in order. Blocking. -COMET_E_NO_SUCH_CHANNEL for a channel this connection did not create. */
+COMET_PUBLIC int comet_last_sequence(comet *c, uint64_t channel, uint64_t *ret_last);
+
 /* Closes the connection (its channels close; its subscriptions end) and frees `c`.
  * Accepts NULL. Returns NULL. */
 COMET_PUBLIC comet *comet_unref(comet *c);
@@ -192,7 +212,8 @@ COMET_PUBLIC int comet_get_events(comet *c);
 COMET_PUBLIC int comet_get_timeout(comet *c, uint64_t *ret_usec);
 
 /* Does whatever can be done without blocking: writes queued output, reads, and calls the
- * handlers of what arrived. Returns > 0 if it did something, 0 if there was nothing to do,
+ * handlers of what arrived. Returns > 0 if it did something (2: the connection was made again,
+ * comet_set_reconnect()), 0 if there was nothing to do,
  * < 0 when the connection failed (-ECONNRESET when the daemon closed it). Never blocks. */
 COMET_PUBLIC int comet_process(comet *c);
 

@@ -18,6 +18,7 @@ int buf_append(struct buf *b, const void *data, size_t size);
 static inline size_t buf_len(const struct buf *b) { return b->end - b->start; }
 static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->start; }
 void buf_consume(struct buf *b, size_t n);
+static inline void buf_clear(struct buf *b) { b->start = b->end = 0; }
 
 int put_u8(struct buf *b, uint8_t v);
 int put_u16(struct buf *b, uint16_t v);

@@ -27,7 +27,7 @@ static const char *default_path(char *scratch, size_t size) {
         return scratch;
 }
 
-static int open_socket(const char *path) {
+int open_socket(const char *path) {
         struct sockaddr_un address = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof address.sun_path)
                 return -ENAMETOOLONG;
@@ -49,7 +49,7 @@ static int open_socket(const char *path) {
         return fd;
 }
 
-static int handshake(comet *c) {
+int handshake(comet *c) {
         uint32_t id;
         size_t mark;
         int r = request_begin(c, OP_HELLO, &id, &mark);
@@ -86,6 +86,8 @@ COMET_PUBLIC int comet_connect_resume(comet **ret, const char *path, const comet
                 return -ENOMEM;
         }
         c->fd = fd;
+        if (strlen(path) < sizeof c->path)
+                memcpy(c->path, path, strlen(path) + 1);
         c->next_id = 1;
         c->max_frame = DEFAULT_MAX_FRAME;
         int r = handshake(c);
@@ -123,6 +125,14 @@ COMET_PUBLIC comet *comet_unref(comet *c) {
         buf_free(&c->out);
         buf_free(&c->in);
         buf_free(&c->backlog);
+        for (size_t i = 0; i < c->pending_count; i++) {
+                struct pending *p = &c->pending[(c->pending_head + i) % c->pending_capacity];
+                if (p->id != 0)
+                        free(p->name);
+        }
+        for (size_t i = 0; i < c->sub_count; i++)
+                free(c->subs[i].name);
+        free(c->produced);
         free(c->pending);
         free(c->subs);
         free(c->pullers);

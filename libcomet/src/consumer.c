@@ -14,9 +14,11 @@
 
 /* ---- Consumers ------------------------------------------------------------------------------ */
 
-/* Waits for a SUBSCRIBE-like answer to `id` and registers the subscription. */
-static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
-                            void *userdata, uint32_t *ret_subscription);
+/* Waits for a SUBSCRIBE-like answer to `id` and registers the subscription; `name` and `flags`
+ * (NULL: an external channel) make it again after a reconnect. */
+static int finish_subscribe(comet *c, uint32_t id, int is_private, const char *name, uint8_t flags, uint32_t owner_uid,
+                            comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                            uint32_t *ret_subscription);
 
 /* Checks the name, makes room for one more subscription and starts its request frame. */
 static int begin_subscription(comet *c, const char *name, uint8_t op, uint32_t *id, size_t *mark) {
@@ -41,7 +43,7 @@ static int subscribe(comet *c, const char *name, uint8_t flags, comet_position p
             ((flags & 0x4) && (r = put_u32(&c->out, owner_uid)) < 0))
                 return r;
         frame_end(&c->out, mark);
-        return finish_subscribe(c, id, (flags & 0x2) != 0, on_message, on_end, userdata, ret_subscription);
+        return finish_subscribe(c, id, (flags & 0x2) != 0, name, flags, owner_uid, on_message, on_end, userdata, ret_subscription);
 }
 
 COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const char *name, uint32_t history, int newest,
@@ -58,11 +60,12 @@ COMET_PUBLIC int comet_external_channel(comet *c, const char *address, const cha
             (r = put_str(&c->out, address)) < 0 || (r = put_str(&c->out, name)) < 0)
                 return r;
         frame_end(&c->out, mark);
-        return finish_subscribe(c, id, 0, on_message, on_end, userdata, ret_subscription);
+        return finish_subscribe(c, id, 0, NULL, 0, 0, on_message, on_end, userdata, ret_subscription);
 }
 
-static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message_handler on_message, comet_end_handler on_end,
-                            void *userdata, uint32_t *ret_subscription) {
+static int finish_subscribe(comet *c, uint32_t id, int is_private, const char *name, uint8_t flags, uint32_t owner_uid,
+                            comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                            uint32_t *ret_subscription) {
         int r;
         uint8_t reply[29];
         size_t len = 0;
@@ -72,14 +75,18 @@ static int finish_subscribe(comet *c, uint32_t id, int is_private, comet_message
                 return -EBADMSG;
         uint32_t sub = be32(reply);
         uint64_t next = be64(reply + 13);
-        c->subs[c->sub_count++] = (struct subscription){
-                .id = sub, .is_private = is_private, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
+        char *copy = NULL;
+        if (name && !(copy = strdup(name)))
+                return -ENOMEM;
+        struct subscription s = {
+                .server_id = sub, .is_private = is_private, .acked = next ? next - 1 : 0, .ack_sent = next ? next - 1 : 0,
+                .name = copy, .flags = flags, .pinned_owner = owner_uid, .epoch = be64(reply + 5), .last = next ? next - 1 : 0,
                 .on_message = on_message, .on_end = on_end, .userdata = userdata,
                 /* Daemons before owners end the reply at 21 bytes. */
                 .owner_uid = len >= 29 ? be32(reply + 21) : UINT32_MAX, .owner_gid = len >= 29 ? be32(reply + 25) : UINT32_MAX};
-        if (ret_subscription)
-                *ret_subscription = sub;
-        return 0;
+        if ((r = add_sub(c, &s, ret_subscription)) < 0)
+                free(copy);
+        return r;
 }
 
 COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument, uint64_t epoch,
@@ -102,7 +109,7 @@ COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_positio
 COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid) {
         if (!c)
                 return -EINVAL;
-        struct subscription *s = find_sub(c, subscription);
+        struct subscription *s = find_local(c, subscription);
         if (!s)
                 return -COMET_E_NO_SUCH_SUBSCRIPTION;
         if (s->owner_uid == UINT32_MAX)
@@ -123,12 +130,14 @@ COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_messa
 static int unsubscribe_frame(comet *c, uint32_t subscription, uint32_t *id, size_t *mark) {
         if (!c)
                 return -EINVAL;
-        if (!find_sub(c, subscription))
+        struct subscription *s = find_local(c, subscription);
+        if (!s)
                 return -COMET_E_NO_SUCH_SUBSCRIPTION;
+        uint32_t server_id = s->server_id;
         int r = queue_acks(c);
         if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_UNSUBSCRIBE, id, mark)) < 0)
                 return r;
-        return put_u32(&c->out, subscription);
+        return put_u32(&c->out, server_id);
 }
 
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
@@ -157,7 +166,12 @@ static int subscribe_async(comet *c, const char *name, uint8_t flags, comet_posi
             (r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
             (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
                 return r;
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
         struct pending *p = send_async(c, id, mark, REQ_SUBSCRIBE, done, done_userdata);
+        p->name = copy;
+        p->flags = flags;
         p->is_private = (flags & 0x2) != 0;
         p->on_message = on_message;
         p->on_end = on_end;

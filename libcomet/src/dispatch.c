@@ -14,7 +14,14 @@
 
 /* ---- Dispatch ------------------------------------------------------------------------------- */
 
-struct subscription *find_sub(comet *c, uint32_t id) {
+struct subscription *find_sub(comet *c, uint32_t server_id) {
+        for (size_t i = 0; i < c->sub_count; i++)
+                if (c->subs[i].server_id == server_id)
+                        return &c->subs[i];
+        return NULL;
+}
+
+struct subscription *find_local(comet *c, uint32_t id) {
         for (size_t i = 0; i < c->sub_count; i++)
                 if (c->subs[i].id == id)
                         return &c->subs[i];
@@ -24,9 +31,25 @@ struct subscription *find_sub(comet *c, uint32_t id) {
 void remove_sub(comet *c, uint32_t id) {
         for (size_t i = 0; i < c->sub_count; i++)
                 if (c->subs[i].id == id) {
+                        free(c->subs[i].name);
                         c->subs[i] = c->subs[--c->sub_count];
                         return;
                 }
+}
+
+int add_sub(comet *c, const struct subscription *s, uint32_t *ret_id) {
+        int r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs);
+        if (r < 0)
+                return r;
+        struct subscription copy = *s;
+        /* The application's id is the daemon's first one, unless a reconnect made that one taken. */
+        copy.id = copy.server_id;
+        while (find_local(c, copy.id) || copy.id == 0)
+                copy.id = ++c->next_local_id;
+        c->subs[c->sub_count++] = copy;
+        if (ret_id)
+                *ret_id = copy.id;
+        return 0;
 }
 
 static struct puller *find_puller(comet *c, uint64_t channel) {
@@ -44,15 +67,16 @@ void remove_puller(comet *c, uint64_t channel) {
                 }
 }
 
-/* Forgets subscription `sub` and tells its end handler why (the handler may subscribe again). */
+/* Forgets the subscription the daemon knows as `sub` and tells its end handler why (the handler
+ * may subscribe again). */
 static void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value) {
         struct subscription *s = find_sub(c, sub);
         if (!s)
                 return;
         struct subscription copy = *s;
-        remove_sub(c, sub);
+        remove_sub(c, copy.id);
         if (copy.on_end)
-                copy.on_end(c, sub, reason, value, copy.userdata);
+                copy.on_end(c, copy.id, reason, value, copy.userdata);
 }
 
 /* Handles one frame outside a blocking call. Returns < 0 when the connection failed. */
@@ -84,11 +108,19 @@ static int dispatch(comet *c, struct reader *r) {
                 struct subscription *s = find_sub(c, sub);
                 if (!s)
                         return 0;
+                /* Anything at or below the last sequence handed on came again after a reconnect:
+                 * dropped (a private one acknowledged again, as it was handled before). */
+                if (a <= s->last) {
+                        if (s->is_private && a > s->acked)
+                                s->acked = a;
+                        return 0;
+                }
+                s->last = a;
                 uint32_t sid = s->id;
                 int is_private = s->is_private;
                 int rc = s->on_message(c, sid, a, r->p, r->left, s->userdata);
                 /* The handler may have unsubscribed: look it up again. */
-                if (rc >= 0 && is_private && (s = find_sub(c, sid)) && a > s->acked)
+                if (rc >= 0 && is_private && (s = find_local(c, sid)) && a > s->acked)
                         s->acked = a;
                 return 0;
         }
@@ -106,6 +138,10 @@ static int dispatch(comet *c, struct reader *r) {
                 if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0 || get_u64(r, &next) < 0)
                         return -EBADMSG;
                 struct subscription *s = find_sub(c, sub);
+                if (s) {
+                        s->epoch = a;
+                        s->last = next ? next - 1 : 0;
+                }
                 if (s && get_u32(r, &uid) == 0 && get_u32(r, &gid) == 0) {
                         s->owner_uid = uid;
                         s->owner_gid = gid;
@@ -154,6 +190,16 @@ static int dispatch(comet *c, struct reader *r) {
 
 
 int fail(comet *c, int error) {
+        if (c->reconnecting) {
+                /* A reconnect attempt failed: reconnect() tries again or gives up. */
+                if (!c->failed)
+                        c->failed = error;
+                return error;
+        }
+        if (!c->failed && c->reconnect && reconnect(c, error) == 0) {
+                c->reconnected = 1;
+                return error;
+        }
         if (!c->failed)
                 c->failed = error;
         /* Every request still unanswered completes with the error; every subscription learns that
@@ -162,10 +208,21 @@ int fail(comet *c, int error) {
         while (c->sub_count > 0) {
                 struct subscription s = c->subs[c->sub_count - 1];
                 c->sub_count--;
+                free(s.name);
                 if (s.on_end)
                         s.on_end(c, s.id, COMET_END_CONNECTION, 0, s.userdata);
         }
         return c->failed;
+}
+
+/* comet_process() after a failure: 2 if the connection was made again (reconnect.c), else the error. */
+static int process_failed(comet *c, int error) {
+        int r = fail(c, error);
+        if (c->reconnected) {
+                c->reconnected = 0;
+                return 2;
+        }
+        return r;
 }
 
 /* Dispatches every whole frame received so far, oldest first: frames a blocking call set aside
@@ -198,20 +255,24 @@ COMET_PUBLIC int comet_process(comet *c) {
         int did = 0, r;
         size_t before = buf_len(&c->out);
         if ((r = write_some(c)) < 0)
-                return fail(c, r);
+                return process_failed(c, r);
         if (buf_len(&c->out) != before)
                 did = 1;
         if ((r = dispatch_all(c, &did)) < 0)
-                return fail(c, r);
+                return process_failed(c, r);
         int n = read_some(c);
         if (n > 0)
                 did = 1;
         if ((r = dispatch_all(c, &did)) < 0)
-                return fail(c, r);
+                return process_failed(c, r);
         if (n < 0)
-                return fail(c, n);
+                return process_failed(c, n);
         if ((r = queue_acks(c)) < 0 || (r = write_some(c)) < 0)
-                return fail(c, r);
+                return process_failed(c, r);
+        if (c->reconnected) {
+                c->reconnected = 0;
+                return 2;
+        }
         return did;
 }
 
@@ -223,7 +284,7 @@ int queue_acks(comet *c) {
                 int r = pending_reserve(c);
                 uint32_t id;
                 size_t mark;
-                if (r < 0 || (r = request_begin(c, OP_ACK, &id, &mark)) < 0 || (r = put_u32(&c->out, s->id)) < 0 ||
+                if (r < 0 || (r = request_begin(c, OP_ACK, &id, &mark)) < 0 || (r = put_u32(&c->out, s->server_id)) < 0 ||
                     (r = put_u64(&c->out, s->acked)) < 0)
                         return r;
                 send_async(c, id, mark, REQ_ACK, NULL, NULL);

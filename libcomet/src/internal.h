@@ -10,7 +10,7 @@ enum {
         OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_PUSH_BATCH = 0x04, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
         OP_UNSUBSCRIBE = 0x07, OP_LIST = 0x08, OP_PING = 0x09, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C,
         OP_SESSIONS = 0x0D, OP_ANSWER = 0x0E, OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10, OP_LIST_FROM = 0x11,
-        OP_SESSIONS_FROM = 0x12,
+        OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
         OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98,
@@ -24,8 +24,16 @@ enum {
 #define DEFAULT_MAX_FRAME (1u << 20)
 
 struct subscription {
-        uint32_t id;
+        uint32_t id;        /* what the application knows it by */
+        uint32_t server_id; /* what the daemon knows it by (another one after a reconnect) */
         int is_private;
+        /* To subscribe again after a reconnect (reconnect.c): the request, the epoch and the last
+         * sequence number handed on (anything at or below it that comes again is dropped). */
+        char *name;         /* NULL: not made again (an external channel) */
+        uint8_t flags;      /* SUBSCRIBE flags: 0x1 wait, 0x2 private, 0x4 owner */
+        uint32_t pinned_owner;
+        uint64_t epoch;
+        uint64_t last;
         uint64_t acked;   /* highest sequence acknowledged by the handler */
         uint64_t ack_sent; /* highest sequence sent in an ACK */
         comet_message_handler on_message;
@@ -71,6 +79,15 @@ struct pending {
         comet_pull_handler on_pull;
         void *userdata;
         comet_session session;
+        /* REQ_SUBSCRIBE: what to subscribe again after a reconnect. */
+        char *name;
+        uint8_t flags;
+};
+
+/* A channel this connection created, and the token that takes it back after a reconnect. */
+struct produced {
+        uint64_t channel;
+        uint8_t token[16];
 };
 
 struct comet {
@@ -100,6 +117,12 @@ struct comet {
         comet_error_handler on_error;
         void *error_userdata;
         char last_error[1024];
+        /* Reconnection (reconnect.c). */
+        char path[108];
+        int reconnect, reconnecting, reconnected;
+        struct produced *produced;
+        size_t produced_count, produced_capacity;
+        uint32_t next_local_id;
 };
 
 /* io.c: the socket, framing, blocking waits. */
@@ -118,8 +141,11 @@ uint32_t be32(const uint8_t *p);
 int request_begin(comet *c, uint8_t op, uint32_t *id, size_t *mark);
 
 /* dispatch.c: handing what arrives to the handlers. */
-struct subscription *find_sub(comet *c, uint32_t id);
-void remove_sub(comet *c, uint32_t id);
+struct subscription *find_sub(comet *c, uint32_t server_id);
+struct subscription *find_local(comet *c, uint32_t id);
+void remove_sub(comet *c, uint32_t id); /* by the application's id; frees the name */
+/* Registers a subscription the daemon accepted; returns the application's id for it. */
+int add_sub(comet *c, const struct subscription *s, uint32_t *ret_id);
 void remove_puller(comet *c, uint64_t channel);
 int fail(comet *c, int error);
 int queue_acks(comet *c);
@@ -127,6 +153,16 @@ int queue_acks(comet *c);
 /* producer.c */
 int check_name(const char *name);
 void batch_close(comet *c);
+/* Remembers a channel this connection created (reply: CREATE's OK fields). */
+void produced_add(comet *c, const uint8_t *reply, size_t len);
+void produced_remove(comet *c, uint64_t channel);
+
+/* connection.c, reconnect.c */
+int open_socket(const char *path);
+int handshake(comet *c);
+/* The connection broke with `error`: with reconnection on, connects again and puts everything
+ * back; returns 0 then (the caller's request still fails with `error`), else `error`. */
+int reconnect(comet *c, int error);
 
 /* requests.c: requests sent without waiting, and their answers. */
 int pending_reserve(comet *c);

@@ -21,16 +21,34 @@ int check_name(const char *name) {
 }
 
 static int create_reply(comet *c, uint32_t id, uint64_t *ret_channel) {
-        uint8_t reply[16];
+        uint8_t reply[32];
         size_t len = 0;
         int r = await_answer(c, id, reply, sizeof reply, &len);
         if (r < 0)
                 return r;
         if (len < 16)
                 return -EBADMSG;
+        produced_add(c, reply, len);
         if (ret_channel)
                 *ret_channel = be64(reply);
         return 0;
+}
+
+void produced_add(comet *c, const uint8_t *reply, size_t len) {
+        /* channel u64, epoch u64, then the producer token (daemons from 0.5) */
+        if (len < 32 || grow((void **)&c->produced, &c->produced_capacity, c->produced_count, sizeof *c->produced) < 0)
+                return;
+        struct produced *p = &c->produced[c->produced_count++];
+        p->channel = be64(reply);
+        memcpy(p->token, reply + 16, 16);
+}
+
+void produced_remove(comet *c, uint64_t channel) {
+        for (size_t i = 0; i < c->produced_count; i++)
+                if (c->produced[i].channel == channel) {
+                        c->produced[i] = c->produced[--c->produced_count];
+                        return;
+                }
 }
 
 static int create_site(comet *c, const char *name, uint8_t kind, uint32_t size, uint64_t *ret_channel) {
@@ -242,6 +260,7 @@ COMET_PUBLIC int comet_close_channel(comet *c, uint64_t channel) {
         if ((r = await_answer(c, id, NULL, 0, NULL)) < 0)
                 return r;
         remove_puller(c, channel);
+        produced_remove(c, channel);
         return 0;
 }
 

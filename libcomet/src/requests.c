@@ -63,6 +63,7 @@ static int pending_take(comet *c, uint32_t id, struct pending *ret) {
                         continue;
                 *ret = *p;
                 p->id = 0;
+                p->name = NULL;
                 pending_trim(c);
                 return 1;
         }
@@ -80,14 +81,12 @@ static int add_subscription(comet *c, const struct pending *p, struct reader *re
                 return -EBADMSG;
         if (get_u32(reply, &uid) < 0 || get_u32(reply, &gid) < 0)
                 uid = gid = UINT32_MAX; /* a daemon before owners */
-        int r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs);
-        if (r < 0)
-                return r;
-        c->subs[c->sub_count++] = (struct subscription){
-                .id = sub, .is_private = p->is_private, .acked = subscription_start(next), .ack_sent = subscription_start(next),
-                .on_message = p->on_message, .on_end = p->on_end, .userdata = p->userdata, .owner_uid = uid, .owner_gid = gid};
-        *ret_id = sub;
-        return 0;
+        struct subscription s = {
+                .server_id = sub, .is_private = p->is_private, .acked = subscription_start(next),
+                .ack_sent = subscription_start(next), .name = p->name, .flags = p->flags, .epoch = epoch,
+                .last = subscription_start(next), .on_message = p->on_message, .on_end = p->on_end, .userdata = p->userdata,
+                .owner_uid = uid, .owner_gid = gid};
+        return add_sub(c, &s, ret_id);
 }
 
 /* Hands the answer to request `id` (error < 0: refused, else OK with `reply`) to whoever waits for it. */
@@ -104,6 +103,7 @@ void pending_answered(comet *c, uint32_t id, int error, struct reader *reply) {
                         break;
                 case REQ_CREATE:
                 case REQ_CREATE_UNLIMITED:
+                        produced_add(c, reply->p, reply->left);
                         if (get_u64(reply, &value) < 0) {
                                 error = -EBADMSG;
                         } else if (p.kind == REQ_CREATE_UNLIMITED) {
@@ -118,11 +118,14 @@ void pending_answered(comet *c, uint32_t id, int error, struct reader *reply) {
                 case REQ_SUBSCRIBE: {
                         uint32_t sub = 0;
                         error = add_subscription(c, &p, reply, &sub);
+                        if (error == 0)
+                                p.name = NULL; /* the subscription has it now */
                         value = sub;
                         break;
                 }
                 case REQ_CLOSE:
                         remove_puller(c, p.channel);
+                        produced_remove(c, p.channel);
                         break;
                 case REQ_RESUME:
                         c->session = p.session;
@@ -136,6 +139,7 @@ void pending_answered(comet *c, uint32_t id, int error, struct reader *reply) {
                         break;
                 }
         }
+        free(p.name);
         if (p.done) {
                 c->dispatching++;
                 p.done(c, error, value, p.done_userdata);
@@ -155,6 +159,8 @@ void pending_fail_all(comet *c, int error) {
                 struct pending p = c->pending[c->pending_head];
                 c->pending_head = (c->pending_head + 1) % c->pending_capacity;
                 c->pending_count--;
+                if (p.id != 0)
+                        free(p.name);
                 if (p.id != 0 && p.done)
                         p.done(c, error, 0, p.done_userdata);
         }
