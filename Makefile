@@ -5,7 +5,7 @@ SWIFT ?= swift
 # Release binaries carry the Swift runtime: they run where no toolchain is installed.
 RELEASE = $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: run test build release bench bench-peers install deb clean libcomet install-libcomet
+.PHONY: run test test-systemd build release bench bench-peers install deb clean libcomet install-libcomet
 
 ## libcomet (the C library): build, install (PREFIX, DESTDIR).
 libcomet:
@@ -27,6 +27,11 @@ test:
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
 	scripts/test-install
+	scripts/test-systemd || [ $$? = 77 ]
+
+## cometd under a real systemd 252 (Debian 12 in a container; root): reload, restart, kill -9.
+test-systemd: release libcomet
+	scripts/test-systemd
 
 build:
 	scripts/ensure-deps
