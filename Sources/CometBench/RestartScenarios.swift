@@ -63,7 +63,7 @@ struct RestartBench {
         defer { supervisor.stop(SIGTERM) }
         let socket = supervisor.socketPath
         let policy = ReconnectPolicy(initialDelay: .milliseconds(5), maxDelay: .milliseconds(100), giveUpAfter: .seconds(30))
-        return try blocking {
+        return try runBlocking {
             let producerClient = try await CometClient.connect(to: socket, reconnect: policy)
             var producers: [ChannelProducer] = []
             for c in 0..<channels {
@@ -173,16 +173,5 @@ struct RestartBench {
         defer { supervisor.stop(SIGTERM) }
         let scenarios = Scenarios(socket: supervisor.socketPath)
         return (try scenarios.oneToOne(total: messages), try scenarios.fanOut(total: fanoutMessages, consumers: consumers))
-    }
-
-    private func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-            done.signal()
-        }
-        done.wait()
-        return try box.result!.get()
     }
 }

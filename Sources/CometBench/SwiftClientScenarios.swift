@@ -7,16 +7,23 @@ import Glibc
 extension Scenarios {
     /// Runs an async body to completion from the synchronous benchmark.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-            done.signal()
-        }
-        done.wait()
-        return try box.result!.get()
+        try runBlocking(body)
     }
+}
 
+/// Runs an async body to completion from synchronous code (the benchmark's scenarios).
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try box.result!.get()
+}
+
+extension Scenarios {
     /// A `for try await` reader (Swift) of `total` messages pushed in batches by the raw-codec
     /// producer, at the default ring: messages per second, and whether it got them all in order.
     func swiftReader(total: Int) throws -> (rate: Double, complete: Bool) {

@@ -29,21 +29,21 @@ public enum ImageCodec {
         return out
     }
 
-    public static func decode(_ bytes: ByteBuffer) throws(ImageError) -> DaemonImage {
+    public static func decode(_ bytes: ByteBuffer) throws(StateError) -> DaemonImage {
         var input = bytes
-        guard let head = input.readBytes(length: 8), head == magic else { throw ImageError(.notAnImage, "not a cometd image (bad magic)") }
+        guard let head = input.readBytes(length: 8), head == magic else { throw StateError(.notAnImage, "not a cometd image (bad magic)") }
         guard let format = input.readInteger(as: UInt16.self), input.readInteger(as: UInt16.self) != nil else {
-            throw ImageError(.damaged, "image header cut short")
+            throw StateError(.damaged, "image header cut short")
         }
         guard readableFormats.contains(format) else {
-            throw ImageError(.unsupportedFormat, "image format \(format) is not one this cometd reads (\(readableFormats))")
+            throw StateError(.unsupportedFormat, "image format \(format) is not one this cometd reads (\(readableFormats))")
         }
         guard let length = input.readInteger(as: UInt64.self), let sum = input.readInteger(as: UInt64.self),
             length <= UInt64(input.readableBytes), var body = input.readSlice(length: Int(length))
-        else { throw ImageError(.damaged, "image cut short") }
-        guard checksum(body.readableBytesView) == sum else { throw ImageError(.damaged, "image checksum does not match") }
+        else { throw StateError(.damaged, "image cut short") }
+        guard checksum(body.readableBytesView) == sum else { throw StateError(.damaged, "image checksum does not match") }
         let image = try DaemonImage(from: &body)
-        guard body.readableBytes == 0 else { throw ImageError(.invalid, "\(body.readableBytes) trailing bytes in image") }
+        guard body.readableBytes == 0 else { throw StateError(.invalid, "\(body.readableBytes) trailing bytes in image") }
         return image
     }
 
@@ -86,34 +86,34 @@ extension ByteBuffer {
         for element in list { item(&self, element) }
     }
 
-    mutating func take<T: FixedWidthInteger>(_: T.Type = T.self, _ field: StaticString) throws(ImageError) -> T {
-        guard let value = readInteger(as: T.self) else { throw ImageError(.damaged, "image cut short in \(field)") }
+    mutating func take<T: FixedWidthInteger>(_: T.Type = T.self, _ field: StaticString) throws(StateError) -> T {
+        guard let value = readInteger(as: T.self) else { throw StateError(.damaged, "image cut short in \(field)") }
         return value
     }
-    mutating func takeBool(_ field: StaticString) throws(ImageError) -> Bool {
+    mutating func takeBool(_ field: StaticString) throws(StateError) -> Bool {
         switch try take(UInt8.self, field) {
         case 0: return false
         case 1: return true
-        case let other: throw ImageError(.invalid, "\(field) holds \(other), not a boolean")
+        case let other: throw StateError(.invalid, "\(field) holds \(other), not a boolean")
         }
     }
-    mutating func takeString(_ field: StaticString) throws(ImageError) -> String {
+    mutating func takeString(_ field: StaticString) throws(StateError) -> String {
         let length = try take(UInt32.self, field)
-        guard let text = readString(length: Int(length)) else { throw ImageError(.damaged, "image cut short in \(field)") }
+        guard let text = readString(length: Int(length)) else { throw StateError(.damaged, "image cut short in \(field)") }
         return text
     }
-    mutating func takeBytes(_ field: StaticString) throws(ImageError) -> ByteBuffer {
+    mutating func takeBytes(_ field: StaticString) throws(StateError) -> ByteBuffer {
         let length = try take(UInt32.self, field)
-        guard let bytes = readSlice(length: Int(length)) else { throw ImageError(.damaged, "image cut short in \(field)") }
+        guard let bytes = readSlice(length: Int(length)) else { throw StateError(.damaged, "image cut short in \(field)") }
         return bytes
     }
-    mutating func takeOptional<T: FixedWidthInteger>(_: T.Type = T.self, _ field: StaticString) throws(ImageError) -> T? {
+    mutating func takeOptional<T: FixedWidthInteger>(_: T.Type = T.self, _ field: StaticString) throws(StateError) -> T? {
         try takeBool(field) ? try take(T.self, field) : nil
     }
-    mutating func takeList<T>(_ field: StaticString, _ item: (inout ByteBuffer) throws(ImageError) -> T) throws(ImageError) -> [T] {
+    mutating func takeList<T>(_ field: StaticString, _ item: (inout ByteBuffer) throws(StateError) -> T) throws(StateError) -> [T] {
         let count = try take(UInt32.self, field)
         // Every item takes at least one byte: a count beyond what is left is damage, not a reason to allocate.
-        guard Int(count) <= readableBytes else { throw ImageError(.damaged, "\(field): \(count) items in \(readableBytes) bytes") }
+        guard Int(count) <= readableBytes else { throw StateError(.damaged, "\(field): \(count) items in \(readableBytes) bytes") }
         var items: [T] = []
         items.reserveCapacity(Int(count))
         for _ in 0..<count { items.append(try item(&self)) }
@@ -138,18 +138,18 @@ extension DaemonImage {
         out.put(list: storedNames) { $0.put($1) }
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         softwareVersion = try input.takeString("software version")
         instance = try input.take(UInt64.self, "instance")
         nextConnectionID = try input.take(UInt64.self, "next connection id")
         nextChannelID = try input.take(UInt64.self, "next channel id")
         nextPrivateID = try input.take(UInt64.self, "next private id")
-        listeners = try input.takeList("listeners") { (b: inout ByteBuffer) throws(ImageError) in try b.take(Int32.self, "listener") }
-        channels = try input.takeList("channels") { (b: inout ByteBuffer) throws(ImageError) in try SiteChannelImage(from: &b) }
-        privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(ImageError) in try PrivateChannelImage(from: &b) }
-        sessions = try input.takeList("sessions") { (b: inout ByteBuffer) throws(ImageError) in try SessionImage(from: &b) }
-        connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(ImageError) in try ConnectionImage(from: &b) }
-        storedNames = try input.takeList("stored names") { (b: inout ByteBuffer) throws(ImageError) in try b.takeString("name") }
+        listeners = try input.takeList("listeners") { (b: inout ByteBuffer) throws(StateError) in try b.take(Int32.self, "listener") }
+        channels = try input.takeList("channels") { (b: inout ByteBuffer) throws(StateError) in try SiteChannelImage(from: &b) }
+        privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(StateError) in try PrivateChannelImage(from: &b) }
+        sessions = try input.takeList("sessions") { (b: inout ByteBuffer) throws(StateError) in try SessionImage(from: &b) }
+        connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(StateError) in try ConnectionImage(from: &b) }
+        storedNames = try input.takeList("stored names") { (b: inout ByteBuffer) throws(StateError) in try b.takeString("name") }
     }
 }
 
@@ -160,7 +160,7 @@ extension PeerImage {
         out.put(gid)
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         pid = try input.take(Int32.self, "pid")
         uid = try input.take(UInt32.self, "uid")
         gid = try input.take(UInt32.self, "gid")
@@ -189,7 +189,7 @@ extension SiteChannelImage {
         out.put(list: messages) { $0.put(bytes: $1) }
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         id = try input.take(UInt64.self, "channel id")
         name = try input.takeString("channel name")
         epoch = try input.take(UInt64.self, "epoch")
@@ -207,9 +207,9 @@ extension SiteChannelImage {
         tokenHigh = try input.take(UInt64.self, "token")
         tokenLow = try input.take(UInt64.self, "token")
         firstSequence = try input.take(UInt64.self, "first sequence")
-        messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(ImageError) in try b.takeBytes("message") }
+        messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(StateError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {
-            throw ImageError(.invalid, "channel '\(name)': \(messages.count) messages in a ring of \(size) from \(firstSequence)")
+            throw StateError(.invalid, "channel '\(name)': \(messages.count) messages in a ring of \(size) from \(firstSequence)")
         }
     }
 }
@@ -236,7 +236,7 @@ extension PrivateChannelImage {
         out.put(list: messages) { $0.put(bytes: $1) }
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         id = try input.take(UInt64.self, "private id")
         name = try input.takeString("private name")
         epoch = try input.take(UInt64.self, "epoch")
@@ -254,9 +254,9 @@ extension PrivateChannelImage {
         tokenHigh = try input.take(UInt64.self, "token")
         tokenLow = try input.take(UInt64.self, "token")
         firstSequence = try input.take(UInt64.self, "first sequence")
-        messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(ImageError) in try b.takeBytes("message") }
+        messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(StateError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {
-            throw ImageError(.invalid, "private channel '\(name)': \(messages.count) messages in a ring of \(size)")
+            throw StateError(.invalid, "private channel '\(name)': \(messages.count) messages in a ring of \(size)")
         }
     }
 }
@@ -277,15 +277,15 @@ extension SessionImage {
         out.put(charged)
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         id = try input.take(UInt64.self, "session id")
         tokenHigh = try input.take(UInt64.self, "token")
         tokenLow = try input.take(UInt64.self, "token")
         uid = try input.take(UInt32.self, "uid")
-        connections = try input.takeList("session connections") { (b: inout ByteBuffer) throws(ImageError) in try b.take(UInt64.self, "connection") }
+        connections = try input.takeList("session connections") { (b: inout ByteBuffer) throws(StateError) in try b.take(UInt64.self, "connection") }
         detachedAt = try input.takeOptional(UInt64.self, "detached at")
         lastActivity = try input.take(UInt64.self, "last activity")
-        channels = try input.takeList("session channels") { (b: inout ByteBuffer) throws(ImageError) in
+        channels = try input.takeList("session channels") { (b: inout ByteBuffer) throws(StateError) in
             PrivateChannelEntry(name: try b.takeString("name"), handle: try b.take(UInt64.self, "handle"))
         }
         charged = try input.takeBool("charged")
@@ -316,7 +316,7 @@ extension ConnectionImage {
         out.put(bytes: output)
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         id = try input.take(UInt64.self, "connection id")
         descriptor = try input.take(Int32.self, "descriptor")
         cookie = try input.take(UInt64.self, "cookie")
@@ -329,8 +329,8 @@ extension ConnectionImage {
         session = try input.takeOptional(UInt64.self, "session")
         ownedChannels = Int(try input.take(UInt32.self, "owned channels"))
         nextSubscriptionID = try input.take(UInt32.self, "next subscription id")
-        subscriptions = try input.takeList("subscriptions") { (b: inout ByteBuffer) throws(ImageError) in try SubscriptionImage(from: &b) }
-        timeoutWaits = try input.takeList("timeout waits") { (b: inout ByteBuffer) throws(ImageError) in
+        subscriptions = try input.takeList("subscriptions") { (b: inout ByteBuffer) throws(StateError) in try SubscriptionImage(from: &b) }
+        timeoutWaits = try input.takeList("timeout waits") { (b: inout ByteBuffer) throws(StateError) in
             TimeoutWaitImage(
                 session: try b.take(UInt64.self, "session"), requestID: try b.take(UInt32.self, "request id"),
                 timeout: try b.take(UInt64.self, "timeout"))
@@ -350,11 +350,11 @@ extension SubscriptionImage {
         out.put(optional: pinnedOwner)
     }
 
-    init(from input: inout ByteBuffer) throws(ImageError) {
+    init(from input: inout ByteBuffer) throws(StateError) {
         id = try input.take(UInt32.self, "subscription id")
         name = try input.takeString("subscription name")
         let tag = try input.take(UInt8.self, "source")
-        guard let source = Source(rawValue: tag) else { throw ImageError(.invalid, "subscription source \(tag)") }
+        guard let source = Source(rawValue: tag) else { throw StateError(.invalid, "subscription source \(tag)") }
         self.source = source
         channel = try input.take(UInt64.self, "channel")
         cursor = try input.take(UInt64.self, "cursor")

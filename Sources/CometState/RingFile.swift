@@ -81,17 +81,17 @@ public final class RingFile {
     let dataOffset: Int
 
     /// A new file for `meta` with a data area of at least `dataSize` bytes.
-    public static func create(_ meta: RingMeta, dataSize: Int, created: UInt64) throws(StorageError) -> RingFile {
+    public static func create(_ meta: RingMeta, dataSize: Int, created: UInt64) throws(StateError) -> RingFile {
         let capacity = max(1, meta.capacity)
         let index = (capacity * entrySize + 4095) & ~4095
         let data = max(4096, (dataSize + 4095) & ~4095)
         let length = headerSize + index + data
         let fd = Int32(memfdCreate("comet-ring"))
-        guard fd >= 0 else { throw StorageError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
         guard ftruncate(fd, off_t(length)) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw StorageError(.system, "ftruncate: \(reason)")
+            throw StateError(.system, "ftruncate: \(reason)")
         }
         // The header is written whole before the file is mapped; the magic last.
         var header = [UInt8](repeating: 0, count: headerSize)
@@ -119,7 +119,7 @@ public final class RingFile {
         }
         guard pwrite(fd, header, headerSize, 0) == headerSize else {
             close(fd)
-            throw StorageError(.system, "cannot write a ring header: errno \(errno)")
+            throw StateError(.system, "cannot write a ring header: errno \(errno)")
         }
         let file = try RingFile(fd: fd, length: length)
         atomicMemoryFence(ordering: .releasing)
@@ -128,16 +128,16 @@ public final class RingFile {
     }
 
     /// Maps an existing file (one passed back by the store), checking its header.
-    public convenience init(fd: Int32) throws(StorageError) {
+    public convenience init(fd: Int32) throws(StateError) {
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StorageError(.system, "fstat: errno \(errno)") }
+        guard fstat(fd, &info) == 0 else { throw StateError(.system, "fstat: errno \(errno)") }
         try self.init(fd: fd, length: Int(info.st_size))
     }
 
-    init(fd: Int32, length: Int) throws(StorageError) {
-        guard length >= Self.headerSize + 4096 else { throw StorageError(.notStorage, "a ring file has at least two pages") }
+    init(fd: Int32, length: Int) throws(StateError) {
+        guard length >= Self.headerSize + 4096 else { throw StateError(.notStorage, "a ring file has at least two pages") }
         guard let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            throw StorageError(.system, "mmap: \(String(cString: strerror(errno)))")
+            throw StateError(.system, "mmap: \(String(cString: strerror(errno)))")
         }
         self.fd = fd
         self.base = mapped
@@ -152,7 +152,7 @@ public final class RingFile {
         // A file being made has no magic yet; one with the magic must add up.
         guard magic == 0 || (capacity >= 1 && dataOffset + dataSize == length) else {
             munmap(mapped, length)
-            throw StorageError(.damaged, "ring file sizes do not add up")
+            throw StateError(.damaged, "ring file sizes do not add up")
         }
     }
 
@@ -323,7 +323,7 @@ public final class RingFile {
     /// A new, larger file with the same header and the messages `first...last` of this one, for
     /// a push that did not fit; `need` is the size of that push. The bytes are copied message by
     /// message from one mapping to the other (no intermediate buffers).
-    public func grown(need: Int, created: UInt64) throws(StorageError) -> RingFile {
+    public func grown(need: Int, created: UInt64) throws(StateError) -> RingFile {
         let last = self.last
         var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
         let head = value(.head, UInt64.self)
@@ -361,25 +361,6 @@ public final class RingFile {
     @inline(__always) func store<T: FixedWidthInteger>(_ field: Field, _ value: T) {
         base.storeBytes(of: value, toByteOffset: field.rawValue, as: T.self)
     }
-}
-
-/// Why storage cannot be used.
-public struct StorageError: Error, Equatable, CustomStringConvertible {
-    public enum Code: UInt8, Sendable {
-        case system = 1
-        case notStorage = 2
-        case damaged = 3
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { message }
 }
 
 /// memfd_create(2) by system call (glibc declares it only under _GNU_SOURCE), close-on-exec.

@@ -37,14 +37,14 @@ public final class SessionFile {
     public let slots: Int
     private var free: [Int]
 
-    public static func create(slots: Int, created: UInt64) throws(StorageError) -> SessionFile {
+    public static func create(slots: Int, created: UInt64) throws(StateError) -> SessionFile {
         let slots = max(64, slots)
         let length = headerSize + ((slots * slotSize + 4095) & ~4095)
         let fd = Int32(memfdCreate("comet-sessions"))
-        guard fd >= 0 else { throw StorageError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
         guard ftruncate(fd, off_t(length)) == 0 else {
             close(fd)
-            throw StorageError(.system, "ftruncate: errno \(errno)")
+            throw StateError(.system, "ftruncate: errno \(errno)")
         }
         let file = try SessionFile(fd: fd, length: length, fresh: true)
         file.base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
@@ -55,16 +55,16 @@ public final class SessionFile {
         return file
     }
 
-    public convenience init(fd: Int32) throws(StorageError) {
+    public convenience init(fd: Int32) throws(StateError) {
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StorageError(.system, "fstat: errno \(errno)") }
+        guard fstat(fd, &info) == 0 else { throw StateError(.system, "fstat: errno \(errno)") }
         try self.init(fd: fd, length: Int(info.st_size), fresh: false)
     }
 
-    init(fd: Int32, length: Int, fresh: Bool) throws(StorageError) {
-        guard length >= Self.headerSize + 4096 else { throw StorageError(.notStorage, "a session file has at least two pages") }
+    init(fd: Int32, length: Int, fresh: Bool) throws(StateError) {
+        guard length >= Self.headerSize + 4096 else { throw StateError(.notStorage, "a session file has at least two pages") }
         guard let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            throw StorageError(.system, "mmap: errno \(errno)")
+            throw StateError(.system, "mmap: errno \(errno)")
         }
         self.fd = fd
         self.base = mapped
@@ -73,7 +73,7 @@ public final class SessionFile {
         if !fresh {
             guard mapped.load(as: UInt64.self) == Self.magic, mapped.load(fromByteOffset: 8, as: UInt32.self) == 1 else {
                 munmap(mapped, length)
-                throw StorageError(.notStorage, "not a session file of layout 1")
+                throw StateError(.notStorage, "not a session file of layout 1")
             }
         }
         free = []

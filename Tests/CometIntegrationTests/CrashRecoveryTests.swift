@@ -121,20 +121,7 @@ final class ReconnectTests: XCTestCase {
         let subscription = try await readerClient.subscribe("live", from: .oldest)
         let inbox = try await producerClient.createPrivate("inbox", for: readerClient.session.id, size: 100)
         let privateSubscription = try await readerClient.subscribePrivate("inbox")
-        let reading = Task { () -> (UInt64, Bool, String?) in
-            var expected: UInt64 = 1
-            var inOrder = true
-            do {
-                for try await message in subscription {
-                    if message.sequence != expected { inOrder = false }
-                    expected += 1
-                    if expected > UInt64(total) { break }
-                }
-                return (expected - 1, inOrder, nil)
-            } catch {
-                return (expected - 1, inOrder, "\(error)")
-            }
-        }
+        let reading = readInOrder(subscription, total: total)
         let privateReading = Task { () -> [String] in
             var got: [String] = []
             do {
@@ -165,10 +152,10 @@ final class ReconnectTests: XCTestCase {
             }
         }
         _ = try await inbox.push("p6")
-        let (received, inOrder, error) = await reading.value
-        XCTAssertNil(error, supervisor.log)
-        XCTAssertEqual(received, UInt64(total))
-        XCTAssertTrue(inOrder)
+        let read = await reading.value
+        XCTAssertNil(read.error, supervisor.log)
+        XCTAssertEqual(read.received, UInt64(total))
+        XCTAssertTrue(read.inOrder)
         let privately = await privateReading.value
         XCTAssertEqual(privately, ["p1", "p2", "p3", "p4", "p5", "p6"], "unacknowledged ones come again and are dropped; nothing is lost")
         XCTAssertTrue(supervisor.log.contains("recovered after a crash"))

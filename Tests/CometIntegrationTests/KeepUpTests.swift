@@ -25,28 +25,15 @@ final class KeepUpTests: XCTestCase {
         let producer = try await producerClient.create("keepup")  // default ring: 1000
         let readerClient = try await connect()
         let subscription = try await readerClient.subscribe("keepup")
-        let reading = Task { () -> (Int, Bool, Error?) in
-            var expected: UInt64 = 1
-            var inOrder = true
-            do {
-                for try await message in subscription {
-                    if message.sequence != expected { inOrder = false }
-                    expected += 1
-                    if expected > UInt64(total) { break }
-                }
-                return (Int(expected - 1), inOrder, nil)
-            } catch {
-                return (Int(expected - 1), inOrder, error)
-            }
-        }
+        let reading = readInOrder(subscription, total: total)
         let payload = [UInt8](repeating: 0x6B, count: 64)
         for _ in 0..<total { await producer.publish(payload) }
         let last = try await producer.flush()
         XCTAssertEqual(last, UInt64(total), "every push is in")
-        let (received, inOrder, error) = await reading.value
-        XCTAssertNil(error, "no FULL (or any end) for a reader that keeps up")
-        XCTAssertEqual(received, total)
-        XCTAssertTrue(inOrder)
+        let read = await reading.value
+        XCTAssertNil(read.error, "no FULL (or any end) for a reader that keeps up")
+        XCTAssertEqual(read.received, UInt64(total))
+        XCTAssertTrue(read.inOrder)
         await readerClient.close()
         await producerClient.close()
     }

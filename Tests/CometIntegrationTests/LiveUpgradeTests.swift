@@ -37,25 +37,12 @@ final class LiveUpgradeTests: XCTestCase {
         let producerClient = try await CometClient.connect(to: daemon.socketPath)
         let producer = try await producerClient.create("load", size: 1000)
         var readers: [CometClient] = []
-        var tasks: [Task<(UInt64, Bool, String?), Never>] = []
+        var tasks: [Task<OrderedReading, Never>] = []
         for _ in 0..<100 {
             let client = try await CometClient.connect(to: daemon.socketPath)
             readers.append(client)
             let subscription = try await client.subscribe("load", from: .oldest)
-            tasks.append(Task {
-                var expected: UInt64 = 1
-                var inOrder = true
-                do {
-                    for try await message in subscription {
-                        if message.sequence != expected { inOrder = false }
-                        expected += 1
-                        if expected > UInt64(total) { break }
-                    }
-                    return (expected - 1, inOrder, nil)
-                } catch {
-                    return (expected - 1, inOrder, "\(error)")
-                }
-            })
+            tasks.append(readInOrder(subscription, total: total))
         }
         let upgrades = Task.detached { [daemon] in
             for round in 1...3 {
@@ -73,10 +60,10 @@ final class LiveUpgradeTests: XCTestCase {
         XCTAssertEqual(last, UInt64(total))
         await upgrades.value
         for task in tasks {
-            let (received, inOrder, error) = await task.value
-            XCTAssertNil(error)
-            XCTAssertEqual(received, UInt64(total))
-            XCTAssertTrue(inOrder)
+            let reading = await task.value
+            XCTAssertNil(reading.error)
+            XCTAssertEqual(reading.received, UInt64(total))
+            XCTAssertTrue(reading.inOrder)
         }
         try waitForTakeOvers(daemon, 3)
         XCTAssertTrue(daemon.process.isRunning)

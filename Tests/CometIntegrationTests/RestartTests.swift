@@ -6,25 +6,6 @@ import XCTest
 /// Restarts through the service manager's file-descriptor store, with the test supervisor
 /// standing in for systemd (docs/RESTARTS.md).
 final class RestartTests: XCTestCase {
-    /// Readers that count what they get: every message exactly once and in order, or the error.
-    private func reader(_ client: CometClient, _ name: String, total: Int) async throws -> Task<(UInt64, Bool, String?), Never> {
-        let subscription = try await client.subscribe(name, from: .oldest)
-        return Task {
-            var expected: UInt64 = 1
-            var inOrder = true
-            do {
-                for try await message in subscription {
-                    if message.sequence != expected { inOrder = false }
-                    expected += 1
-                    if expected > UInt64(total) { break }
-                }
-                return (expected - 1, inOrder, nil)
-            } catch {
-                return (expected - 1, inOrder, "\(error)")
-            }
-        }
-    }
-
     /// SIGTERM (`systemctl restart`): the state and every connection go into the store; the next
     /// process takes them over. Clients see a pause, nothing else.
     func testPlannedRestartKeepsConnectionsAndMessages() async throws {
@@ -34,11 +15,11 @@ final class RestartTests: XCTestCase {
         let producerClient = try await CometClient.connect(to: supervisor.socketPath)
         let producer = try await producerClient.create("steady", size: 1000)
         var clients: [CometClient] = []
-        var tasks: [Task<(UInt64, Bool, String?), Never>] = []
+        var tasks: [Task<OrderedReading, Never>] = []
         for _ in 0..<50 {
             let client = try await CometClient.connect(to: supervisor.socketPath)
             clients.append(client)
-            tasks.append(try await reader(client, "steady", total: total))
+            tasks.append(readInOrder(try await client.subscribe("steady", from: .oldest), total: total))
         }
         let firstPID = supervisor.pid
         let restarts = Task.detached { [supervisor] in
@@ -57,10 +38,10 @@ final class RestartTests: XCTestCase {
         XCTAssertEqual(supervisor.starts, 3)
         XCTAssertNotEqual(supervisor.pid, firstPID)
         for task in tasks {
-            let (received, inOrder, error) = await task.value
-            XCTAssertNil(error, supervisor.log)
-            XCTAssertEqual(received, UInt64(total))
-            XCTAssertTrue(inOrder)
+            let reading = await task.value
+            XCTAssertNil(reading.error, supervisor.log)
+            XCTAssertEqual(reading.received, UInt64(total))
+            XCTAssertTrue(reading.inOrder)
         }
         // The new process took its connections out of the store (else they would never close).
         XCTAssertNil(supervisor.stored["comet-conn"], "\(supervisor.stored)")

@@ -57,7 +57,7 @@ final class ImageCodecTests: XCTestCase {
 
     func testRefusesOtherFormatsAndDamage() {
         var encoded = ImageCodec.encode(sample())
-        func code(_ bytes: ByteBuffer) -> ImageError.Code? {
+        func code(_ bytes: ByteBuffer) -> StateError.Code? {
             do {
                 _ = try ImageCodec.decode(bytes)
                 return nil

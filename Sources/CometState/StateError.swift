@@ -1,5 +1,5 @@
-/// Why an image cannot be read.
-public struct ImageError: Error, Equatable, CustomStringConvertible {
+/// Why a handover image or a storage file cannot be read or made.
+public struct StateError: Error, Equatable, CustomStringConvertible {
     public enum Code: UInt8, Sendable {
         /// Not an image at all (wrong magic).
         case notAnImage = 1
@@ -9,6 +9,10 @@ public struct ImageError: Error, Equatable, CustomStringConvertible {
         case damaged = 3
         /// A field holds a value that cannot be (a bad enum tag, an impossible count).
         case invalid = 4
+        /// The system refused (memfd_create, ftruncate, mmap).
+        case system = 5
+        /// A descriptor that is not a storage file of a layout this binary reads.
+        case notStorage = 6
     }
 
     public var code: Code
