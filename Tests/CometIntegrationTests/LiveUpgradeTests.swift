@@ -8,7 +8,7 @@ import XCTest
 /// session and subscription (docs/RESTARTS.md, "Live upgrade").
 final class LiveUpgradeTests: XCTestCase {
     /// The daemon's own copy of the binary, in its directory, so a test can replace it.
-    private func daemonWithOwnBinary() throws -> (Daemon, URL) {
+    func daemonWithOwnBinary() throws -> (Daemon, URL) {
         let directory = try Daemon.temporaryDirectory()
         let binary = directory.appendingPathComponent("cometd")
         try FileManager.default.copyItem(at: Daemon.releaseDaemon, to: binary)
@@ -18,7 +18,7 @@ final class LiveUpgradeTests: XCTestCase {
 
     private static func takeOvers(_ daemon: Daemon) -> Int { daemon.log.components(separatedBy: "state taken over").count - 1 }
 
-    private func waitForTakeOvers(_ daemon: Daemon, _ count: Int, timeout: TimeInterval = 20) throws {
+    func waitForTakeOvers(_ daemon: Daemon, _ count: Int, timeout: TimeInterval = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Self.takeOvers(daemon) < count, Date() < deadline { usleep(10_000) }
         XCTAssertEqual(Self.takeOvers(daemon), count, daemon.log)
@@ -154,6 +154,61 @@ final class LiveUpgradeTests: XCTestCase {
         let other = try await CometClient.connect(to: daemon.socketPath)
         try await other.ping()
         await other.close()
+        await client.close()
+    }
+}
+
+extension LiveUpgradeTests {
+    /// A reader that does not read while the daemon is upgraded: what its socket had not taken
+    /// (queued output, several hundred KiB) is handed over and comes first, then the rest.
+    func testQueuedOutputOfASlowReaderIsHandedOver() async throws {
+        let (daemon, directory) = try daemonWithOwnBinary()
+        defer {
+            XCTAssertEqual(daemon.stop(), 0, daemon.log)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let total = 20_000
+        let producerClient = try await CometClient.connect(to: daemon.socketPath)
+        let producer = try await producerClient.create("backlog", size: total)
+        let reader = try RawConnection(daemon.socketPath, receiveBuffer: 4096)
+        _ = try reader.hello()
+        _ = try reader.expectOK(reader.send(.subscribe(name: "backlog", position: .next, epoch: 0, wait: false)))
+        let payload = String(repeating: "q", count: 100)
+        for start in stride(from: 0, to: total, by: 500) {
+            _ = try await producer.push(batch: (start..<(start + 500)).map { _ in Array(payload.utf8) })
+        }
+        usleep(200_000)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        try waitForTakeOvers(daemon, 1)
+        var next: UInt64 = 1
+        while next <= UInt64(total), let frame = try reader.read() {
+            if case .message(_, let sequence, _) = frame {
+                XCTAssertEqual(sequence, next)
+                if sequence != next { break }
+                next += 1
+            }
+        }
+        XCTAssertEqual(next, UInt64(total) + 1, "every message once, in order, across the upgrade")
+        await producerClient.close()
+    }
+
+    /// A binary that reads other image formats only is refused before anything happens.
+    func testABinaryOfAnotherImageFormatIsRefused() async throws {
+        let (daemon, directory) = try daemonWithOwnBinary()
+        defer {
+            XCTAssertEqual(daemon.stop(), 0, daemon.log)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let binary = directory.appendingPathComponent("cometd")
+        try FileManager.default.removeItem(at: binary)
+        try "#!/bin/sh\necho comet-handover-formats 9 9\n".write(to: binary, atomically: true, encoding: .utf8)
+        chmod(binary.path, 0o755)
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(20)
+        while !daemon.log.contains("live upgrade refused"), Date() < deadline { usleep(10_000) }
+        XCTAssertTrue(daemon.log.contains("reads image formats 9...9, not 1"), daemon.log)
+        try await client.ping()
         await client.close()
     }
 }
