@@ -335,6 +335,14 @@ public final class RingFile {
         let live = first <= last ? Int(head - entry(first).offset) : 0
         var size = dataSize * 2
         while size < 2 * (live + need) { size *= 2 }
+        // The ring keeps `capacity` messages whatever they weigh (eviction is by count): a file
+        // that fills up is made big enough for all of them at once, at the average size so far
+        // and a quarter more, instead of doubling (and copying) again and again.
+        let count = first <= last ? Int(last - first + 1) : 0
+        if count > 0, count < capacity {
+            let average = (live + count - 1) / count
+            size = max(size, (capacity * average / 4) * 5)
+        }
         let bigger = try RingFile.create(meta, dataSize: size, created: created)
         bigger.setFlags(flags)
         bigger.setAcknowledged(acknowledged)
