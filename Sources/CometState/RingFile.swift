@@ -54,9 +54,9 @@ public struct RingMeta: Equatable, Sendable {
 ///              message s in slot (s - 1) % capacity
 ///     data:    a circular byte area; a message never wraps (the rest of the area is skipped)
 ///
-/// A push writes the bytes, then the index entry, then `head`, `first` and last `last`, each
-/// after a release fence: `last` says what is complete. A message whose bytes the area no
-/// longer holds cannot be kept: `append` then says the file must grow (`RingFile.grown`).
+/// A batch of pushes writes the bytes and index entries, then `head` and `first`, then `last`,
+/// each after a release fence: `last` says what is complete. A message whose bytes would
+/// overwrite one still kept does not fit: `write` then says the file must grow (`grown`).
 public final class RingFile {
     public static let magic: UInt64 = 0x474e_5254_454d_4f43  // "COMETRNG" little-endian
     public static let layout: UInt32 = 1
@@ -192,37 +192,6 @@ public final class RingFile {
         atomicMemoryFence(ordering: .releasing)
         store(.last, next - 1)
     }
-
-    /// Appends message `sequence` (the next one) and records `first`, the oldest the ring in
-    /// memory keeps after it. False when the data area would have to overwrite a message still
-    /// kept: the caller moves to `grown(...)` and appends there.
-    @inline(__always)
-    public func append(_ payload: UnsafeRawBufferPointer, sequence: UInt64, first: UInt64) -> Bool {
-        let count = payload.count
-        guard count <= dataSize else { return false }
-        var head = value(.head, UInt64.self)
-        let position = Int(head % UInt64(dataSize))
-        if position + count > dataSize { head += UInt64(dataSize - position) }
-        // The oldest message kept after this push must still be whole once these bytes are in.
-        if first < sequence, first >= 1 {
-            let oldest = entry(first).offset
-            guard head + UInt64(count) - oldest <= UInt64(dataSize) else { return false }
-        }
-        let at = Int(head % UInt64(dataSize))
-        if count > 0 { (base + dataOffset + at).copyMemory(from: payload.baseAddress!, byteCount: count) }
-        let slot = base + indexOffset + Int((sequence - 1) % UInt64(capacity)) * Self.entrySize
-        slot.storeBytes(of: head, as: UInt64.self)
-        slot.storeBytes(of: UInt32(count), toByteOffset: 8, as: UInt32.self)
-        atomicMemoryFence(ordering: .releasing)
-        store(.head, head + UInt64(count))
-        store(.first, first)
-        atomicMemoryFence(ordering: .releasing)
-        store(.last, sequence)
-        return true
-    }
-
-    /// Bytes ever written to the data area (where the next message goes).
-    public var head: UInt64 { value(.head, UInt64.self) }
 
     /// Where a batch of pushes goes: the data area's head and position, the index slot and
     /// the next sequence number, advanced per message without a division.

@@ -72,17 +72,15 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
         file.setFlags(flags)
         file.setAcknowledged(acknowledged)
         file.restart(at: first)
-        var sequence = first
+        var batch = file.beginBatch(from: first, first: first)
         for message in messages {
-            _ = message.withUnsafeReadableBytes { file.append($0, sequence: sequence, first: first) }
-            sequence += 1
+            _ = message.withUnsafeReadableBytes { file.write($0, into: &batch) }
         }
+        file.publish(batch)
         guard let name = place(file.fd) else { return false }
         if let old = rings.updateValue((file, name), forKey: meta.id) { forget(old.name) }
         return true
     }
-
-    public func hasRing(_ id: UInt64) -> Bool { rings[id] != nil }
 
     /// Channel `id`'s file, for a caller that writes a batch itself (`RingFile.write`, `publish`).
     @inline(__always)
@@ -101,29 +99,6 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
         } catch {
             failures += 1
             return nil
-        }
-    }
-
-    /// Appends message `sequence` of channel `id` (`first`: the oldest its ring keeps after it).
-    @inline(__always)
-    public func append(_ id: UInt64, _ payload: ByteBuffer, sequence: UInt64, first: UInt64) {
-        guard let ring = rings[id] else { return }
-        let fits = payload.withUnsafeReadableBytes { ring.file.append($0, sequence: sequence, first: first) }
-        if !fits { grow(id, ring, payload, sequence: sequence, first: first) }
-    }
-
-    private func grow(_ id: UInt64, _ ring: (file: RingFile, name: String), _ payload: ByteBuffer, sequence: UInt64, first: UInt64) {
-        do {
-            let bigger = try ring.file.grown(need: payload.readableBytes, created: clock())
-            _ = payload.withUnsafeReadableBytes { bigger.append($0, sequence: sequence, first: first) }
-            guard let name = place(bigger.fd) else {
-                // The store did not take it: the old file stays, without this message.
-                return
-            }
-            rings[id] = (bigger, name)
-            forget(ring.name)
-        } catch {
-            failures += 1
         }
     }
 

@@ -16,11 +16,13 @@ final class StorageTests: XCTestCase {
             let sequence = file.last + 1
             let first = sequence > UInt64(capacity) ? sequence - UInt64(capacity) + 1 : file.first
             let bytes = Array(text.utf8)
-            let fits = bytes.withUnsafeBytes { file.append($0, sequence: sequence, first: first) }
-            if !fits {
+            var batch = file.beginBatch(from: sequence, first: first)
+            if !bytes.withUnsafeBytes({ file.write($0, into: &batch) }) {
                 file = try file.grown(need: bytes.count, created: 2)
-                XCTAssertTrue(bytes.withUnsafeBytes { file.append($0, sequence: sequence, first: first) })
+                batch = file.beginBatch(from: sequence, first: first)
+                XCTAssertTrue(bytes.withUnsafeBytes { file.write($0, into: &batch) })
             }
+            file.publish(batch)
         }
     }
 
