@@ -98,7 +98,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             self.held = false
             self.scheduleResume(context)
         }
-        conn.takeInput = { [weak self] in self?.pending }
+        conn.pendingInput = { [weak self] in self?.pending }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -47,8 +47,8 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     /// The last `queuedOutput` bytes handed to the socket, by reference: what it has not written.
     var unsent = CircularBuffer<ByteBuffer>()
     var unsentBytes = 0
-    /// Bytes read and not yet handled (the connection's handler's; for a live upgrade).
-    var takeInput: (() -> ByteBuffer?)?
+    /// Bytes read and not yet handled, as the connection's handler holds them (for an image).
+    var pendingInput: (() -> ByteBuffer?)?
     /// Set on a connection carried over from a previous process: lets it go on once every
     /// connection is back.
     var afterAdoption: (() -> Void)?

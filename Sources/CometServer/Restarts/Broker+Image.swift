@@ -52,7 +52,7 @@ extension Broker {
                 id: conn.id, descriptor: fd, cookie: cookie, peer: PeerImage(conn.identity), openedAt: conn.openedAt, lastRequest: conn.lastRequest,
                 handshaken: conn.handshaken, counted: conn.counted, inputClosed: conn.inputClosed, session: conn.session?.id,
                 ownedChannels: conn.ownedChannels, nextSubscriptionID: conn.nextSubscriptionID, subscriptions: subscriptions,
-                timeoutWaits: waits, input: conn.takeInput?() ?? ByteBuffer(), output: output))
+                timeoutWaits: waits, input: conn.pendingInput?() ?? ByteBuffer(), output: output))
         }
         let channels = sites.values.filter { !Self.isMirror($0.id) }.sorted { $0.id < $1.id }.map { channel in
             SiteChannelImage(
@@ -237,10 +237,7 @@ extension Broker {
             logger.warning("connection not carried over", metadata: ["connection": "\(id)", "fd": "\(saved.descriptor)"])
         }
         adopting = [:]
-        for (id, channel) in restoredSites where channel.isClosed {
-            releaseIfDrained(channel)
-            _ = id
-        }
+        for channel in restoredSites.values where channel.isClosed { releaseIfDrained(channel) }
         restoredSites = [:]
         for waiter in Array(timeoutWaiters.keys) { checkTimeout(waiter) }
         for conn in connections.values {
