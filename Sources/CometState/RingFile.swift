@@ -139,21 +139,24 @@ public final class RingFile {
         guard let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw StateError(.system, "mmap: \(String(cString: strerror(errno)))")
         }
-        self.fd = fd
-        self.base = mapped
-        self.length = length
-        let capacity = Int(mapped.load(fromByteOffset: Field.capacity.rawValue, as: UInt64.self))
-        let dataSize = Int(mapped.load(fromByteOffset: Field.dataSize.rawValue, as: UInt64.self))
-        self.capacity = capacity
-        self.dataSize = dataSize
-        self.indexOffset = Self.headerSize
-        self.dataOffset = Self.headerSize + ((capacity * Self.entrySize + 4095) & ~4095)
-        let magic = mapped.load(fromByteOffset: Field.magic.rawValue, as: UInt64.self)
-        // A file being made has no magic yet; one with the magic must add up.
-        guard magic == 0 || (capacity >= 1 && dataOffset + dataSize == length) else {
+        // Sizes are checked before any arithmetic: a damaged file is refused, never trusted.
+        let rawCapacity = mapped.load(fromByteOffset: Field.capacity.rawValue, as: UInt64.self)
+        let rawData = mapped.load(fromByteOffset: Field.dataSize.rawValue, as: UInt64.self)
+        let sane = rawCapacity >= 1 && rawCapacity <= 1 << 26 && rawData >= 4096 && rawData <= UInt64(length)
+        let capacity = sane ? Int(rawCapacity) : 1
+        let dataSize = sane ? Int(rawData) : 4096
+        let dataOffset = Self.headerSize + ((capacity * Self.entrySize + 4095) & ~4095)
+        guard sane, dataOffset + dataSize == length else {
             munmap(mapped, length)
             throw StateError(.damaged, "ring file sizes do not add up")
         }
+        self.fd = fd
+        self.base = mapped
+        self.length = length
+        self.capacity = capacity
+        self.dataSize = dataSize
+        self.indexOffset = Self.headerSize
+        self.dataOffset = dataOffset
     }
 
     deinit {
@@ -253,6 +256,11 @@ public final class RingFile {
         store(.last, batch.sequence - 1)
     }
 
+    /// Whether the area still holds all of `e`'s bytes (no overflow on a damaged entry).
+    func whole(_ e: Entry, head: UInt64) -> Bool {
+        e.offset <= head && UInt64(e.length) <= head - e.offset && head - e.offset <= UInt64(dataSize) && e.length <= dataSize
+    }
+
     struct Entry {
         var offset: UInt64
         var length: Int
@@ -265,42 +273,38 @@ public final class RingFile {
 
     /// The messages the file holds whole, oldest first, and the first one's sequence number.
     public func messages() -> (first: UInt64, payloads: [ByteBuffer]) {
-        let last = self.last
-        var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
-        let head = value(.head, UInt64.self)
-        // Only messages whose bytes the area still holds (all of them, unless the file is damaged).
-        while first <= last {
-            let e = entry(first)
-            if e.offset + UInt64(e.length) <= head, head - e.offset <= UInt64(dataSize), e.length <= dataSize { break }
-            first += 1
-        }
+        let (first, last) = kept()
         var payloads: [ByteBuffer] = []
-        payloads.reserveCapacity(Int(last + 1 - first))
-        var sequence = first
-        while sequence <= last {
+        guard first <= last else { return (first, payloads) }
+        payloads.reserveCapacity(Int(last - first + 1))
+        for sequence in first...last {
             let e = entry(sequence)
             let at = Int(e.offset % UInt64(dataSize))
             guard at + e.length <= dataSize else { break }
             var buffer = ByteBufferAllocator().buffer(capacity: e.length)
             buffer.writeBytes(UnsafeRawBufferPointer(start: base + dataOffset + at, count: e.length))
             payloads.append(buffer)
-            sequence += 1
         }
         return (first, payloads)
+    }
+
+    /// The numbers of the oldest and newest messages the file holds whole (`first > last`: none).
+    /// Damaged numbers (beyond 2^62, or `first` past `last + 1`) read as an empty ring after `last`.
+    func kept() -> (first: UInt64, last: UInt64) {
+        let last = min(self.last, 1 << 62)
+        var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
+        if first > last + 1 { first = last + 1 }
+        let head = value(.head, UInt64.self)
+        while first <= last, !whole(entry(first), head: head) { first += 1 }
+        return (first, last)
     }
 
     /// A new, larger file with the same header and the messages `first...last` of this one, for
     /// a push that did not fit; `need` is the size of that push. The bytes are copied message by
     /// message from one mapping to the other (no intermediate buffers).
     public func grown(need: Int, created: UInt64) throws(StateError) -> RingFile {
-        let last = self.last
-        var first = max(self.first, last >= UInt64(capacity) ? last - UInt64(capacity) + 1 : 1)
+        let (first, last) = kept()
         let head = value(.head, UInt64.self)
-        while first <= last {
-            let e = entry(first)
-            if e.offset + UInt64(e.length) <= head, head - e.offset <= UInt64(dataSize) { break }
-            first += 1
-        }
         let live = first <= last ? Int(head - entry(first).offset) : 0
         var size = dataSize * 2
         while size < 2 * (live + need) { size *= 2 }

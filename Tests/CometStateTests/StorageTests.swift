@@ -58,11 +58,35 @@ final class StorageTests: XCTestCase {
         XCTAssertEqual(again.meta.kind, .private)
     }
 
+    func testDamagedFilesAreRefusedNotTrusted() throws {
+        let file = try RingFile.create(meta(capacity: 10), dataSize: 4096, created: 1)
+        // Absurd sizes in the header: refused when mapped.
+        var huge = UInt64.max
+        XCTAssertEqual(pwrite(file.fd, &huge, 8, 16), 8)
+        XCTAssertThrowsError(try RingFile(fd: dup(file.fd)))
+        // A sane file whose numbers and index entries are garbage: what it holds whole, nothing else.
+        let other = try RingFile.create(meta(capacity: 10), dataSize: 4096, created: 1)
+        var batch = other.beginBatch(from: 1, first: 1)
+        for text in ["a", "b", "c"] { _ = Array(text.utf8).withUnsafeBytes { other.write($0, into: &batch) } }
+        other.publish(batch)
+        var junk: [UInt8] = Array(repeating: 0xff, count: 16)
+        XCTAssertEqual(pwrite(other.fd, &junk, 16, 4096 + 16), 16)  // entry of message 2
+        var last = UInt64.max
+        XCTAssertEqual(pwrite(other.fd, &last, 8, 112), 8)
+        let again = try RingFile(fd: dup(other.fd))
+        XCTAssertLessThanOrEqual(again.messages().payloads.count, 10)
+    }
+
     func testAFileWithoutHeaderIsNotValid() throws {
         let fd = Int32(memfdCreate("junk"))
         XCTAssertEqual(ftruncate(fd, 3 * 4096), 0)
-        let file = try RingFile(fd: fd)
-        XCTAssertFalse(file.isValid)
+        XCTAssertThrowsError(try RingFile(fd: fd), "a file of zeros has no sizes: refused")
+        close(fd)
+        // One whose header was written but not its magic (made when the process died): not valid.
+        let made = try RingFile.create(meta(capacity: 4), dataSize: 4096, created: 1)
+        var zero: UInt64 = 0
+        XCTAssertEqual(pwrite(made.fd, &zero, 8, 0), 8)
+        XCTAssertFalse(try RingFile(fd: dup(made.fd)).isValid)
         let tiny = Int32(memfdCreate("tiny"))
         XCTAssertThrowsError(try RingFile(fd: tiny))
         close(tiny)
