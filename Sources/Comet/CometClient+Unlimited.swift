@@ -26,14 +26,32 @@ extension CometClient {
             handler(created.channel, sink)  // on the loop, before any PULL for it can be read
             return created
         }
-        let producer = ChannelProducer(client: self, name: name, id: reply.channel, epoch: reply.epoch)
+        produces(reply.channel, token: (reply.tokenHigh, reply.tokenLow))
+        let producer = ChannelProducer(
+            client: self, name: name, id: reply.channel, epoch: reply.epoch, token: (reply.tokenHigh, reply.tokenLow))
         Task {
             var iterator = source.makeAsyncIterator()
+            // After a reconnect (ReconnectPolicy) an answer lost in flight is given again at the
+            // next pull, unless the channel says it landed: each element once.
+            var unanswered: Source.Element?
+            var answered: UInt64 = 0
             do {
                 for await pull in pulls {
-                    guard let element = try await iterator.next() else { break }
-                    _ = try await self.request(.answer(channel: reply.channel, pull: pull, payload: ByteBuffer(bytes: element))) {
-                        try PushReply(from: &$0)
+                    let element: Source.Element
+                    if let kept = unanswered {
+                        element = kept
+                        unanswered = nil
+                    } else {
+                        guard let next = try await iterator.next() else { break }
+                        element = next
+                    }
+                    do {
+                        answered = try await self.request(.answer(channel: reply.channel, pull: pull, payload: ByteBuffer(bytes: element))) {
+                            try PushReply(from: &$0).firstSequence
+                        }
+                    } catch let error as ConnectionError where error.kind == .lost {
+                        let last = try await producer.lastSequence()
+                        if last > answered { answered = last } else { unanswered = element }
                     }
                 }
             } catch {}

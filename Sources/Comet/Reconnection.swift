@@ -72,10 +72,7 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
             _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch))
             sink.batch = []
         }
-        for (channel, pulls) in handler.pullSinks {
-            pulls.finish()
-            handler.pullSinks[channel] = nil
-        }
+        // Pull streams stay: the daemon pulls again once the channel is taken back.
         attempt(handler)
     }
 

@@ -165,6 +165,32 @@ final class ReconnectTests: XCTestCase {
     }
 }
 
+extension ReconnectTests {
+    /// An unlimited channel (pulled) goes on after kill -9: every element of its source once.
+    func testUnlimitedChannelCarriesOnAcrossKillNine() async throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(200), giveUpAfter: .seconds(30))
+        let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let source = AsyncStream<[UInt8]> { continuation in
+            for i in 1...6 { continuation.yield(Array("u\(i)".utf8)) }
+        }
+        _ = try await producerClient.createUnlimited("pulled", for: readerClient.session.id, from: source)
+        let subscription = try await readerClient.subscribePrivate("pulled")
+        var iterator = subscription.makeAsyncIterator()
+        var got: [String] = []
+        for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
+        XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
+        await readerClient.close()
+        await producerClient.close()
+        supervisor.stop(SIGTERM)
+    }
+}
+
 /// `comet push` and `comet listen` reconnect by default: a crash of the daemon in the middle of
 /// a stream costs a pause, not a message.
 final class CLIReconnectTests: XCTestCase {
