@@ -119,7 +119,11 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                     let sequence = body.getInteger(at: body.readerIndex + 5, as: UInt64.self)
                 {
                     if last?.serverID != subscription { last = sinks[subscription] }
-                    guard let sink = last, sequence > sink.last else { continue }
+                    guard let sink = last else { continue }
+                    guard sequence > sink.last else {
+                        redelivered(sink, sequence)
+                        continue
+                    }
                     sink.last = sequence
                     if sink.batch.isEmpty { touched.append(sink) }
                     let payload = body.readableBytesView.dropFirst(13)
@@ -153,7 +157,11 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                 pending.removeValue(forKey: requestID)?(.failure(CometError(code: code, message: message)))
             }
         case .message(let subscription, let sequence, let payload):
-            guard let sink = sinks[subscription], sequence > sink.last else { return }
+            guard let sink = sinks[subscription] else { return }
+            guard sequence > sink.last else {
+                redelivered(sink, sequence)
+                return
+            }
             sink.last = sequence
             if sink.batch.isEmpty { touched.append(sink) }
             sink.batch.append(CometMessage(sequence: sequence, payload: Array(payload.readableBytesView)))
@@ -182,6 +190,13 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         case .reset(let subscription, let epoch):
             end(subscription, EpochChanged(channel: sinks[subscription]?.name ?? "", epoch: epoch))
         }
+    }
+
+    /// A message handed on before came again (a private channel's unacknowledged one, after a
+    /// reconnect): it is not handed on twice, but acknowledged again, as it was taken before.
+    private func redelivered(_ sink: SubscriptionSink, _ sequence: UInt64) {
+        guard sink.again?.scope == .clientProcess else { return }
+        send(.ack(subscription: sink.serverID, sequence: sequence)) { _ in }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
