@@ -9,10 +9,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-/* memfd_create(2) and pipe2(2) by system call: glibc declares them only under _GNU_SOURCE. */
-static inline int comet_memfd_create(const char *name, unsigned int flags) {
-    return (int)syscall(SYS_memfd_create, name, flags);
-}
+/* pipe2(2) by system call: glibc declares it only under _GNU_SOURCE. */
 static inline int comet_pipe_cloexec(int fds[2]) {
     return (int)syscall(SYS_pipe2, fds, O_CLOEXEC);
 }

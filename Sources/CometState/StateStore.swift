@@ -86,6 +86,19 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
     @inline(__always)
     public func ringFile(_ id: UInt64) -> RingFile? { rings[id]?.file }
 
+    /// Writes the next message of `batch` into channel `id`'s `file`; when the data area is full
+    /// of messages still kept, publishes what is in and moves to a bigger file. False when the
+    /// message could not be kept (the file could not grow).
+    @inline(__always)
+    public func write(_ message: UnsafeRawBufferPointer, _ id: UInt64, file: inout RingFile, batch: inout RingFile.Batch) -> Bool {
+        if file.write(message, into: &batch) { return true }
+        file.publish(batch)
+        guard let bigger = grow(id, need: message.count) else { return false }
+        file = bigger
+        batch = file.beginBatch(from: batch.sequence, first: batch.first)
+        return file.write(message, into: &batch)
+    }
+
     /// Moves channel `id` to a bigger file (what is published in the current one is copied),
     /// room for a message of `need` bytes; nil if that failed (the current file stays).
     public func grow(_ id: UInt64, need: Int) -> RingFile? {

@@ -153,6 +153,9 @@ struct CometService: Service {
         try LiveUpgrade.probe(path)
         logger.notice("live upgrade: handing over to \(path)")
         notifier.reloading()
+        // From here the next process's "handed over" log line counts the pause.
+        setenv("COMET_HANDOVER_STARTED", "\(NIODeadline.now().uptimeNanoseconds)", 1)
+        defer { unsetenv("COMET_HANDOVER_STARTED") }
         let owned = ownedPath
         try await server.withImage { image in
             if let owned { setenv(LiveUpgrade.ownedSocketVariable, owned, 1) }

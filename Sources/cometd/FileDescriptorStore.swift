@@ -53,50 +53,11 @@ struct FileDescriptorStore: Sendable {
         _ = sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=\(name)")
     }
 
-    /// A memfd holding `bytes`, positioned at its start.
-    static func memfd(named name: String, holding bytes: ByteBuffer) throws -> Int32 {
-        let fd = comet_memfd_create(name, 1 /* MFD_CLOEXEC */)
-        guard fd >= 0 else { throw LiveUpgrade.Refused(description: "memfd_create: \(String(cString: strerror(errno)))") }
-        var written = 0
-        let ok = bytes.withUnsafeReadableBytes { raw -> Bool in
-            while written < raw.count {
-                let n = write(fd, raw.baseAddress! + written, raw.count - written)
-                if n <= 0 { return false }
-                written += n
-            }
-            return true
-        }
-        guard ok, lseek(fd, 0, SEEK_SET) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw LiveUpgrade.Refused(description: "cannot write the image: \(reason)")
-        }
-        return fd
-    }
-
-    /// Everything `fd` holds, read from its start.
-    static func contents(of fd: Int32) throws -> ByteBuffer {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw LiveUpgrade.Refused(description: "fstat: errno \(errno)") }
-        let size = Int(info.st_size)
-        var buffer = ByteBufferAllocator().buffer(capacity: size)
-        var offset = 0
-        try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            while offset < size {
-                let n = pread(fd, raw.baseAddress! + offset, size - offset, off_t(offset))
-                guard n > 0 else { throw LiveUpgrade.Refused(description: "cannot read the image: errno \(errno)") }
-                offset += n
-            }
-            return size
-        }
-        return buffer
-    }
-
     /// A planned restart: the image, its connections and the listening sockets cometd bound
     /// itself go into the store. Called on the event loop with nothing else happening; the
     /// caller exits right after.
     func save(_ image: DaemonImage, ownListeners: Bool) throws {
-        let fd = try Self.memfd(named: Self.imageName, holding: ImageCodec.encode(image))
+        let fd = try ImageFile.write(image, named: Self.imageName)
         // Anything a previous restart left behind goes first.
         remove(Self.imageName)
         remove(Self.connectionName)

@@ -60,11 +60,12 @@ enum LiveUpgrade {
         guard spawned == 0 else { throw Refused(description: "cannot run \(path): \(String(cString: strerror(spawned)))") }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
-        let deadline = Date.now + timeout
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(Int(timeout * 1000))
         var status: Int32 = 0
         var exited = false
         _ = fcntl(pipeFDs[0], F_SETFL, O_NONBLOCK)
-        while Date.now < deadline {
+        while clock.now < deadline {
             let n = read(pipeFDs[0], &chunk, chunk.count)
             if n > 0 { output += chunk.prefix(n) }
             if waitpid(pid, &status, WNOHANG) == pid {
@@ -107,11 +108,9 @@ enum LiveUpgrade {
     static func execute(_ path: String, image: DaemonImage) throws(Refused) {
         let fd: Int32
         do {
-            fd = try FileDescriptorStore.memfd(named: "cometd-image", holding: ImageCodec.encode(image))
-        } catch let error as Refused {
-            throw error
+            fd = try ImageFile.write(image, named: "cometd-image")
         } catch {
-            throw Refused(description: "\(error)")
+            throw Refused(description: error.message)
         }
         _ = fcntl(fd, F_SETFD, 0)
         let inherited = image.listeners + image.connections.map(\.descriptor)
@@ -141,7 +140,7 @@ enum LiveUpgrade {
         unsetenv(variable)
         guard let fd = Int32(text), fd >= 0 else { throw Refused(description: "\(variable)=\(text) is not a descriptor") }
         defer { close(fd) }
-        return try ImageCodec.decode(FileDescriptorStore.contents(of: fd))
+        return try ImageFile.read(fd)
     }
 
     private static func environmentStrings() -> [String] {
@@ -153,15 +152,4 @@ enum LiveUpgrade {
         }
         return result
     }
-}
-
-private struct Date {
-    var seconds: Double
-    static var now: Date {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Date(seconds: Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9)
-    }
-    static func + (lhs: Date, rhs: Double) -> Date { Date(seconds: lhs.seconds + rhs) }
-    static func < (lhs: Date, rhs: Date) -> Bool { lhs.seconds < rhs.seconds }
 }

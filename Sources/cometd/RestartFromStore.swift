@@ -28,7 +28,7 @@ struct RestartFromStore {
         }
         let image: DaemonImage
         do {
-            image = try ImageCodec.decode(FileDescriptorStore.contents(of: fd))
+            image = try ImageFile.read(fd)
         } catch {
             logger.error("the image of the last restart cannot be read; starting afresh", metadata: ["error": "\(error)"])
             (connections + stored).forEach { close($0) }

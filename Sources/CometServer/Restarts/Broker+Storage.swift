@@ -41,15 +41,7 @@ extension Broker {
         let start = max(first, kept)
         var batch = file.beginBatch(from: start, first: kept)
         _ = ring.forEach(from: start) { payload in
-            if !payload.withUnsafeReadableBytes({ file.write($0, into: &batch) }) {
-                // The data area is full of messages still kept: publish what is in, move to a bigger file.
-                file.publish(batch)
-                guard let bigger = store.grow(id, need: payload.readableBytes) else { return false }
-                file = bigger
-                batch = file.beginBatch(from: batch.sequence, first: kept)
-                guard payload.withUnsafeReadableBytes({ file.write($0, into: &batch) }) else { return false }
-            }
-            return true
+            payload.withUnsafeReadableBytes { store.write($0, id, file: &file, batch: &batch) }
         }
         file.publish(batch)
     }
@@ -71,14 +63,7 @@ extension Broker {
                 }
                 guard sequence >= start else { continue }
                 let message = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
-                if !file.write(message, into: &batch) {
-                    // The data area is full of messages still kept: publish what is in, move to a bigger file.
-                    file.publish(batch)
-                    guard let bigger = store.grow(id, need: length) else { return }
-                    file = bigger
-                    batch = file.beginBatch(from: sequence, first: kept)
-                    guard file.write(message, into: &batch) else { return }
-                }
+                guard store.write(message, id, file: &file, batch: &batch) else { break }
             }
             file.publish(batch)
         }

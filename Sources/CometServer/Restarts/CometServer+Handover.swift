@@ -15,7 +15,6 @@ extension CometServer {
     /// writes the image and calls `execve`. If `body` returns, the server goes on unchanged.
     public func withImage<T: Sendable>(_ body: @escaping @Sendable (DaemonImage) throws -> T) async throws -> T {
         try await eventLoop.submit {
-            setenv("COMET_HANDOVER_STARTED", "\(NIODeadline.now().uptimeNanoseconds)", 1)
             let cookies = SocketCookies.descriptorsByCookie()
             let listenerFDs = self.listenerChannels.compactMap { SocketCookies.cookie(of: $0).flatMap { cookies[$0] } }
             let image = self.broker.image(listeners: listenerFDs) { conn in
