@@ -120,6 +120,7 @@ extension Broker {
             guard let conn = connections[id] else { continue }
             conn.starved = false
             markDirty(conn)
+            readerDrained(conn)
         }
     }
 

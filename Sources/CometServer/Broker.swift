@@ -68,6 +68,8 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     /// Bytes handed to sockets so far (delivery passes measure their share with it).
     var bytesWritten = 0
     var sweeper: RepeatedTask?
+    /// Which producers wait for which readers (`Flow/ProducerHolds.swift`).
+    let holds: ProducerHolds
     /// While a previous process's state is being put back: its site channels by handle, and the
     /// connections whose sockets are not adopted yet (`Restarts/Broker+Image.swift`).
     var restoredSites: [UInt64: SiteChannel<ByteBuffer>] = [:]
@@ -81,6 +83,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
         self.configuration = configuration
         self.logger = logger
         self.policy = configuration.policy
+        self.holds = ProducerHolds(grace: configuration.readerGrace)
         self.accounts = ResourceAccounts(quotas: configuration.quotas)
         self.logLimiter = LogLimiter(burst: configuration.logBurst, interval: configuration.logInterval)
         var limits = configuration.registry
@@ -145,7 +148,8 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     func connectionClosed(_ conn: ConnectionState) {
         guard connections.removeValue(forKey: conn.id) != nil else { return }
         conn.isClosing = true
-        conn.resumeInput = nil
+        conn.holdReleased = nil
+        holds.forget(conn.id)
         syncQueuedOutput(conn, closing: true)
         readerDrained(conn)
         for sub in conn.subscriptions.values {

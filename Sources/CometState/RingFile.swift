@@ -347,14 +347,12 @@ public final class RingFile {
 /// memfd_create(2) by system call (glibc declares it only under _GNU_SOURCE), close-on-exec.
 func memfdCreate(_ name: String) -> Int {
     #if arch(x86_64)
-    let number = 319
+    return name.withCString { syscall(319, $0, 1 /* MFD_CLOEXEC */) }
     #elseif arch(arm64)
-    let number = 279
+    return name.withCString { syscall(279, $0, 1 /* MFD_CLOEXEC */) }
     #else
-    let number = -1
+    return -1
     #endif
-    guard number >= 0 else { return -1 }
-    return name.withCString { syscall(number, $0, 1 /* MFD_CLOEXEC */) }
 }
 
 @_silgen_name("syscall")

@@ -168,9 +168,10 @@ extension Broker {
         logger.notice("channels wait for their producers to take them back", metadata: [
             "channels": "\(orphaned.count)", "grace_ms": "\(grace.nanoseconds / 1_000_000)",
         ])
+        let ids = orphaned
         eventLoop.scheduleTask(in: grace) { [weak self] in
             guard let self else { return }
-            for id in orphaned { self.closeOrphan(id) }
+            for id in ids { self.closeOrphan(id) }
         }
     }
 

@@ -5,13 +5,14 @@ import NIOCore
 /// FULL only for readers that cannot keep up: before a push evicts a message that a subscribed
 /// reader has not been handed yet, the reader's connection is handed what it is missing, as long
 /// as that connection's queue (outbox and bytes the socket has not taken) stays under
-/// `readerQueueBound`. When a reader's queue is full, the producer's next such push waits (its
-/// requests are not read) until the reader's socket drains, for at most `readerGrace`; then the
-/// push goes in and the reader, which could not keep up, gets FULL (docs/SEMANTICS.md, "When a
-/// reader gets FULL").
+/// `readerQueueBound`. When the queue of a reader that may hold the producer (`ProducerHolds`:
+/// same uid) is full, the producer's next such push waits until that reader's socket drains, for
+/// at most `readerGrace`; then the push goes in and the reader, which could not keep up, gets
+/// FULL. Any other reader whose queue is full is simply not protected: the push goes in and it
+/// gets FULL (docs/SEMANTICS.md, "When a reader gets FULL").
 extension Broker {
-    /// Whether `conn`'s `request` must wait for a reader of its channel whose queue is full. Hands
-    /// readers what they miss first; called before the request is handled.
+    /// Whether `conn`'s `request` must wait for a reader of its channel. Hands readers what they
+    /// miss first; called before the request is handled.
     func mustHold(_ request: Request, from conn: ConnectionState) -> Bool {
         let channelID: UInt64
         let count: Int
@@ -24,45 +25,35 @@ extension Broker {
             !channel.isClosed, channel.room(above: channel.protectedFloor) < count
         else { return false }
         // Bytes this pass may copy: many slow readers cannot stall the loop all at once; those
-        // left over wait like readers with a full queue, and are served again next turn.
-        let laggards = handOver(channel, budget: configuration.handOverBudget)
-        guard laggards.floor != .max, channel.room(above: laggards.floor) < count else {
-            conn.pacingSince = nil
+        // left over are served at the next turn.
+        let pass = handOver(channel, producer: conn.uid, budget: configuration.handOverBudget)
+        guard pass.holdingFloor != .max, channel.room(above: pass.holdingFloor) < count else {
+            holds.end(conn.id)
             return false
         }
-        let now = NIODeadline.now()
-        if let since = conn.pacingSince {
-            if now - since >= configuration.readerGrace {
-                // The readers had their time: the push goes in, and they get FULL.
-                conn.pacingSince = nil
-                logLimiter.log(logger, .info, kind: "grace", "readers did not drain within the grace; they lose messages (FULL)", metadata: [
-                    "channel": "\(channel.name)", "readers": "\(laggards.connections.count)",
-                ])
-                return false
-            }
-        } else {
-            conn.pacingSince = now
+        switch holds.wait(conn.id, for: pass.holding.map(\.id), now: eventLoop.now) {
+        case .graceOver:
+            logLimiter.log(logger, .info, kind: "grace", "readers did not drain within the grace; they lose messages (FULL)", metadata: [
+                "channel": "\(channel.name)", "readers": "\(pass.holding.count)",
+            ])
+            return false
+        case .wait(let firstWait):
             let producer = conn.id
-            eventLoop.scheduleTask(in: configuration.readerGrace) { [weak self] in
-                self?.connections[producer]?.resumeInput?()
+            if firstWait {
+                eventLoop.scheduleTask(in: holds.grace) { [weak self] in self?.connections[producer]?.holdReleased?() }
             }
-        }
-        for reader in laggards.connections { reader.pacedProducers.insert(conn.id) }
-        // A reader left behind by the pass's budget or its user's output quota, not by a full
-        // queue, has no writability change to wake the producer: try again shortly.
-        if laggards.connections.contains(where: { $0.pendingOutput < configuration.readerQueueBound }) {
-            let producer = conn.id
-            eventLoop.scheduleTask(in: .milliseconds(1)) { [weak self] in self?.connections[producer]?.resumeInput?() }
+            if pass.budgetUsed {
+                // Readers left over by this pass's budget have no drain to wait for: the producer
+                // tries again at the next turn (this pass copied a budget's worth: progress).
+                eventLoop.execute { [weak self] in self?.connections[producer]?.holdReleased?() }
+            }
         }
         return true
     }
 
     /// A reader's queue drained (or it left): producers that waited for it go on.
     func readerDrained(_ reader: ConnectionState) {
-        guard !reader.pacedProducers.isEmpty else { return }
-        let producers = reader.pacedProducers
-        reader.pacedProducers = []
-        for id in producers { connections[id]?.resumeInput?() }
+        for id in holds.drained(reader.id) { connections[id]?.holdReleased?() }
     }
 
     /// Appends `payloads` to `channel` in slices that evict nothing a protected reader still
@@ -87,7 +78,7 @@ extension Broker {
         var start = 0
         while start < payloads.count {
             if room <= 0 {
-                handOver(channel)
+                handOver(channel, producer: channel.creator.uid)
                 // Nothing protected any more (every reader's queue is full): the rest goes in at once.
                 room = max(1, channel.room(above: channel.protectedFloor))
             }
@@ -103,25 +94,36 @@ extension Broker {
 
     /// Appends one relayed message, handing local readers what they miss first.
     func pushRelayedHandingOver(_ payload: ByteBuffer, sequence: UInt64, to channel: SiteChannel<ByteBuffer>) {
-        if sequence == channel.lastSequence + 1, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel) }
+        if sequence == channel.lastSequence + 1, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel, producer: nil) }
         channel.pushRelayed(payload, sequence: sequence)
     }
 
+    /// What one hand-over pass found.
+    struct HandOverPass {
+        /// Readers that may hold the producer, whose queue is full while they still miss
+        /// messages the ring holds, and the lowest of their cursors.
+        var holding: [ConnectionState] = []
+        var holdingFloor = UInt64.max
+        /// Whether the pass stopped at its budget with readers left to serve.
+        var budgetUsed = false
+    }
+
     /// Copies every message of `channel` its readers have not been handed into their connections'
-    /// outboxes, each up to `readerQueueBound` of queued output, and raises the channel's floor to
-    /// the lowest cursor among the readers the ring still serves. Returns the readers whose queue
-    /// is full while they still miss messages the ring holds, and the lowest of their cursors.
+    /// outboxes, each up to `readerQueueBound` of queued output, and sets the channel's protected
+    /// floor: the lowest cursor among the readers the next push must not overtake (those that
+    /// may hold `producer`, and those whose queue still has room). A reader of another user
+    /// whose queue is full is not protected: the ring moves past it and it gets FULL.
     @discardableResult
-    func handOver(_ channel: SiteChannel<ByteBuffer>, budget: Int = .max) -> (connections: [ConnectionState], floor: UInt64) {
+    func handOver(_ channel: SiteChannel<ByteBuffer>, producer: UInt32?, budget: Int = .max) -> HandOverPass {
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence
         var floor = UInt64.max
-        var laggards: [ConnectionState] = []
-        var laggardFloor = UInt64.max
+        var pass = HandOverPass()
         var budget = budget
         for reader in channel.readers.keys {
             guard let conn = connections[reader], !conn.isClosing else { continue }
+            let mayHold = ProducerHolds.mayHold(readerUID: conn.uid, producerUID: producer)
             for (id, sub) in conn.subscriptions {
                 guard case .site(let read) = sub.source, read === channel else { continue }
                 var cursor = sub.cursor
@@ -137,16 +139,23 @@ extension Broker {
                     // of queued output bounds what its readers are handed.
                     flush(conn)
                 }
-                // A reader whose queue is full stays protected (its producer waits for it, within
-                // the grace); one whose next message is already gone is not: it gets FULL.
-                if cursor >= first { floor = min(floor, cursor) }
-                if cursor >= first, cursor <= last {
-                    laggards.append(conn)
-                    laggardFloor = min(laggardFloor, cursor)
+                guard cursor >= first, cursor <= last else {
+                    // Caught up (nothing to protect), or its next message is already gone (FULL).
+                    if cursor >= first { floor = min(floor, cursor) }
+                    continue
+                }
+                if budget <= 0 { pass.budgetUsed = true }
+                if mayHold {
+                    floor = min(floor, cursor)
+                    pass.holding.append(conn)
+                    pass.holdingFloor = min(pass.holdingFloor, cursor)
+                } else if conn.pendingOutput < bound, !conn.starved {
+                    // Room left (the budget stopped it): protected until its queue is full.
+                    floor = min(floor, cursor)
                 }
             }
         }
         channel.protectedFloor = floor
-        return (laggards, laggardFloor)
+        return pass
     }
 }

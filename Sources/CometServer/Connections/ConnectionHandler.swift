@@ -4,11 +4,13 @@ import CometWire
 import NIOCore
 
 /// The thin NIO end of a client connection: splits bytes into frames, decodes requests and hands
-/// them to the broker; reports writability and closure. Holds no protocol state of its own.
+/// them to the broker; reports writability and closure. Whether requests are handled now is
+/// decided by one state machine, `InputFlow`; this type only carries out what it says.
 ///
-/// It also stops reading from a peer whose answers are piling up unread (the socket is not
-/// writable): a client that pipelines requests without reading replies is slowed down, and the
-/// daemon's memory for it stays bounded.
+/// A peer that pipelines requests without reading the answers is not read from while its answers
+/// wait (`InputFlow.State.waitingForOutput`), so the daemon's memory for it stays bounded; a peer
+/// that sends thousands of requests at once is served a share per turn of the loop, so it does
+/// not delay the others.
 final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // used on its channel's loop only
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -18,24 +20,20 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     /// Frames up to 1 MiB before HELLO (PROTOCOL.md §3), the configured maximum after it.
     private var decoder: FrameDecoder
     private var state: ConnectionState?
-    /// Bytes of an incomplete frame carried over to the next read.
+    /// Bytes read and not handled yet: an incomplete frame, or requests held back by the flow.
     private var pending: ByteBuffer?
-    /// A read NIO asked for while the peer was not taking our output.
-    private var readHeld = false
-    /// Requests wait in `pending` until the peer takes its answers.
-    private var paused = false
-    private var resumeScheduled = false
-    /// A push waits for a reader of its channel (`Broker.mustHold`): only `resumeInput` goes on.
-    private var held = false
-    /// A connection carried over from a previous process (docs/RESTARTS.md): nothing is read or
-    /// handled until every connection is back.
+    private var flow: InputFlow
+    /// A connection carried over from a previous process (docs/RESTARTS.md).
     private var carried: ConnectionImage?
-    private var adopting = false
+    /// Credentials given by whoever made the connection (the simulator), instead of SO_PEERCRED.
+    private let givenIdentity: Identity?
 
-    init(broker: Broker, carrying image: ConnectionImage? = nil) {
+    init(broker: Broker, carrying image: ConnectionImage? = nil, identity: Identity? = nil) {
         self.broker = broker
         self.decoder = FrameDecoder(maxFrameSize: CometProtocol.defaultMaxFrameSize)
         self.carried = image
+        self.flow = InputFlow(adopting: image != nil)
+        self.givenIdentity = identity
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -55,13 +53,20 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             return
         }
         if broker.isShuttingDown {
+            flow.close()
             context.close(promise: nil)
             return
         }
-        // On the channel's own loop the credentials are there at once.
-        let identity = NIOLoopBoundBox(Identity(), eventLoop: context.eventLoop)
-        PeerCredentials.of(context.channel).whenSuccess { identity.value = $0.identity }
-        let conn = broker.connectionOpened(context: context, identity: identity.value)
+        let identity: Identity
+        if let givenIdentity {
+            identity = givenIdentity
+        } else {
+            // On the channel's own loop the credentials are there at once.
+            let box = NIOLoopBoundBox(Identity(), eventLoop: context.eventLoop)
+            PeerCredentials.of(context.channel).whenSuccess { box.value = $0.identity }
+            identity = box.value
+        }
+        let conn = broker.connectionOpened(context: context, identity: identity)
         state = conn
         installHooks(conn, context)
     }
@@ -71,7 +76,6 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     private func adopt(_ image: ConnectionImage, _ context: ChannelHandlerContext) {
         let conn = broker.adopt(image, context: context)
         state = conn
-        adopting = true
         if image.input.readableBytes > 0 {
             var input = context.channel.allocator.buffer(capacity: image.input.readableBytes)
             input.writeImmutableBuffer(image.input)
@@ -82,23 +86,32 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         conn.afterAdoption = { [weak self] in
             guard let self else { return }
-            self.adopting = false
-            let context = bound.value
-            self.process(context, conn)
-            if self.readHeld, !self.paused {
-                self.readHeld = false
-                context.read()
-            }
+            self.perform(self.flow.adopted(), bound.value)
         }
     }
 
     private func installHooks(_ conn: ConnectionState, _ context: ChannelHandlerContext) {
-        conn.resumeInput = { [weak self] in
-            guard let self, self.held else { return }
-            self.held = false
-            self.scheduleResume(context)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        conn.holdReleased = { [weak self] in
+            guard let self else { return }
+            self.perform(self.flow.holdReleased(), bound.value)
         }
         conn.pendingInput = { [weak self] in self?.pending }
+    }
+
+    /// Carries out what the flow decided.
+    private func perform(_ actions: InputFlow.Actions, _ context: ChannelHandlerContext) {
+        if actions.process, let conn = state, !conn.isClosing {
+            process(context, conn)
+            broker.deliverDirty()
+        }
+        if actions.read { context.read() }
+        if actions.scheduleTurn {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                self.perform(self.flow.nextTurn(), bound.value)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -109,31 +122,48 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             input = carried
         }
         pending = input
-        if !adopting { process(context, conn) }
+        if flow.isHandling { process(context, conn) }
     }
 
     /// Decodes and handles requests from `pending` until it holds no whole frame, until the
-    /// answers waiting for this peer reach the high watermark, or until it has had its share of
-    /// this turn of the event loop: then the rest waits (and reads are held) until the peer has
-    /// taken its answers, or until the next turn. The output for one peer is thus bounded per
-    /// answer written, and a peer that pipelines thousands of requests does not delay the others.
+    /// answers waiting for this peer do not fit in its socket, until a push must wait for a
+    /// reader, or until the connection has had its share of this turn of the loop; tells the flow
+    /// which one stopped it.
     private func process(_ context: ChannelHandlerContext, _ conn: ConnectionState) {
-        guard var input = pending else { return }
+        let stop = handleRequests(context, conn)
+        guard !conn.isClosing else {
+            flow.close()
+            return
+        }
+        let actions = flow.processed(stop)
+        conn.inputPending = flow.isStopped
+        _ = broker.chargeUnfinishedFrame(pending?.readableBytes ?? 0, conn)
+        perform(actions, context)
+    }
+
+    private func handleRequests(_ context: ChannelHandlerContext, _ conn: ConnectionState) -> InputFlow.Stop {
+        guard var input = pending else { return .drained }
         pending = nil
-        paused = false
+        defer {
+            if input.readableBytes > 0, !conn.isClosing {
+                // Keep only what is left, in a buffer of its own, not the whole read buffer.
+                var rest = context.channel.allocator.buffer(capacity: input.readableBytes)
+                rest.writeBuffer(&input)
+                pending = rest
+            }
+        }
         var handled = 0
         do {
             while !conn.isClosing {
-                // Answers piling up for this peer, or its share of this turn used up: the rest waits.
-                if conn.outbox.readableBytes >= broker.configuration.outboundHighWatermark || !context.channel.isWritable
-                    || handled >= broker.configuration.requestsPerTurn
-                {
-                    paused = true
-                    break
+                if conn.outbox.readableBytes >= broker.configuration.outboundHighWatermark {
+                    // Answers piling up: hand them to the socket; wait only if it does not take them.
+                    broker.flush(conn)
                 }
-                handled += 1
+                if !context.channel.isWritable { return input.readableBytes > 0 ? .outputBlocked : .drained }
+                if handled >= broker.configuration.requestsPerTurn { return input.readableBytes > 0 ? .turnUsed : .drained }
                 let start = input.readerIndex
-                guard let body = try decoder.nextFrame(from: &input) else { break }
+                guard let body = try decoder.nextFrame(from: &input) else { return .drained }
+                handled += 1
                 let request: Request
                 do {
                     request = try Request.decode(body: body)
@@ -143,7 +173,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
                     let id: UInt32 = body.getInteger(at: body.readerIndex + 1) ?? 0
                     guard id != CometProtocol.connectionRequestID else {
                         broker.fail(conn, WireError(.malformedFrame, "request id 0 is reserved for errors that end the connection"))
-                        return
+                        return .drained
                     }
                     broker.reply(error: error.code, error.message, to: id, conn)
                     continue
@@ -151,14 +181,12 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
                 if request.id == CometProtocol.connectionRequestID {
                     // Id 0 names the connection itself: a request may not use it (PROTOCOL.md §4).
                     broker.fail(conn, WireError(.malformedFrame, "request id 0 is reserved for errors that end the connection"))
-                    return
+                    return .drained
                 }
                 if broker.mustHold(request, from: conn) {
-                    // A reader of the channel has a full queue: this push waits for it to drain.
+                    // A reader that may hold this producer has a full queue: the push waits for it.
                     input.moveReaderIndex(to: start)
-                    paused = true
-                    held = true
-                    break
+                    return .pushHeld
                 }
                 broker.handle(request, from: conn)
                 if conn.handshaken, decoder.maxFrameSize != broker.configuration.maxFrameSize {
@@ -167,55 +195,18 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             }
         } catch {
             broker.fail(conn, error)
-            return
         }
-        guard !conn.isClosing else { return }
-        if input.readableBytes > 0 {
-            // Keep only what is left, in a buffer of its own, not the whole read buffer.
-            var rest = context.channel.allocator.buffer(capacity: input.readableBytes)
-            rest.writeBuffer(&input)
-            pending = rest
-        }
-        conn.inputPending = paused
-        _ = broker.chargeUnfinishedFrame(pending?.readableBytes ?? 0, conn)
-    }
-
-    /// Goes on with requests held back by `process`, once the peer took its answers.
-    private func resume(_ context: ChannelHandlerContext) {
-        guard let conn = state, !conn.isClosing, paused, !adopting, context.channel.isWritable else { return }
-        process(context, conn)
-        broker.deliverDirty()
-        if paused {
-            if context.channel.isWritable, !held { scheduleResume(context) }
-        } else if readHeld {
-            readHeld = false
-            context.read()
-        }
-    }
-
-    private func scheduleResume(_ context: ChannelHandlerContext) {
-        guard !resumeScheduled else { return }
-        resumeScheduled = true
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            self.resumeScheduled = false
-            self.resume(bound.value)
-        }
+        return .drained
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // Deliver what this read produced now, before the loop polls again: one hop less latency.
         broker.deliverDirty()
-        if paused, !held, context.channel.isWritable { scheduleResume(context) }
         context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable, !paused, !adopting {
-            context.read()
-        } else {
-            readHeld = true
-        }
+        if flow.readRequested().read { context.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -225,14 +216,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
                 broker.markDirty(conn)
                 broker.readerDrained(conn)
             }
-            if adopting {
-                // Goes on once every connection is back.
-            } else if paused, !held {
-                scheduleResume(context)
-            } else if readHeld, !paused {
-                readHeld = false
-                context.read()
-            }
+            perform(flow.writable(), context)
         }
         context.fireChannelWritabilityChanged()
     }
@@ -247,6 +231,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        flow.close()
         if let conn = state { broker.connectionClosed(conn) }
         state = nil
         context.fireChannelInactive()

@@ -38,12 +38,8 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     var outbox: ByteBuffer
     /// Queued for a delivery pass.
     var isDirty = false
-    /// Since when this producer's pushes wait for a reader whose queue is full (nil: they don't).
-    var pacingSince: NIODeadline?
-    /// Producers waiting for this reader's queue to drain.
-    var pacedProducers: Set<UInt64> = []
-    /// Goes on with requests held back (set by the connection's handler).
-    var resumeInput: (() -> Void)?
+    /// Lets a push held for a reader go on (set by the connection's handler; `InputFlow`).
+    var holdReleased: (() -> Void)?
     /// The last `queuedOutput` bytes handed to the socket, by reference: what it has not written.
     var unsent = CircularBuffer<ByteBuffer>()
     var unsentBytes = 0
