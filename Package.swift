@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "comet", targets: ["CometCLI"]),
         .executable(name: "comet-bench", targets: ["CometBench"]),
         .executable(name: "comet-fuzz", targets: ["CometFuzz"]),
+        .executable(name: "comet-sim", targets: ["CometSim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -137,10 +138,27 @@ let package = Package(
             dependencies: ["CometWire", "CFuzzShim", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Deterministic simulation of the daemon core (docs/FLOW.md): virtual time, simulated peers.
+        .target(
+            name: "CometSimulation",
+            dependencies: [
+                "CometServer", "CometWire", "CometChannels",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "CometSim",
+            dependencies: ["CometSimulation", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(name: "CometWireTests", dependencies: ["CometWire"]),
         .testTarget(name: "CometChannelsTests", dependencies: ["CometChannels"]),
         .testTarget(name: "CometFederationTests", dependencies: ["CometFederation"]),
         .testTarget(name: "CometStateTests", dependencies: ["CometState"]),
+        .testTarget(name: "CometSimulationTests", dependencies: ["CometSimulation"]),
         // What systemd does for cometd (socket, NOTIFY_SOCKET, file-descriptor store), for the tests and comet-bench.
         .target(name: "CometSupervision", swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(

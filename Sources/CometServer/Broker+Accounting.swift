@@ -88,7 +88,7 @@ extension Broker {
     /// (NIO's count: no promise and no callback per write). Called after each write, when the
     /// socket drains (writability), by the sweeper, and when the connection closes.
     func syncQueuedOutput(_ conn: ConnectionState, closing: Bool = false) {
-        let now = closing ? 0 : (try? conn.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? conn.queuedOutput
+        let now = closing ? 0 : conn.socketQueue?() ?? (try? conn.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? conn.queuedOutput
         let delta = now - conn.queuedOutput
         guard delta != 0 else { return }
         conn.queuedOutput = now

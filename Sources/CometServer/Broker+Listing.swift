@@ -41,7 +41,7 @@ extension Broker {
 
     /// The sessions `conn` may see (its user's; root: all), by id after `after`, as many as fit.
     func sessionsPage(after: UInt64, _ conn: ConnectionState) -> SessionsReply {
-        let now = Self.uptime()
+        let now = uptime()
         let visible = sessions.sessions.values
             .filter { $0.id > after && (conn.identity.isRoot || $0.uid == conn.uid) }
             .sorted { $0.id < $1.id }

@@ -6,7 +6,7 @@ extension Broker {
     /// Handles one decoded request. Answers go to the connection's outbox.
     func handle(_ request: Request, from conn: ConnectionState) {
         guard !conn.isClosing else { return }
-        conn.lastRequest = Self.uptime()
+        conn.lastRequest = uptime()
         requestsSinceSweep &+= 1
         guard conn.handshaken else {
             guard case .hello(let versions) = request.operation else {

@@ -5,7 +5,7 @@ import NIOCore
 extension Broker {
     /// Notes activity on a session's stateful channels (wait_timeout counts only these).
     func touch(_ sessionID: UInt64) {
-        if let session = sessions.session(sessionID) { sessions.touch(session, now: Self.uptime()) }
+        if let session = sessions.session(sessionID) { sessions.touch(session, now: uptime()) }
     }
 
     /// Opens the session of a new HELLO, charged to the user. A user at its session quota first
@@ -18,7 +18,7 @@ extension Broker {
             if let idle { endSession(idle) }
         }
         try charge(.sessions, conn)
-        let session = sessions.open(uid: conn.uid, connection: conn.id, now: Self.uptime())
+        let session = sessions.open(uid: conn.uid, connection: conn.id, now: uptime())
         chargedSessions.insert(session.id)
         conn.session = session
         stored(session)
@@ -68,7 +68,7 @@ extension Broker {
     /// grace period, so that its client can resume it; with `discardIfEmpty` (the connection moved
     /// to another session by RESUME) an unused one ends at once.
     func leave(_ session: Session, _ conn: ConnectionState, discardIfEmpty: Bool = false) {
-        guard sessions.detach(conn.id, from: session, now: Self.uptime()) else { return }
+        guard sessions.detach(conn.id, from: session, now: uptime()) else { return }
         if discardIfEmpty, session.channels.isEmpty {
             endSession(session)
             return
@@ -76,7 +76,7 @@ extension Broker {
         let grace = configuration.sessionGrace
         let id = session.id
         eventLoop.scheduleTask(in: grace) { [weak self] in
-            guard let self, let ended = self.sessions.expire(id, now: Self.uptime(), grace: UInt64(grace.nanoseconds)) else { return }
+            guard let self, let ended = self.sessions.expire(id, now: uptime(), grace: UInt64(grace.nanoseconds)) else { return }
             self.logger.debug("session ended after its grace period", metadata: ["session": "\(String(ended.id, radix: 16))"])
             self.endSession(ended)
         }
@@ -238,7 +238,7 @@ extension Broker {
             dropTimeoutWaiter(waiterID)
             return
         }
-        let now = Self.uptime()
+        let now = uptime()
         let last = sessions.session(waiter.session)?.lastActivity ?? now
         let idle = now - min(now, last)
         if idle >= waiter.timeout {

@@ -21,12 +21,12 @@ extension Broker {
         }
         deliverDirty()
         let done = eventLoop.makePromise(of: Void.self)
-        let deadline = NIODeadline.now() + drain
+        let deadline = eventLoop.now + drain
         @Sendable func poll() {
             let drained = connections.values.allSatisfy { conn in
                 conn.isClosing || (conn.subscriptions.values.allSatisfy { $0.source == nil } && conn.pendingOutput == 0)
             }
-            if drained || NIODeadline.now() >= deadline {
+            if drained || eventLoop.now >= deadline {
                 finishShutdown().cascade(to: done)
             } else {
                 eventLoop.scheduleTask(in: .milliseconds(10)) { poll() }

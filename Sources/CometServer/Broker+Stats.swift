@@ -36,7 +36,7 @@ extension Broker {
         }
         var reply = StatsReply(
             version: CometProtocol.softwareVersion,
-            uptimeMilliseconds: (Self.uptime() - startedAt) / 1_000_000,
+            uptimeMilliseconds: (uptime() - startedAt) / 1_000_000,
             connectionsAccepted: totalConnections - refusedConnections, connectionsRefused: refusedConnections,
             connections: UInt32(connections.count), channels: UInt32(registry.count + privateChannels.count),
             subscriptions: UInt32(clamping: accounts.total(.subscriptions)), sessions: UInt32(clamping: accounts.total(.sessions)),

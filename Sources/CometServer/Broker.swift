@@ -14,7 +14,7 @@ import Glibc
 /// Requests come in from `ConnectionHandler`; everything written to a connection goes to its
 /// outbox and leaves in one flush per delivery pass (`Broker+Delivery.swift`). Everything a user
 /// makes is charged to its uid in `accounts` and released when it goes (`Broker+Accounting.swift`).
-final class Broker: @unchecked Sendable {  // confined to its event loop: closures hop there before touching it
+package final class Broker: @unchecked Sendable {  // confined to its event loop: closures hop there before touching it
     let eventLoop: EventLoop
     let configuration: ServerConfiguration
     let logger: Logger
@@ -59,7 +59,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     /// Connections refused at once (over a quota or limit).
     var refusedConnections: UInt64 = 0
     /// When the broker started (uptime nanoseconds).
-    let startedAt = Broker.uptime()
+    let startedAt: UInt64
     /// Estimated memory when the allocator last returned free memory to the system.
     var memoryAtLastTrim = 0
     /// Requests handled and messages pushed since the last sweep (trimming waits for quiet).
@@ -78,8 +78,9 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     var stateStore: StateStore?
     var storedNamesToForget: [String] = []
 
-    init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
+    package init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
         self.eventLoop = eventLoop
+        self.startedAt = eventLoop.now.uptimeNanoseconds
         self.configuration = configuration
         self.logger = logger
         self.policy = configuration.policy
@@ -99,7 +100,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     }
 
     /// Starts the periodic sweep: handshake and idle timeouts, log summaries, returning memory.
-    func start() {
+    package func start() {
         let period = TimeAmount.nanoseconds(
             max(TimeAmount.milliseconds(50).nanoseconds,
                 min(TimeAmount.seconds(1).nanoseconds, configuration.handshakeTimeout.nanoseconds / 4, configuration.idleTimeout.nanoseconds / 4)))
@@ -125,7 +126,7 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
     // MARK: Connections
 
     func connectionOpened(context: ChannelHandlerContext, identity: Identity) -> ConnectionState {
-        let state = ConnectionState(id: nextConnectionID, context: context, now: Self.uptime())
+        let state = ConnectionState(id: nextConnectionID, context: context, now: uptime())
         nextConnectionID += 1
         totalConnections += 1
         var identity = identity
@@ -218,12 +219,13 @@ final class Broker: @unchecked Sendable {  // confined to its event loop: closur
 
     // MARK: Periodic work
 
-    static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+    /// Nanoseconds on the loop's clock (monotonic uptime; virtual time in the simulator).
+    func uptime() -> UInt64 { eventLoop.now.uptimeNanoseconds }
 
     /// Closes connections that did not finish HELLO in time or that sit idle holding nothing;
     /// summarises suppressed log lines; returns freed memory to the system after a big release.
     func sweep() {
-        let now = Self.uptime()
+        let now = uptime()
         let handshake = UInt64(configuration.handshakeTimeout.nanoseconds)
         let idle = UInt64(configuration.idleTimeout.nanoseconds)
         for conn in connections.values where !conn.isClosing {

@@ -11,10 +11,10 @@ import NIOCore
 /// wait (`InputFlow.State.waitingForOutput`), so the daemon's memory for it stays bounded; a peer
 /// that sends thousands of requests at once is served a share per turn of the loop, so it does
 /// not delay the others.
-final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // used on its channel's loop only
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+package final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // used on its channel's loop only
+    package typealias InboundIn = ByteBuffer
+    package typealias OutboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     private let broker: Broker
     /// Frames up to 1 MiB before HELLO (PROTOCOL.md §3), the configured maximum after it.
@@ -27,8 +27,15 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
     private var carried: ConnectionImage?
     /// Credentials given by whoever made the connection (the simulator), instead of SO_PEERCRED.
     private let givenIdentity: Identity?
+    /// The simulator's count of bytes its socket has not taken (`ConnectionState.socketQueue`).
+    private let socketQueue: (() -> Int)?
 
-    init(broker: Broker, carrying image: ConnectionImage? = nil, identity: Identity? = nil) {
+    /// A handler for a new connection, or for `image`, one carried over a restart. `identity` and
+    /// `socketQueue` stand in for SO_PEERCRED and NIO's count of unwritten bytes (the simulator).
+    package init(
+        broker: Broker, carrying image: ConnectionImage? = nil, identity: Identity? = nil, socketQueue: (() -> Int)? = nil
+    ) {
+        self.socketQueue = socketQueue
         self.broker = broker
         self.decoder = FrameDecoder(maxFrameSize: CometProtocol.defaultMaxFrameSize)
         self.carried = image
@@ -36,11 +43,11 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         self.givenIdentity = identity
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { open(context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    package func channelActive(context: ChannelHandlerContext) {
         open(context)
         context.fireChannelActive()
     }
@@ -67,6 +74,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
             identity = box.value
         }
         let conn = broker.connectionOpened(context: context, identity: identity)
+        conn.socketQueue = socketQueue
         state = conn
         installHooks(conn, context)
     }
@@ -114,7 +122,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let conn = state, !conn.isClosing else { return }
         var input = unwrapInboundIn(data)
         if var carried = pending {
@@ -199,17 +207,17 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         return .drained
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    package func channelReadComplete(context: ChannelHandlerContext) {
         // Deliver what this read produced now, before the loop polls again: one hop less latency.
         broker.deliverDirty()
         context.fireChannelReadComplete()
     }
 
-    func read(context: ChannelHandlerContext) {
+    package func read(context: ChannelHandlerContext) {
         if flow.readRequested().read { context.read() }
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             if let conn = state {
                 broker.syncQueuedOutput(conn)
@@ -221,7 +229,7 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         context.fireChannelWritabilityChanged()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event, let conn = state {
             // The peer sent all it will: answer what it asked, then close.
             conn.inputClosed = true
@@ -230,14 +238,14 @@ final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {  // u
         context.fireUserInboundEventTriggered(event)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         flow.close()
         if let conn = state { broker.connectionClosed(conn) }
         state = nil
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
         broker.logger.debug("connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }

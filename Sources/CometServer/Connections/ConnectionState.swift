@@ -14,6 +14,9 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     var lastRequest: UInt64
     /// Bytes handed to the socket and not yet written (charged as queued output).
     var queuedOutput = 0
+    /// Reads the bytes the socket has not taken, where NIO's count does not apply (the simulator's
+    /// sockets); nil: NIO's `bufferedWritableBytes`.
+    var socketQueue: (() -> Int)?
     /// Bytes of an unfinished frame charged to the peer's user.
     var unfinishedFrameBytes = 0
     /// Whether the connection was counted against its user's connection quota.

@@ -37,10 +37,8 @@ final class ProducerHolds: @unchecked Sendable {  // confined to the broker's lo
     /// Producers waiting now (for the simulator's checks and STATS).
     var waitingProducers: Int { since.count }
 
-    /// Whether `producer` waits now, and for which readers.
-    func readers(holding producer: UInt64) -> [UInt64] {
-        waiting.compactMap { $0.value.contains(producer) ? $0.key : nil }
-    }
+    /// The producers waiting for each reader, by connection id.
+    var waitingByReader: [UInt64: Set<UInt64>] { waiting }
 
     /// A push of `producer` finds `readers` (each allowed to hold it) full at `now`.
     func wait(_ producer: UInt64, for readers: [UInt64], now: NIODeadline) -> Decision {

@@ -139,7 +139,7 @@ extension Broker {
             syncCharge(channel)
         }
         let grace = UInt64(configuration.sessionGrace.nanoseconds)
-        let now = Self.uptime()
+        let now = uptime()
         for saved in image.sessions {
             let session = sessions.restore(
                 id: saved.id, token: SessionToken(high: saved.tokenHigh, low: saved.tokenLow), uid: saved.uid,
@@ -153,7 +153,7 @@ extension Broker {
                 let left = since + grace > now ? since + grace - now : 0
                 let id = session.id
                 eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: left))) { [weak self] in
-                    guard let self, let ended = self.sessions.expire(id, now: Self.uptime(), grace: grace) else { return }
+                    guard let self, let ended = self.sessions.expire(id, now: uptime(), grace: grace) else { return }
                     self.endSession(ended)
                 }
             }
