@@ -26,3 +26,12 @@ extension Broker {
     /// Bytes queued for connections: outboxes and what the sockets have not taken.
     package var pendingOutputBytes: Int { connections.values.reduce(0) { $0 + $1.pendingOutput } }
 }
+
+extension Broker {
+    /// One line per known connection, for a failure report.
+    package var connectionDescriptions: [String] {
+        connections.values.map {
+            "connection \($0.id) uid \($0.uid) pid \($0.identity.pid) closing \($0.isClosing) handshaken \($0.handshaken) subscriptions \($0.subscriptions.count) active \($0.context.channel.isActive)"
+        }
+    }
+}

@@ -133,15 +133,21 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         identity.groups = groups(of: identity)
         state.identity = identity
         connections[state.id] = state
+        return state
+    }
+
+    /// Charges a new connection to its user's connection quota, or ends it (QUOTA_EXCEEDED).
+    /// Called once the handler holds the connection, so that a close at once still reaches
+    /// `connectionClosed`.
+    func admit(_ conn: ConnectionState) {
         do throws(ChannelRefusal) {
-            try accounts.charge(.connections, uid: identity.uid)
-            state.counted = true
+            try accounts.charge(.connections, uid: conn.uid)
+            conn.counted = true
         } catch {
             refusedConnections += 1
-            refused(error, uid: identity.uid)
-            fail(state, WireError(.quotaExceeded, error.message), log: false)
+            refused(error, uid: conn.uid)
+            fail(conn, WireError(.quotaExceeded, error.message), log: false)
         }
-        return state
     }
 
     /// Forgets a connection whose socket closed: its subscriptions end and the channels it owns

@@ -41,7 +41,10 @@ let started = DispatchTime.now()
 var total = 0
 var checks = 0
 for seed in firstSeed..<(firstSeed + seeds) {
-    let simulation = Simulation(Simulation.Options(seed: seed, steps: steps))
+    var options = Simulation.Options(seed: seed, steps: steps)
+    options.verbose = CommandLine.arguments.contains("--verbose")
+    options.trace = Int(value("--trace", 0))
+    let simulation = Simulation(options)
     simulation.onStep = { step in
         if step & 255 == 0 || step < 256 { progress.withLockedValue { $0 = (seed, step, DispatchTime.now()) } }
     }

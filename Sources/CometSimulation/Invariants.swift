@@ -56,7 +56,7 @@ extension Simulation {
             loop.advanceTime(by: .milliseconds(100))
             waited += 100_000_000
         }
-        guard broker.connectionCount == 0 else { throw fail("\(broker.connectionCount) connections known after every peer left") }
+        guard broker.connectionCount == 0 else { throw fail("\(broker.connectionCount) connections known after every peer left: \(broker.connectionDescriptions)") }
         guard broker.pendingOutputBytes == 0 else { throw fail("\(broker.pendingOutputBytes) bytes queued after every peer left") }
         for (uid, usage) in broker.usageByUser {
             for (resource, used) in usage where used != 0 {

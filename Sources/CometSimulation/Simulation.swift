@@ -18,6 +18,9 @@ public final class Simulation {
         public var maxPeers = 24
         /// Steps between two drain checks (every peer leaves, everything charged must return to zero).
         public var phase = 50_000
+        public var verbose = false
+        /// A peer whose frames are printed.
+        public var trace = -1
 
         public init(seed: UInt64, steps: Int) {
             self.seed = seed
@@ -65,9 +68,9 @@ public final class Simulation {
     /// Set by the watchdog's caller: the step in progress.
     public var onStep: ((Int) -> Void)?
 
-    static let uids: [UInt32] = [0, 1000, 1001, 1002]
+    static let uids: [UInt32] = [0, 1000, 1001]
     static let shortNames = (0..<10).map { "ch\($0)" }
-    static let longNames = (0..<40).map { "L\($0)." + String(repeating: "x", count: 240) }
+    static let longNames = (0..<80).map { "L\($0)." + String(repeating: "x", count: 240) }
 
     public init(_ options: Options) {
         self.options = options
@@ -79,6 +82,17 @@ public final class Simulation {
         quotas.perUser[.bufferedBytes] = 4 << 20
         configuration.quotas = quotas
         configuration.registry.maxSize = 200
+        // Queues scaled down (kept in the daemon's proportions) so that flow control, hand-over
+        // and holds happen within a few pushes.
+        configuration.outboundHighWatermark = 8 * 1024
+        configuration.outboundLowWatermark = 2 * 1024
+        configuration.readerQueueBound = 24 * 1024
+        configuration.deliveryBudget = 8 * 1024
+        configuration.deliveryPassBudget = 128 * 1024
+        configuration.handOverBudget = 512 * 1024
+        configuration.requestsPerTurn = 16
+        // Small frames: LIST and SESSIONS answers take several pages.
+        configuration.maxFrameSize = 16384
         self.configuration = configuration
         let logger = Logger(label: "comet-sim") { _ in SwiftLogNoOpLogHandler() }
         broker = Broker(eventLoop: loop, configuration: configuration, logger: logger)
@@ -96,6 +110,9 @@ public final class Simulation {
             onStep?(step)
             try advance()
             if step % options.phase == 0 { try drainCheck() }
+            if step % 10000 == 0, options.verbose {
+                for p in peers { print("peer \(p.id) \(p.readMode) ended=\(p.ended) done=\(p.doneSending) hs=\(p.handshaken) out=\(p.outstanding.count) open=\(p.socket.isOpen) toPeer=\(p.socket.toPeerBytes) in=\(p.socket.daemonHasInput)") }
+            }
         }
         try drainCheck()
         report.steps = step
@@ -112,8 +129,23 @@ public final class Simulation {
     private func advance() throws(SimulationFailure) {
         if peers.count < options.maxPeers, peers.isEmpty || rng.chance(0.03) {
             spawn()
-        } else if let peer = peers.randomElement(using: &rng) {
-            act(peer)
+        } else {
+            // A peer that can do something (a few tries: most steps should be requests).
+            for _ in 0..<4 {
+                guard let peer = peers.randomElement(using: &rng) else { break }
+                if peer.ended || peer.doneSending || !peer.handshaken || peer.outstanding.count >= 16 {
+                    if rng.chance(0.25) {
+                        act(peer)
+                        break
+                    }
+                    continue
+                }
+                act(peer)
+                break
+            }
+        }
+        for peer in peers where peer.leavesAt <= step && !peer.ended {
+            disconnect(peer)
         }
         pump()
         // Time goes on: a millisecond a step, now and then a jump past a grace or a timeout.
@@ -128,7 +160,7 @@ public final class Simulation {
         }
         try checkInvariants()
         peers.removeAll { peer in
-            peer.ended && !peer.socket.isOpen && peer.socket.toPeerBytes == 0
+            peer.ended && !peer.socket.isOpen && (peer.socket.toPeerBytes == 0 || !peer.reads(at: step))
         }
     }
 
@@ -156,7 +188,7 @@ public final class Simulation {
         default: mode = .never
         }
         let socket = SimulatedSocket(
-            kernelCapacity: [4096, 65536, 212_992].randomElement(using: &rng)!,
+            kernelCapacity: [1024, 4096, 16384].randomElement(using: &rng)!,
             highWatermark: configuration.outboundHighWatermark, lowWatermark: configuration.outboundLowWatermark,
             readSize: [512, 4096, 65536].randomElement(using: &rng)!)
         let handler = ConnectionHandler(
@@ -166,11 +198,15 @@ public final class Simulation {
         channel.connect(to: try! SocketAddress(unixDomainSocketPath: "/sim/comet.sock"), promise: nil)
         channel.pipeline.read()
         let peer = SimPeer(id: nextPeerID, uid: uid, readMode: mode, channel: channel, socket: socket)
+        peer.trace = peer.id == options.trace
+        peer.leavesAt = step + 200 + Int(rng.next() % 20_000)
         nextPeerID += 1
         report.peers += 1
         peers.append(peer)
         if rng.chance(0.97) {
             peer.send(.hello(versions: [CometProtocol.version]), .hello, now: now)
+            // Requests may follow HELLO at once (pipelined), before its answer is read.
+            peer.handshaken = true
         } else {
             garbage(peer)
         }
@@ -186,6 +222,7 @@ public final class Simulation {
         // Leaving: disconnect, half-close, or die mid-frame.
         if rng.chance(0.01) { return disconnect(peer) }
         if rng.chance(0.003) {
+            if peer.trace { print("step \(step) peer \(peer.id) shuts write") }
             peer.doneSending = true
             peer.socket.peerShutsWrite()
             return
@@ -233,7 +270,7 @@ public final class Simulation {
         guard var produced = peer.produced[channel] else { return }
         var counters: [UInt64] = []
         var payloads: [ByteBuffer] = []
-        let padding = rng.chance(0.2) ? Int(rng.next() % 4000) : Int(rng.next() % 64)
+        let padding = rng.chance(0.2) ? Int(rng.next() % 4000) / count : Int(rng.next() % 64)
         for _ in 0..<count {
             var payload = peer.channel.allocator.buffer(capacity: 16 + padding)
             payload.writeMultipleIntegers(produced.instance, produced.nextCounter)
@@ -268,8 +305,13 @@ public final class Simulation {
             let body = bytes
             bytes = [0, 0, 0, UInt8(body.count)] + body
         }
+        if peer.trace { print("step \(step) peer \(peer.id) sends garbage") }
         peer.sendRaw(bytes)
+        peer.sentGarbage = true
+        // Then it stops sending: whatever the bytes were, the daemon answers what it can and
+        // ends the connection (an ERROR with request id 0, or a close after the half-close).
         peer.doneSending = true
+        peer.socket.peerShutsWrite()
         peer.outstanding[0] = Outstanding(kind: .garbage, sentAt: now)
     }
 
@@ -306,14 +348,29 @@ public final class Simulation {
             }
             try handle(frame, peer)
         }
-        if !peer.socket.isOpen, peer.socket.toPeerBytes == 0 { peer.ended = true }
+        if !peer.socket.isOpen, peer.socket.toPeerBytes == 0, !peer.ended {
+            peer.ended = true
+            if let unanswered = peer.outstanding.first(where: { $0.key != 0 }), peer.alwaysReads, !peer.sentGarbage {
+                throw fail("peer \(peer.id) (\(peer.readMode), uid \(peer.uid), half-closed: \(peer.doneSending)) was disconnected with request \(unanswered.key) (\(unanswered.value.kind)) unanswered and no error")
+            }
+        }
         pump()
     }
 
     private func handle(_ frame: ServerFrame, _ peer: SimPeer) throws(SimulationFailure) {
+        if peer.id == options.trace { print("step \(step) peer \(peer.id) <- \(frame)") }
+        if peer.sentGarbage {
+            // Random bytes may have made requests it does not know of: only the end is checked.
+            if case .error(0, _, _) = frame {
+                peer.ended = true
+                peer.outstanding = [:]
+            }
+            return
+        }
         switch frame {
         case .ok(let id, var body):
             guard let sent = peer.outstanding.removeValue(forKey: id) else {
+                if peer.sentGarbage { return }
                 throw fail("peer \(peer.id) got an answer to request \(id), which it did not send or was answered")
             }
             report.requestsAnswered += 1
@@ -324,7 +381,7 @@ public final class Simulation {
                 peer.outstanding = [:]
                 return
             }
-            guard peer.outstanding.removeValue(forKey: id) != nil else {
+            guard peer.outstanding.removeValue(forKey: id) != nil || peer.sentGarbage else {
                 throw fail("peer \(peer.id) got an error for request \(id), which it did not send: \(code) \(message)")
             }
             report.requestsAnswered += 1
@@ -391,7 +448,6 @@ public final class Simulation {
             switch kind {
             case .hello:
                 let reply = try HelloReply(from: &body)
-                peer.handshaken = true
                 peer.maxFrameSize = Int(reply.maxFrameSize)
             case .create(let name, let newest):
                 let reply = try CreateReply(from: &body)
@@ -412,7 +468,7 @@ public final class Simulation {
                 peer.produced[channel]?.closed = true
             case .list, .listFrom:
                 let reply = try ListReply(from: &body)
-                if reply.more, let last = reply.channels.last, peer.outstanding.count < 16 {
+                if reply.more, let last = reply.channels.last, peer.outstanding.count < 16, !peer.doneSending {
                     peer.send(.listFrom(name: last.name, scope: last.scope), .listFrom, now: now)
                 }
             case .sessions, .stats, .ping, .garbage:

@@ -77,6 +77,7 @@ package final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         conn.socketQueue = socketQueue
         state = conn
         installHooks(conn, context)
+        broker.admit(conn)
     }
 
     /// Takes over a connection of the previous process: its state, the bytes it had read and not
@@ -152,6 +153,8 @@ package final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private func handleRequests(_ context: ChannelHandlerContext, _ conn: ConnectionState) -> InputFlow.Stop {
         guard var input = pending else { return .drained }
         pending = nil
+        // Requests are being handled: a flush meanwhile must not close a half-closed connection.
+        conn.inputPending = true
         defer {
             if input.readableBytes > 0, !conn.isClosing {
                 // Keep only what is left, in a buffer of its own, not the whole read buffer.
