@@ -5,7 +5,7 @@ SWIFT ?= swift
 # Release binaries carry the Swift runtime: they run where no toolchain is installed.
 RELEASE = $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: run test test-systemd build release bench bench-peers install deb clean libcomet install-libcomet
+.PHONY: run test test-systemd simulate build release bench bench-peers install deb clean libcomet install-libcomet
 
 ## libcomet (the C library): build, install (PREFIX, DESTDIR).
 libcomet:
@@ -24,10 +24,20 @@ test:
 	$(SWIFT) build --build-tests
 	$(RELEASE) --product cometd
 	$(RELEASE) --product comet
+	$(RELEASE) --product comet-sim
+	.build/release/comet-sim --seed 1 --seeds 10 --steps 100000
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
 	scripts/test-install
 	scripts/test-systemd || [ $$? = 77 ]
+
+## The deterministic simulation of the daemon core (docs/FLOW.md), longer: SEED, SEEDS, STEPS.
+SEED ?= 1
+SEEDS ?= 1
+STEPS ?= 1000000
+simulate:
+	$(RELEASE) --product comet-sim
+	.build/release/comet-sim --seed $(SEED) --seeds $(SEEDS) --steps $(STEPS)
 
 ## cometd under a real systemd 252 (Debian 12 in a container; root): reload, restart, kill -9.
 test-systemd: release libcomet

@@ -12,8 +12,12 @@ final class BenchSocket: @unchecked Sendable {
     var buffer: [UInt8] = []
     var start = 0
 
-    init(path: String) throws {
+    /// `receiveBuffer`: SO_RCVBUF, for readers meant to fall behind.
+    init(path: String, receiveBuffer: Int? = nil) throws {
         fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer.map(CInt.init) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+        }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in

@@ -42,8 +42,17 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages for the Swift-client runs.")
     var swiftMessages: Int = 2_000_000
 
-    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, memory, swift, federation, store, upgrade, crash.")
-    var only: String = "1to1,fanout,latency,memory,swift,federation,store,upgrade,crash"
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, isolation, memory, swift, federation, store, upgrade, crash.")
+    var only: String = "1to1,fanout,latency,isolation,memory,swift,federation,store,upgrade,crash"
+
+    @Option(help: "Messages for the isolation runs.")
+    var isolationMessages: Int = 500_000
+
+    // The hostile side of the isolation run, started as another user (IsolationBench.stallReaders).
+    @Option(help: .hidden) var stallReaders: String?
+    @Option(help: .hidden) var stallAlive: Int = 3
+    @Option(help: .hidden) var stallEvery: Int = 300
+    @Option(help: .hidden) var stallSeconds: Int = 10
 
     @Option(help: "Messages for the federation run (A → B over a unix: relay and through NATS JetStream).")
     var federationMessages: Int = 200_000
@@ -52,6 +61,10 @@ struct CometBench: ParsableCommand {
     var natsServer: String = ["/usr/bin/nats-server", "/usr/sbin/nats-server"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nats-server"
 
     func run() throws {
+        if let name = stallReaders, let socket {
+            try IsolationBench.runStallingReaders(socket: socket, name: name, alive: stallAlive, everyMilliseconds: stallEvery, seconds: stallSeconds)
+            return
+        }
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         limit.rlim_cur = limit.rlim_max
@@ -70,6 +83,9 @@ struct CometBench: ParsableCommand {
         if selected.contains("latency") {
             let lat = try withDaemon { s, _ in try s.latency(rate: rate, seconds: seconds) }
             print(String(format: "latency at %d msgs/s:         p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs  (%d samples)", rate, lat.p50, lat.p99, lat.p999, lat.samples))
+        }
+        if selected.contains("isolation") {
+            try isolation()
         }
         if selected.contains("swift") {
             let read = try withDaemon { s, _ in try s.swiftReader(total: swiftMessages) }
@@ -138,6 +154,41 @@ struct CometBench: ParsableCommand {
     }
 
     /// Runs `body` against a fresh daemon (or the one at --socket).
+    /// A producer and fast readers beside readers that do not read, of another user and of the
+    /// producer's own (each figure in a daemon of its own).
+    func isolation() throws {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let hostile = IsolationBench.hostileUID
+        let alone = try withDaemon { s, _ in try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.alone") }
+        let attacked = try withDaemon { s, _ -> (rate: Double, worstWaitMilliseconds: Double) in
+            chmod((s.socket as NSString).deletingLastPathComponent, 0o755)
+            let readers = try IsolationBench.stallReaders(
+                cometBench: me, socket: s.socket, name: "iso.attacked", alive: 3, everyMilliseconds: 300, seconds: 120, uid: hostile)
+            defer {
+                readers.terminate()
+                readers.waitUntilExit()
+            }
+            sleep(1)
+            return try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.attacked")
+        }
+        print(String(format: "producer alone:                 %10.0f msgs/s, longest push wait %.1f ms  (%d single pushes, default ring, one fast reader)",
+                     alone.rate, alone.worstWaitMilliseconds, isolationMessages))
+        print(String(format: "producer, uid %d stalling:    %10.0f msgs/s (%.0f %%), longest push wait %.1f ms  (3 non-reading subscriptions, a fresh one every 0.3 s)",
+                     hostile, attacked.rate, attacked.rate / alone.rate * 100, attacked.worstWaitMilliseconds))
+        let fast = isolationMessages / 5
+        var rates: [(String, Double)] = []
+        for (label, stalled) in [("none", nil), ("uid \(hostile)", hostile), ("same uid", 0)] as [(String, Int?)] {
+            let rate = try withDaemon { s, _ -> Double in
+                chmod((s.socket as NSString).deletingLastPathComponent, 0o755)
+                return try IsolationBench(socket: s.socket).fastBesideStalled(total: fast, readers: 10, stalled: stalled, name: "iso.fast", cometBench: me)
+            }
+            rates.append((label, rate))
+        }
+        let base = rates[0].1
+        print("10 fast readers beside a stalled one: " + rates.map { String(format: "%@ %.0f delivered msgs/s (%.0f %%)", $0.0, $0.1, $0.1 / base * 100) }.joined(separator: ", ")
+            + "  (\(fast) messages each)")
+    }
+
     func withDaemon<T>(_ body: (Scenarios, pid_t?) throws -> T) throws -> T {
         if let socket { return try body(Scenarios(socket: socket), pid) }
         let directory = "/tmp/comet-bench-\(getpid())"

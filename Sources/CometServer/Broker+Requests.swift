@@ -336,7 +336,8 @@ extension Broker {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }
         case .full(let first):
-            // The subscription exists only to carry its FULL event.
+            // The subscription exists only to carry its FULL event (counted like any other).
+            channel.fullCount &+= 1
             let id = conn.allocateSubscriptionID()
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: first, owner: owner).write(to: &$0)

@@ -185,7 +185,8 @@ extension Broker {
         conn.subscriptions[id] = Subscription(id: id, name: name, source: .clientProcess(channel), cursor: start)
         touch(session.id)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start).write(to: &$0)
+            SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start, owner: channel.creator.owner)
+                .write(to: &$0)
         }
         pullIfReady(channel)
     }

@@ -294,6 +294,156 @@ def attack_slow_readers(path, name, count, hold):
     time.sleep(hold)
 
 
+def timed_call(conn, op, body=b""):
+    """One request and its answer: (op, rest, seconds)."""
+    start = time.time()
+    rop, _, rest = conn.call(op, body)
+    return rop, rest, time.time() - start
+
+
+def list_entries(rest):
+    """The entries of a LIST reply: [(name, scope)], more."""
+    count = struct.unpack(">I", rest[:4])[0]
+    off, entries = 4, []
+    for _ in range(count):
+        n = struct.unpack(">H", rest[off:off + 2])[0]
+        name = rest[off + 2:off + 2 + n]
+        off += 2 + n
+        scope = rest[off + 1]
+        off += 1 + 1 + 4 + 4 + 4 + 8 + 8
+        entries.append((name, scope))
+    return entries, rest[off] == 1
+
+
+def attack_long_names_list(path, channels):
+    """Channels with 255-byte names, then LIST paged to the end and PING on another connection,
+    twice, and a new connection's HELLO: the worst time of each answer."""
+    owner = Conn(path)
+    made = 0
+    for i in range(channels):
+        if isinstance(create(owner, ("n%05d" % i) + "x" * 249), int):
+            made += 1
+    c = Conn(path)
+    worst, pages, listed = 0.0, 0, 0
+    for _ in range(2):
+        op, rest, took = timed_call(c, 0x08)
+        while True:
+            worst = max(worst, took)
+            if op != 0x80:
+                out(created=made, error=error_name(rest))
+                return
+            pages += 1
+            entries, more = list_entries(rest)
+            listed += len(entries)
+            if not more:
+                break
+            name, scope = entries[-1]
+            op, rest, took = timed_call(c, 0x11, bytes([scope]) + struct.pack(">H", len(name)) + name)
+        op, rest, took = timed_call(c, 0x09)
+        worst = max(worst, took)
+    start = time.time()
+    Conn(path)
+    hello = time.time() - start
+    out(created=made, pages=pages, listed=listed, worst_answer_ms=worst * 1000, new_hello_ms=hello * 1000)
+
+
+def attack_many_sessions(path, count):
+    """`count` connections with a session each, then SESSIONS paged to the end and PING, twice,
+    and a new connection's HELLO: the worst time of each answer."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 256), hard))
+    keep = []
+    for _ in range(count):
+        try:
+            keep.append(Conn(path))
+        except (OSError, EOFError, RuntimeError):
+            break
+    c = Conn(path)
+    worst, pages, seen = 0.0, 0, 0
+    for _ in range(2):
+        op, rest, took = timed_call(c, 0x0D)
+        while True:
+            worst = max(worst, took)
+            if op != 0x80:
+                out(connections=len(keep), error=error_name(rest))
+                return
+            pages += 1
+            n = struct.unpack(">I", rest[:4])[0]
+            seen += n
+            off = 4 + n * 28
+            last = struct.unpack(">Q", rest[4 + (n - 1) * 28:12 + (n - 1) * 28])[0] if n else 0
+            if rest[off] != 1:
+                break
+            op, rest, took = timed_call(c, 0x12, struct.pack(">Q", last))
+        op, rest, took = timed_call(c, 0x09)
+        worst = max(worst, took)
+    start = time.time()
+    Conn(path)
+    hello = time.time() - start
+    out(connections=len(keep), pages=pages, sessions_seen=seen, worst_answer_ms=worst * 1000, new_hello_ms=hello * 1000)
+
+
+def mutate(rng, data):
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randint(0, 3)
+        if kind == 0 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:
+            data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
+        elif kind == 2 and data:
+            del data[rng.randrange(len(data))]
+        else:
+            data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    return bytes(data)
+
+
+def attack_random_frames(path, count, seed):
+    """`count` connections, 50 at a time, each sending HELLO and a few randomly mutated requests,
+    then shutting its sending side: each must end answered and closed by the daemon (ERROR with
+    request id 0, or EOF after its answers) within the handshake timeout."""
+    import random, select
+    rng = random.Random(seed)
+    requests = [frame(0x09, 2), frame(0x08, 3), frame(0x0D, 4), frame(0x13, 5),
+                frame(0x02, 6, b"\x00" + struct.pack(">I", 10) + s("fz")),
+                frame(0x06, 7, b"\x00\x01" + b"\0" * 16 + s("fz")),
+                frame(0x03, 8, struct.pack(">Q", 1) + s("m")),
+                frame(0x11, 9, b"\x00" + s("a")), frame(0x0F, 10, struct.pack(">QQ", 1, 5))]
+    ended, hung, done = 0, 0, 0
+    while done < count:
+        batch = []
+        for _ in range(min(50, count - done)):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            data = (frame(0x01, 1, b"\x01\x00\x01") if rng.random() < 0.9 else b"")
+            for _ in range(rng.randint(1, 6)):
+                data += mutate(rng, rng.choice(requests)) if rng.random() < 0.7 else rng.choice(requests)
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            batch.append(sock)
+        done += len(batch)
+        deadline = time.time() + 8
+        live = list(batch)
+        while live and time.time() < deadline:
+            readable, _, _ = select.select(live, [], [], 0.5)
+            for sock in readable:
+                try:
+                    chunk = sock.recv(1 << 16)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    live.remove(sock)
+                    ended += 1
+        hung += len(live)
+        for sock in batch:
+            sock.close()
+    out(connections=done, ended=ended, hung=hung)
+
+
 ATTACKS = {
     "list-flood": lambda a: attack_list_flood(a[0], int(a[1]), float(a[2])),
     "partial-frames": lambda a: attack_partial_frames(a[0], int(a[1]), float(a[2])),
@@ -307,6 +457,9 @@ ATTACKS = {
     "relay": lambda a: attack_relay(a[0], a[1]),
     "create": lambda a: attack_create(a[0], a[1], float(a[2])),
     "slow-readers": lambda a: attack_slow_readers(a[0], a[1], int(a[2]), float(a[3])),
+    "long-names-list": lambda a: attack_long_names_list(a[0], int(a[1])),
+    "many-sessions": lambda a: attack_many_sessions(a[0], int(a[1])),
+    "random-frames": lambda a: attack_random_frames(a[0], int(a[1]), int(a[2])),
 }
 
 if __name__ == "__main__":
