@@ -11,8 +11,8 @@ extension Broker {
     func shutdown(drain: TimeAmount) -> EventLoopFuture<Void> {
         isShuttingDown = true
         sweeper?.cancel()
-        for relay in Array(relays.values) { endRelay(relay) }
-        for relay in Array(natsRelays.values) { endNATSRelay(relay) }
+        for relay in Array(links.relays.values) { endRelay(relay) }
+        for relay in Array(links.natsRelays.values) { endNATSRelay(relay) }
         for channel in registry.closeEverything() {
             channelClosed(channel)
         }

@@ -9,74 +9,59 @@ import NIOCore
 import Glibc
 #endif
 
-/// The daemon's state: the channel registry and every connection, confined to one event loop.
+/// The coordinator of the daemon's parts, confined to one event loop. Each part owns its state
+/// and is changed only through its operations; the broker decides nothing they can decide alone
+/// and wires them together (docs/FLOW.md, "Parts and what they own"):
+///
+/// - channels: `registry` (site channels), `privateChannels`, `sessions`;
+/// - connections: `connections`, and each connection's `InputFlow` in its handler;
+/// - delivery: `delivery` (who has something to write), `holds` (who waits for whom);
+/// - accounting: `accounts` (per-uid usage), `starved` (who waits for its user's output quota),
+///   `trimmer` (when to give memory back);
+/// - sessions: `sessions`, `timeoutWaiters`;
+/// - federation: `links`; restarts: `restore`, `stateStore`.
 ///
 /// Requests come in from `ConnectionHandler`; everything written to a connection goes to its
-/// outbox and leaves in one flush per delivery pass (`Broker+Delivery.swift`). Everything a user
-/// makes is charged to its uid in `accounts` and released when it goes (`Broker+Accounting.swift`).
+/// outbox and leaves in one flush per delivery pass (`Delivery/Broker+Delivery.swift`).
 package final class Broker: @unchecked Sendable {  // confined to its event loop: closures hop there before touching it
     let eventLoop: EventLoop
     let configuration: ServerConfiguration
     let logger: Logger
-    let registry: ChannelRegistry<ByteBuffer, WaiterKey>
-    let sessions = SessionRegistry()
-    /// Per-uid usage against the quotas.
-    let accounts: ResourceAccounts
-    /// Who may do what; replaced whole by `reload(policy:)`.
-    var policy: Policy
-    var groupDirectory = GroupDirectory()
     var logLimiter: LogLimiter
-    /// Client-process channels by handle (handles with the top bit set).
-    var privateChannels: [UInt64: PrivateChannel<ByteBuffer>] = [:]
-    var nextPrivateID: UInt64 = 1
-    /// External channels by (upstream, name, newest).
-    var relays: [RelayKey: Relay] = [:]
-    var nextRelayChannelID: UInt64 = 1
-    /// NATS servers in use, by URL (docs/FEDERATION.md).
-    var natsLinks: [String: NATSLink] = [:]
-    /// Site channels mirrored to NATS, by channel id: the link that publishes each.
-    var exported: [UInt64: NATSLink] = [:]
-    /// Imports readers asked for, by (server, subject, newest), and the config-declared ones by local name.
-    var natsRelays: [NATSRelayKey: NATSRelay] = [:]
-    var imports: [String: NATSRelay] = [:]
-    /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
-    var instance = UInt64.random(in: 1...UInt64.max)
-    /// Pending WAIT_TIMEOUT requests by waiter id, and the ids waiting on each session.
-    var timeoutWaiters: [UInt64: TimeoutWaiter] = [:]
-    var waitersBySession: [UInt64: Set<UInt64>] = [:]
-    var nextWaiterID: UInt64 = 1
-    /// Sessions charged to their user's session quota.
-    var chargedSessions: Set<UInt64> = []
-    /// Connections whose delivery waits for their user's queued output to go down, by uid.
-    var starvedByUser: [UInt32: Set<UInt64>] = [:]
-    var connections: [UInt64: ConnectionState] = [:]
-    var nextConnectionID: UInt64 = 1
-    /// Connections with something to write, in the order they became so.
-    var dirty: [ConnectionState] = []
-    var deliveryScheduled = false
-    var isShuttingDown = false
-    var totalConnections: UInt64 = 0
-    /// Connections refused at once (over a quota or limit).
-    var refusedConnections: UInt64 = 0
     /// When the broker started (uptime nanoseconds).
     let startedAt: UInt64
-    /// Estimated memory when the allocator last returned free memory to the system.
-    var memoryAtLastTrim = 0
-    /// Requests handled and messages pushed since the last sweep (trimming waits for quiet).
-    var requestsSinceSweep = 0
-    var quietSweeps = 0
-    /// Bytes handed to sockets so far (delivery passes measure their share with it).
-    var bytesWritten = 0
+    /// Random id of this daemon, in HELLO replies: relays refuse to relay from themselves.
+    var instance = UInt64.random(in: 1...UInt64.max)
+    var isShuttingDown = false
     var sweeper: RepeatedTask?
-    /// Which producers wait for which readers (`Flow/ProducerHolds.swift`).
+
+    // Who may do what; replaced whole by `reload(policy:)`.
+    var policy: Policy
+    var groupDirectory = GroupDirectory()
+
+    // Channels and sessions.
+    let registry: ChannelRegistry<ByteBuffer, WaiterKey>
+    let privateChannels = PrivateChannelTable()
+    let sessions = SessionRegistry()
+    /// Sessions charged to their user's session quota.
+    var chargedSessions: Set<UInt64> = []
+    let timeoutWaiters = TimeoutWaiters()
+
+    // Connections, delivery and flow control.
+    let connections = ConnectionTable()
+    let delivery = DeliveryQueue()
     let holds: ProducerHolds
-    /// While a previous process's state is being put back: its site channels by handle, and the
-    /// connections whose sockets are not adopted yet (`Restarts/Broker+Image.swift`).
-    var restoredSites: [UInt64: SiteChannel<ByteBuffer>] = [:]
-    var adopting: [UInt64: ConnectionImage] = [:]
+
+    // Accounting.
+    let accounts: ResourceAccounts
+    let starved = StarvedReaders()
+    var trimmer = MemoryTrimmer()
+
+    // Federation and restarts.
+    let links = FederationLinks()
+    let restore = RestoreProgress()
     /// Storage that outlives a crash (docs/RESTARTS.md); nil without a file-descriptor store.
     var stateStore: StateStore?
-    var storedNamesToForget: [String] = []
 
     package init(eventLoop: EventLoop, configuration: ServerConfiguration, logger: Logger) {
         self.eventLoop = eventLoop
@@ -96,7 +81,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         ServerStatus(
             connections: connections.count, channels: registry.count,
             subscriptions: connections.values.reduce(0) { $0 + $1.subscriptions.count },
-            totalConnections: totalConnections, estimatedMemory: accounts.estimatedMemory)
+            totalConnections: connections.opened, estimatedMemory: accounts.estimatedMemory)
     }
 
     /// Starts the periodic sweep: handshake and idle timeouts, log summaries, returning memory.
@@ -126,14 +111,9 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     // MARK: Connections
 
     func connectionOpened(context: ChannelHandlerContext, identity: Identity) -> ConnectionState {
-        let state = ConnectionState(id: nextConnectionID, context: context, now: uptime())
-        nextConnectionID += 1
-        totalConnections += 1
         var identity = identity
         identity.groups = groups(of: identity)
-        state.identity = identity
-        connections[state.id] = state
-        return state
+        return connections.open(context: context, identity: identity, now: uptime())
     }
 
     /// Charges a new connection to its user's connection quota, or ends it (QUOTA_EXCEEDED).
@@ -144,7 +124,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
             try accounts.charge(.connections, uid: conn.uid)
             conn.counted = true
         } catch {
-            refusedConnections += 1
+            connections.countRefusal()
             refused(error, uid: conn.uid)
             fail(conn, WireError(.quotaExceeded, error.message), log: false)
         }
@@ -153,7 +133,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     /// Forgets a connection whose socket closed: its subscriptions end and the channels it owns
     /// close (their readers drain, then get CLOSED); everything charged for it is released.
     func connectionClosed(_ conn: ConnectionState) {
-        guard connections.removeValue(forKey: conn.id) != nil else { return }
+        guard connections.remove(conn) else { return }
         conn.isClosing = true
         conn.holdReleased = nil
         holds.forget(conn.id)
@@ -178,7 +158,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         if conn.counted { accounts.release(.connections, uid: conn.uid) }
         accounts.release(.unfinishedFrameBytes, conn.unfinishedFrameBytes, uid: conn.uid)
         conn.unfinishedFrameBytes = 0
-        if conn.starved { starvedByUser[conn.uid]?.remove(conn.id) }
+        starved.forget(conn)
     }
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
@@ -248,14 +228,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         let memory = accounts.estimatedMemory
         // Trimming a large heap stalls the loop for tens of milliseconds: only after two quiet
         // sweeps in a row (a burst that ended, not a pause between two).
-        quietSweeps = requestsSinceSweep < 1000 ? quietSweeps + 1 : 0
-        requestsSinceSweep = 0
-        if memoryAtLastTrim - memory > 16 << 20, quietSweeps >= 2 {
-            Self.returnFreeMemory()
-            memoryAtLastTrim = memory
-        } else if memory > memoryAtLastTrim {
-            memoryAtLastTrim = memory
-        }
+        if trimmer.sweep(memory: memory) { Self.returnFreeMemory() }
     }
 
     /// glibc's `malloc_trim(0)`: gives freed heap memory back to the system.

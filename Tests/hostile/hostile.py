@@ -173,19 +173,35 @@ def attack_empty_messages(path, batch):
 
 def attack_waits(path, count):
     """WAIT_TIMEOUTs pipelined on one's own session with a long timeout."""
+    import select
     c = Conn(path)
     body = struct.pack(">QQ", c.session, 3600 * 1000)
-    c.sock.sendall(b"".join(frame(0x0F, 10 + i, body) for i in range(count)))
+    # Pipelined as fast as the daemon reads, reading the refusals meanwhile (a client that never
+    # reads stops being read once 256 KiB of answers wait for it: PROTOCOL.md §9).
+    pending = b"".join(frame(0x0F, 10 + i, body) for i in range(count))
+    c.sock.setblocking(False)
     refused = 0
     errors = set()
-    try:
-        while True:
-            op, rid, rest = c.reply(timeout=2)
-            if op == 0x81:
-                refused += 1
-                errors.add(error_name(rest))
-    except (socket.timeout, EOFError):
-        pass
+    idle_since = time.time()
+    while time.time() - idle_since < 2:
+        readable, writable, _ = select.select([c.sock], [c.sock] if pending else [], [], 0.2)
+        if writable:
+            n = c.sock.send(pending)
+            pending = pending[n:]
+            idle_since = time.time()
+        if readable:
+            data = c.sock.recv(1 << 20)
+            if not data:
+                break
+            c.buf += data
+            idle_since = time.time()
+            while len(c.buf) >= 4 and len(c.buf) >= 4 + struct.unpack(">I", c.buf[:4])[0]:
+                n = struct.unpack(">I", c.buf[:4])[0]
+                frame_body, c.buf = c.buf[4:4 + n], c.buf[4 + n:]
+                if frame_body[0] == 0x81:
+                    refused += 1
+                    errors.add(error_name(frame_body[5:]))
+    c.sock.setblocking(True)
     huge = c.call(0x0F, struct.pack(">QQ", c.session, 1 << 62))
     out(sent=count, refused=refused, errors=sorted(errors), huge=error_name(huge[2]) if huge[0] == 0x81 else "OK")
 

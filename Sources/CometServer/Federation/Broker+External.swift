@@ -43,7 +43,7 @@ extension Broker {
         }
         let key = RelayKey(path: path, name: name, newest: newest)
         let wanted = newest ? 1 : max(1, min(history, UInt32(configuration.registry.maxSize)))
-        if let relay = relays[key] {
+        if let relay = links.relays[key] {
             if let channel = relay.channel {
                 attachLocalReader(requestID, to: channel, history: wanted, owner: relay.upstreamOwner, conn)
             } else {
@@ -53,7 +53,7 @@ extension Broker {
         }
         let relay = Relay(key: key, history: wanted, uid: conn.uid)
         relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
-        relays[key] = relay
+        links.relays[key] = relay
         logger.info("relaying external channel", metadata: ["upstream": "\(path)", "channel": "\(name)"])
         connectUpstream(relay)
     }
@@ -133,7 +133,7 @@ extension Broker {
     func endRelay(_ relay: Relay, failing code: ErrorCode? = nil, _ message: String = "") {
         guard !relay.removed else { return }
         relay.removed = true
-        relays[relay.key] = nil
+        links.relays[relay.key] = nil
         finishRelay(pending: relay.pending, mirror: relay.channel, failing: code, message)
         relay.pending = []
         relay.upstream?.close(promise: nil)
@@ -270,9 +270,8 @@ extension Broker {
             retireMirror(old, replacedBy: epoch)
         }
         let channel = SiteChannel<ByteBuffer>(
-            id: (1 << 62) | nextRelayChannelID, name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,
+            id: links.nextMirrorID(), name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,
             newestOnly: relay.key.newest, creator: Identity(uid: relay.uid), weigh: weigh)
-        nextRelayChannelID += 1
         channel.expectRelayed(from: next)
         relay.channel = channel
         for waiting in relay.pending {
@@ -285,7 +284,7 @@ extension Broker {
     /// A relay's mirror lost its last local reader: drop the upstream subscription.
     func releaseRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) {
         guard channel.subscriberCount == 0, channel.id >> 62 == 1, !releaseNATSRelayIfUnused(channel),
-            let relay = relays.values.first(where: { $0.channel === channel })
+            let relay = links.relays.values.first(where: { $0.channel === channel })
         else { return }
         endRelay(relay)
     }

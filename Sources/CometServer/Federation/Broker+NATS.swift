@@ -19,7 +19,7 @@ extension Broker {
             let key = NATSRelayKey(server: server.url, subject: rule.subject, newest: rule.newest)
             let relay = NATSRelay(
                 key: key, localName: rule.localName, name: rule.localName, link: link(for: server.url), size: rule.size, uid: getuid())
-            imports[rule.localName] = relay
+            links.imports[rule.localName] = relay
             logger.info("importing from NATS", metadata: ["channel": "\(rule.localName)", "nats": "\(server.url)", "subject": "\(rule.subject)"])
             startFeed(relay)
         }
@@ -30,31 +30,31 @@ extension Broker {
 
     /// The link to `url`: configured servers keep trying in the background, others fail at once.
     func link(for url: String) -> NATSLink {
-        if let link = natsLinks[url] { return link }
+        if let link = links.natsLinks[url] { return link }
         let configured = configuration.federation.server(url: url)
         let link = NATSLink(
             server: configured ?? NATSServer(url: url), keepTrying: configured != nil, timers: eventLoop, logger: logger)
-        natsLinks[url] = link
+        links.natsLinks[url] = link
         return link
     }
 
     /// Closes a link nothing uses any more (only links a reader's address made).
     func releaseLinkIfUnused(_ link: NATSLink) {
-        guard !link.keepTrying, natsLinks[link.server.url] === link,
-            !natsRelays.values.contains(where: { $0.link === link })
+        guard !link.keepTrying, links.natsLinks[link.server.url] === link,
+            !links.natsRelays.values.contains(where: { $0.link === link })
         else { return }
-        natsLinks[link.server.url] = nil
+        links.natsLinks[link.server.url] = nil
         link.stop(promise: nil)
     }
 
     /// Stops every link: what is queued is published (up to a second), consumers are deleted.
     func stopFederation() -> EventLoopFuture<Void> {
-        let stops = natsLinks.values.map { link -> EventLoopFuture<Void> in
+        let stops = links.natsLinks.values.map { link -> EventLoopFuture<Void> in
             let promise = eventLoop.makePromise(of: Void.self)
             link.stop(promise: promise)
             return promise.futureResult
         }
-        natsLinks = [:]
+        links.natsLinks = [:]
         return EventLoopFuture.andAllComplete(stops, on: eventLoop)
     }
 
@@ -76,13 +76,13 @@ extension Broker {
         let target = ExportTarget(
             name: channel.name, subject: subject, stream: NATSMapping.stream(prefix: rule.streamPrefix, name: channel.name),
             storage: rule.storage, size: channel.size, maxInFlight: rule.maxInFlight, newest: channel.keepsNewestOnly)
-        exported[channel.id] = link
+        links.exported[channel.id] = link
         link.open(target, epoch: channel.epoch, next: channel.lastSequence + 1)
     }
 
     /// Hands messages just pushed to an exported channel to its link (the ring's own buffers).
     func exportPushed(_ channel: SiteChannel<ByteBuffer>, first: UInt64, count: Int) {
-        guard let link = exported[channel.id] else { return }
+        guard let link = links.exported[channel.id] else { return }
         let from = max(first, channel.ring.firstSequence)
         let last = first + UInt64(count) - 1
         guard from <= last else { return }
@@ -96,13 +96,13 @@ extension Broker {
 
     /// An exported channel closed: its link publishes the close marker after what it still has.
     func exportClosed(_ channel: SiteChannel<ByteBuffer>) {
-        guard let link = exported.removeValue(forKey: channel.id) else { return }
+        guard let link = links.exported.removeValue(forKey: channel.id) else { return }
         link.closed(name: channel.name, epoch: channel.epoch, last: channel.lastSequence)
     }
 
     /// Counters of every export, for STATS.
     var exportStats: [ExportStats] {
-        natsLinks.values.flatMap { $0.exportStats }.sorted { $0.name < $1.name }
+        links.natsLinks.values.flatMap { $0.exportStats }.sorted { $0.name < $1.name }
     }
 
     // MARK: Import
@@ -127,14 +127,14 @@ extension Broker {
             ])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) read \(full) through this daemon")
         }
-        if natsLinks[address.server] == nil, configuration.federation.server(url: address.server) == nil,
-            natsLinks.values.filter({ !$0.keepTrying }).count >= configuration.maxUndeclaredNATSServers
+        if links.natsLinks[address.server] == nil, configuration.federation.server(url: address.server) == nil,
+            links.natsLinks.values.filter({ !$0.keepTrying }).count >= configuration.maxUndeclaredNATSServers
         {
             throw ChannelRefusal(.limitExceeded, "the daemon already reads from \(configuration.maxUndeclaredNATSServers) NATS servers its configuration does not declare")
         }
         let key = NATSRelayKey(server: address.server, subject: subject, newest: newest)
         let wanted = newest ? 1 : max(1, min(history, UInt32(configuration.registry.maxSize)))
-        if let relay = natsRelays[key] {
+        if let relay = links.natsRelays[key] {
             if relay.caughtUp, let channel = relay.channel, !channel.isClosed {
                 attachLocalReader(requestID, to: channel, history: wanted, owner: .unknown, conn)
             } else {
@@ -145,7 +145,7 @@ extension Broker {
         let relay = NATSRelay(
             key: key, localName: nil, name: name, link: link(for: address.server), size: max(1000, Int(wanted)), uid: conn.uid)
         relay.pending.append(PendingExternal(connection: conn.id, requestID: requestID, history: wanted))
-        natsRelays[key] = relay
+        links.natsRelays[key] = relay
         logger.info("relaying from NATS", metadata: ["nats": "\(address.server)", "subject": "\(subject)"])
         startFeed(relay)
     }
@@ -161,7 +161,7 @@ extension Broker {
 
     /// The mirror of a config-declared import named `name`, once it has caught up.
     func importedChannel(_ name: String) -> SiteChannel<ByteBuffer>? {
-        guard let relay = imports[name], relay.caughtUp, let channel = relay.channel, !channel.isClosed else { return nil }
+        guard let relay = links.imports[name], relay.caughtUp, let channel = relay.channel, !channel.isClosed else { return nil }
         return channel
     }
 
@@ -237,9 +237,8 @@ extension Broker {
             retireMirror(old, replacedBy: epoch)
         }
         let channel = SiteChannel<ByteBuffer>(
-            id: (1 << 62) | nextRelayChannelID, name: relay.name, epoch: epoch, size: relay.size, owner: 0,
+            id: links.nextMirrorID(), name: relay.name, epoch: epoch, size: relay.size, owner: 0,
             newestOnly: relay.key.newest, creator: Identity(uid: relay.uid), weigh: weigh)
-        nextRelayChannelID += 1
         channel.expectRelayed(from: next)
         relay.channel = channel
         if relay.permanent, relay.caughtUp, let name = relay.localName {
@@ -251,7 +250,7 @@ extension Broker {
     func endNATSRelay(_ relay: NATSRelay, failing code: ErrorCode? = nil, _ message: String = "") {
         guard !relay.removed, !relay.permanent else { return }
         relay.removed = true
-        if natsRelays[relay.key] === relay { natsRelays[relay.key] = nil }
+        if links.natsRelays[relay.key] === relay { links.natsRelays[relay.key] = nil }
         finishRelay(pending: relay.pending, mirror: relay.channel, failing: code, message)
         relay.pending = []
         if let feed = relay.feed { relay.link.remove(feed) }
@@ -261,7 +260,7 @@ extension Broker {
 
     /// A NATS import's mirror lost its last local reader: the import ends (unless configured).
     func releaseNATSRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) -> Bool {
-        guard let relay = natsRelays.values.first(where: { $0.channel === channel }) else { return false }
+        guard let relay = links.natsRelays.values.first(where: { $0.channel === channel }) else { return false }
         if channel.subscriberCount == 0 { endNATSRelay(relay) }
         return true
     }

@@ -79,8 +79,8 @@ extension Broker {
                 charged: chargedSessions.contains(session.id))
         }
         return DaemonImage(
-            softwareVersion: CometProtocol.softwareVersion, instance: instance, nextConnectionID: nextConnectionID,
-            nextChannelID: registry.nextChannelID, nextPrivateID: nextPrivateID, listeners: listeners, channels: channels,
+            softwareVersion: CometProtocol.softwareVersion, instance: instance, nextConnectionID: connections.nextID,
+            nextChannelID: registry.nextChannelID, nextPrivateID: privateChannels.nextNumber, listeners: listeners, channels: channels,
             privateChannels: privates, sessions: sessionImages, connections: kept, storedNames: stateStore?.names ?? [])
     }
 
@@ -94,12 +94,12 @@ extension Broker {
         return all
     }
 
-    /// Puts back channels, private channels and sessions; connections wait in `adopting` for
+    /// Puts back channels, private channels and sessions; connections wait in `restore` for
     /// their sockets. Everything restored is charged to its users again, without refusal.
     func restore(_ image: DaemonImage) {
         instance = image.instance
-        nextConnectionID = max(nextConnectionID, image.nextConnectionID)
-        nextPrivateID = max(nextPrivateID, image.nextPrivateID)
+        connections.continueNumbering(after: image.nextConnectionID)
+        privateChannels.continueNumbering(after: image.nextPrivateID)
         registry.nextChannelID = image.nextChannelID
         for saved in image.channels {
             let channel = SiteChannel<ByteBuffer>(
@@ -123,7 +123,7 @@ extension Broker {
                 }
             }
             syncCharge(channel)
-            restoredSites[channel.id] = channel
+            restore.restored(channel)
         }
         for saved in image.privateChannels {
             let channel = PrivateChannel<ByteBuffer>(
@@ -134,7 +134,7 @@ extension Broker {
                 closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
             channel.reader = saved.reader
             channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
-            privateChannels[channel.id] = channel
+            privateChannels.insert(channel)
             accounts.force(.channels, 1, uid: channel.creator.uid)
             syncCharge(channel)
         }
@@ -158,8 +158,7 @@ extension Broker {
                 }
             }
         }
-        for saved in image.connections { adopting[saved.id] = saved }
-        storedNamesToForget = image.storedNames
+        restore.begin(connections: image.connections, storedNames: image.storedNames)
     }
 
     /// A channel's restored messages in one block of their own (slices of it), not slices
@@ -173,7 +172,7 @@ extension Broker {
     /// The connection `saved` is back on `context`: its state, subscriptions and waits are put
     /// back, and what was owed to it is queued first.
     func adopt(_ saved: ConnectionImage, context: ChannelHandlerContext) -> ConnectionState {
-        adopting[saved.id] = nil
+        restore.adopted(saved.id)
         let conn = ConnectionState(id: saved.id, context: context, now: saved.openedAt)
         conn.lastRequest = saved.lastRequest
         var identity = Identity(saved.peer)
@@ -184,8 +183,7 @@ extension Broker {
         conn.ownedChannels = saved.ownedChannels
         conn.nextSubscriptionID = saved.nextSubscriptionID
         conn.session = saved.session.flatMap { sessions.session($0) }
-        connections[conn.id] = conn
-        totalConnections += 1
+        connections.insert(conn)
         if saved.counted {
             conn.counted = true
             accounts.force(.connections, 1, uid: conn.uid)
@@ -197,7 +195,7 @@ extension Broker {
             var restored = Subscription(id: sub.id, name: sub.name, source: nil, cursor: sub.cursor, pinnedOwner: sub.pinnedOwner)
             switch sub.source {
             case .site:
-                guard let channel = restoredSites[sub.channel] else {
+                guard let channel = restore.sites[sub.channel] else {
                     // A relay's or import's mirror: the link is made again by subscribing again.
                     ServerFrame.failed(
                         subscription: sub.id, code: .upstreamUnreachable,
@@ -219,11 +217,8 @@ extension Broker {
             accounts.force(.subscriptions, 1, uid: conn.uid)
         }
         for wait in saved.timeoutWaits {
-            let waiter = TimeoutWaiter(
-                id: nextWaiterID, session: wait.session, connection: conn.id, uid: conn.uid, requestID: wait.requestID, timeout: wait.timeout)
-            nextWaiterID += 1
-            timeoutWaiters[waiter.id] = waiter
-            waitersBySession[wait.session, default: []].insert(waiter.id)
+            let waiter = timeoutWaiters.add(
+                session: wait.session, connection: conn.id, uid: conn.uid, requestID: wait.requestID, timeout: wait.timeout)
             conn.timeoutWaits.insert(waiter.id)
             accounts.force(.timeoutWaits, 1, uid: conn.uid)
         }
@@ -233,13 +228,12 @@ extension Broker {
     /// Every socket is back (or gave up): connections whose socket did not come back are
     /// forgotten like closed ones, waits are timed again, and everyone goes on.
     func finishAdoption() {
-        for (id, saved) in adopting {
+        let (missing, sites, old) = restore.finish()
+        for (id, saved) in missing {
             logger.warning("connection not carried over", metadata: ["connection": "\(id)", "fd": "\(saved.descriptor)"])
         }
-        adopting = [:]
-        for channel in restoredSites.values where channel.isClosed { releaseIfDrained(channel) }
-        restoredSites = [:]
-        for waiter in Array(timeoutWaiters.keys) { checkTimeout(waiter) }
+        for channel in sites where channel.isClosed { releaseIfDrained(channel) }
+        for waiter in timeoutWaiters.ids { checkTimeout(waiter) }
         for conn in connections.values {
             markDirty(conn)
             conn.afterAdoption?()
@@ -250,8 +244,6 @@ extension Broker {
         deliverDirty()
         // Fresh storage files after everyone went on (a push meanwhile is in the ring, which is
         // what the files are written from); until then the previous process's files stand.
-        let old = storedNamesToForget
-        storedNamesToForget = []
         eventLoop.execute { self.storeEverything(forgetting: old) }
     }
 }

@@ -36,7 +36,7 @@ extension Broker {
     func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
         accounts.release(.channels, uid: channel.creator.uid)
         storeGone(channel.id)
-        if !exported.isEmpty { exportClosed(channel) }
+        if !links.exported.isEmpty { exportClosed(channel) }
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }
@@ -50,7 +50,7 @@ extension Broker {
 
     /// A private channel is forgotten: its count and its messages are released.
     func dropPrivate(_ channel: PrivateChannel<ByteBuffer>) {
-        guard privateChannels.removeValue(forKey: channel.id) != nil else { return }
+        guard privateChannels.remove(channel) else { return }
         channel.close()
         storeGone(channel.id)
         accounts.release(.channels, uid: channel.creator.uid)
@@ -104,9 +104,7 @@ extension Broker {
     /// Whether delivery of messages to `conn` must wait for its user's queued output to go down.
     func outputStarved(_ conn: ConnectionState) -> Bool {
         guard accounts.isExhausted(.queuedOutputBytes, uid: conn.uid) else { return false }
-        if !conn.starved {
-            conn.starved = true
-            starvedByUser[conn.uid, default: []].insert(conn.id)
+        if starved.starve(conn) {
             logLimiter.log(logger, .notice, kind: "output-quota", "delivery paused: the user's queued output reached its quota", metadata: ["uid": "\(conn.uid)"])
         }
         return true
@@ -114,11 +112,8 @@ extension Broker {
 
     /// Queues the user's paused connections again once its queued output is under quota.
     func wakeStarved(uid: UInt32) {
-        guard let waiting = starvedByUser[uid], !accounts.isExhausted(.queuedOutputBytes, uid: uid) else { return }
-        starvedByUser[uid] = nil
-        for id in waiting {
-            guard let conn = connections[id] else { continue }
-            conn.starved = false
+        guard starved.hasWaiting(uid: uid), !accounts.isExhausted(.queuedOutputBytes, uid: uid) else { return }
+        for conn in starved.wake(uid: uid, in: connections) {
             markDirty(conn)
             readerDrained(conn)
         }

@@ -5,13 +5,7 @@ import NIOCore
 extension Broker {
     /// Queues `conn` for the next delivery pass.
     func markDirty(_ conn: ConnectionState) {
-        guard !conn.isDirty, !conn.isClosing else { return }
-        conn.isDirty = true
-        dirty.append(conn)
-        if !deliveryScheduled {
-            deliveryScheduled = true
-            eventLoop.execute { self.deliverDirty() }
-        }
+        if delivery.enqueue(conn) { eventLoop.execute { self.deliverDirty() } }
     }
 
     /// Queues every connection that reads `channel`.
@@ -25,19 +19,17 @@ extension Broker {
     /// flush, until the pass has written `deliveryPassBudget` bytes: the rest wait for the next
     /// turn of the loop, so that hundreds of readers woken at once cannot stall everyone else.
     func deliverDirty() {
-        deliveryScheduled = false
-        let batch = dirty
-        dirty = []
-        let start = bytesWritten
+        let batch = delivery.beginPass()
+        let start = delivery.bytesWritten
         for (index, conn) in batch.enumerated() {
-            if bytesWritten - start >= configuration.deliveryPassBudget {
+            if delivery.bytesWritten - start >= configuration.deliveryPassBudget {
                 for rest in batch[index...] {
-                    rest.isDirty = false
+                    delivery.serving(rest)
                     markDirty(rest)
                 }
                 return
             }
-            conn.isDirty = false
+            delivery.serving(conn)
             deliver(to: conn)
         }
     }
@@ -134,7 +126,7 @@ extension Broker {
             return
         }
         let out = conn.outbox
-        bytesWritten &+= out.readableBytes
+        delivery.wrote(out.readableBytes)
         // A busy connection keeps a buffer sized for the next pass; one whose socket is backed up
         // (a slow reader) holds no buffer while it waits.
         conn.outbox = conn.context.channel.allocator.buffer(capacity: 0)

@@ -142,11 +142,10 @@ extension Broker {
         }
         try charge(.channels, conn)
         let channel = PrivateChannel<ByteBuffer>(
-            id: (1 << 63) | nextPrivateID, name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
+            id: privateChannels.nextHandle(), name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
             owner: conn.id, size: size, unlimited: kind == .unlimited, creator: conn.identity, weigh: weigh)
-        nextPrivateID += 1
         channel.producerToken = .random()
-        privateChannels[channel.id] = channel
+        privateChannels.insert(channel)
         stored(channel)
         sessions.addChannel(name, channel.id, to: session)
         conn.ownedChannels += 1
@@ -224,17 +223,13 @@ extension Broker {
         }
         _ = try addressableSession(id, conn)
         try charge(.timeoutWaits, conn)
-        let waiter = TimeoutWaiter(
-            id: nextWaiterID, session: id, connection: conn.id, uid: conn.uid, requestID: requestID, timeout: milliseconds * 1_000_000)
-        nextWaiterID += 1
-        timeoutWaiters[waiter.id] = waiter
-        waitersBySession[id, default: []].insert(waiter.id)
+        let waiter = timeoutWaiters.add(session: id, connection: conn.id, uid: conn.uid, requestID: requestID, timeout: milliseconds * 1_000_000)
         conn.timeoutWaits.insert(waiter.id)
         checkTimeout(waiter.id)
     }
 
     func checkTimeout(_ waiterID: UInt64) {
-        guard var waiter = timeoutWaiters[waiterID] else { return }
+        guard let waiter = timeoutWaiters[waiterID] else { return }
         guard let conn = connections[waiter.connection] else {
             dropTimeoutWaiter(waiterID)
             return
@@ -248,25 +243,22 @@ extension Broker {
             markDirty(conn)
             return
         }
-        waiter.timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: waiter.timeout - idle))) { [weak self] in
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: waiter.timeout - idle))) { [weak self] () -> Void in
             self?.checkTimeout(waiterID)
         }
-        timeoutWaiters[waiterID] = waiter
+        timeoutWaiters.setTimer(timer, of: waiterID)
     }
 
     /// Forgets a pending WAIT_TIMEOUT (answered, or its connection went away) and its timer.
     func dropTimeoutWaiter(_ waiterID: UInt64) {
-        guard let waiter = timeoutWaiters.removeValue(forKey: waiterID) else { return }
-        waiter.timer?.cancel()
-        waitersBySession[waiter.session]?.remove(waiterID)
-        if waitersBySession[waiter.session]?.isEmpty == true { waitersBySession[waiter.session] = nil }
+        guard let waiter = timeoutWaiters.remove(waiterID) else { return }
         connections[waiter.connection]?.timeoutWaits.remove(waiterID)
         accounts.release(.timeoutWaits, uid: waiter.uid)
     }
 
     /// Answers every WAIT_TIMEOUT on an ended session.
     func releaseTimeoutWaiters(of id: UInt64) {
-        for waiterID in waitersBySession[id] ?? [] {
+        for waiterID in timeoutWaiters.waiting(on: id) {
             guard let waiter = timeoutWaiters[waiterID] else { continue }
             dropTimeoutWaiter(waiterID)
             guard let conn = connections[waiter.connection] else { continue }
@@ -294,19 +286,6 @@ extension Broker {
         pullIfReady(channel)
     }
 
-}
-
-/// A WAIT_TIMEOUT request waiting for its session to be idle.
-struct TimeoutWaiter {
-    let id: UInt64
-    let session: UInt64
-    let connection: UInt64
-    let uid: UInt32
-    let requestID: UInt32
-    /// Nanoseconds of inactivity asked for.
-    let timeout: UInt64
-    /// The next check.
-    var timer: Scheduled<Void>? = nil
 }
 
 extension PrivateChannel {

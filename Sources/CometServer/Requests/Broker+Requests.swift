@@ -7,7 +7,7 @@ extension Broker {
     func handle(_ request: Request, from conn: ConnectionState) {
         guard !conn.isClosing else { return }
         conn.lastRequest = uptime()
-        requestsSinceSweep &+= 1
+        trimmer.count(1)
         guard conn.handshaken else {
             guard case .hello(let versions) = request.operation else {
                 fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
@@ -107,7 +107,7 @@ extension Broker {
     /// PUSH and PUSH_BATCH: appends `payloads` (copied into one block) to a channel `conn` owns,
     /// answers with their sequence numbers and wakes the readers.
     private func push(_ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], _ conn: ConnectionState) throws(ChannelRefusal) {
-        requestsSinceSweep &+= payloads.count
+        trimmer.count(payloads.count)
         let first: UInt64
         if Self.isPrivateHandle(channelID) {
             let channel = try ownedPrivate(channelID, conn)
@@ -126,7 +126,7 @@ extension Broker {
             var block = ByteBuffer()
             first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator, block: &block)
             if stateStore != nil { storePushed(channel.id, block: block, payloads: payloads, first: first, kept: channel.ring.firstSequence) }
-            if !exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
+            if !links.exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
             channel.pushedCount &+= UInt64(payloads.count)
             channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })
             syncCharge(channel)
@@ -216,7 +216,7 @@ extension Broker {
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)'")
         }
         guard registry.channel(named: name) == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
-        if let relay = imports[name] {
+        if let relay = links.imports[name] {
             throw ChannelRefusal(.channelExists, "channel '\(name)' is imported from \(relay.link.server.url) subject \(relay.key.subject)")
         }
         try charge(.channels, conn)
@@ -291,7 +291,7 @@ extension Broker {
             logLimiter.log(logger, .notice, kind: "policy", "refused by policy: subscribe", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
         }
-        if let relay = imports[name], !relay.caughtUp {
+        if let relay = links.imports[name], !relay.caughtUp {
             // A config-declared import whose NATS server cannot be reached: as if the channel did
             // not exist yet (a waiting reader starts when it comes).
             guard relay.link.isConnected else {

@@ -37,7 +37,7 @@ extension Broker {
         var reply = StatsReply(
             version: CometProtocol.softwareVersion,
             uptimeMilliseconds: (uptime() - startedAt) / 1_000_000,
-            connectionsAccepted: totalConnections - refusedConnections, connectionsRefused: refusedConnections,
+            connectionsAccepted: connections.opened - connections.refused, connectionsRefused: connections.refused,
             connections: UInt32(connections.count), channels: UInt32(registry.count + privateChannels.count),
             subscriptions: UInt32(clamping: accounts.total(.subscriptions)), sessions: UInt32(clamping: accounts.total(.sessions)),
             memory: UInt64(max(0, accounts.estimatedMemory)), memoryCeiling: UInt64(accounts.quotas.memoryCeiling),

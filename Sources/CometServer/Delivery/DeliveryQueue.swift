@@ -1,0 +1,33 @@
+/// The connections that have something to write, in the order they became so, and whether a
+/// delivery pass is scheduled for them; the bytes passes have handed to sockets (a pass measures
+/// its share with it). Confined to the broker's loop.
+final class DeliveryQueue: @unchecked Sendable {  // confined to the broker's loop
+    private var queued: [ConnectionState] = []
+    private var scheduled = false
+    /// Bytes handed to sockets so far.
+    private(set) var bytesWritten = 0
+
+    /// Queues `conn` for the next pass; true when a pass must be scheduled for it.
+    func enqueue(_ conn: ConnectionState) -> Bool {
+        guard !conn.isDirty, !conn.isClosing else { return false }
+        conn.isDirty = true
+        queued.append(conn)
+        guard !scheduled else { return false }
+        scheduled = true
+        return true
+    }
+
+    /// Starts a pass: the connections queued until now (those queued during the pass wait for
+    /// the next one).
+    func beginPass() -> [ConnectionState] {
+        scheduled = false
+        defer { queued = [] }
+        return queued
+    }
+
+    /// `conn` is served by the current pass.
+    func serving(_ conn: ConnectionState) { conn.isDirty = false }
+
+    /// Counts bytes handed to a socket.
+    func wrote(_ bytes: Int) { bytesWritten &+= bytes }
+}
