@@ -175,7 +175,7 @@ struct CometBench: ParsableCommand {
                      alone.rate, alone.worstWaitMilliseconds, isolationMessages))
         print(String(format: "producer, uid %d stalling:    %10.0f msgs/s (%.0f %%), longest push wait %.1f ms  (3 non-reading subscriptions, a fresh one every 0.3 s)",
                      hostile, attacked.rate, attacked.rate / alone.rate * 100, attacked.worstWaitMilliseconds))
-        let fast = isolationMessages / 5
+        let fast = isolationMessages
         var rates: [(String, Double)] = []
         for (label, stalled) in [("none", nil), ("uid \(hostile)", hostile), ("same uid", 0)] as [(String, Int?)] {
             let rate = try withDaemon { s, _ -> Double in

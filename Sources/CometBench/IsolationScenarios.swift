@@ -136,7 +136,8 @@ struct IsolationBench {
         repeat {
             let s = try BenchSocket(path: socket, receiveBuffer: 4096)
             try s.handshake()
-            _ = try s.subscribe(name)
+            // Waiting for the channel if it is not there yet.
+            _ = try s.ok(s.send(.subscribe(name: name, position: .next, epoch: 0, wait: true)))
             open.append(s)
             if open.count > alive { open.removeFirst() }
             if everyMilliseconds == 0 {

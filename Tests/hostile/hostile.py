@@ -331,6 +331,31 @@ def list_entries(rest):
     return entries, rest[off] == 1
 
 
+def page_twice(path, first, parse, follow):
+    """On a new connection: request `first` (an opcode), then every next page (`follow(last)`
+    gives LIST_FROM or SESSIONS_FROM's opcode and body), then PING; twice. Then a new
+    connection's HELLO. Returns (pages, entries, worst answer ms, HELLO ms, error)."""
+    c = Conn(path)
+    worst, pages, entries = 0.0, 0, 0
+    for _ in range(2):
+        op, rest, took = timed_call(c, first)
+        while True:
+            worst = max(worst, took)
+            if op != 0x80:
+                return pages, entries, worst * 1000, 0.0, error_name(rest)
+            pages += 1
+            got, last, more = parse(rest)
+            entries += got
+            if not more:
+                break
+            op, rest, took = timed_call(c, *follow(last))
+        op, rest, took = timed_call(c, 0x09)
+        worst = max(worst, took)
+    start = time.time()
+    Conn(path)
+    return pages, entries, worst * 1000, (time.time() - start) * 1000, None
+
+
 def attack_long_names_list(path, channels):
     """Channels with 255-byte names, then LIST paged to the end and PING on another connection,
     twice, and a new connection's HELLO: the worst time of each answer."""
@@ -339,28 +364,17 @@ def attack_long_names_list(path, channels):
     for i in range(channels):
         if isinstance(create(owner, ("n%05d" % i) + "x" * 249), int):
             made += 1
-    c = Conn(path)
-    worst, pages, listed = 0.0, 0, 0
-    for _ in range(2):
-        op, rest, took = timed_call(c, 0x08)
-        while True:
-            worst = max(worst, took)
-            if op != 0x80:
-                out(created=made, error=error_name(rest))
-                return
-            pages += 1
-            entries, more = list_entries(rest)
-            listed += len(entries)
-            if not more:
-                break
-            name, scope = entries[-1]
-            op, rest, took = timed_call(c, 0x11, bytes([scope]) + struct.pack(">H", len(name)) + name)
-        op, rest, took = timed_call(c, 0x09)
-        worst = max(worst, took)
-    start = time.time()
-    Conn(path)
-    hello = time.time() - start
-    out(created=made, pages=pages, listed=listed, worst_answer_ms=worst * 1000, new_hello_ms=hello * 1000)
+
+    def parse(rest):
+        entries, more = list_entries(rest)
+        return len(entries), entries[-1] if entries else None, more
+
+    def follow(last):
+        name, scope = last
+        return 0x11, bytes([scope]) + struct.pack(">H", len(name)) + name
+
+    pages, listed, worst, hello, error = page_twice(path, 0x08, parse, follow)
+    out(created=made, pages=pages, listed=listed, worst_answer_ms=worst, new_hello_ms=hello, error=error)
 
 
 def attack_many_sessions(path, count):
@@ -375,29 +389,14 @@ def attack_many_sessions(path, count):
             keep.append(Conn(path))
         except (OSError, EOFError, RuntimeError):
             break
-    c = Conn(path)
-    worst, pages, seen = 0.0, 0, 0
-    for _ in range(2):
-        op, rest, took = timed_call(c, 0x0D)
-        while True:
-            worst = max(worst, took)
-            if op != 0x80:
-                out(connections=len(keep), error=error_name(rest))
-                return
-            pages += 1
-            n = struct.unpack(">I", rest[:4])[0]
-            seen += n
-            off = 4 + n * 28
-            last = struct.unpack(">Q", rest[4 + (n - 1) * 28:12 + (n - 1) * 28])[0] if n else 0
-            if rest[off] != 1:
-                break
-            op, rest, took = timed_call(c, 0x12, struct.pack(">Q", last))
-        op, rest, took = timed_call(c, 0x09)
-        worst = max(worst, took)
-    start = time.time()
-    Conn(path)
-    hello = time.time() - start
-    out(connections=len(keep), pages=pages, sessions_seen=seen, worst_answer_ms=worst * 1000, new_hello_ms=hello * 1000)
+
+    def parse(rest):
+        n = struct.unpack(">I", rest[:4])[0]
+        last = struct.unpack(">Q", rest[4 + (n - 1) * 28:12 + (n - 1) * 28])[0] if n else 0
+        return n, last, rest[4 + n * 28] == 1
+
+    pages, seen, worst, hello, error = page_twice(path, 0x0D, parse, lambda last: (0x12, struct.pack(">Q", last)))
+    out(connections=len(keep), pages=pages, sessions_seen=seen, worst_answer_ms=worst, new_hello_ms=hello, error=error)
 
 
 def mutate(rng, data):

@@ -97,29 +97,20 @@ struct InputFlow: Sendable, Equatable {
     }
 
     /// The socket became writable.
-    mutating func writable() -> Actions {
-        guard state == .waitingForOutput else { return .none }
-        state = .reading
-        return Actions(process: true)
-    }
+    mutating func writable() -> Actions { leave(.waitingForOutput) }
 
     /// The task scheduled by `yielding` runs.
-    mutating func nextTurn() -> Actions {
-        guard state == .yielding else { return .none }
-        state = .reading
-        return Actions(process: true)
-    }
+    mutating func nextTurn() -> Actions { leave(.yielding) }
 
     /// The reader a held push waited for drained or left, or the grace ended.
-    mutating func holdReleased() -> Actions {
-        guard state == .holding else { return .none }
-        state = .reading
-        return Actions(process: true)
-    }
+    mutating func holdReleased() -> Actions { leave(.holding) }
 
     /// Every connection carried over is back.
-    mutating func adopted() -> Actions {
-        guard state == .adopting else { return .none }
+    mutating func adopted() -> Actions { leave(.adopting) }
+
+    /// The event that ends `stopped` came: if that is the state, requests are handled again.
+    private mutating func leave(_ stopped: State) -> Actions {
+        guard state == stopped else { return .none }
         state = .reading
         return Actions(process: true)
     }
