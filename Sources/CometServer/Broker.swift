@@ -34,6 +34,13 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     var instance = UInt64.random(in: 1...UInt64.max)
     var isShuttingDown = false
     var sweeper: RepeatedTask?
+    /// Whether `tickEnded()` is called at the end of every turn of the loop (`LoopTicks`).
+    package var observesTicks = false
+    /// Work for the next turn of the loop, after it polled its sockets.
+    private var nextTurn: [@Sendable () -> Void] = []
+    /// Hands the queuing of next-turn work to another thread, so that it wakes the loop (NIO does
+    /// not wake a loop for tasks queued on it at the end of a tick); nil: queued directly.
+    var wakeFromOutside: (@Sendable (@escaping @Sendable () -> Void) -> Void)?
 
     // Who may do what; replaced whole by `reload(policy:)`.
     var policy: Policy
@@ -93,6 +100,34 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
             self?.sweep()
         }
         startFederation()
+    }
+
+    /// Runs `work` at the next turn of the loop: after the loop polled its sockets when the broker
+    /// observes ticks, else after the tasks already queued.
+    func atNextTurn(_ work: @escaping @Sendable () -> Void) {
+        if observesTicks {
+            nextTurn.append(work)
+        } else {
+            eventLoop.execute(work)
+        }
+    }
+
+    /// A turn of the loop ended: the work put off to the next one is queued (it runs once the
+    /// loop has polled its sockets).
+    @discardableResult
+    package func tickEnded() -> Bool {
+        guard !nextTurn.isEmpty else { return false }
+        let work = nextTurn
+        nextTurn = []
+        let run: @Sendable () -> Void = {
+            for item in work { item() }
+        }
+        if let wakeFromOutside {
+            wakeFromOutside { [eventLoop] in eventLoop.execute(run) }
+        } else {
+            eventLoop.execute(run)
+        }
+        return true
     }
 
     /// Replaces the policy; connections, channels and subscriptions stay as they are.

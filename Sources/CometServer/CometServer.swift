@@ -1,5 +1,6 @@
 import CometChannels
 import CometWire
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -22,11 +23,23 @@ public final class CometServer: @unchecked Sendable {
     var listenerChannels: [Channel] { listeners }
 
     /// - Parameter eventLoop: the loop every connection and channel of this server lives on.
-    public init(configuration: ServerConfiguration = ServerConfiguration(), eventLoop: EventLoop, logger: Logger) {
+    /// - Parameter ticks: the observer given to `eventLoop`'s group as its metrics delegate, if
+    ///   any: with it, a connection's next turn comes after the loop polled its sockets (without
+    ///   it, right after the tasks before it).
+    public init(configuration: ServerConfiguration = ServerConfiguration(), eventLoop: EventLoop, logger: Logger, ticks: LoopTicks? = nil) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
         self.broker = Broker(eventLoop: eventLoop, configuration: configuration, logger: logger)
+        if let ticks {
+            // Set on the loop, where every tick reads it.
+            let broker = self.broker
+            eventLoop.execute {
+                broker.observesTicks = true
+                broker.wakeFromOutside = { DispatchQueue.global().async(execute: $0) }
+                ticks.observe { broker.tickEnded() }
+            }
+        }
         eventLoop.execute { [broker] in broker.start() }
     }
 

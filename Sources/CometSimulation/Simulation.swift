@@ -90,12 +90,15 @@ public final class Simulation {
         configuration.deliveryBudget = 8 * 1024
         configuration.deliveryPassBudget = 128 * 1024
         configuration.handOverBudget = 512 * 1024
-        configuration.requestsPerTurn = 16
+        configuration.requestsPerTurn = 4
         // Small frames: LIST and SESSIONS answers take several pages.
         configuration.maxFrameSize = 16384
         self.configuration = configuration
         let logger = Logger(label: "comet-sim") { _ in SwiftLogNoOpLogHandler() }
         broker = Broker(eventLoop: loop, configuration: configuration, logger: logger)
+        // As in cometd: work put off to the next turn waits until the loop has polled its sockets
+        // (here: until the peers' bytes of this round were handed over).
+        broker.observesTicks = true
         broker.start()
         loop.run()
         report.seed = options.seed
@@ -165,17 +168,20 @@ public final class Simulation {
     }
 
     /// Hands the daemon what peers sent (as far as it reads), and runs what is due.
+    /// Turns of the loop: each hands the daemon what the peers sent (as far as it reads), runs
+    /// what is due, and ends (`tickEnded`): what was put off to the next turn runs after the next
+    /// round of socket input, as in cometd.
     private func pump() {
-        var rounds = 0
-        var moved = true
-        while moved, rounds < 8 {
-            moved = false
-            rounds += 1
+        for _ in 0..<8 {
+            var moved = false
             for peer in peers where peer.socket.daemonHasInput {
                 if peer.socket.deliverToDaemon() { moved = true }
             }
             loop.run()
+            let more = broker.tickEnded()
+            if !moved && !more { break }
         }
+        loop.run()
     }
 
     private func spawn() {

@@ -192,8 +192,9 @@ struct Cometd: AsyncParsableCommand {
             "max_memory": "\(ceiling >> 20) MiB", "descriptors": "\(descriptors)",
             "connections": "\(quotas.total(.connections)) (per user \(quotas.perUser(.connections)))",
         ])
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger)
+        let ticks = LoopTicks()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1, metricsDelegate: ticks)
+        let server = CometServer(configuration: configuration, eventLoop: group.next(), logger: logger, ticks: ticks)
         let stateStore = store.enabled ? StateStore(
             keep: { fd, name in store.add([fd], name: name) }, forget: { store.remove($0) },
             clock: { NIODeadline.now().uptimeNanoseconds }) : nil

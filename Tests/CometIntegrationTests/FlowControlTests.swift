@@ -66,6 +66,22 @@ final class FlowControlTests: XCTestCase {
         XCTAssertTrue(daemon.process.isRunning, daemon.log)
     }
 
+    /// Connections refused at once (over the user's connection quota) are forgotten when they
+    /// close: none stays known to the daemon (each used to stay for ever — found by the simulator).
+    func testRefusedConnectionsAreForgotten() throws {
+        let daemon = try Daemon(arguments: ["--user-quota", "connections=2"], executable: Daemon.releaseDaemon)
+        defer { daemon.stop() }
+        let result = try Hostile.run(daemon, "connections", ["200", "none", "0.5"])
+        XCTAssertEqual((result["opened"] as? Int ?? 0) + (result["failed"] as? Int ?? 0), 200, "\(result)")
+        usleep(300_000)
+        let raw = try RawConnection(daemon.socketPath)
+        _ = try raw.hello()
+        var body = try raw.expectOK(raw.send(.stats))
+        let stats = try StatsReply(from: &body)
+        XCTAssertGreaterThanOrEqual(stats.connectionsRefused, 198)
+        XCTAssertEqual(stats.connections, 1, "only this connection is known once the refused ones closed")
+    }
+
     /// Subscriptions of another user that never read, renewed every 0.3 s, do not hold root's
     /// producer: with a reader grace of 5 s, no push waits anywhere near it, the producer's own
     /// reader gets everything, and the other user's readers end with FULL instead.

@@ -195,12 +195,14 @@ def attack_waits(path, count):
                 break
             c.buf += data
             idle_since = time.time()
-            while len(c.buf) >= 4 and len(c.buf) >= 4 + struct.unpack(">I", c.buf[:4])[0]:
-                n = struct.unpack(">I", c.buf[:4])[0]
-                frame_body, c.buf = c.buf[4:4 + n], c.buf[4 + n:]
-                if frame_body[0] == 0x81:
+            at = 0
+            while len(c.buf) - at >= 4 and len(c.buf) - at >= 4 + struct.unpack(">I", c.buf[at:at + 4])[0]:
+                n = struct.unpack(">I", c.buf[at:at + 4])[0]
+                if c.buf[at + 4] == 0x81:
                     refused += 1
-                    errors.add(error_name(frame_body[5:]))
+                    errors.add(error_name(c.buf[at + 9:at + 11]))
+                at += 4 + n
+            c.buf = c.buf[at:]
     c.sock.setblocking(True)
     huge = c.call(0x0F, struct.pack(">QQ", c.session, 1 << 62))
     out(sent=count, refused=refused, errors=sorted(errors), huge=error_name(huge[2]) if huge[0] == 0x81 else "OK")

@@ -117,7 +117,7 @@ package final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         if actions.read { context.read() }
         if actions.scheduleTurn {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.execute {
+            broker.atNextTurn {
                 self.perform(self.flow.nextTurn(), bound.value)
             }
         }

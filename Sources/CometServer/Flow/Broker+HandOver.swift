@@ -45,7 +45,7 @@ extension Broker {
             if pass.budgetUsed {
                 // Readers left over by this pass's budget have no drain to wait for: the producer
                 // tries again at the next turn (this pass copied a budget's worth: progress).
-                eventLoop.execute { [weak self] in self?.connections[producer]?.holdReleased?() }
+                atNextTurn { [weak self] in self?.connections[producer]?.holdReleased?() }
             }
         }
         return true
