@@ -77,8 +77,9 @@ struct CometBench: ParsableCommand {
             print(String(format: "1 producer → 1 consumer:        %10.0f msgs/s  (%d messages)", one, messages))
         }
         if selected.contains("fanout") {
-            let fan = try withDaemon { s, _ in try s.fanOut(total: fanoutMessages, consumers: consumers) }
-            print(String(format: "1 producer → %d consumers:    %10.0f delivered msgs/s  (%d messages each)", consumers, fan, fanoutMessages))
+            let fan = try withDaemon { s, _ in try s.fanOutWithPing(total: fanoutMessages, consumers: consumers) }
+            print(String(format: "1 producer → %d consumers:    %10.0f delivered msgs/s  (%d messages each); PING every 10 ms meanwhile: longest %.1f ms",
+                         consumers, fan.rate, fanoutMessages, fan.worstPingMilliseconds))
         }
         if selected.contains("latency") {
             let lat = try withDaemon { s, _ in try s.latency(rate: rate, seconds: seconds) }

@@ -118,6 +118,31 @@ struct Scenarios {
         return Double(total * consumers) / seconds
     }
 
+    /// The 1→N run, with another connection sending PING every 10 ms meanwhile: the delivered
+    /// rate and the longest PING round trip (ms) — what a fan-out costs everyone else.
+    func fanOutWithPing(total: Int, consumers: Int) throws -> (rate: Double, worstPingMilliseconds: Double) {
+        let pinger = try BenchSocket(path: socket)
+        try pinger.handshake()
+        let stop = AtomicCounter()
+        let worst = AtomicCounter()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var longest: UInt64 = 0
+            while stop.load() == 0 {
+                let start = now()
+                guard (try? pinger.ok(pinger.send(.ping))) != nil else { break }
+                longest = max(longest, now() - start)
+                usleep(10_000)
+            }
+            worst.store(Int(longest))
+            done.signal()
+        }.start()
+        let rate = try fanOut(total: total, consumers: consumers)
+        stop.store(1)
+        done.wait()
+        return (rate, Double(worst.load()) / 1e6)
+    }
+
     /// One thread serving many consumer sockets with poll(2).
     static func consumeMany(_ sockets: [BenchSocket], total: Int, slowest: AtomicCounter?) -> Bool {
         var received = [Int](repeating: 0, count: sockets.count)

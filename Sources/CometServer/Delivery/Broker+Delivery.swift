@@ -5,7 +5,14 @@ import NIOCore
 extension Broker {
     /// Queues `conn` for the next delivery pass.
     func markDirty(_ conn: ConnectionState) {
-        if delivery.enqueue(conn) { eventLoop.execute { self.deliverDirty() } }
+        guard delivery.enqueue(conn) else { return }
+        if delivery.inPass {
+            // Queued by a delivery pass (a reader with more to take): the next pass comes after
+            // the loop polled its sockets, so that delivery cannot hold everyone else's requests.
+            atNextTurn { self.deliverDirty() }
+        } else {
+            eventLoop.execute { self.deliverDirty() }
+        }
     }
 
     /// Queues every connection that reads `channel`.
@@ -20,13 +27,13 @@ extension Broker {
     /// turn of the loop, so that hundreds of readers woken at once cannot stall everyone else.
     func deliverDirty() {
         let batch = delivery.beginPass()
+        defer { delivery.endPass() }
         let start = delivery.bytesWritten
         for (index, conn) in batch.enumerated() {
             if delivery.bytesWritten - start >= configuration.deliveryPassBudget {
-                for rest in batch[index...] {
-                    delivery.serving(rest)
-                    markDirty(rest)
-                }
+                // The rest wait for the next turn of the loop, after it polled its sockets: a
+                // fan-out to hundreds of readers cannot keep other connections' requests waiting.
+                if delivery.requeue(batch[index...]) { atNextTurn { self.deliverDirty() } }
                 return
             }
             delivery.serving(conn)

@@ -4,6 +4,8 @@
 final class DeliveryQueue: @unchecked Sendable {  // confined to the broker's loop
     private var queued: [ConnectionState] = []
     private var scheduled = false
+    /// Whether a pass is running (what it queues waits for the next turn of the loop).
+    private(set) var inPass = false
     /// Bytes handed to sockets so far.
     private(set) var bytesWritten = 0
 
@@ -21,9 +23,25 @@ final class DeliveryQueue: @unchecked Sendable {  // confined to the broker's lo
     /// the next one).
     func beginPass() -> [ConnectionState] {
         scheduled = false
+        inPass = true
         defer { queued = [] }
         return queued
     }
+
+    /// Puts back the connections a pass had no budget left for, ahead of any queued meanwhile;
+    /// true when a pass must be scheduled for them.
+    func requeue(_ rest: ArraySlice<ConnectionState>) -> Bool {
+        let later = queued
+        queued = Array(rest)
+        for conn in later where !conn.isClosing { queued.append(conn) }
+        for conn in rest { conn.isDirty = true }
+        guard !scheduled else { return false }
+        scheduled = true
+        return true
+    }
+
+    /// The pass is over.
+    func endPass() { inPass = false }
 
     /// `conn` is served by the current pass.
     func serving(_ conn: ConnectionState) { conn.isDirty = false }
