@@ -160,19 +160,27 @@ struct CometBench: ParsableCommand {
     func isolation() throws {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let hostile = IsolationBench.hostileUID
-        let alone = try withDaemon { s, _ in try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.alone") }
-        let attacked = try withDaemon { s, _ -> (rate: Double, worstWaitMilliseconds: Double) in
-            chmod((s.socket as NSString).deletingLastPathComponent, 0o755)
-            let readers = try IsolationBench.stallReaders(
-                cometBench: me, socket: s.socket, name: "iso.attacked", alive: 3, everyMilliseconds: 300, seconds: 120, uid: hostile)
-            defer {
-                readers.terminate()
-                readers.waitUntilExit()
-            }
-            sleep(1)
-            return try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.attacked")
+        // Alternately, three times each (runs of a few seconds vary by ±15 % here): the best rate
+        // of each, and the longest wait of all.
+        var aloneRuns: [(rate: Double, worstWaitMilliseconds: Double)] = []
+        var attackedRuns: [(rate: Double, worstWaitMilliseconds: Double)] = []
+        for _ in 0..<3 {
+            aloneRuns.append(try withDaemon { s, _ in try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.alone") })
+            attackedRuns.append(try withDaemon { s, _ -> (rate: Double, worstWaitMilliseconds: Double) in
+                chmod((s.socket as NSString).deletingLastPathComponent, 0o755)
+                let readers = try IsolationBench.stallReaders(
+                    cometBench: me, socket: s.socket, name: "iso.attacked", alive: 3, everyMilliseconds: 300, seconds: 120, uid: hostile)
+                defer {
+                    readers.terminate()
+                    readers.waitUntilExit()
+                }
+                sleep(1)
+                return try IsolationBench(socket: s.socket).producer(total: isolationMessages, name: "iso.attacked")
+            })
         }
-        print(String(format: "producer alone:                 %10.0f msgs/s, longest push wait %.1f ms  (%d single pushes, default ring, one fast reader)",
+        let alone = (rate: aloneRuns.map(\.rate).max()!, worstWaitMilliseconds: aloneRuns.map(\.worstWaitMilliseconds).max()!)
+        let attacked = (rate: attackedRuns.map(\.rate).max()!, worstWaitMilliseconds: attackedRuns.map(\.worstWaitMilliseconds).max()!)
+        print(String(format: "producer alone:                 %10.0f msgs/s, longest push wait %.1f ms  (%d single pushes, default ring, one fast reader; best of 3)",
                      alone.rate, alone.worstWaitMilliseconds, isolationMessages))
         print(String(format: "producer, uid %d stalling:    %10.0f msgs/s (%.0f %%), longest push wait %.1f ms  (3 non-reading subscriptions, a fresh one every 0.3 s)",
                      hostile, attacked.rate, attacked.rate / alone.rate * 100, attacked.worstWaitMilliseconds))
