@@ -38,8 +38,10 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     package var observesTicks = false
     /// Work for the next turn of the loop, after it polled its sockets.
     private var nextTurn: [@Sendable () -> Void] = []
-    /// Hands the queuing of next-turn work to another thread, so that it wakes the loop (NIO does
-    /// not wake a loop for tasks queued on it at the end of a tick); nil: queued directly.
+    /// Wakes the loop for next-turn work (NIO does not wake a loop for tasks queued on it at the
+    /// end of a tick): a pipe the loop watches (`Connections/LoopWaker.swift`), else a hop to
+    /// another thread that queues the work; nil for both: queued directly.
+    var waker: LoopWaker?
     var wakeFromOutside: (@Sendable (@escaping @Sendable () -> Void) -> Void)?
 
     // Who may do what; replaced whole by `reload(policy:)`.
@@ -122,7 +124,9 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         let run: @Sendable () -> Void = {
             for item in work { item() }
         }
-        if let wakeFromOutside {
+        if let waker {
+            waker.wake(then: run)
+        } else if let wakeFromOutside {
             wakeFromOutside { [eventLoop] in eventLoop.execute(run) }
         } else {
             eventLoop.execute(run)

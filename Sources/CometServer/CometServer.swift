@@ -38,6 +38,8 @@ public final class CometServer: @unchecked Sendable {
                 broker.observesTicks = true
                 broker.wakeFromOutside = { DispatchQueue.global().async(execute: $0) }
                 ticks.observe { broker.tickEnded() }
+                // Once its pipe is watched, the loop wakes itself, without a thread.
+                LoopWaker.make(on: eventLoop) { broker.waker = $0 }
             }
         }
         eventLoop.execute { [broker] in broker.start() }
