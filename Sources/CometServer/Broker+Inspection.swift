@@ -25,9 +25,7 @@ extension Broker {
 
     /// Bytes queued for connections: outboxes and what the sockets have not taken.
     package var pendingOutputBytes: Int { connections.values.reduce(0) { $0 + $1.pendingOutput } }
-}
 
-extension Broker {
     /// One line per known connection, for a failure report.
     package var connectionDescriptions: [String] {
         connections.values.map {

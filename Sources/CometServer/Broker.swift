@@ -34,15 +34,13 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     var instance = UInt64.random(in: 1...UInt64.max)
     var isShuttingDown = false
     var sweeper: RepeatedTask?
-    /// Whether `tickEnded()` is called at the end of every turn of the loop (`LoopTicks`).
-    package var observesTicks = false
+    /// Set when `tickEnded()` is called at the end of every turn of the loop (`LoopTicks`): hands
+    /// the work put off to the next turn to whatever wakes the loop for it (in cometd a pipe the
+    /// loop watches, `Connections/LoopWaker.swift`; NIO does not wake a loop for tasks queued on
+    /// it at the end of a tick). Nil: next-turn work is queued at once.
+    package var wakeForNextTurn: (@Sendable (@escaping @Sendable () -> Void) -> Void)?
     /// Work for the next turn of the loop, after it polled its sockets.
     private var nextTurn: [@Sendable () -> Void] = []
-    /// Wakes the loop for next-turn work (NIO does not wake a loop for tasks queued on it at the
-    /// end of a tick): a pipe the loop watches (`Connections/LoopWaker.swift`), else a hop to
-    /// another thread that queues the work; nil for both: queued directly.
-    var waker: LoopWaker?
-    var wakeFromOutside: (@Sendable (@escaping @Sendable () -> Void) -> Void)?
 
     // Who may do what; replaced whole by `reload(policy:)`.
     var policy: Policy
@@ -104,32 +102,25 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         startFederation()
     }
 
-    /// Runs `work` at the next turn of the loop: after the loop polled its sockets when the broker
-    /// observes ticks, else after the tasks already queued.
+    /// Runs `work` at the next turn of the loop: after the loop polled its sockets when something
+    /// wakes the loop for it, else after the tasks already queued.
     func atNextTurn(_ work: @escaping @Sendable () -> Void) {
-        if observesTicks {
+        if wakeForNextTurn != nil {
             nextTurn.append(work)
         } else {
             eventLoop.execute(work)
         }
     }
 
-    /// A turn of the loop ended: the work put off to the next one is queued (it runs once the
-    /// loop has polled its sockets).
+    /// A turn of the loop ended: the work put off to the next one goes to `wakeForNextTurn` (it
+    /// runs once the loop has polled its sockets). Returns whether there was any.
     @discardableResult
     package func tickEnded() -> Bool {
-        guard !nextTurn.isEmpty else { return false }
+        guard !nextTurn.isEmpty, let wakeForNextTurn else { return false }
         let work = nextTurn
         nextTurn = []
-        let run: @Sendable () -> Void = {
+        wakeForNextTurn {
             for item in work { item() }
-        }
-        if let waker {
-            waker.wake(then: run)
-        } else if let wakeFromOutside {
-            wakeFromOutside { [eventLoop] in eventLoop.execute(run) }
-        } else {
-            eventLoop.execute(run)
         }
         return true
     }

@@ -1,6 +1,5 @@
 import CometChannels
 import CometWire
-import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -32,14 +31,12 @@ public final class CometServer: @unchecked Sendable {
         self.logger = logger
         self.broker = Broker(eventLoop: eventLoop, configuration: configuration, logger: logger)
         if let ticks {
-            // Set on the loop, where every tick reads it.
+            // Set on the loop, where every tick reads it. Until the waker's pipe is watched (or if
+            // it cannot be made), next-turn work is queued at once.
             let broker = self.broker
             eventLoop.execute {
-                broker.observesTicks = true
-                broker.wakeFromOutside = { DispatchQueue.global().async(execute: $0) }
                 ticks.observe { broker.tickEnded() }
-                // Once its pipe is watched, the loop wakes itself, without a thread.
-                LoopWaker.make(on: eventLoop) { broker.waker = $0 }
+                LoopWaker.make(on: eventLoop) { waker in broker.wakeForNextTurn = { waker.wake(then: $0) } }
             }
         }
         eventLoop.execute { [broker] in broker.start() }

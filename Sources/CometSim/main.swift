@@ -41,10 +41,7 @@ let started = DispatchTime.now()
 var total = 0
 var checks = 0
 for seed in firstSeed..<(firstSeed + seeds) {
-    var options = Simulation.Options(seed: seed, steps: steps)
-    options.verbose = CommandLine.arguments.contains("--verbose")
-    options.trace = Int(value("--trace", 0))
-    let simulation = Simulation(options)
+    let simulation = Simulation(Simulation.Options(seed: seed, steps: steps))
     simulation.onStep = { step in
         if step & 255 == 0 || step < 256 { progress.withLockedValue { $0 = (seed, step, DispatchTime.now()) } }
     }

@@ -79,7 +79,6 @@ final class SimPeer {
     var maxFrameSize = Int(CometProtocol.defaultMaxFrameSize)
     /// It sent random bytes: these may hold requests it does not know of.
     var sentGarbage = false
-    var trace = false
     /// The step at which the peer disconnects, if it is still there.
     var leavesAt = Int.max
 
@@ -116,7 +115,6 @@ final class SimPeer {
         var buffer = channel.allocator.buffer(capacity: 64)
         Request(id: id, operation).encode(into: &buffer)
         outstanding[id] = Outstanding(kind: kind, sentAt: now)
-        if trace { print("peer \(self.id) -> \(id) \(kind)") }
         socket.peerSends(buffer)
     }
 

@@ -9,7 +9,7 @@ import Glibc
 /// read end the loop watches makes its next poll return at once; what waits for that wake runs in
 /// the tasks of that next tick, after every socket event the poll returned. NIO does not wake a
 /// loop for tasks queued on it at the end of a tick (`LoopTicks`), so this is how work for the
-/// next turn gets one. Confined to the loop.
+/// next turn gets one (`Broker.wakeForNextTurn`). Confined to the loop.
 final class LoopWaker: @unchecked Sendable {  // confined to its loop
     private let eventLoop: EventLoop
     private let writeEnd: CInt
@@ -32,18 +32,19 @@ final class LoopWaker: @unchecked Sendable {  // confined to its loop
             _ = fcntl(end, F_SETFD, FD_CLOEXEC)
             _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
         }
-        let waker = LoopWaker(eventLoop: eventLoop, writeEnd: ends[1])
+        let (readEnd, writeEnd) = (ends[0], ends[1])
+        let waker = LoopWaker(eventLoop: eventLoop, writeEnd: writeEnd)
         NIOPipeBootstrap(group: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(WakeReader(waker)) }
             }
-            .takingOwnershipOfDescriptor(input: ends[0])
+            .takingOwnershipOfDescriptor(input: readEnd)
             .whenComplete { result in
                 switch result {
                 case .success: ready(waker)
                 case .failure:
-                    close(ends[0])
-                    close(ends[1])
+                    close(readEnd)
+                    close(writeEnd)
                 }
             }
     }

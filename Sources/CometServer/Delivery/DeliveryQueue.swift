@@ -28,13 +28,10 @@ final class DeliveryQueue: @unchecked Sendable {  // confined to the broker's lo
         return queued
     }
 
-    /// Puts back the connections a pass had no budget left for, ahead of any queued meanwhile;
-    /// true when a pass must be scheduled for them.
+    /// Puts back the connections a pass had no budget left for (still marked queued), ahead of
+    /// any queued meanwhile; true when a pass must be scheduled for them.
     func requeue(_ rest: ArraySlice<ConnectionState>) -> Bool {
-        let later = queued
-        queued = Array(rest)
-        for conn in later where !conn.isClosing { queued.append(conn) }
-        for conn in rest { conn.isDirty = true }
+        queued = Array(rest) + queued
         guard !scheduled else { return false }
         scheduled = true
         return true
