@@ -23,6 +23,10 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case permissionDenied
         /// The channel's producer is not the owner the reader pinned.
         case ownerMismatch
+        /// A numbered push past the producer's next number.
+        case outOfOrder
+        /// A push the channel does not take in this form (an unnumbered push to a numbered channel).
+        case wrongPushKind
     }
 
     public var code: Code

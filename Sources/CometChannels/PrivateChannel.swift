@@ -15,6 +15,8 @@ public final class PrivateChannel<Payload> {
     public internal(set) var owner: UInt64
     /// The secret that lets its producer take it back (ADOPT), given at CREATE.
     public var producerToken = SessionToken(high: 0, low: 0)
+    /// The producer's own numbers (PUSH_NUMBERED), kept for idempotent resends.
+    public var numbering = ProducerNumbering()
     public let size: Int
     @usableFromInline var messages: MessageRing<Payload>
     /// Highest acknowledged sequence number.

@@ -18,6 +18,8 @@ public final class SiteChannel<Payload> {
     public internal(set) var owner: UInt64
     /// The secret that lets its producer take it back (ADOPT), given at CREATE.
     public var producerToken = SessionToken(high: 0, low: 0)
+    /// The producer's own numbers (PUSH_NUMBERED), kept for idempotent resends.
+    public var numbering = ProducerNumbering()
     /// Whether only the latest message counts (a newest channel).
     public let keepsNewestOnly: Bool
     @usableFromInline var messages: MessageRing<Payload>

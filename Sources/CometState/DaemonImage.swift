@@ -83,13 +83,16 @@ public struct SiteChannelImage: Equatable, Sendable {
     /// The producer token (ADOPT).
     public var tokenHigh: UInt64 = 0
     public var tokenLow: UInt64 = 0
+    /// The sequence number producer number 1 got (image format 2; 0: not numbered).
+    public var numberedFrom: UInt64 = 0
 
     public init(
         id: UInt64, name: String, epoch: UInt64, owner: UInt64, newestOnly: Bool, size: Int, creator: PeerImage,
         closed: Bool, registered: Bool, replacedByEpoch: UInt64?, firstSequence: UInt64, messages: [ByteBuffer],
         pushedCount: UInt64 = 0, pushedBytes: UInt64 = 0, deliveredCount: UInt64 = 0, fullCount: UInt64 = 0,
-        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
+        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0, numberedFrom: UInt64 = 0
     ) {
+        self.numberedFrom = numberedFrom
         self.tokenHigh = tokenHigh
         self.tokenLow = tokenLow
         self.id = id
@@ -135,12 +138,16 @@ public struct PrivateChannelImage: Equatable, Sendable {
     /// The producer token (ADOPT).
     public var tokenHigh: UInt64 = 0
     public var tokenLow: UInt64 = 0
+    /// The sequence number producer number 1 got (image format 2; 0: not numbered).
+    public var numberedFrom: UInt64 = 0
 
     public init(
         id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool,
         creator: PeerImage, acknowledged: UInt64, closed: Bool, full: Bool, reader: UInt64?, outstandingPull: UInt64?,
-        nextPull: UInt64, firstSequence: UInt64, messages: [ByteBuffer], tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0
+        nextPull: UInt64, firstSequence: UInt64, messages: [ByteBuffer], tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0,
+        numberedFrom: UInt64 = 0
     ) {
+        self.numberedFrom = numberedFrom
         self.tokenHigh = tokenHigh
         self.tokenLow = tokenLow
         self.id = id

@@ -11,17 +11,20 @@ import NIOCore
 public enum ImageCodec {
     public static let magic: [UInt8] = Array("COMETIMG".utf8)
     /// The format this binary writes.
-    public static let formatVersion: UInt16 = 1
-    /// The formats this binary reads.
-    public static let readableFormats: ClosedRange<UInt16> = 1...1
+    public static let formatVersion: UInt16 = 2
+    /// The formats this binary reads (2 added the channels' producer numbering).
+    public static let readableFormats: ClosedRange<UInt16> = 1...2
     static let headerSize = 8 + 2 + 2 + 8 + 8
 
-    public static func encode(_ image: DaemonImage) -> ByteBuffer {
+    public static func encode(_ image: DaemonImage) -> ByteBuffer { encode(image, format: formatVersion) }
+
+    /// Writes `format` (an older one only for tests of reading it).
+    static func encode(_ image: DaemonImage, format: UInt16) -> ByteBuffer {
         var body = ByteBufferAllocator().buffer(capacity: 4096)
-        image.write(to: &body)
+        image.write(to: &body, format: format)
         var out = ByteBufferAllocator().buffer(capacity: headerSize + body.readableBytes)
         out.writeBytes(magic)
-        out.writeInteger(formatVersion)
+        out.writeInteger(format)
         out.writeInteger(UInt16(0))
         out.writeInteger(UInt64(body.readableBytes))
         out.writeInteger(checksum(body.readableBytesView))
@@ -42,7 +45,7 @@ public enum ImageCodec {
             length <= UInt64(input.readableBytes), var body = input.readSlice(length: Int(length))
         else { throw StateError(.damaged, "image cut short") }
         guard checksum(body.readableBytesView) == sum else { throw StateError(.damaged, "image checksum does not match") }
-        let image = try DaemonImage(from: &body)
+        let image = try DaemonImage(from: &body, format: format)
         guard body.readableBytes == 0 else { throw StateError(.invalid, "\(body.readableBytes) trailing bytes in image") }
         return image
     }
@@ -124,29 +127,29 @@ extension ByteBuffer {
 // MARK: Records
 
 extension DaemonImage {
-    func write(to out: inout ByteBuffer) {
+    func write(to out: inout ByteBuffer, format: UInt16) {
         out.put(softwareVersion)
         out.put(instance)
         out.put(nextConnectionID)
         out.put(nextChannelID)
         out.put(nextPrivateID)
         out.put(list: listeners) { $0.put($1) }
-        out.put(list: channels) { $1.write(to: &$0) }
-        out.put(list: privateChannels) { $1.write(to: &$0) }
+        out.put(list: channels) { $1.write(to: &$0, format: format) }
+        out.put(list: privateChannels) { $1.write(to: &$0, format: format) }
         out.put(list: sessions) { $1.write(to: &$0) }
         out.put(list: connections) { $1.write(to: &$0) }
         out.put(list: storedNames) { $0.put($1) }
     }
 
-    init(from input: inout ByteBuffer) throws(StateError) {
+    init(from input: inout ByteBuffer, format: UInt16) throws(StateError) {
         softwareVersion = try input.takeString("software version")
         instance = try input.take(UInt64.self, "instance")
         nextConnectionID = try input.take(UInt64.self, "next connection id")
         nextChannelID = try input.take(UInt64.self, "next channel id")
         nextPrivateID = try input.take(UInt64.self, "next private id")
         listeners = try input.takeList("listeners") { (b: inout ByteBuffer) throws(StateError) in try b.take(Int32.self, "listener") }
-        channels = try input.takeList("channels") { (b: inout ByteBuffer) throws(StateError) in try SiteChannelImage(from: &b) }
-        privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(StateError) in try PrivateChannelImage(from: &b) }
+        channels = try input.takeList("channels") { (b: inout ByteBuffer) throws(StateError) in try SiteChannelImage(from: &b, format: format) }
+        privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(StateError) in try PrivateChannelImage(from: &b, format: format) }
         sessions = try input.takeList("sessions") { (b: inout ByteBuffer) throws(StateError) in try SessionImage(from: &b) }
         connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(StateError) in try ConnectionImage(from: &b) }
         storedNames = try input.takeList("stored names") { (b: inout ByteBuffer) throws(StateError) in try b.takeString("name") }
@@ -168,7 +171,7 @@ extension PeerImage {
 }
 
 extension SiteChannelImage {
-    func write(to out: inout ByteBuffer) {
+    func write(to out: inout ByteBuffer, format: UInt16) {
         out.put(id)
         out.put(name)
         out.put(epoch)
@@ -185,11 +188,12 @@ extension SiteChannelImage {
         out.put(fullCount)
         out.put(tokenHigh)
         out.put(tokenLow)
+        if format >= 2 { out.put(numberedFrom) }
         out.put(firstSequence)
         out.put(list: messages) { $0.put(bytes: $1) }
     }
 
-    init(from input: inout ByteBuffer) throws(StateError) {
+    init(from input: inout ByteBuffer, format: UInt16) throws(StateError) {
         id = try input.take(UInt64.self, "channel id")
         name = try input.takeString("channel name")
         epoch = try input.take(UInt64.self, "epoch")
@@ -206,6 +210,7 @@ extension SiteChannelImage {
         fullCount = try input.take(UInt64.self, "full")
         tokenHigh = try input.take(UInt64.self, "token")
         tokenLow = try input.take(UInt64.self, "token")
+        numberedFrom = format >= 2 ? try input.take(UInt64.self, "numbered from") : 0
         firstSequence = try input.take(UInt64.self, "first sequence")
         messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(StateError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {
@@ -215,7 +220,7 @@ extension SiteChannelImage {
 }
 
 extension PrivateChannelImage {
-    func write(to out: inout ByteBuffer) {
+    func write(to out: inout ByteBuffer, format: UInt16) {
         out.put(id)
         out.put(name)
         out.put(epoch)
@@ -232,11 +237,12 @@ extension PrivateChannelImage {
         out.put(nextPull)
         out.put(tokenHigh)
         out.put(tokenLow)
+        if format >= 2 { out.put(numberedFrom) }
         out.put(firstSequence)
         out.put(list: messages) { $0.put(bytes: $1) }
     }
 
-    init(from input: inout ByteBuffer) throws(StateError) {
+    init(from input: inout ByteBuffer, format: UInt16) throws(StateError) {
         id = try input.take(UInt64.self, "private id")
         name = try input.takeString("private name")
         epoch = try input.take(UInt64.self, "epoch")
@@ -253,6 +259,7 @@ extension PrivateChannelImage {
         nextPull = try input.take(UInt64.self, "next pull")
         tokenHigh = try input.take(UInt64.self, "token")
         tokenLow = try input.take(UInt64.self, "token")
+        numberedFrom = format >= 2 ? try input.take(UInt64.self, "numbered from") : 0
         firstSequence = try input.take(UInt64.self, "first sequence")
         messages = try input.takeList("messages") { (b: inout ByteBuffer) throws(StateError) in try b.takeBytes("message") }
         guard size >= 1, messages.count <= size, firstSequence >= 1 else {

@@ -24,11 +24,14 @@ public struct RingMeta: Equatable, Sendable {
     public var creator: PeerImage
     public var tokenHigh: UInt64
     public var tokenLow: UInt64
+    /// The sequence number producer number 1 got (PUSH_NUMBERED); 0: the producer has not numbered.
+    public var numberedFrom: UInt64
 
     public init(
         kind: Kind, id: UInt64, name: String, epoch: UInt64, session: UInt64 = 0, capacity: Int, creator: PeerImage,
-        tokenHigh: UInt64, tokenLow: UInt64
+        tokenHigh: UInt64, tokenLow: UInt64, numberedFrom: UInt64 = 0
     ) {
+        self.numberedFrom = numberedFrom
         self.kind = kind
         self.id = id
         self.name = name
@@ -66,7 +69,7 @@ public final class RingFile {
     enum Field: Int {
         case magic = 0, layout = 8, kind = 12, capacity = 16, dataSize = 24, epoch = 32, id = 40, session = 48
         case uid = 56, gid = 60, pid = 64, flags = 68, tokenHigh = 72, tokenLow = 80, acknowledged = 88, created = 96
-        case first = 104, last = 112, head = 120, nameLength = 136, name = 138
+        case first = 104, last = 112, head = 120, numberedFrom = 128, nameLength = 136, name = 138
     }
 
     public static let closedFlag: UInt32 = 1
@@ -110,6 +113,7 @@ public final class RingFile {
             set(.pid, UInt32(bitPattern: meta.creator.pid))
             set(.tokenHigh, meta.tokenHigh)
             set(.tokenLow, meta.tokenLow)
+            set(.numberedFrom, meta.numberedFrom)
             set(.created, created)
             set(.first, UInt64(1))
             set(.last, UInt64(0))
@@ -177,7 +181,8 @@ public final class RingFile {
             kind: RingMeta.Kind(rawValue: value(.kind, UInt32.self)) ?? .buffered, id: value(.id, UInt64.self), name: name,
             epoch: value(.epoch, UInt64.self), session: value(.session, UInt64.self), capacity: capacity,
             creator: PeerImage(pid: Int32(bitPattern: value(.pid, UInt32.self)), uid: value(.uid, UInt32.self), gid: value(.gid, UInt32.self)),
-            tokenHigh: value(.tokenHigh, UInt64.self), tokenLow: value(.tokenLow, UInt64.self))
+            tokenHigh: value(.tokenHigh, UInt64.self), tokenLow: value(.tokenLow, UInt64.self),
+            numberedFrom: value(.numberedFrom, UInt64.self))
     }
 
     public var created: UInt64 { value(.created, UInt64.self) }
@@ -185,6 +190,13 @@ public final class RingFile {
     public var last: UInt64 { value(.last, UInt64.self) }
     public var flags: UInt32 { value(.flags, UInt32.self) }
     public var acknowledged: UInt64 { value(.acknowledged, UInt64.self) }
+
+    /// Keeps the channel's producer numbering (`RingMeta.numberedFrom`); called before the first
+    /// numbered message's `last` is published, so a file never holds a message whose number it
+    /// cannot tell.
+    public func setNumberedFrom(_ origin: UInt64) {
+        if origin != value(.numberedFrom, UInt64.self) { store(.numberedFrom, origin) }
+    }
 
     public func setFlags(_ flags: UInt32) { store(.flags, flags) }
     public func setAcknowledged(_ sequence: UInt64) { store(.acknowledged, sequence) }

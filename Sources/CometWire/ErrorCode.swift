@@ -70,6 +70,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let ownerMismatch = ErrorCode(rawValue: 31)
     /// The connection did not complete HELLO in time, or held nothing and was idle too long.
     public static let timedOut = ErrorCode(rawValue: 32)
+    /// PUSH_NUMBERED whose first number is past the channel's next one: an earlier numbered push
+    /// is missing (refused, or not sent); the message names the number expected.
+    public static let outOfOrder = ErrorCode(rawValue: 33)
     /// A bug in the daemon; the request had no effect.
     public static let internalError = ErrorCode(rawValue: 255)
 
@@ -118,6 +121,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .permissionDenied: return "PERMISSION_DENIED"
         case .ownerMismatch: return "OWNER_MISMATCH"
         case .timedOut: return "TIMED_OUT"
+        case .outOfOrder: return "OUT_OF_ORDER"
         case .internalError: return "INTERNAL"
         default: return "ERROR_\(rawValue)"
         }

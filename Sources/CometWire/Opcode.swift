@@ -24,6 +24,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case sessionsFrom = 0x12
     case stats = 0x13
     case adopt = 0x14
+    case pushNumbered = 0x15
     // Responses.
     case ok = 0x80
     case error = 0x81

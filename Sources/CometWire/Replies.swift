@@ -25,12 +25,24 @@ public struct HelloReply: Reply, Hashable {
     public var tokenLow: UInt64
     /// Random id of the daemon process, fixed at start: relays use it to refuse relaying to themselves.
     public var instance: UInt64
+    /// What the daemon serves beyond version 1's first operations (appended in comet 0.6; 0 from
+    /// an older daemon): `Features.numberedPushes`.
+    public var features: UInt64
+
+    /// Bits of `features`.
+    public enum Features {
+        /// PUSH_NUMBERED and ADOPT's `last_number`: idempotent pushes.
+        public static let numberedPushes: UInt64 = 1
+    }
+
+    public var servesNumberedPushes: Bool { features & Features.numberedPushes != 0 }
 
     public init(
         version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,
-        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0, instance: UInt64 = 0
+        tokenHigh: UInt64 = 0, tokenLow: UInt64 = 0, instance: UInt64 = 0, features: UInt64 = 0
     ) {
         self.instance = instance
+        self.features = features
         self.version = version
         self.maxFrameSize = maxFrameSize
         self.maxChannelSize = maxChannelSize
@@ -49,10 +61,12 @@ public struct HelloReply: Reply, Hashable {
         tokenHigh = try body.readWire(UInt64.self, "token")
         tokenLow = try body.readWire(UInt64.self, "token")
         instance = try body.readWire(UInt64.self, "instance")
+        features = body.readInteger(as: UInt64.self) ?? 0
     }
 
     public func write(to body: inout ByteBuffer) {
         body.writeMultipleIntegers(version, maxFrameSize, maxChannelSize, maxNameLength, sessionID, tokenHigh, tokenLow, instance)
+        body.writeInteger(features)
     }
 }
 
@@ -87,20 +101,25 @@ public struct AdoptReply: Reply, Hashable {
     public var channel: UInt64
     public var epoch: UInt64
     public var lastSequence: UInt64
+    /// The producer number of the last numbered push applied (PUSH_NUMBERED; appended in comet
+    /// 0.6): 0 when the channel has taken none, or from an older daemon.
+    public var lastNumber: UInt64
 
-    public init(channel: UInt64, epoch: UInt64, lastSequence: UInt64) {
+    public init(channel: UInt64, epoch: UInt64, lastSequence: UInt64, lastNumber: UInt64 = 0) {
         self.channel = channel
         self.epoch = epoch
         self.lastSequence = lastSequence
+        self.lastNumber = lastNumber
     }
 
     public init(from body: inout ByteBuffer) throws(WireError) {
         channel = try body.readWire(UInt64.self, "channel")
         epoch = try body.readWire(UInt64.self, "epoch")
         lastSequence = try body.readWire(UInt64.self, "last sequence")
+        lastNumber = body.readInteger(as: UInt64.self) ?? 0
     }
 
-    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch, lastSequence) }
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(channel, epoch, lastSequence, lastNumber) }
 }
 
 /// Reply to PUSH and PUSH_BATCH: the sequence numbers given, `first ..< first + count`.

@@ -70,6 +70,9 @@ public struct Request: Sendable {
         case create(name: String, kind: ChannelKind, size: UInt32)
         case push(channel: UInt64, payload: ByteBuffer)
         case pushBatch(channel: UInt64, payloads: [ByteBuffer])
+        /// PUSH_NUMBERED: `payloads` carry the producer's numbers `number`, `number + 1`, …; the
+        /// daemon skips those it applied already (an idempotent resend).
+        case pushNumbered(channel: UInt64, number: UInt64, payloads: [ByteBuffer])
         case close(channel: UInt64)
         /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid.
         case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site, owner: UInt32? = nil)
@@ -108,6 +111,7 @@ public struct Request: Sendable {
         case .create: return .create
         case .push: return .push
         case .pushBatch: return .pushBatch
+        case .pushNumbered: return .pushNumbered
         case .close: return .close
         case .subscribe: return .subscribe
         case .unsubscribe: return .unsubscribe
@@ -149,6 +153,20 @@ extension Request {
         buffer.writeImmutableBuffer(messages)
     }
 
+    /// Appends a PUSH_NUMBERED frame whose `count` messages, numbered from `number`, are already
+    /// laid out in `messages` (`u32 length`, bytes, each).
+    public static func encodePushNumbered(
+        id: UInt32, channel: UInt64, number: UInt64, count: UInt32, messages: ByteBuffer, into buffer: inout ByteBuffer
+    ) {
+        buffer.writeInteger(UInt32(1 + 4 + 8 + 8 + 4 + messages.readableBytes))
+        buffer.writeInteger(Opcode.pushNumbered.rawValue)
+        buffer.writeInteger(id)
+        buffer.writeInteger(channel)
+        buffer.writeInteger(number)
+        buffer.writeInteger(count)
+        buffer.writeImmutableBuffer(messages)
+    }
+
     static let subscribeWaitFlag: UInt8 = 0x01
     static let subscribePrivateFlag: UInt8 = 0x02
     static let subscribeOwnerFlag: UInt8 = 0x04
@@ -172,6 +190,12 @@ extension Request {
             case .pushBatch(let channel, let payloads):
                 out.writeInteger(channel)
                 out.writeInteger(UInt32(payloads.count))
+                for p in payloads {
+                    out.writeInteger(UInt32(p.readableBytes))
+                    out.writeImmutableBuffer(p)
+                }
+            case .pushNumbered(let channel, let number, let payloads):
+                out.writeMultipleIntegers(channel, number, UInt32(payloads.count))
                 for p in payloads {
                     out.writeInteger(UInt32(p.readableBytes))
                     out.writeImmutableBuffer(p)
@@ -244,19 +268,15 @@ extension Request {
             operation = .push(channel: channel, payload: body.readSlice(length: body.readableBytes)!)
         case .pushBatch:
             let channel = try body.readWire(UInt64.self, "channel")
-            let count = try body.readWire(UInt32.self, "count")
-            // Each entry takes at least 4 bytes: a count above that is a lie, not an allocation.
-            guard Int(count) <= body.readableBytes / 4 else { throw WireError.malformed("batch count \(count) exceeds frame") }
-            var payloads: [ByteBuffer] = []
-            payloads.reserveCapacity(Int(count))
-            for _ in 0..<count {
-                let length = try body.readWire(UInt32.self, "message length")
-                guard let payload = body.readSlice(length: Int(length)) else {
-                    throw WireError.malformed("truncated batch message")
-                }
-                payloads.append(payload)
+            operation = .pushBatch(channel: channel, payloads: try body.readBatch())
+        case .pushNumbered:
+            let channel = try body.readWire(UInt64.self, "channel")
+            let number = try body.readWire(UInt64.self, "number")
+            let payloads = try body.readBatch()
+            guard number > 0, !payloads.isEmpty, number <= UInt64.max - UInt64(payloads.count) else {
+                throw WireError(.invalidArgument, "numbered pushes are numbered from 1 and hold at least one message")
             }
-            operation = .pushBatch(channel: channel, payloads: payloads)
+            operation = .pushNumbered(channel: channel, number: number, payloads: payloads)
         case .close:
             operation = .close(channel: try body.readWire(UInt64.self, "channel"))
         case .subscribe:
@@ -324,5 +344,22 @@ extension Request {
         }
         try body.expectEnd("request")
         return Request(id: id, operation)
+    }
+}
+
+extension ByteBuffer {
+    /// A batch's messages: `u32 count`, then `count` × (`u32 length`, bytes).
+    fileprivate mutating func readBatch() throws(WireError) -> [ByteBuffer] {
+        let count = try readWire(UInt32.self, "count")
+        // Each entry takes at least 4 bytes: a count above that is a lie, not an allocation.
+        guard Int(count) <= readableBytes / 4 else { throw WireError.malformed("batch count \(count) exceeds frame") }
+        var payloads: [ByteBuffer] = []
+        payloads.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            let length = try readWire(UInt32.self, "message length")
+            guard let payload = readSlice(length: Int(length)) else { throw WireError.malformed("truncated batch message") }
+            payloads.append(payload)
+        }
+        return payloads
     }
 }

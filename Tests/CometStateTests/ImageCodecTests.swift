@@ -1,4 +1,4 @@
-import CometState
+@testable import CometState
 import NIOCore
 import XCTest
 
@@ -50,9 +50,23 @@ final class ImageCodecTests: XCTestCase {
         var image = sample()
         image.channels[0].tokenHigh = 11
         image.privateChannels[0].tokenLow = 12
+        image.channels[0].numberedFrom = 3
+        image.privateChannels[0].numberedFrom = 1
         XCTAssertEqual(try ImageCodec.decode(ImageCodec.encode(image)), image)
         let empty = DaemonImage(softwareVersion: "", instance: 1, nextConnectionID: 1, nextChannelID: 1, nextPrivateID: 1)
         XCTAssertEqual(try ImageCodec.decode(ImageCodec.encode(empty)), empty)
+    }
+
+    /// An image of a cometd before producer numbers (format 1) is read, its channels unnumbered.
+    func testReadsFormatOne() throws {
+        var image = sample()
+        image.channels[0].numberedFrom = 3
+        var expected = image
+        expected.channels[0].numberedFrom = 0
+        let old = ImageCodec.encode(image, format: 1)
+        XCTAssertEqual(old.getInteger(at: 8, as: UInt16.self), 1)
+        XCTAssertEqual(try ImageCodec.decode(old), expected)
+        XCTAssertEqual(ImageCodec.encode(image).readableBytes, old.readableBytes + 3 * 8)
     }
 
     func testRefusesOtherFormatsAndDamage() {

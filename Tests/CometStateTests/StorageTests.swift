@@ -40,6 +40,19 @@ final class StorageTests: XCTestCase {
         XCTAssertEqual(payloads.map { String(buffer: $0) }, Array(texts.suffix(50)))
     }
 
+    /// The producer numbering's origin is kept in the header, through growth and reopening.
+    func testNumberingOriginSurvivesGrowthAndReopening() throws {
+        var file = try RingFile.create(meta(capacity: 50), dataSize: 100, created: 1)
+        XCTAssertEqual(file.meta.numberedFrom, 0)
+        try push(["before"], into: &file, capacity: 50)
+        file.setNumberedFrom(2)
+        try push((1...200).map { "numbered \($0) " + String(repeating: "y", count: 200) }, into: &file, capacity: 50)
+        XCTAssertGreaterThan(file.dataSize, 4096, "grew")
+        let again = try RingFile(fd: dup(file.fd))
+        XCTAssertEqual(again.meta.numberedFrom, 2)
+        XCTAssertEqual(again.last, 201)
+    }
+
     func testEmptyRestartedAndStateFields() throws {
         let file = try RingFile.create(meta(capacity: 4, kind: .private), dataSize: 0, created: 5)
         XCTAssertEqual(file.messages().payloads.count, 0)

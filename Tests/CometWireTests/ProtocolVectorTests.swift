@@ -30,6 +30,7 @@ final class ProtocolVectorTests: XCTestCase {
         "list-from": Request(id: 19, .listFrom(name: "news", scope: 0)),
         "sessions-from": Request(id: 20, .sessionsFrom(session: 0xabc)),
         "adopt": Request(id: 0x16, .adopt(channel: 1, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
+        "push-numbered": Request(id: 0x17, .pushNumbered(channel: 1, number: 5, payloads: [ByteBuffer(string: "a"), ByteBuffer(string: "bc")])),
     ]
     static let owner = Owner(uid: 1000, gid: 100)
 
@@ -42,11 +43,13 @@ final class ProtocolVectorTests: XCTestCase {
     static let serverFrames: [String: ServerFrame] = [
         "hello-ok": ok(1, HelloReply(
             version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
-            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f)),
+            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f,
+            features: HelloReply.Features.numberedPushes)),
         "resume-ok": ok(10, ResumeReply(session: 0xabc)),
         "create-private-ok": ok(11, CreateReply(
             channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
-        "adopt-ok": ok(0x16, AdoptReply(channel: 1, epoch: epoch, lastSequence: 150)),
+        "adopt-ok": ok(0x16, AdoptReply(channel: 1, epoch: epoch, lastSequence: 150, lastNumber: 144)),
+        "push-numbered-ok": ok(0x17, PushReply(firstSequence: 5, count: 2)),
         "ack-ok": ok(13),
         "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),
@@ -148,7 +151,15 @@ final class ProtocolVectorTests: XCTestCase {
             return try ServerFrame.decode(body: XCTUnwrap(try FrameDecoder().nextFrame(from: &input)))
         }
         guard case .ok(1, var hello) = try frame("hello-ok") else { return XCTFail("hello-ok") }
-        XCTAssertEqual(try HelloReply(from: &hello).sessionID, 0xabc)
+        let decodedHello = try HelloReply(from: &hello)
+        XCTAssertEqual(decodedHello.sessionID, 0xabc)
+        XCTAssertTrue(decodedHello.servesNumberedPushes)
+        // A daemon before 0.6 appends no features: it serves no numbered pushes.
+        var oldHello = ByteBuffer(bytes: try Self.bytes(fromHex:
+            "0001" + "00100000" + "000f4240" + "00ff" + "0000000000000abc" + "0102030405060708090a0b0c0d0e0f10" + "0c0e0e0f0c0e0e0f"))
+        XCTAssertFalse(try HelloReply(from: &oldHello).servesNumberedPushes)
+        var oldAdopt = ByteBuffer(bytes: try Self.bytes(fromHex: "000000000000000111223344556677880000000000000096"))
+        XCTAssertEqual(try AdoptReply(from: &oldAdopt), AdoptReply(channel: 1, epoch: Self.epoch, lastSequence: 150, lastNumber: 0))
         guard case .ok(6, var sub) = try frame("subscribe-ok") else { return XCTFail("subscribe-ok") }
         XCTAssertEqual(try SubscribeReply(from: &sub), SubscribeReply(subscription: 1, waiting: false, epoch: Self.epoch, nextSequence: 2, owner: Self.owner))
         guard case .ok(8, var list) = try frame("list-ok") else { return XCTFail("list-ok") }

@@ -19,6 +19,7 @@ extension Broker {
         switch request.operation {
         case .push(let id, _): (channelID, count) = (id, 1)
         case .pushBatch(let id, let payloads): (channelID, count) = (id, payloads.count)
+        case .pushNumbered(let id, _, let payloads): (channelID, count) = (id, payloads.count)
         default: return false
         }
         guard conn.handshaken, !Self.isPrivateHandle(channelID), let channel = try? registry.owned(channelID, by: conn.id),

@@ -27,6 +27,8 @@ extension Broker {
                 try push(request.id, to: channelID, [payload], conn)
             case .pushBatch(let channelID, let payloads):
                 try push(request.id, to: channelID, payloads, conn)
+            case .pushNumbered(let channelID, let number, let payloads):
+                try push(request.id, to: channelID, payloads, number: number, conn)
             case .close(let channelID) where Self.isPrivateHandle(channelID):
                 let channel = try ownedPrivate(channelID, conn)
                 conn.ownedChannels -= 1
@@ -104,36 +106,72 @@ extension Broker {
     /// Handles of private channels have the top bit set; site channels' never do.
     static func isPrivateHandle(_ id: UInt64) -> Bool { id >> 63 == 1 }
 
-    /// PUSH and PUSH_BATCH: appends `payloads` (copied into one block) to a channel `conn` owns,
-    /// answers with their sequence numbers and wakes the readers.
-    private func push(_ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], _ conn: ConnectionState) throws(ChannelRefusal) {
+    /// PUSH, PUSH_BATCH and PUSH_NUMBERED: appends `payloads` (copied into one block) to a channel
+    /// `conn` owns, answers with their sequence numbers and wakes the readers. With a producer
+    /// `number` the messages the channel took already are skipped (an idempotent resend) and the
+    /// answer gives the sequence numbers they got then.
+    private func push(
+        _ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], number: UInt64? = nil, _ conn: ConnectionState
+    ) throws(ChannelRefusal) {
         trimmer.count(payloads.count)
-        let first: UInt64
+        guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
+        var first: UInt64 = 0
         if Self.isPrivateHandle(channelID) {
             let channel = try ownedPrivate(channelID, conn)
-            guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
-            try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            defer {
-                syncCharge(channel)
-                if channel.isFull { storePrivateState(channel) }
+            let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
+            let fresh = payloads[skip...]
+            if !fresh.isEmpty {
+                try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
+                defer {
+                    syncCharge(channel)
+                    if channel.isFull { storePrivateState(channel) }
+                }
+                if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }
+                first = try pushPrivate(channel, Self.copy(Array(fresh), conn.context.channel.allocator))
+                if stateStore != nil { storePushed(channel.id, channel.ring, from: first, numbering: channel.numbering) }
             }
-            first = try pushPrivate(channel, Self.copy(payloads, conn.context.channel.allocator))
-            if stateStore != nil { storePushed(channel.id, channel.ring, from: first) }
+            first = answer ?? first
         } else {
             let channel = try registry.owned(channelID, by: conn.id)
-            guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
-            try checkBuffered(payloads, in: channel.ring, uid: channel.creator.uid)
-            var block = ByteBuffer()
-            first = try pushHandingOver(payloads, to: channel, allocator: conn.context.channel.allocator, block: &block)
-            if stateStore != nil { storePushed(channel.id, block: block, payloads: payloads, first: first, kept: channel.ring.firstSequence) }
-            if !links.exported.isEmpty { exportPushed(channel, first: first, count: payloads.count) }
-            channel.pushedCount &+= UInt64(payloads.count)
-            channel.pushedBytes &+= UInt64(payloads.reduce(0) { $0 + $1.readableBytes })
-            syncCharge(channel)
-            wakeReaders(of: channel)
+            let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
+            let fresh = Array(payloads[skip...])
+            if !fresh.isEmpty {
+                try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
+                if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }
+                var block = ByteBuffer()
+                first = try pushHandingOver(fresh, to: channel, allocator: conn.context.channel.allocator, block: &block)
+                if stateStore != nil {
+                    storePushed(channel.id, block: block, payloads: fresh, first: first, kept: channel.ring.firstSequence, numbering: channel.numbering)
+                }
+                if !links.exported.isEmpty { exportPushed(channel, first: first, count: fresh.count) }
+                channel.pushedCount &+= UInt64(fresh.count)
+                channel.pushedBytes &+= UInt64(fresh.reduce(0) { $0 + $1.readableBytes })
+                syncCharge(channel)
+                wakeReaders(of: channel)
+            }
+            first = answer ?? first
         }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             PushReply(firstSequence: first, count: UInt32(payloads.count)).write(to: &$0)
+        }
+    }
+
+    /// How many of a push's messages a channel took already, and the sequence number its first
+    /// message got (nil: it gets the next ones). A channel whose producer numbers takes numbered
+    /// pushes only: an unnumbered one could not be told from a resend.
+    private static func admit(
+        _ number: UInt64?, _ count: Int, _ numbering: ProducerNumbering, _ last: UInt64, _ name: String
+    ) throws(ChannelRefusal) -> (skip: Int, first: UInt64?) {
+        guard let number else {
+            guard !numbering.isNumbered else {
+                throw ChannelRefusal(.wrongPushKind, "channel '\(name)' takes numbered pushes only (PUSH_NUMBERED): its producer numbers them")
+            }
+            return (0, nil)
+        }
+        switch numbering.admit(number: number, count: count, lastSequence: last) {
+        case .apply(let skip, let first): return (skip, first)
+        case .outOfOrder(let expected):
+            throw ChannelRefusal(.outOfOrder, "channel '\(name)' expects producer number \(expected), not \(number)")
         }
     }
 
@@ -197,7 +235,8 @@ extension Broker {
         let reply = HelloReply(
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
-            sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance)
+            sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance,
+            features: HelloReply.Features.numberedPushes)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }
@@ -385,6 +424,8 @@ extension ChannelRefusal {
         case .quotaExceeded: return .quotaExceeded
         case .permissionDenied: return .permissionDenied
         case .ownerMismatch: return .ownerMismatch
+        case .outOfOrder: return .outOfOrder
+        case .wrongPushKind: return .invalidArgument
         }
     }
 }

@@ -61,7 +61,8 @@ extension Broker {
                 registered: registry.channel(named: channel.name) === channel, replacedByEpoch: channel.replacedByEpoch,
                 firstSequence: channel.ring.firstSequence, messages: Self.messages(of: channel.ring),
                 pushedCount: channel.pushedCount, pushedBytes: channel.pushedBytes, deliveredCount: channel.deliveredCount,
-                fullCount: channel.fullCount, tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
+                fullCount: channel.fullCount, tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low,
+                numberedFrom: channel.numbering.origin)
         }
         let privates = privateChannels.values.sorted { $0.id < $1.id }.map { channel in
             PrivateChannelImage(
@@ -69,7 +70,8 @@ extension Broker {
                 size: channel.size, unlimited: channel.isUnlimited, creator: PeerImage(channel.creator),
                 acknowledged: channel.acknowledged, closed: channel.isClosed, full: channel.isFull, reader: channel.reader,
                 outstandingPull: channel.outstandingPull, nextPull: channel.nextPullID, firstSequence: channel.ring.firstSequence,
-                messages: Self.messages(of: channel.ring), tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low)
+                messages: Self.messages(of: channel.ring), tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low,
+                numberedFrom: channel.numbering.origin)
         }
         let sessionImages = sessions.sessions.values.sorted { $0.id < $1.id }.map { session in
             SessionImage(
@@ -113,6 +115,7 @@ extension Broker {
             channel.deliveredCount = saved.deliveredCount
             channel.fullCount = saved.fullCount
             channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
+            channel.numbering = ProducerNumbering(origin: saved.numberedFrom)
             if saved.registered, !saved.closed {
                 do throws(ChannelRefusal) {
                     try registry.adopt(channel)
@@ -134,6 +137,7 @@ extension Broker {
                 closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
             channel.reader = saved.reader
             channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
+            channel.numbering = ProducerNumbering(origin: saved.numberedFrom)
             privateChannels.insert(channel)
             accounts.force(.channels, 1, uid: channel.creator.uid)
             syncCharge(channel)

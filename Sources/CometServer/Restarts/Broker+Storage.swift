@@ -14,7 +14,7 @@ extension Broker {
             RingMeta(
                 kind: channel.keepsNewestOnly ? .newest : .buffered, id: channel.id, name: channel.name, epoch: channel.epoch,
                 capacity: channel.size, creator: PeerImage(channel.creator), tokenHigh: channel.producerToken.high,
-                tokenLow: channel.producerToken.low),
+                tokenLow: channel.producerToken.low, numberedFrom: channel.numbering.origin),
             first: channel.ring.firstSequence, messages: Self.messages(of: channel.ring))
     }
 
@@ -24,7 +24,7 @@ extension Broker {
             RingMeta(
                 kind: channel.isUnlimited ? .unlimited : .private, id: channel.id, name: channel.name, epoch: channel.epoch,
                 session: channel.session, capacity: channel.size, creator: PeerImage(channel.creator),
-                tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low),
+                tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low, numberedFrom: channel.numbering.origin),
             first: channel.ring.firstSequence, messages: Self.messages(of: channel.ring), flags: Self.flags(channel),
             acknowledged: channel.acknowledged)
     }
@@ -35,8 +35,9 @@ extension Broker {
 
     /// Messages `first...` just appended to a ring (those it still keeps), written into the
     /// channel's file and published at once: one lookup and one publication per batch.
-    func storePushed(_ id: UInt64, _ ring: MessageRing<ByteBuffer>, from first: UInt64) {
+    func storePushed(_ id: UInt64, _ ring: MessageRing<ByteBuffer>, from first: UInt64, numbering: ProducerNumbering) {
         guard let store = stateStore, var file = store.ringFile(id) else { return }
+        file.setNumberedFrom(numbering.origin)
         let kept = ring.firstSequence
         let start = max(first, kept)
         var batch = file.beginBatch(from: start, first: kept)
@@ -48,8 +49,11 @@ extension Broker {
 
     /// A pushed batch, from the one block its bytes were copied into (no per-message buffer
     /// access): messages numbered from `first`, those from `kept` on still in the ring.
-    func storePushed(_ id: UInt64, block: ByteBuffer, payloads: [ByteBuffer], first: UInt64, kept: UInt64) {
+    func storePushed(
+        _ id: UInt64, block: ByteBuffer, payloads: [ByteBuffer], first: UInt64, kept: UInt64, numbering: ProducerNumbering
+    ) {
         guard let store = stateStore, var file = store.ringFile(id) else { return }
+        file.setNumberedFrom(numbering.origin)
         let start = max(first, kept)
         block.withUnsafeReadableBytes { bytes in
             var batch = file.beginBatch(from: start, first: kept)
@@ -119,6 +123,7 @@ extension Broker {
                     firstSequence: first, messages: messages)
                 site.tokenHigh = meta.tokenHigh
                 site.tokenLow = meta.tokenLow
+                site.numberedFrom = meta.numberedFrom
                 sites.append(site)
                 nextChannel = max(nextChannel, meta.id + 1)
             case .private, .unlimited:
@@ -130,6 +135,7 @@ extension Broker {
                     firstSequence: first, messages: messages)
                 channel.tokenHigh = meta.tokenHigh
                 channel.tokenLow = meta.tokenLow
+                channel.numberedFrom = meta.numberedFrom
                 privates.append(channel)
                 bySession[meta.session, default: []].append(PrivateChannelEntry(name: meta.name, handle: meta.id))
                 nextPrivate = max(nextPrivate, (meta.id & ~(1 << 63)) + 1)
@@ -192,6 +198,7 @@ extension Broker {
     func adopt(_ requestID: UInt32, channel id: UInt64, token: SessionToken, _ conn: ConnectionState) throws(ChannelRefusal) {
         let epoch: UInt64
         let last: UInt64
+        let lastNumber: UInt64
         var already = false
         if Self.isPrivateHandle(id) {
             guard let channel = privateChannels[id], !channel.isClosed else {
@@ -201,6 +208,7 @@ extension Broker {
             already = channel.owner == conn.id
             channel.transfer(to: conn.id)
             (epoch, last) = (channel.epoch, channel.lastSequence)
+            lastNumber = channel.numbering.lastNumber(lastSequence: last)
             pullIfReady(channel)
         } else {
             guard let channel = registry.channel(id: id), !Self.isMirror(id) else {
@@ -210,10 +218,11 @@ extension Broker {
             already = channel.owner == conn.id
             channel.transfer(to: conn.id)
             (epoch, last) = (channel.epoch, channel.lastSequence)
+            lastNumber = channel.numbering.lastNumber(lastSequence: last)
         }
         if !already { conn.ownedChannels += 1 }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            AdoptReply(channel: id, epoch: epoch, lastSequence: last).write(to: &$0)
+            AdoptReply(channel: id, epoch: epoch, lastSequence: last, lastNumber: lastNumber).write(to: &$0)
         }
     }
 

@@ -207,7 +207,7 @@ extension Broker {
         }
         try checkBuffered([payload], in: channel.ring, uid: channel.creator.uid)
         let seq = try channel.answer(pull, with: Self.copy(payload, conn.context.channel.allocator))
-        if stateStore != nil { storePushed(channel.id, channel.ring, from: seq) }
+        if stateStore != nil { storePushed(channel.id, channel.ring, from: seq, numbering: channel.numbering) }
         syncCharge(channel)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
         wakeReader(of: channel)
