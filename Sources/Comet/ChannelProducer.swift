@@ -27,9 +27,10 @@ public struct ChannelProducer: Sendable {
         self.queue = PublishQueue(client: client, channel: id)
     }
 
-    /// The sequence number of the last message in the channel, asked of the daemon (ADOPT). After
-    /// an automatic reconnect, what a push that failed with `ConnectionError.lost` did is told by
-    /// this: the pushes in flight landed up to here, in order.
+    /// The sequence number of the last message in the channel, asked of the daemon (ADOPT). With
+    /// a daemon that takes numbered pushes (comet 0.6 on) a reconnect needs none of this: the
+    /// pushes without an answer are sent again and applied once. With an older daemon, a push
+    /// that failed with `ConnectionError.lost` landed if its number is at most this.
     public func lastSequence() async throws -> UInt64 {
         try await client.request(.adopt(channel: id, tokenHigh: token.high, tokenLow: token.low)) { try AdoptReply(from: &$0).lastSequence }
     }
@@ -49,13 +50,23 @@ public struct ChannelProducer: Sendable {
         try await queue.flush()
     }
 
-    /// The largest payload one PUSH can carry on this connection.
-    public var maxPayloadSize: Int { Int(client.server.maxFrameSize) - 13 }
+    /// The largest payload one push can carry on this connection.
+    public var maxPayloadSize: Int { Int(client.server.maxFrameSize) - (client.numbersPushes ? Self.numberedOverhead + 4 : 13) }
+    static let numberedOverhead = 1 + 4 + 8 + 8 + 4
 
-    /// Pushes one message and returns its sequence number.
+    /// Pushes one message and returns its sequence number. With automatic reconnection, a push
+    /// in flight when the connection is lost is sent again once it is back, and applied once.
     /// - Throws: `CometError` with `.invalidArgument`, without sending, for a payload above `maxPayloadSize`.
     @discardableResult
     public func push(_ payload: some Sequence<UInt8>) async throws -> UInt64 {
+        if client.numbersPushes {
+            var messages = ByteBuffer()
+            messages.writeInteger(UInt32(0))
+            let size = messages.writeBytes(payload)
+            messages.setInteger(UInt32(size), at: 0)
+            try checkSize(Self.numberedOverhead + messages.readableBytes)
+            return try await client.pushNumbered(channel: id, count: 1, messages: messages).firstSequence
+        }
         let buffer = ByteBuffer(bytes: payload)
         try checkSize(13 + buffer.readableBytes)
         return try await client.request(.push(channel: id, payload: buffer)) {
@@ -73,6 +84,20 @@ public struct ChannelProducer: Sendable {
     @discardableResult
     public func push<Payloads: Sequence>(batch: Payloads) async throws -> ClosedRange<UInt64>
     where Payloads.Element: Sequence<UInt8> {
+        if client.numbersPushes {
+            var messages = ByteBuffer()
+            var count: UInt32 = 0
+            for payload in batch {
+                let at = messages.writerIndex
+                messages.writeInteger(UInt32(0))
+                messages.setInteger(UInt32(messages.writeBytes(payload)), at: at)
+                count += 1
+            }
+            guard count > 0 else { throw CometError(code: .invalidArgument, message: "a batch holds at least one message") }
+            try checkSize(Self.numberedOverhead + messages.readableBytes)
+            let reply = try await client.pushNumbered(channel: id, count: count, messages: messages)
+            return reply.firstSequence...(reply.firstSequence + UInt64(reply.count) - 1)
+        }
         let buffers = batch.map { ByteBuffer(bytes: $0) }
         guard !buffers.isEmpty else { throw CometError(code: .invalidArgument, message: "a batch holds at least one message") }
         try checkSize(1 + 4 + 8 + 4 + buffers.reduce(0) { $0 + 4 + $1.readableBytes })
@@ -90,6 +115,7 @@ public struct ChannelProducer: Sendable {
     @discardableResult
     public func close() async throws -> UInt64 {
         client.stopsProducing(id)
+        defer { client.forgetLedger(id) }
         return try await client.request(.close(channel: id)) { try CloseReply(from: &$0).lastSequence }
     }
 

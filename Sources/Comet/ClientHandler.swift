@@ -29,6 +29,8 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var readHeld = false
     /// Why the connection ended, once it did.
     var failure: ConnectionError?
+    /// Numbered pushes without an answer, by channel handle (`ClientHandler+Numbered.swift`).
+    var ledgers: [UInt64: PushLedger] = [:]
     /// PULL events of unlimited channels this client produces, by channel handle.
     var pullSinks: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
 
@@ -311,6 +313,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         let waiting = pending
         pending = [:]
         for completion in waiting.values { completion(.failure(error)) }
+        failNumbered(error)
         let open = byLocalID
         sinks = [:]
         byLocalID = [:]

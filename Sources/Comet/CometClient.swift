@@ -145,6 +145,43 @@ public final class CometClient: Sendable {
         }
     }
 
+    /// Whether pushes carry producer numbers (the daemon serves PUSH_NUMBERED): a reconnect then
+    /// sends again what had no answer, and the daemon applies each message once.
+    var numbersPushes: Bool { server.servesNumberedPushes }
+
+    /// A numbered push of `count` messages laid out in `messages`, from any task.
+    func pushNumbered(channel: UInt64, count: UInt32, messages: ByteBuffer) async throws -> PushReply {
+        let promise = eventLoop.makePromise(of: PushReply.self)
+        let handler = self.handler
+        eventLoop.execute {
+            handler.sendNumbered(channel: channel, count: count, messages: messages) { result in
+                switch result {
+                case .success(var body):
+                    do { promise.succeed(try PushReply(from: &body)) } catch { promise.fail(error) }
+                case .failure(let error):
+                    promise.fail(error)
+                }
+            }
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// A numbered push from the event loop (see `PublishQueue`).
+    func handlerSendNumbered(channel: UInt64, count: UInt32, messages: ByteBuffer, completion: @escaping ClientHandler.Completion) {
+        handler.sendNumbered(channel: channel, count: count, messages: messages, completion: completion)
+    }
+
+    /// Whether the client is still connected or reconnecting (it has not given up).
+    func reconnects() async -> Bool {
+        let handler = self.handler
+        return (try? await eventLoop.submit { handler.reconnection != nil && handler.failure == nil }.get()) ?? false
+    }
+
+    func forgetLedger(_ channel: UInt64) {
+        let handler = self.handler
+        eventLoop.execute { handler.forgetLedger(channel) }
+    }
+
     /// Sends a pre-framed request from the event loop (see `PublishQueue`).
     func handlerSend(completion: @escaping ClientHandler.Completion, encode: (UInt32, inout ByteBuffer) -> Void) {
         handler.send(completion: completion, encode: encode)

@@ -103,8 +103,15 @@ final class PublishQueue: @unchecked Sendable {
             return all
         }
         let channel = self.channel
+        let numbered = client.numbersPushes
         for batch in batches {
             let bytes = batch.messages.readableBytes
+            if numbered {
+                client.handlerSendNumbered(channel: channel, count: batch.count, messages: batch.messages) { result in
+                    self.answered(result, bytes: bytes)
+                }
+                continue
+            }
             client.handlerSend(completion: { result in self.answered(result, bytes: bytes) }) { id, out in
                 Request.encodePushBatch(id: id, channel: channel, count: batch.count, messages: batch.messages, into: &out)
             }
@@ -133,7 +140,16 @@ final class PublishQueue: @unchecked Sendable {
     /// last flush, else returns the sequence number of the last message in.
     func flush() async throws -> UInt64 {
         try await client.eventLoop.submit { self.handOff() }.get()
-        try await client.ping()
+        // A barrier after the pushes; a lost connection loses no numbered push (they are sent
+        // again once it is back), so the barrier is asked again behind them.
+        while true {
+            do {
+                try await client.ping()
+                break
+            } catch let error as ConnectionError where error.kind == .lost && client.numbersPushes {
+                guard await client.reconnects() else { throw error }
+            }
+        }
         return try state.withLockedValue { s in
             if let failure = s.failure {
                 s.failure = nil

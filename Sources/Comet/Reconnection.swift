@@ -22,11 +22,13 @@ public struct ReconnectPolicy: Sendable, Hashable {
 
 /// A client's automatic reconnection, on its connection's event loop. When the connection is
 /// lost, requests in flight fail with `ConnectionError.lost` (they may or may not have been
-/// applied); requests made meanwhile wait. Once connected again: HELLO, RESUME of the session
-/// (else the new session stands), ADOPT of every channel this client produces (numbering goes
-/// on; `ClientEvent.adopted` says where), every subscription made again from just after its
-/// last message under its epoch (private ones from the first unacknowledged message; what was
-/// already handed on is dropped), then what waited.
+/// applied), except numbered pushes, which wait; requests made meanwhile wait. Once connected
+/// again: HELLO, RESUME of the session (else the new session stands), ADOPT of every channel
+/// this client produces (numbering goes on; `ClientEvent.adopted` says where), each followed by
+/// that channel's pushes without an answer, sent again with their numbers (the daemon skips
+/// those it has), every subscription made again from just after its last message under its
+/// epoch (private ones from the first unacknowledged message; what was already handed on is
+/// dropped), then what waited.
 final class Reconnection: @unchecked Sendable {  // confined to the connection's event loop
     let policy: ReconnectPolicy
     let path: String
@@ -135,6 +137,9 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
     }
 
     private func restore(_ handler: ClientHandler, resumed: Bool) {
+        if !server.withLockedValue({ $0 }).servesNumberedPushes {
+            handler.failNumbered(ConnectionError(.lost, "the daemon came back without numbered pushes: these pushes may or may not have been applied"))
+        }
         for (id, token) in producers.sorted(by: { $0.key < $1.key }) {
             handler.sendNow(completion: { [self] result in
                 switch result {
@@ -150,7 +155,11 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
                         message: "the channel could not be taken back after a reconnect: \(error)"))
                 }
             }) { Request(id: $0, .adopt(channel: id, tokenHigh: token.high, tokenLow: token.low)).encode(into: &$1) }
+            // What was in flight goes again, in order and before anything new: the daemon skips
+            // what it has and answers each with the sequence numbers it got.
+            handler.resendNumbered(id)
         }
+        handler.failNumbered(except: Set(producers.keys), ConnectionError(.lost, "the channel is no longer this client's: this push may or may not have been applied"))
         for sink in handler.byLocalID.values.sorted(by: { $0.id < $1.id }) {
             guard let again = sink.again else {
                 handler.finish(sink, ConnectionError(.lost, "the connection to cometd was lost; external subscriptions are not made again"))

@@ -76,18 +76,20 @@ struct Push: AsyncParsableCommand {
             } else {
                 producer = try await client.create(channel, size: size)
             }
-            var sender = ResendingProducer(producer: producer, reconnects: reconnect)
+            // With automatic reconnection, pushes without an answer are sent again once the
+            // daemon is back, with their producer numbers: each line lands once, in order.
+            let sender = producer
             if messages.isEmpty, showSeq {
                 while let line = StandardInput.shared.nextLine() { print(try await sender.push(line)) }
             } else if messages.isEmpty {
                 // As fast as the library goes: lines are published (coalesced, pipelined), then
                 // flushed; a refusal ends the command with its error.
-                while let line = StandardInput.shared.nextLine() { try await sender.publish(line) }
+                while let line = StandardInput.shared.nextLine() { await sender.publish(line) }
                 try await sender.flush()
             } else if showSeq {
                 for message in messages { print(try await sender.push(Array(message.utf8))) }
             } else {
-                for message in messages { try await sender.publish(Array(message.utf8)) }
+                for message in messages { await sender.publish(Array(message.utf8)) }
                 try await sender.flush()
             }
             if linger > 0 { try await Task.sleep(for: .seconds(linger)) }

@@ -33,6 +33,8 @@ public struct ServerConfiguration: Sendable {
     public var deliveryBudget = 128 * 1024
     /// Bytes one delivery pass writes over all connections before the loop turns to other work.
     public var deliveryPassBudget = 2 * 1024 * 1024
+    /// Where to kill the process, for crash tests (`CrashPoint`); nil in production.
+    public var crashPoint: CrashPoint?
     /// Requests handled for one connection before the daemon turns to other connections.
     public var requestsPerTurn = 256
 

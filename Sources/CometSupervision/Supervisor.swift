@@ -76,7 +76,7 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     /// Starts cometd with the socket and everything stored, and waits for READY=1.
-    public func start(timeout: TimeInterval = 20) throws {
+    public func start(timeout: TimeInterval = 20, extraArguments: [String] = []) throws {
         let readyBefore = notified("READY=1")
         let passed: [(name: String, fd: Int32)] = [("comet.socket", listener)] + lock.withLock { store }
         // Out of the way first (close-on-exec), then into place from 3 on: no source is overwritten.
@@ -91,7 +91,7 @@ public final class Supervisor: @unchecked Sendable {
         _ = spawnAddCloseFrom(&actions, Int32(3 + passed.count))
         // LISTEN_PID is the daemon's own pid: the shell sets it and becomes cometd.
         let script = "LISTEN_PID=$$ exec \"$0\" \"$@\""
-        let argv = ["/bin/sh", "-c", script] + (launcher.isEmpty ? [executable.path] : launcher + [executable.path]) + arguments
+        let argv = ["/bin/sh", "-c", script] + (launcher.isEmpty ? [executable.path] : launcher + [executable.path]) + arguments + extraArguments
         var env = ProcessInfo.processInfo.environment
         env["COMET_SOCKET"] = nil
         env["NOTIFY_SOCKET"] = notifyPath
@@ -133,6 +133,21 @@ public final class Supervisor: @unchecked Sendable {
         }
         pid = 0
         // What it sent before it ended is in the socket's queue: let the receiver take it.
+        usleep(50_000)
+        return status
+    }
+
+    /// Waits for cometd to end by itself (e.g. a crash point); returns the wait status, nil if
+    /// it still runs after `timeout`.
+    public func waitForExit(timeout: TimeInterval = 20) -> Int32? {
+        guard pid > 0 else { return nil }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while waitpid(pid, &status, WNOHANG) != pid {
+            guard Date() < deadline else { return nil }
+            usleep(2_000)
+        }
+        pid = 0
         usleep(50_000)
         return status
     }

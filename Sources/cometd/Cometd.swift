@@ -70,6 +70,10 @@ struct Cometd: AsyncParsableCommand {
     @Flag(name: .long, help: .hidden)
     var handoverProbe = false
 
+    /// Crash tests: kill the process at an exact point of a push (`CrashPoint`).
+    @Option(name: .long, help: .hidden)
+    var crashAt: String?
+
     func validate() throws {
         guard sessionGrace >= 0 else { throw ValidationError("--session-grace must not be negative") }
         guard maxFrameSize >= 4096 else { throw ValidationError("--max-frame-size must be at least 4096") }
@@ -78,6 +82,7 @@ struct Cometd: AsyncParsableCommand {
         }
         guard ["auto", "on", "off"].contains(fdStore) else { throw ValidationError("--fd-store is auto, on or off") }
         guard readerGrace >= 0 else { throw ValidationError("--reader-grace must not be negative") }
+        if let crashAt, CrashPoint(crashAt) == nil { throw ValidationError("--crash-at is stored:N or applied:N") }
         // Above twice the socket's high watermark (256 KiB), so that a reader at its bound is
         // unwritable and its draining is noticed.
         guard (ByteSize(readerQueue)?.bytes ?? 0) >= 512 * 1024 else {
@@ -188,6 +193,7 @@ struct Cometd: AsyncParsableCommand {
         configuration.shutdownDrain = .nanoseconds(Int64(shutdownDrain * 1e9))
         configuration.readerQueueBound = ByteSize(readerQueue)?.bytes ?? configuration.readerQueueBound
         configuration.readerGrace = .nanoseconds(Int64(readerGrace * 1e9))
+        configuration.crashPoint = crashAt.flatMap(CrashPoint.init)
         logger.info("limits", metadata: [
             "max_memory": "\(ceiling >> 20) MiB", "descriptors": "\(descriptors)",
             "connections": "\(quotas.total(.connections)) (per user \(quotas.perUser(.connections)))",

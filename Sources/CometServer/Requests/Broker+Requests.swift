@@ -148,6 +148,9 @@ extension Broker {
                 channel.pushedBytes &+= UInt64(fresh.reduce(0) { $0 + $1.readableBytes })
                 syncCharge(channel)
                 wakeReaders(of: channel)
+                if case .applied(let n) = configuration.crashPoint, (first..<(first + UInt64(fresh.count))).contains(n) {
+                    configuration.crashPoint?.crash()
+                }
             }
             first = answer ?? first
         }

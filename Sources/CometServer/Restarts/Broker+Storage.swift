@@ -68,6 +68,10 @@ extension Broker {
                 guard sequence >= start else { continue }
                 let message = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
                 guard store.write(message, id, file: &file, batch: &batch) else { break }
+                if case .stored(sequence) = configuration.crashPoint, sequence < first + UInt64(payloads.count) - 1 {
+                    file.publish(batch)
+                    configuration.crashPoint?.crash()
+                }
             }
             file.publish(batch)
         }

@@ -1,0 +1,95 @@
+import Comet
+import CometSupervision
+import Foundation
+import XCTest
+
+/// Producers push each message once across kill -9 at chosen points of a batch (the test
+/// supervisor standing in for systemd): before the daemon reads the batch, when part of it is
+/// in the ring file (mid-batch), and when it is applied but not answered. The client sends again
+/// every push without an answer, with its producer numbers; the daemon skips what it has.
+final class ExactlyOnceTests: XCTestCase {
+    enum Fault: String {
+        /// The daemon is stopped (SIGSTOP) while the batch is sent, then killed: it never read it.
+        case beforeRead
+        /// Killed once message 15, the fifth of the batch 11...30, is in its ring file.
+        case midBatch
+        /// Killed once the batch holding message 25 is applied and stored, before its answer.
+        case beforeAnswer
+    }
+
+    func testBeforeTheBatchIsRead() async throws { try await crash(.beforeRead) }
+    func testMidBatch() async throws { try await crash(.midBatch) }
+    func testAfterApplyingBeforeAnswering() async throws { try await crash(.beforeAnswer) }
+
+    private func crash(_ fault: Fault) async throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        switch fault {
+        case .beforeRead: try supervisor.start()
+        case .midBatch: try supervisor.start(extraArguments: ["--crash-at", "stored:15"])
+        case .beforeAnswer: try supervisor.start(extraArguments: ["--crash-at", "applied:25"])
+        }
+        let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(100), giveUpAfter: .seconds(30))
+        let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let producer = try await producerClient.create("once", size: 1000)
+        let subscription = try await readerClient.subscribe("once", from: .oldest)
+        let reading = Task { () -> [String] in
+            var got: [String] = []
+            do {
+                for try await message in subscription {
+                    got.append("\(message.sequence)=\(message.string)")
+                    if got.count == 40 { break }
+                }
+            } catch { got.append("error: \(error)") }
+            return got
+        }
+        let expected = (1...40).map { "\($0)=m\($0)" }
+        let firstTen = try await producer.push(batch: (1...10).map { Array("m\($0)".utf8) })
+        XCTAssertEqual(firstTen, 1...10)
+
+        if fault == .beforeRead { kill(supervisor.pid, SIGSTOP) }
+        // One PUSH_NUMBERED of 20 messages (published together, coalesced), flushed meanwhile.
+        for i in 11...30 { await producer.publish(Array("m\(i)".utf8)) }
+        let flushed = Task { try await producer.flush() }
+        if fault == .beforeRead {
+            usleep(300_000)
+            supervisor.stop(SIGKILL)
+        } else {
+            let status = supervisor.waitForExit(timeout: 10)
+            XCTAssertNotNil(status, "the crash point was not reached:\n\(supervisor.log)")
+        }
+        try supervisor.start()
+        let last = try await flushed.value
+        XCTAssertEqual(last, 30, "the batch's answer after the resend names its last sequence number")
+        let lastTen = try await producer.push(batch: (31...40).map { Array("m\($0)".utf8) })
+        XCTAssertEqual(lastTen, 31...40)
+
+        let got = await reading.value
+        XCTAssertEqual(got, expected, "every message once, in order (\(fault)):\n\(supervisor.log)")
+        XCTAssertTrue(supervisor.log.contains("recovered after a crash"), supervisor.log)
+        await readerClient.close()
+        await producerClient.close()
+        supervisor.stop(SIGTERM)
+    }
+
+    /// A refused numbered push leaves no gap behind: the next push takes the refused one's number
+    /// (the ledger's own tests show the pushes sent behind it settled with it).
+    func testARefusedPushLeavesNoGap() async throws {
+        let daemon = try Daemon(arguments: ["--limit", "buffered-bytes=2048"])
+        defer { daemon.stop() }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let producer = try await client.create("quota", size: 1000)
+        let one = try await producer.push(String(repeating: "a", count: 500))
+        XCTAssertEqual(one, 1)
+        // 3000 bytes do not fit.
+        await producer.publish(Array(repeating: UInt8(98), count: 3000))
+        var refused: Error?
+        do { try await producer.flush() } catch { refused = error }
+        XCTAssertEqual((refused as? CometError)?.code, .quotaExceeded)
+        let next = try await producer.push("c")
+        XCTAssertEqual(next, 2, "numbering goes on from the refused push")
+        let after = try await producer.push(batch: [Array("d".utf8), Array("e".utf8)])
+        XCTAssertEqual(after, 3...4)
+        await client.close()
+    }
+}
