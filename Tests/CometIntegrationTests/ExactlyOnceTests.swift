@@ -64,7 +64,7 @@ final class ExactlyOnceTests: XCTestCase {
         let lastTen = try await producer.push(batch: (31...40).map { Array("m\($0)".utf8) })
         XCTAssertEqual(lastTen, 31...40)
 
-        let got = await reading.value
+        let got = await value(of: reading, closing: readerClient)
         XCTAssertEqual(got, expected, "every message once, in order (\(fault)):\n\(supervisor.log)")
         XCTAssertTrue(supervisor.log.contains("recovered after a crash"), supervisor.log)
         await readerClient.close()
@@ -91,5 +91,106 @@ final class ExactlyOnceTests: XCTestCase {
         let after = try await producer.push(batch: [Array("d".utf8), Array("e".utf8)])
         XCTAssertEqual(after, 3...4)
         await client.close()
+    }
+}
+
+import CComet
+
+/// What `reading` read, or, when a message never comes, what it had after 20 s (the reader's
+/// client is closed, which ends its subscription): a lost message fails the test, not hangs it.
+func value(of reading: Task<[String], Never>, closing client: CometClient) async -> [String] {
+    let watchdog = Task {
+        try await Task.sleep(for: .seconds(20))
+        await client.close()
+    }
+    defer { watchdog.cancel() }
+    return await reading.value
+}
+
+/// libcomet with reconnection on, at the same crash points: coalesced comet_push() batches and
+/// comet_push_async() land once, and each async handler hears the sequence its message got.
+final class CExactlyOnceTests: XCTestCase {
+    final class Seen {
+        var done: [UInt64: UInt64] = [:]  // push index → sequence
+        var failures: [String] = []
+    }
+
+    func testBeforeTheBatchIsRead() async throws { try await crash(.beforeRead) }
+    func testMidBatch() async throws { try await crash(.midBatch) }
+    func testAfterApplyingBeforeAnswering() async throws { try await crash(.beforeAnswer) }
+
+    private func crash(_ fault: ExactlyOnceTests.Fault) async throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        switch fault {
+        case .beforeRead: try supervisor.start()
+        case .midBatch: try supervisor.start(extraArguments: ["--crash-at", "stored:15"])
+        case .beforeAnswer: try supervisor.start(extraArguments: ["--crash-at", "applied:25"])
+        }
+        let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(100), giveUpAfter: .seconds(30))
+        let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        var producer: OpaquePointer?
+        XCTAssertEqual(comet_connect(&producer, supervisor.socketPath), 0)
+        defer { _ = comet_unref(producer) }
+        XCTAssertEqual(comet_set_reconnect(producer, 1), 0)
+        let seen = Seen()
+        let context = Unmanaged.passUnretained(seen).toOpaque()
+        let onError: comet_error_handler = { _, _, error, userdata in
+            Unmanaged<Seen>.fromOpaque(userdata!).takeUnretainedValue().failures.append(String(cString: comet_strerror(error)))
+        }
+        comet_set_error_handler(producer, onError, context)
+        var channel: UInt64 = 0
+        XCTAssertEqual(comet_create(producer, "c.once", 1000, &channel), 0)
+        let subscription = try await readerClient.subscribe("c.once", from: .oldest)
+        let reading = Task { () -> [String] in
+            var got: [String] = []
+            do {
+                for try await message in subscription {
+                    got.append("\(message.sequence)=\(message.string)")
+                    if got.count == 31 { break }
+                }
+            } catch { got.append("error: \(error)") }
+            return got
+        }
+        let onDone: comet_done_handler = { _, result, value, userdata in
+            let seen = Unmanaged<Seen>.fromOpaque(userdata!).takeUnretainedValue()
+            if result < 0 { seen.failures.append(String(cString: comet_strerror(result))) } else { seen.done[value] = value }
+        }
+        func pushAsync(_ i: Int) {
+            let text = Array("c\(i)".utf8)
+            XCTAssertEqual(text.withUnsafeBytes { comet_push_async(producer, channel, $0.baseAddress, $0.count, onDone, context) }, 0)
+        }
+        func process(until done: @escaping () -> Bool) {
+            let deadline = Date().addingTimeInterval(20)
+            while !done(), Date() < deadline {
+                _ = comet_flush(producer)
+                _ = comet_wait(producer, 20_000)
+                _ = comet_process(producer)
+            }
+        }
+        for i in 1...10 { pushAsync(i) }
+        process { seen.done.count == 10 }
+
+        if fault == .beforeRead { kill(supervisor.pid, SIGSTOP) }
+        // Messages 11...30 coalesced into one numbered batch, then one async push.
+        for i in 11...30 {
+            let text = Array("c\(i)".utf8)
+            XCTAssertEqual(text.withUnsafeBytes { comet_push(producer, channel, $0.baseAddress, $0.count) }, 0)
+        }
+        pushAsync(31)
+        _ = comet_flush(producer)
+        if fault == .beforeRead {
+            usleep(300_000)
+            supervisor.stop(SIGKILL)
+        } else {
+            XCTAssertNotNil(supervisor.waitForExit(timeout: 10), "the crash point was not reached:\n\(supervisor.log)")
+        }
+        try supervisor.start()
+        process { seen.done[31] != nil || !seen.failures.isEmpty }
+        XCTAssertEqual(seen.failures, [], supervisor.log)
+        XCTAssertEqual(seen.done[31], 31, "the async push's handler hears the sequence its message got")
+        let got = await value(of: reading, closing: readerClient)
+        XCTAssertEqual(got, (1...31).map { "\($0)=c\($0)" }, "every message once, in order (\(fault)):\n\(supervisor.log)")
+        await readerClient.close()
+        supervisor.stop(SIGTERM)
     }
 }

@@ -78,6 +78,7 @@ COMET_PUBLIC const char *comet_version(void);
 #define COMET_E_PERMISSION_DENIED (COMET_E_BASE + 30) /* the daemon's policy (or, for a relay, the file system) */
 #define COMET_E_OWNER_MISMATCH (COMET_E_BASE + 31)    /* comet_subscribe_owned(): another uid created the channel */
 #define COMET_E_TIMED_OUT (COMET_E_BASE + 32)         /* no HELLO in time, or idle holding nothing */
+#define COMET_E_OUT_OF_ORDER (COMET_E_BASE + 33)      /* (0.6) a push behind a refused one, not applied */
 #define COMET_E_INTERNAL (COMET_E_BASE + 255)
 
 /* A static description of `error` (negative errno or -COMET_E_*). Never NULL. */
@@ -175,9 +176,19 @@ COMET_PUBLIC int comet_connect_resume(comet **ret, const char *path, const comet
  * connection's session, ADOPT for every channel this connection created (numbering goes on), and
  * every subscription again from just after its last message under its epoch (private ones from
  * the first unacknowledged message; messages handed on before are not handed on again).
- * Requests in flight when the connection broke fail with the error (-ECONNRESET, -EPIPE): they
- * may or may not have been applied — comet_last_sequence() tells a producer which of its pushes
- * landed. The call that reconnected returns that error too (comet_process() returns 2 instead);
+ * Pushes are exactly once (since 0.6.0, with a daemon from 0.6.0): with reconnection on, every
+ * comet_push(), comet_push_batch() and comet_push_async() to a channel this connection created
+ * carries producer numbers (PUSH_NUMBERED, PROTOCOL.md §6.18) and is kept until answered; after a
+ * reconnect those without an answer are sent again, in order, right after the ADOPTs and before
+ * anything new, and the daemon skips what it had applied: each message lands once, and each
+ * comet_push_async() handler is called once, with the sequence number the message got. A push
+ * refused by the daemon (e.g. -COMET_E_QUOTA_EXCEEDED) takes with it the pushes already queued
+ * behind it on that channel (each reported as -COMET_E_OUT_OF_ORDER): a channel's messages land
+ * in order, without a gap. Other requests in flight when the connection broke fail with the
+ * error (-ECONNRESET, -EPIPE): they may or may not have been applied; so do comet_push_sync()
+ * and comet_answer(), for which comet_last_sequence() tells whether they landed. With a daemon
+ * before 0.6.0 pushes fail like other requests. The call that reconnected returns that error too
+ * (comet_process() returns 2 instead);
  * the descriptor keeps its number (epoll users add it again when comet_process() returns 2).
  * Subscriptions keep their ids. External channels end with COMET_END_CONNECTION. When the daemon
  * cannot be reached within the minute, everything fails as without reconnection. */

@@ -68,6 +68,8 @@ int handshake(comet *c) {
                 c->max_frame = 4096;
         c->session.id = be64(reply + 12);
         memcpy(c->session.token, reply + 20, 16);
+        /* then instance u64, then features u64 (daemons from 0.6) */
+        c->features = len >= 52 ? be64(reply + 44) : 0;
         return 0;
 }
 
@@ -125,6 +127,7 @@ COMET_PUBLIC comet *comet_unref(comet *c) {
         buf_free(&c->out);
         buf_free(&c->in);
         buf_free(&c->backlog);
+        buf_free(&c->journal);
         for (size_t i = 0; i < c->pending_count; i++) {
                 struct pending *p = &c->pending[(c->pending_head + i) % c->pending_capacity];
                 if (p->id != 0)

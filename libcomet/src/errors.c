@@ -35,6 +35,7 @@ static const char *const comet_errors[] = {
         [30] = "permission denied by the daemon's policy",
         [31] = "the channel was created by another user",
         [32] = "timed out",
+        [33] = "a push behind a refused one was not applied (out of order)",
 };
 
 COMET_PUBLIC const char *comet_strerror(int error) {

@@ -10,7 +10,7 @@ enum {
         OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_PUSH_BATCH = 0x04, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
         OP_UNSUBSCRIBE = 0x07, OP_LIST = 0x08, OP_PING = 0x09, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C,
         OP_SESSIONS = 0x0D, OP_ANSWER = 0x0E, OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10, OP_LIST_FROM = 0x11,
-        OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14,
+        OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14, OP_PUSH_NUMBERED = 0x15,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
         OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98,
@@ -82,12 +82,19 @@ struct pending {
         /* REQ_SUBSCRIBE: what to subscribe again after a reconnect. */
         char *name;
         uint8_t flags;
+        /* A numbered push (PUSH_NUMBERED, numbered.c): its first producer number, the length of
+         * its frame in the journal, and whether an earlier push of its channel was refused (its
+         * answer will be OUT_OF_ORDER; it is not sent again). */
+        uint8_t numbered, doomed;
+        uint32_t frame_len;
+        uint64_t number;
 };
 
 /* A channel this connection created, and the token that takes it back after a reconnect. */
 struct produced {
         uint64_t channel;
         uint8_t token[16];
+        uint64_t next_number; /* the producer number the next numbered push gets */
 };
 
 struct comet {
@@ -104,6 +111,7 @@ struct comet {
         /* The PUSH_BATCH being filled at the end of `out` (batch_open), for consecutive comet_push(). */
         int batch_open;
         size_t batch_mark;
+        size_t batch_count_at; /* offset of its count field from the frame's start */
         uint64_t batch_channel;
         uint32_t batch_count;
         int dispatching; /* depth of handler calls in progress */
@@ -122,6 +130,9 @@ struct comet {
         int reconnect, reconnecting, reconnected;
         struct produced *produced;
         size_t produced_count, produced_capacity;
+        uint64_t features; /* HELLO's features: bit 0, numbered pushes */
+        /* The frames of numbered pushes without an answer, in order: sent again after a reconnect. */
+        struct buf journal;
         uint32_t next_local_id;
 };
 
@@ -139,6 +150,7 @@ int await_answer(comet *c, uint32_t id, uint8_t *reply, size_t reply_size, size_
 uint64_t be64(const uint8_t *p);
 uint32_t be32(const uint8_t *p);
 int request_begin(comet *c, uint8_t op, uint32_t *id, size_t *mark);
+uint32_t new_id(comet *c);
 
 /* dispatch.c: handing what arrives to the handlers. */
 struct subscription *find_sub(comet *c, uint32_t server_id);
@@ -156,6 +168,21 @@ void batch_close(comet *c);
 /* Remembers a channel this connection created (reply: CREATE's OK fields). */
 void produced_add(comet *c, const uint8_t *reply, size_t len);
 void produced_remove(comet *c, uint64_t channel);
+
+/* numbered.c: numbered pushes (PUSH_NUMBERED) with reconnection on: each is kept until answered
+ * and sent again, with its numbers, once the channel is taken back. */
+struct produced *produced_find(comet *c, uint64_t channel);
+/* The channel's producer record when its pushes are numbered (reconnection on, a daemon that
+ * takes them, a channel this connection created), else NULL. */
+struct produced *numbering(comet *c, uint64_t channel);
+/* Keeps the frame just ended at `mark` (the last in the output) for pending push `p`. */
+void journal_add(comet *c, struct pending *p, size_t mark);
+/* Numbered push `p` was answered (`error` < 0: refused). */
+void numbered_answered(comet *c, const struct pending *p, int error);
+/* The connection broke: unnumbered requests fail with `error`; numbered pushes wait. */
+void pending_keep_numbered(comet *c, int error);
+/* On the new connection, after ADOPT: every numbered push without an answer, again, in order. */
+int journal_resend(comet *c);
 
 /* connection.c, reconnect.c */
 int open_socket(const char *path);

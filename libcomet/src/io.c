@@ -32,7 +32,7 @@ int grow(void **array, size_t *capacity, size_t count, size_t element) {
 
 /* ---- Output --------------------------------------------------------------------------------- */
 
-static uint32_t new_id(comet *c) {
+uint32_t new_id(comet *c) {
         uint32_t id = c->next_id++;
         if (c->next_id == 0)
                 c->next_id = 1;

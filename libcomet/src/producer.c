@@ -41,6 +41,7 @@ void produced_add(comet *c, const uint8_t *reply, size_t len) {
         struct produced *p = &c->produced[c->produced_count++];
         p->channel = be64(reply);
         memcpy(p->token, reply + 16, 16);
+        p->next_number = 1;
 }
 
 void produced_remove(comet *c, uint64_t channel) {
@@ -112,15 +113,20 @@ COMET_PUBLIC int comet_create_unlimited(comet *c, const char *name, uint64_t ses
 /* Offset of a PUSH_BATCH's count field from its frame's start: length, op, id, channel. */
 #define BATCH_COUNT_AT (4 + 1 + 4 + 8)
 
-/* Ends the PUSH_BATCH being filled (its length and count are written in). */
+/* Ends the PUSH_BATCH or PUSH_NUMBERED being filled (its length and count are written in); a
+ * numbered one is kept in the journal. */
 void batch_close(comet *c) {
         if (!c->batch_open)
                 return;
-        uint8_t *p = c->out.data + c->out.start + c->batch_mark + BATCH_COUNT_AT;
+        uint8_t *p = c->out.data + c->out.start + c->batch_mark + c->batch_count_at;
         uint32_t n = c->batch_count;
         p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
         frame_end(&c->out, c->batch_mark);
         c->batch_open = 0;
+        /* The batch's request is the newest pending one (any other request closes it first). */
+        struct pending *last = &c->pending[(c->pending_head + c->pending_count - 1) % c->pending_capacity];
+        if (last->numbered)
+                journal_add(c, last, c->batch_mark);
 }
 
 /* Makes room in the output for more. Each time WRITE_THRESHOLD more bytes are queued, writes
@@ -140,46 +146,66 @@ static int output_room(comet *c) {
         return buf_len(&c->out) > OUTPUT_LIMIT ? -EAGAIN : 0;
 }
 
-/* Appends one message for `channel`: to the PUSH_BATCH being filled if it is for the same channel
- * and has room, else in a new one (a message too large for a batch goes alone in a PUSH). */
+/* Appends one message for `channel`: to the batch being filled if it is for the same channel
+ * and has room, else in a new one (a message too large for a batch goes alone in a PUSH, or in
+ * a PUSH_NUMBERED of one when the channel's pushes are numbered). */
 static int append_push(comet *c, uint64_t channel, const void *data, size_t size) {
         int r;
+        struct produced *pr = numbering(c, channel);
         if (c->batch_open && c->batch_channel == channel && c->batch_count < UINT32_MAX &&
             buf_len(&c->out) - c->batch_mark + 4 + size <= BATCH_LIMIT) {
                 if ((r = put_u32(&c->out, (uint32_t)size)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
                         return r;
                 c->batch_count++;
                 c->pending[(c->pending_head + c->pending_count - 1) % c->pending_capacity].count++;
+                if (pr)
+                        pr->next_number++;
                 return 0;
         }
         uint32_t id;
         size_t mark;
-        int alone = 4 + BATCH_COUNT_AT + 4 + size > BATCH_LIMIT;
-        if ((r = pending_reserve(c)) < 0 || (r = request_begin(c, alone ? OP_PUSH : OP_PUSH_BATCH, &id, &mark)) < 0 ||
-            (r = put_u64(&c->out, channel)) < 0)
+        size_t count_at = BATCH_COUNT_AT + (pr ? 8 : 0);
+        int alone = 4 + count_at + 4 + size > BATCH_LIMIT;
+        uint8_t op = pr ? OP_PUSH_NUMBERED : alone ? OP_PUSH : OP_PUSH_BATCH;
+        if ((r = pending_reserve(c)) < 0 || (r = request_begin(c, op, &id, &mark)) < 0 || (r = put_u64(&c->out, channel)) < 0 ||
+            (pr && (r = put_u64(&c->out, pr->next_number)) < 0))
                 return r;
-        if (alone) {
+        if (alone && !pr) {
                 if ((r = buf_append(&c->out, data, size)) < 0)
                         return r;
                 frame_end(&c->out, mark);
         } else {
-                if ((r = put_u32(&c->out, 0)) < 0 || (r = put_u32(&c->out, (uint32_t)size)) < 0 ||
+                if ((r = put_u32(&c->out, alone ? 1 : 0)) < 0 || (r = put_u32(&c->out, (uint32_t)size)) < 0 ||
                     (r = buf_append(&c->out, data, size)) < 0)
                         return r;
-                c->batch_open = 1;
-                c->batch_mark = mark;
-                c->batch_channel = channel;
-                c->batch_count = 1;
+                if (!alone) {
+                        c->batch_open = 1;
+                        c->batch_mark = mark;
+                        c->batch_count_at = count_at;
+                        c->batch_channel = channel;
+                        c->batch_count = 1;
+                } else {
+                        frame_end(&c->out, mark);
+                }
         }
         struct pending *p = pending_add(c, id, REQ_PUSH);
         p->channel = channel;
+        if (pr) {
+                p->numbered = 1;
+                p->number = pr->next_number++;
+                if (alone)
+                        journal_add(c, p, mark);
+        }
         return 0;
 }
+
+/* Bytes a push's frame takes besides its payload: PUSH, or PUSH_NUMBERED of one message. */
+static size_t push_overhead(comet *c, uint64_t channel) { return numbering(c, channel) ? 29 : 13; }
 
 COMET_PUBLIC int comet_push(comet *c, uint64_t channel, const void *data, size_t size) {
         if (!c || (!data && size > 0))
                 return -EINVAL;
-        if (size > c->max_frame - 13)
+        if (size > c->max_frame - push_overhead(c, channel))
                 return -EMSGSIZE;
         int r = output_room(c);
         return r < 0 ? r : append_push(c, channel, data, size);
@@ -188,30 +214,41 @@ COMET_PUBLIC int comet_push(comet *c, uint64_t channel, const void *data, size_t
 COMET_PUBLIC int comet_push_batch(comet *c, uint64_t channel, const comet_message *messages, size_t count) {
         if (!c || (!messages && count > 0))
                 return -EINVAL;
+        size_t most = c->max_frame - push_overhead(c, channel);
         for (size_t i = 0; i < count; i++)
-                if ((!messages[i].data && messages[i].size > 0) || messages[i].size > c->max_frame - 13)
-                        return messages[i].size > c->max_frame - 13 ? -EMSGSIZE : -EINVAL;
+                if ((!messages[i].data && messages[i].size > 0) || messages[i].size > most)
+                        return messages[i].size > most ? -EMSGSIZE : -EINVAL;
         int r = output_room(c);
         for (size_t i = 0; r == 0 && i < count; i++)
                 r = append_push(c, channel, messages[i].data, messages[i].size);
         return r;
 }
 
-/* Queues a PUSH (`pull` NULL) or an ANSWER as a frame of its own, its answer going to `kind`/`done`. */
+/* Queues a PUSH (`pull` NULL; a PUSH_NUMBERED of one when the channel's pushes are numbered) or
+ * an ANSWER as a frame of its own, its answer going to `kind`/`done`. */
 static int queue_single(comet *c, uint8_t op, uint64_t channel, const uint64_t *pull, const void *data, size_t size,
                         uint8_t kind, comet_done_handler done, void *userdata) {
         if (!c || (!data && size > 0))
                 return -EINVAL;
-        if (size > c->max_frame - (pull ? 21 : 13))
+        struct produced *pr = pull ? NULL : numbering(c, channel);
+        if (size > c->max_frame - (pull ? 21 : push_overhead(c, channel)))
                 return -EMSGSIZE;
         uint32_t id;
         size_t mark;
         int r = output_room(c);
-        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, op, &id, &mark)) < 0 ||
+        if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, pr ? OP_PUSH_NUMBERED : op, &id, &mark)) < 0 ||
             (r = put_u64(&c->out, channel)) < 0 || (pull && (r = put_u64(&c->out, *pull)) < 0) ||
+            (pr && ((r = put_u64(&c->out, pr->next_number)) < 0 || (r = put_u32(&c->out, 1)) < 0 ||
+                    (r = put_u32(&c->out, (uint32_t)size)) < 0)) ||
             (r = buf_append(&c->out, data, size)) < 0)
                 return r;
-        send_async(c, id, mark, kind, done, userdata)->channel = channel;
+        struct pending *p = send_async(c, id, mark, kind, done, userdata);
+        p->channel = channel;
+        if (pr) {
+                p->numbered = 1;
+                p->number = pr->next_number++;
+                journal_add(c, p, mark);
+        }
         return 0;
 }
 

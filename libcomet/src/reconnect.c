@@ -87,6 +87,13 @@ static int restore(comet *c) {
                 }
                 i++;
         }
+        /* What had no answer goes again, in order, before anything new: the daemon skips what it has. */
+        if (c->features & 1) {
+                if ((r = journal_resend(c)) < 0)
+                        return r;
+        } else {
+                pending_fail_all(c, -ECONNRESET);
+        }
         for (size_t i = 0; i < c->sub_count;) {
                 struct subscription *s = &c->subs[i];
                 if (!s->name) {
@@ -158,8 +165,10 @@ int reconnect(comet *c, int error) {
         if (!c->reconnect || !is_lost(error) || c->path[0] == 0)
                 return error;
         c->reconnecting = 1;
-        /* What was in flight may or may not have been applied: it fails with the error. */
-        pending_fail_all(c, error);
+        /* What was in flight may or may not have been applied: it fails with the error, except
+         * numbered pushes, which are sent again (numbered.c). */
+        batch_close(c);
+        pending_keep_numbered(c, error);
         buf_clear(&c->out);
         buf_clear(&c->in);
         buf_clear(&c->backlog);
@@ -182,7 +191,7 @@ int reconnect(comet *c, int error) {
                         c->failed = 0;
                         if (restore(c) == 0 && !c->failed)
                                 break;
-                        pending_fail_all(c, -ECONNRESET);
+                        pending_keep_numbered(c, -ECONNRESET);
                         buf_clear(&c->out);
                         buf_clear(&c->in);
                         buf_clear(&c->backlog);

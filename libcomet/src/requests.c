@@ -94,6 +94,8 @@ void pending_answered(comet *c, uint32_t id, int error, struct reader *reply) {
         struct pending p;
         if (!pending_take(c, id, &p))
                 return;
+        if (p.numbered)
+                numbered_answered(c, &p, error);
         uint64_t value = 0;
         if (error == 0) {
                 switch (p.kind) {
@@ -165,4 +167,5 @@ void pending_fail_all(comet *c, int error) {
                         p.done(c, error, 0, p.done_userdata);
         }
         c->pending_head = 0;
+        buf_clear(&c->journal);
 }
