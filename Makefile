@@ -25,6 +25,7 @@ test:
 	$(RELEASE) --product cometd
 	$(RELEASE) --product comet
 	$(RELEASE) --product comet-sim
+	$(RELEASE) --product comet-line-producer
 	.build/release/comet-sim --seed 1 --seeds 10 --steps 100000
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
@@ -39,8 +40,10 @@ simulate:
 	$(RELEASE) --product comet-sim
 	.build/release/comet-sim --seed $(SEED) --seeds $(SEEDS) --steps $(STEPS)
 
-## cometd under a real systemd 252 (Debian 12 in a container; root): reload, restart, kill -9.
+## cometd under a real systemd 252 (Debian 12 in a container; root): reload, restart, kill -9,
+## then COMET_FAULT_SECONDS (60) of random faults under producers of every kind (COMET_FAULT_SEED).
 test-systemd: release libcomet
+	$(RELEASE) --product comet-line-producer
 	scripts/test-systemd
 
 build:

@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "comet-bench", targets: ["CometBench"]),
         .executable(name: "comet-fuzz", targets: ["CometFuzz"]),
         .executable(name: "comet-sim", targets: ["CometSim"]),
+        .executable(name: "comet-line-producer", targets: ["CometLineProducer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -149,6 +150,9 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The Swift producer of the systemd fault test (scripts/systemd-faults): stdin lines through
+        // `push(contentsOf:)` with automatic reconnection.
+        .executableTarget(name: "CometLineProducer", dependencies: ["Comet"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "CometSim",
             dependencies: ["CometSimulation", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
