@@ -73,8 +73,17 @@ struct CometBench: ParsableCommand {
 
         print("cometd benchmark: 64-byte payloads, \(ProcessInfo.processInfo.activeProcessorCount) cores, daemon \(socket ?? cometd)\(pin && socket == nil ? ", daemon pinned to the last core" : "")")
         if selected.contains("1to1") {
-            let one = try withDaemon { s, _ in try s.oneToOne(total: messages) }
-            print(String(format: "1 producer → 1 consumer:        %10.0f msgs/s  (%d messages)", one, messages))
+            // Without and with producer numbers (PUSH_NUMBERED), alternately, three times each:
+            // single runs vary by several percent here.
+            var plain: [Double] = []
+            var numbered: [Double] = []
+            for _ in 0..<3 {
+                plain.append(try withDaemon { s, _ in try s.oneToOne(total: messages) })
+                numbered.append(try withDaemon { s, _ in try s.oneToOne(total: messages, numbered: true) })
+            }
+            let runs = { (rates: [Double]) in rates.map { String(format: "%.2f", $0 / 1e6) }.joined(separator: ", ") }
+            print(String(format: "1 producer → 1 consumer:        %10.0f msgs/s  (%d messages; best of 3: %@ M)", plain.max()!, messages, runs(plain)))
+            print(String(format: "1 → 1, numbered pushes:         %10.0f msgs/s  (%d messages; best of 3: %@ M)", numbered.max()!, messages, runs(numbered)))
         }
         if selected.contains("fanout") {
             let fan = try withDaemon { s, _ in try s.fanOutWithPing(total: fanoutMessages, consumers: consumers) }

@@ -9,18 +9,24 @@ struct Scenarios {
     let socket: String
     let payloadSize = 64
 
-    /// A PUSH_BATCH frame of `count` payloads of `payloadSize` bytes.
-    func batchFrame(channel: UInt64, count: Int) -> ByteBuffer {
+    /// A PUSH_BATCH frame of `count` payloads of `payloadSize` bytes; with `numbered`, a
+    /// PUSH_NUMBERED from number 1 (`numberAt` is where its number goes).
+    func batchFrame(channel: UInt64, count: Int, numbered: Bool = false) -> ByteBuffer {
         var out = ByteBuffer()
         let payload = ByteBuffer(bytes: [UInt8](repeating: 0x6D, count: payloadSize))
-        Request(id: 1_000_000, .pushBatch(channel: channel, payloads: Array(repeating: payload, count: count))).encode(into: &out)
+        let payloads = Array(repeating: payload, count: count)
+        Request(id: 1_000_000, numbered ? .pushNumbered(channel: channel, number: 1, payloads: payloads) : .pushBatch(channel: channel, payloads: payloads))
+            .encode(into: &out)
         return out
     }
 
+    /// Offset of a PUSH_NUMBERED frame's number: length, opcode, request id, channel.
+    static let numberAt = 4 + 1 + 4 + 8
+
     /// Producer pushes `total` messages in batches while a reader thread drains the OKs, staying at
     /// most `lead` messages ahead of the slowest consumer so that nobody overflows the ring.
-    func produce(channel: UInt64, producer: BenchSocket, total: Int, batch: Int, consumed: AtomicCounter, lead: Int) {
-        let frame = batchFrame(channel: channel, count: batch)
+    func produce(channel: UInt64, producer: BenchSocket, total: Int, batch: Int, consumed: AtomicCounter, lead: Int, numbered: Bool = false) {
+        var frame = batchFrame(channel: channel, count: batch, numbered: numbered)
         let okReader = Thread {
             var answered = 0
             while answered < total / batch, let (op, _) = producer.nextFrame() {
@@ -31,6 +37,7 @@ struct Scenarios {
         var pushed = 0
         while pushed < total {
             while pushed - consumed.load() > lead { sched_yield() }
+            if numbered { frame.setInteger(UInt64(pushed + 1), at: Self.numberAt) }
             producer.write(frame)
             pushed += batch
         }
@@ -54,14 +61,15 @@ struct Scenarios {
         return received == total
     }
 
-    func oneToOne(total: Int) throws -> Double {
+    /// 1 → 1; `numbered`: the producer's pushes carry producer numbers (PUSH_NUMBERED).
+    func oneToOne(total: Int, numbered: Bool = false) throws -> Double {
         let producer = try BenchSocket(path: socket)
         try producer.handshake()
         let channel = try producer.create("bench.1to1", size: 1_000_000)
         let consumer = try BenchSocket(path: socket)
         try consumer.handshake()
         _ = try consumer.subscribe("bench.1to1")
-        guard let rate = streamRate(channel: channel, producer: producer, consumer: consumer, total: total, lead: 500_000) else {
+        guard let rate = streamRate(channel: channel, producer: producer, consumer: consumer, total: total, lead: 500_000, numbered: numbered) else {
             throw BenchFailure("1→1: a consumer saw a gap or FULL")
         }
         return rate
@@ -69,7 +77,7 @@ struct Scenarios {
 
     /// Pushes `total` messages in batches while another thread reads them on `consumer`, checked
     /// in order; messages per second from the first push to the last read, nil on a gap or FULL.
-    func streamRate(channel: UInt64, producer: BenchSocket, consumer: BenchSocket, total: Int, lead: Int) -> Double? {
+    func streamRate(channel: UInt64, producer: BenchSocket, consumer: BenchSocket, total: Int, lead: Int, numbered: Bool = false) -> Double? {
         let consumed = AtomicCounter()
         let ok = AtomicCounter()
         let done = DispatchSemaphore(value: 0)
@@ -79,7 +87,7 @@ struct Scenarios {
             done.signal()
         }
         reader.start()
-        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: consumed, lead: lead)
+        produce(channel: channel, producer: producer, total: total, batch: 256, consumed: consumed, lead: lead, numbered: numbered)
         done.wait()
         guard ok.load() == 1 else { return nil }
         return Double(total) / (Double(now() - start) / 1e9)

@@ -29,7 +29,11 @@ struct Outstanding {
     enum Kind {
         case hello, ping, list, listFrom, sessions, stats, close(UInt64), unsubscribe(UInt32), garbage
         case create(name: String, newest: Bool)
-        case push(channel: UInt64, counters: [UInt64])
+        /// `number`: the producer number of a numbered push (PUSH_NUMBERED).
+        case push(channel: UInt64, counters: [UInt64], number: UInt64?)
+        /// Numbers the channel has already (answered before), sent again: skipped, answered
+        /// with the sequence numbers they got, `expected` the first.
+        case resend(channel: UInt64, count: Int, expected: UInt64)
         case subscribe(name: String)
     }
 
@@ -45,6 +49,11 @@ struct Produced {
     var instance: UInt64
     var nextCounter: UInt64 = 1
     var closed = false
+    /// Whether its pushes carry producer numbers (half the channels), the next number, and the
+    /// sequence numbers recent numbers got (for resends).
+    var numbered = false
+    var nextNumber: UInt64 = 1
+    var sequences: [UInt64: UInt64] = [:]
 }
 
 /// A subscription a peer reads.

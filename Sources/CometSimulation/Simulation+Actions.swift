@@ -58,6 +58,19 @@ extension Simulation {
 
     func push(_ peer: SimPeer, to channel: UInt64, count: Int) {
         guard var produced = peer.produced[channel] else { return }
+        if produced.numbered, rng.chance(0.15), let resend = resendRange(produced, count: count) {
+            // A resend of messages the channel has: payloads with counter 0, which no reader may see.
+            var payloads: [ByteBuffer] = []
+            for _ in 0..<resend.count {
+                var payload = peer.channel.allocator.buffer(capacity: 16)
+                payload.writeMultipleIntegers(produced.instance, UInt64(0))
+                payloads.append(payload)
+            }
+            peer.send(
+                .pushNumbered(channel: channel, number: resend.number, payloads: payloads),
+                .resend(channel: channel, count: resend.count, expected: resend.first), now: now)
+            return
+        }
         var counters: [UInt64] = []
         var payloads: [ByteBuffer] = []
         let padding = rng.chance(0.2) ? Int(rng.next() % 4000) / count : Int(rng.next() % 64)
@@ -69,9 +82,26 @@ extension Simulation {
             produced.nextCounter += 1
             payloads.append(payload)
         }
+        var number: UInt64?
+        if produced.numbered {
+            number = produced.nextNumber
+            produced.nextNumber += UInt64(count)
+        }
         peer.produced[channel] = produced
-        let operation: Request.Operation = count == 1 ? .push(channel: channel, payload: payloads[0]) : .pushBatch(channel: channel, payloads: payloads)
-        peer.send(operation, .push(channel: channel, counters: counters), now: now)
+        let operation: Request.Operation =
+            if let number { .pushNumbered(channel: channel, number: number, payloads: payloads) }
+            else if count == 1 { .push(channel: channel, payload: payloads[0]) }
+            else { .pushBatch(channel: channel, payloads: payloads) }
+        peer.send(operation, .push(channel: channel, counters: counters, number: number), now: now)
+    }
+
+    /// Up to `count` consecutive numbers the channel took (their answers came), from a random
+    /// recent one: (first number, its sequence number, how many).
+    func resendRange(_ produced: Produced, count: Int) -> (number: UInt64, first: UInt64, count: Int)? {
+        guard let number = produced.sequences.keys.randomElement(using: &rng), let first = produced.sequences[number] else { return nil }
+        var n = 1
+        while n < count, let next = produced.sequences[number + UInt64(n)], next == first + UInt64(n) { n += 1 }
+        return (number, first, n)
     }
 
     func subscribe(_ peer: SimPeer) {

@@ -61,8 +61,14 @@ extension Simulation {
                 peer.outstanding = [:]
                 return
             }
-            guard peer.outstanding.removeValue(forKey: id) != nil || peer.sentGarbage else {
+            guard let sent = peer.outstanding.removeValue(forKey: id) else {
+                if peer.sentGarbage { return }
                 throw fail("peer \(peer.id) got an error for request \(id), which it did not send: \(code) \(message)")
+            }
+            // A refused numbered push uses no number: the next push takes it (those sent behind
+            // it meanwhile are refused with OUT_OF_ORDER).
+            if case .push(let channel, _, let number?) = sent.kind, code != .outOfOrder {
+                peer.produced[channel]?.nextNumber = number
             }
             report.requestsAnswered += 1
         case .message(let sub, let sequence, var payload):
@@ -132,13 +138,25 @@ extension Simulation {
             case .create(let name, let newest):
                 let reply = try CreateReply(from: &body)
                 if newest { newestInstances.insert(nextInstance) }
-                peer.produced[reply.channel] = Produced(name: name, instance: nextInstance)
+                peer.produced[reply.channel] = Produced(name: name, instance: nextInstance, numbered: nextInstance % 2 == 0)
                 ledger[nextInstance] = []
                 nextInstance += 1
-            case .push(let channel, let counters):
+            case .push(let channel, let counters, let number):
                 let reply = try PushReply(from: &body)
-                guard let instance = peer.produced[channel]?.instance else { return }
-                try record(instance: instance, first: reply.firstSequence, counters: counters, count: Int(reply.count))
+                guard var produced = peer.produced[channel] else { return }
+                try record(instance: produced.instance, first: reply.firstSequence, counters: counters, count: Int(reply.count))
+                if let number {
+                    for i in 0..<UInt64(counters.count) { produced.sequences[number + i] = reply.firstSequence + i }
+                    // Recent ones are enough to resend.
+                    if produced.sequences.count > 256 { produced.sequences = produced.sequences.filter { $0.key + 128 >= number } }
+                    peer.produced[channel] = produced
+                }
+            case .resend(let channel, let count, let expected):
+                let reply = try PushReply(from: &body)
+                guard reply.firstSequence == expected, reply.count == UInt32(count) else {
+                    throw fail("peer \(peer.id): a resend to channel \(channel) was answered \(reply.firstSequence)+\(reply.count), expected \(expected)+\(count)")
+                }
+                report.resendsSkipped += 1
             case .subscribe(let name):
                 let reply = try SubscribeReply(from: &body)
                 peer.readings[reply.subscription] = Reading(name: name, expected: reply.waiting ? nil : reply.nextSequence)

@@ -33,6 +33,8 @@ public final class Simulation {
         public var requestsAnswered = 0
         public var messagesRead = 0
         public var fulls = 0
+        /// Numbered pushes sent again and skipped by the daemon (answered with their first numbers).
+        public var resendsSkipped = 0
         public var holds = 0
         public var invariantChecks = 0
         public var drainChecks = 0
@@ -41,7 +43,7 @@ public final class Simulation {
         public var description: String {
             let simulated = Int(virtualSeconds)
             return "seed \(seed): \(steps) steps, \(peers) peers, \(requestsAnswered) answers, \(messagesRead) messages read, "
-                + "\(fulls) FULL, \(holds) steps with a held producer, \(invariantChecks) invariant checks, "
+                + "\(fulls) FULL, \(resendsSkipped) resends skipped, \(holds) steps with a held producer, \(invariantChecks) invariant checks, "
                 + "\(drainChecks) drain checks, \(simulated) s simulated"
         }
     }
