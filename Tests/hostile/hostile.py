@@ -426,7 +426,8 @@ def attack_random_frames(path, count, seed):
                 frame(0x02, 6, b"\x00" + struct.pack(">I", 10) + s("fz")),
                 frame(0x06, 7, b"\x00\x01" + b"\0" * 16 + s("fz")),
                 frame(0x03, 8, struct.pack(">Q", 1) + s("m")),
-                frame(0x11, 9, b"\x00" + s("a")), frame(0x0F, 10, struct.pack(">QQ", 1, 5))]
+                frame(0x11, 9, b"\x00" + s("a")), frame(0x0F, 10, struct.pack(">QQ", 1, 5)),
+                frame(0x15, 11, struct.pack(">QQI", 1, 1, 1) + struct.pack(">I", 1) + b"m")]
     ended, hung, done = 0, 0, 0
     while done < count:
         batch = []

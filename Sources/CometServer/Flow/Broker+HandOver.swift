@@ -15,16 +15,22 @@ extension Broker {
     /// miss first; called before the request is handled.
     func mustHold(_ request: Request, from conn: ConnectionState) -> Bool {
         let channelID: UInt64
-        let count: Int
+        var count: Int
+        var number: UInt64?
         switch request.operation {
         case .push(let id, _): (channelID, count) = (id, 1)
         case .pushBatch(let id, let payloads): (channelID, count) = (id, payloads.count)
-        case .pushNumbered(let id, _, let payloads): (channelID, count) = (id, payloads.count)
+        case .pushNumbered(let id, let first, let payloads): (channelID, count, number) = (id, payloads.count, first)
         default: return false
         }
         guard conn.handshaken, !Self.isPrivateHandle(channelID), let channel = try? registry.owned(channelID, by: conn.id),
-            !channel.isClosed, channel.room(above: channel.protectedFloor) < count
+            !channel.isClosed
         else { return false }
+        // A resend appends only what the channel does not have yet.
+        if let number, case .apply(let skip, _) = channel.numbering.admit(number: number, count: count, lastSequence: channel.lastSequence) {
+            count -= skip
+        }
+        guard count > 0, channel.room(above: channel.protectedFloor) < count else { return false }
         // Bytes this pass may copy: many slow readers cannot stall the loop all at once; those
         // left over are served at the next turn.
         let pass = handOver(channel, producer: conn.uid, budget: configuration.handOverBudget)
