@@ -32,9 +32,29 @@ public final class ChannelEmitter: Sendable {
             guard state.inFlight < size else { throw EmitterFull(channel: producer.name, size: size) }
             state.inFlight += 1
         }
-        let promise = producer.client.eventLoop.makePromise(of: UInt64.self)
-        producer.client.send(.push(channel: producer.id, payload: ByteBuffer(bytes: payload)), promise: promise) {
-            try PushReply(from: &$0).firstSequence
+        let client = producer.client
+        let promise = client.eventLoop.makePromise(of: UInt64.self)
+        if client.numbersPushes {
+            // Numbered like every push of this client: sent again after a reconnect, applied once.
+            var laidOut = ByteBuffer()
+            laidOut.writeInteger(UInt32(0))
+            laidOut.setInteger(UInt32(laidOut.writeBytes(payload)), at: 0)
+            let messages = laidOut
+            let channel = producer.id
+            client.eventLoop.execute {
+                client.handlerSendNumbered(channel: channel, count: 1, messages: messages) { result in
+                    switch result {
+                    case .success(var body):
+                        do { promise.succeed(try PushReply(from: &body).firstSequence) } catch { promise.fail(error) }
+                    case .failure(let error):
+                        promise.fail(error)
+                    }
+                }
+            }
+        } else {
+            client.send(.push(channel: producer.id, payload: ByteBuffer(bytes: payload)), promise: promise) {
+                try PushReply(from: &$0).firstSequence
+            }
         }
         let state = self.state
         promise.futureResult.whenComplete { result in
