@@ -68,17 +68,23 @@ public final class PrivateChannel<Payload> {
 
     /// Appends a message; refuses it, and overflows the channel, when `size` are unacknowledged.
     public func push(_ payload: Payload) throws(ChannelRefusal) -> UInt64 {
-        guard !isUnlimited else {
-            throw ChannelRefusal(.pullNotRequested, "unlimited channel '\(name)' takes messages only as answers to its pulls")
-        }
-        guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
-        guard !isFull else { throw ChannelRefusal(.channelFull, "private channel '\(name)' is full: its reader fell \(size) messages behind") }
+        try checkTakesPushes()
         guard unacknowledged < size else {
             isFull = true
             messages.removeAll()
             throw ChannelRefusal(.channelFull, "private channel '\(name)' overflowed: \(size) messages are unacknowledged")
         }
         return messages.append(payload)
+    }
+
+    /// Refuses pushes to an unlimited channel (it takes answers), a closed one, and one that
+    /// overflowed.
+    public func checkTakesPushes() throws(ChannelRefusal) {
+        guard !isUnlimited else {
+            throw ChannelRefusal(.pullNotRequested, "unlimited channel '\(name)' takes messages only as answers to its pulls")
+        }
+        guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
+        guard !isFull else { throw ChannelRefusal(.channelFull, "private channel '\(name)' is full: its reader fell \(size) messages behind") }
     }
 
     /// For an unlimited channel: a new pull id if the reader is ready for one more message (it has

@@ -68,4 +68,19 @@ final class NumberedPushTests: XCTestCase {
         while read.count < 2, case .message(_, _, let payload)? = try reader.read() { read.append(String(buffer: payload)) }
         XCTAssertEqual(read, ["p1", "p2"])
     }
+
+    /// An overflowed private channel refuses every push, a resend of what it had included.
+    func testAnOverflowedPrivateChannelRefusesResends() throws {
+        let daemon = try Daemon()
+        defer { daemon.stop() }
+        let reader = try RawConnection(daemon.socketPath)
+        let session = try reader.hello().sessionID
+        let producer = try RawConnection(daemon.socketPath)
+        _ = try producer.hello()
+        var created = try producer.expectOK(producer.send(.createPrivate(name: "small", kind: .private, size: 2, session: session)))
+        let channel = try CreateReply(from: &created).channel
+        _ = try producer.expectOK(producer.send(.pushNumbered(channel: channel, number: 1, payloads: payloads("a", "b"))))
+        XCTAssertEqual(try producer.expectError(producer.send(.pushNumbered(channel: channel, number: 3, payloads: payloads("c")))), .channelFull)
+        XCTAssertEqual(try producer.expectError(producer.send(.pushNumbered(channel: channel, number: 1, payloads: payloads("a")))), .channelFull)
+    }
 }

@@ -118,6 +118,8 @@ extension Broker {
         var first: UInt64 = 0
         if Self.isPrivateHandle(channelID) {
             let channel = try ownedPrivate(channelID, conn)
+            // Before the numbers: an overflowed channel refuses even a resend.
+            try channel.checkTakesPushes()
             let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
             let fresh = payloads[skip...]
             if !fresh.isEmpty {
