@@ -207,7 +207,7 @@ extension LiveUpgradeTests {
         kill(daemon.process.processIdentifier, SIGHUP)
         let deadline = Date().addingTimeInterval(20)
         while !daemon.log.contains("live upgrade refused"), Date() < deadline { usleep(10_000) }
-        XCTAssertTrue(daemon.log.contains("reads image formats 9...9, not 1"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("reads image formats 9...9, not 2"), daemon.log)
         try await client.ping()
         await client.close()
     }
