@@ -36,21 +36,9 @@ public final class ChannelEmitter: Sendable {
         let promise = client.eventLoop.makePromise(of: UInt64.self)
         if client.numbersPushes {
             // Numbered like every push of this client: sent again after a reconnect, applied once.
-            var laidOut = ByteBuffer()
-            laidOut.writeInteger(UInt32(0))
-            laidOut.setInteger(UInt32(laidOut.writeBytes(payload)), at: 0)
-            let messages = laidOut
-            let channel = producer.id
-            client.eventLoop.execute {
-                client.handlerSendNumbered(channel: channel, count: 1, messages: messages) { result in
-                    switch result {
-                    case .success(var body):
-                        do { promise.succeed(try PushReply(from: &body).firstSequence) } catch { promise.fail(error) }
-                    case .failure(let error):
-                        promise.fail(error)
-                    }
-                }
-            }
+            var messages = ByteBuffer()
+            messages.writeBatchEntry(payload)
+            client.sendNumbered(channel: producer.id, count: 1, messages: messages, promise: promise) { try PushReply(from: &$0).firstSequence }
         } else {
             client.send(.push(channel: producer.id, payload: ByteBuffer(bytes: payload)), promise: promise) {
                 try PushReply(from: &$0).firstSequence

@@ -61,9 +61,7 @@ public struct ChannelProducer: Sendable {
     public func push(_ payload: some Sequence<UInt8>) async throws -> UInt64 {
         if client.numbersPushes {
             var messages = ByteBuffer()
-            messages.writeInteger(UInt32(0))
-            let size = messages.writeBytes(payload)
-            messages.setInteger(UInt32(size), at: 0)
+            messages.writeBatchEntry(payload)
             try checkSize(Self.numberedOverhead + messages.readableBytes)
             return try await client.pushNumbered(channel: id, count: 1, messages: messages).firstSequence
         }
@@ -88,9 +86,7 @@ public struct ChannelProducer: Sendable {
             var messages = ByteBuffer()
             var count: UInt32 = 0
             for payload in batch {
-                let at = messages.writerIndex
-                messages.writeInteger(UInt32(0))
-                messages.setInteger(UInt32(messages.writeBytes(payload)), at: at)
+                messages.writeBatchEntry(payload)
                 count += 1
             }
             guard count > 0 else { throw CometError(code: .invalidArgument, message: "a batch holds at least one message") }
@@ -130,10 +126,7 @@ public struct ChannelProducer: Sendable {
         var count: UInt32 = 0
         var any = false
         for try await element in source {
-            let at = chunk.writerIndex
-            chunk.writeInteger(UInt32(0))
-            let size = chunk.writeBytes(element)
-            chunk.setInteger(UInt32(size), at: at)
+            chunk.writeBatchEntry(element)
             count += 1
             any = true
             if chunk.readableBytes >= PublishQueue.batchBytes {

@@ -21,20 +21,12 @@ extension ClientHandler {
         for entry in ledger.unanswered() { transmit(entry, of: channel, ledger) }
     }
 
-    /// Settles every numbered push still waiting (the daemon can no longer take them).
-    func failNumbered(_ error: Error) {
-        let all = ledgers
-        ledgers = [:]
-        for ledger in all.values {
-            for completion in ledger.failAll(error) { completion(.failure(error)) }
-        }
-    }
-
-    /// Settles the numbered pushes of every channel but `kept`.
-    func failNumbered(except kept: Set<UInt64>, _ error: Error) {
+    /// Settles with `error` the numbered pushes still waiting, of every channel but `kept` (all:
+    /// the daemon can no longer take them).
+    func failNumbered(except kept: Set<UInt64> = [], _ error: Error) {
         for (channel, ledger) in ledgers where !kept.contains(channel) {
             ledgers[channel] = nil
-            for completion in ledger.failAll(error) { completion(.failure(error)) }
+            for completion in ledger.takeAll() { completion(.failure(error)) }
         }
     }
 
@@ -53,7 +45,7 @@ extension ClientHandler {
         }) { id, out in
             ticket.id = id
             entry.sentAs = id
-            Request.encodePushNumbered(
+            Request.encodePushBatch(
                 id: id, channel: channel, number: entry.number, count: entry.count, messages: entry.messages, into: &out)
         }
     }

@@ -133,14 +133,19 @@ public final class CometClient: Sendable {
 
     func send<T: Sendable>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) {
         let handler = self.handler
-        eventLoop.execute {
-            handler.send(operation) { result in
-                switch result {
-                case .success(var body):
-                    do { promise.succeed(try decode(&body)) } catch { promise.fail(error) }
-                case .failure(let error):
-                    promise.fail(error)
-                }
+        eventLoop.execute { handler.send(operation, completion: Self.fulfilling(promise, decode)) }
+    }
+
+    /// A completion that decodes the OK body into `promise`, or fails it.
+    static func fulfilling<T: Sendable>(
+        _ promise: EventLoopPromise<T>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T
+    ) -> ClientHandler.Completion {
+        { result in
+            switch result {
+            case .success(var body):
+                do { promise.succeed(try decode(&body)) } catch { promise.fail(error) }
+            case .failure(let error):
+                promise.fail(error)
             }
         }
     }
@@ -152,18 +157,19 @@ public final class CometClient: Sendable {
     /// A numbered push of `count` messages laid out in `messages`, from any task.
     func pushNumbered(channel: UInt64, count: UInt32, messages: ByteBuffer) async throws -> PushReply {
         let promise = eventLoop.makePromise(of: PushReply.self)
+        sendNumbered(channel: channel, count: count, messages: messages, promise: promise) { try PushReply(from: &$0) }
+        return try await promise.futureResult.get()
+    }
+
+    /// A numbered push from any task, its answer decoded into `promise` (as `send`).
+    func sendNumbered<T: Sendable>(
+        channel: UInt64, count: UInt32, messages: ByteBuffer, promise: EventLoopPromise<T>,
+        _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T
+    ) {
         let handler = self.handler
         eventLoop.execute {
-            handler.sendNumbered(channel: channel, count: count, messages: messages) { result in
-                switch result {
-                case .success(var body):
-                    do { promise.succeed(try PushReply(from: &body)) } catch { promise.fail(error) }
-                case .failure(let error):
-                    promise.fail(error)
-                }
-            }
+            handler.sendNumbered(channel: channel, count: count, messages: messages, completion: Self.fulfilling(promise, decode))
         }
-        return try await promise.futureResult.get()
     }
 
     /// A numbered push from the event loop (see `PublishQueue`).

@@ -37,10 +37,7 @@ final class PublishQueue: @unchecked Sendable {
     /// Queues one message; waits only while more than `limit` bytes are outstanding.
     func publish(_ payload: some Sequence<UInt8>) async {
         let (schedule, full) = state.withLockedValue { s -> (Bool, Bool) in
-            let before = s.filling.writerIndex
-            s.filling.writeInteger(UInt32(0))
-            let size = s.filling.writeBytes(payload)
-            s.filling.setInteger(UInt32(size), at: before)
+            let size = s.filling.writeBatchEntry(payload)
             s.fillingCount += 1
             s.outstanding += 4 + size
             if s.filling.readableBytes >= Self.batchBytes {
@@ -157,5 +154,18 @@ final class PublishQueue: @unchecked Sendable {
             }
             return s.lastSequence
         }
+    }
+}
+
+extension ByteBuffer {
+    /// Appends one message as PUSH_BATCH and PUSH_NUMBERED lay them out (`u32 length`, bytes);
+    /// returns its length.
+    @discardableResult
+    mutating func writeBatchEntry(_ payload: some Sequence<UInt8>) -> Int {
+        let at = writerIndex
+        writeInteger(UInt32(0))
+        let size = writeBytes(payload)
+        setInteger(UInt32(size), at: at)
+        return size
     }
 }

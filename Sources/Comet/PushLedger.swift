@@ -77,8 +77,9 @@ final class PushLedger {
         }
     }
 
-    /// Settles every push with `error` (the connection is gone for good).
-    func failAll(_ error: Error) -> [ClientHandler.Completion] {
+    /// Every push's completion, forgetting them all (to settle them: the connection is gone
+    /// for good).
+    func takeAll() -> [ClientHandler.Completion] {
         defer { entries.removeAll() }
         return entries.map(\.completion)
     }

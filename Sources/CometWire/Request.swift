@@ -143,26 +143,16 @@ public enum Scope: UInt8, Hashable, Sendable {
 extension Request {
     /// Appends a PUSH_BATCH frame whose `count` messages are already laid out in `messages` as
     /// the protocol has them (`u32 length`, bytes, each): a client that collects pushes as they
-    /// come frames them without a copy per message.
-    public static func encodePushBatch(id: UInt32, channel: UInt64, count: UInt32, messages: ByteBuffer, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt32(1 + 4 + 8 + 4 + messages.readableBytes))
-        buffer.writeInteger(Opcode.pushBatch.rawValue)
-        buffer.writeInteger(id)
-        buffer.writeInteger(channel)
-        buffer.writeInteger(count)
-        buffer.writeImmutableBuffer(messages)
-    }
-
-    /// Appends a PUSH_NUMBERED frame whose `count` messages, numbered from `number`, are already
-    /// laid out in `messages` (`u32 length`, bytes, each).
-    public static func encodePushNumbered(
-        id: UInt32, channel: UInt64, number: UInt64, count: UInt32, messages: ByteBuffer, into buffer: inout ByteBuffer
+    /// come frames them without a copy per message. With a producer `number`, a PUSH_NUMBERED
+    /// whose messages are numbered from it.
+    public static func encodePushBatch(
+        id: UInt32, channel: UInt64, number: UInt64? = nil, count: UInt32, messages: ByteBuffer, into buffer: inout ByteBuffer
     ) {
-        buffer.writeInteger(UInt32(1 + 4 + 8 + 8 + 4 + messages.readableBytes))
-        buffer.writeInteger(Opcode.pushNumbered.rawValue)
+        buffer.writeInteger(UInt32(1 + 4 + 8 + (number == nil ? 0 : 8) + 4 + messages.readableBytes))
+        buffer.writeInteger((number == nil ? Opcode.pushBatch : Opcode.pushNumbered).rawValue)
         buffer.writeInteger(id)
         buffer.writeInteger(channel)
-        buffer.writeInteger(number)
+        if let number { buffer.writeInteger(number) }
         buffer.writeInteger(count)
         buffer.writeImmutableBuffer(messages)
     }
@@ -189,17 +179,10 @@ extension Request {
                 out.writeImmutableBuffer(payload)
             case .pushBatch(let channel, let payloads):
                 out.writeInteger(channel)
-                out.writeInteger(UInt32(payloads.count))
-                for p in payloads {
-                    out.writeInteger(UInt32(p.readableBytes))
-                    out.writeImmutableBuffer(p)
-                }
+                out.writeBatch(payloads)
             case .pushNumbered(let channel, let number, let payloads):
-                out.writeMultipleIntegers(channel, number, UInt32(payloads.count))
-                for p in payloads {
-                    out.writeInteger(UInt32(p.readableBytes))
-                    out.writeImmutableBuffer(p)
-                }
+                out.writeMultipleIntegers(channel, number)
+                out.writeBatch(payloads)
             case .close(let channel):
                 out.writeInteger(channel)
             case .subscribe(let name, let position, let epoch, let wait, let scope, let owner):
@@ -348,6 +331,15 @@ extension Request {
 }
 
 extension ByteBuffer {
+    /// Writes a batch's messages: `u32 count`, then `count` × (`u32 length`, bytes).
+    fileprivate mutating func writeBatch(_ payloads: [ByteBuffer]) {
+        writeInteger(UInt32(payloads.count))
+        for payload in payloads {
+            writeInteger(UInt32(payload.readableBytes))
+            writeImmutableBuffer(payload)
+        }
+    }
+
     /// A batch's messages: `u32 count`, then `count` × (`u32 length`, bytes).
     fileprivate mutating func readBatch() throws(WireError) -> [ByteBuffer] {
         let count = try readWire(UInt32.self, "count")

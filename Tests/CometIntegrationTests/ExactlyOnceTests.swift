@@ -22,43 +22,22 @@ final class ExactlyOnceTests: XCTestCase {
     func testAfterApplyingBeforeAnswering() async throws { try await crash(.beforeAnswer) }
 
     private func crash(_ fault: Fault) async throws {
-        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
-        switch fault {
-        case .beforeRead: try supervisor.start()
-        case .midBatch: try supervisor.start(extraArguments: ["--crash-at", "stored:15"])
-        case .beforeAnswer: try supervisor.start(extraArguments: ["--crash-at", "applied:25"])
-        }
+        let supervisor = try fault.armedDaemon()
         let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(100), giveUpAfter: .seconds(30))
         let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
         let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
         let producer = try await producerClient.create("once", size: 1000)
         let subscription = try await readerClient.subscribe("once", from: .oldest)
-        let reading = Task { () -> [String] in
-            var got: [String] = []
-            do {
-                for try await message in subscription {
-                    got.append("\(message.sequence)=\(message.string)")
-                    if got.count == 40 { break }
-                }
-            } catch { got.append("error: \(error)") }
-            return got
-        }
+        let reading = collect(subscription, count: 40)
         let expected = (1...40).map { "\($0)=m\($0)" }
         let firstTen = try await producer.push(batch: (1...10).map { Array("m\($0)".utf8) })
         XCTAssertEqual(firstTen, 1...10)
 
-        if fault == .beforeRead { kill(supervisor.pid, SIGSTOP) }
+        fault.beforeBatch(supervisor)
         // One PUSH_NUMBERED of 20 messages (published together, coalesced), flushed meanwhile.
         for i in 11...30 { await producer.publish(Array("m\(i)".utf8)) }
         let flushed = Task { try await producer.flush() }
-        if fault == .beforeRead {
-            usleep(300_000)
-            supervisor.stop(SIGKILL)
-        } else {
-            let status = supervisor.waitForExit(timeout: 10)
-            XCTAssertNotNil(status, "the crash point was not reached:\n\(supervisor.log)")
-        }
-        try supervisor.start()
+        try fault.strike(supervisor)
         let last = try await flushed.value
         XCTAssertEqual(last, 30, "the batch's answer after the resend names its last sequence number")
         let lastTen = try await producer.push(batch: (31...40).map { Array("m\($0)".utf8) })
@@ -107,11 +86,56 @@ func value(of reading: Task<[String], Never>, closing client: CometClient) async
     return await reading.value
 }
 
+/// Reads `count` messages of `subscription` as "SEQUENCE=TEXT" (then an "error: …" if it ended).
+func collect(_ subscription: CometSubscription, count: Int) -> Task<[String], Never> {
+    Task {
+        var got: [String] = []
+        do {
+            for try await message in subscription {
+                got.append("\(message.sequence)=\(message.string)")
+                if got.count == count { break }
+            }
+        } catch { got.append("error: \(error)") }
+        return got
+    }
+}
+
+extension ExactlyOnceTests.Fault {
+    /// A daemon under the test supervisor, started with this fault's crash point.
+    func armedDaemon() throws -> Supervisor {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        switch self {
+        case .beforeRead: try supervisor.start()
+        case .midBatch: try supervisor.start(extraArguments: ["--crash-at", "stored:15"])
+        case .beforeAnswer: try supervisor.start(extraArguments: ["--crash-at", "applied:25"])
+        }
+        return supervisor
+    }
+
+    /// Before the batch 11...30 is sent: the daemon stops reading, for `beforeRead`.
+    func beforeBatch(_ supervisor: Supervisor) {
+        if self == .beforeRead { kill(supervisor.pid, SIGSTOP) }
+    }
+
+    /// Once the batch is sent: kills the stopped daemon, or waits for its crash point to; then
+    /// starts it again through the store.
+    func strike(_ supervisor: Supervisor) throws {
+        if self == .beforeRead {
+            usleep(300_000)
+            supervisor.stop(SIGKILL)
+        } else {
+            XCTAssertNotNil(supervisor.waitForExit(timeout: 10), "the crash point was not reached:\n\(supervisor.log)")
+        }
+        try supervisor.start()
+    }
+}
+
 /// libcomet with reconnection on, at the same crash points: coalesced comet_push() batches and
 /// comet_push_async() land once, and each async handler hears the sequence its message got.
 final class CExactlyOnceTests: XCTestCase {
     final class Seen {
-        var done: [UInt64: UInt64] = [:]  // push index → sequence
+        /// Sequence numbers the async handlers heard.
+        var answered: Set<UInt64> = []
         var failures: [String] = []
     }
 
@@ -120,12 +144,7 @@ final class CExactlyOnceTests: XCTestCase {
     func testAfterApplyingBeforeAnswering() async throws { try await crash(.beforeAnswer) }
 
     private func crash(_ fault: ExactlyOnceTests.Fault) async throws {
-        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
-        switch fault {
-        case .beforeRead: try supervisor.start()
-        case .midBatch: try supervisor.start(extraArguments: ["--crash-at", "stored:15"])
-        case .beforeAnswer: try supervisor.start(extraArguments: ["--crash-at", "applied:25"])
-        }
+        let supervisor = try fault.armedDaemon()
         let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(100), giveUpAfter: .seconds(30))
         let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
         var producer: OpaquePointer?
@@ -141,19 +160,10 @@ final class CExactlyOnceTests: XCTestCase {
         var channel: UInt64 = 0
         XCTAssertEqual(comet_create(producer, "c.once", 1000, &channel), 0)
         let subscription = try await readerClient.subscribe("c.once", from: .oldest)
-        let reading = Task { () -> [String] in
-            var got: [String] = []
-            do {
-                for try await message in subscription {
-                    got.append("\(message.sequence)=\(message.string)")
-                    if got.count == 31 { break }
-                }
-            } catch { got.append("error: \(error)") }
-            return got
-        }
+        let reading = collect(subscription, count: 31)
         let onDone: comet_done_handler = { _, result, value, userdata in
             let seen = Unmanaged<Seen>.fromOpaque(userdata!).takeUnretainedValue()
-            if result < 0 { seen.failures.append(String(cString: comet_strerror(result))) } else { seen.done[value] = value }
+            if result < 0 { seen.failures.append(String(cString: comet_strerror(result))) } else { seen.answered.insert(value) }
         }
         func pushAsync(_ i: Int) {
             let text = Array("c\(i)".utf8)
@@ -168,9 +178,9 @@ final class CExactlyOnceTests: XCTestCase {
             }
         }
         for i in 1...10 { pushAsync(i) }
-        process { seen.done.count == 10 }
+        process { seen.answered.count == 10 }
 
-        if fault == .beforeRead { kill(supervisor.pid, SIGSTOP) }
+        fault.beforeBatch(supervisor)
         // Messages 11...30 coalesced into one numbered batch, then one async push.
         for i in 11...30 {
             let text = Array("c\(i)".utf8)
@@ -178,16 +188,10 @@ final class CExactlyOnceTests: XCTestCase {
         }
         pushAsync(31)
         _ = comet_flush(producer)
-        if fault == .beforeRead {
-            usleep(300_000)
-            supervisor.stop(SIGKILL)
-        } else {
-            XCTAssertNotNil(supervisor.waitForExit(timeout: 10), "the crash point was not reached:\n\(supervisor.log)")
-        }
-        try supervisor.start()
-        process { seen.done[31] != nil || !seen.failures.isEmpty }
+        try fault.strike(supervisor)
+        process { seen.answered.contains(31) || !seen.failures.isEmpty }
         XCTAssertEqual(seen.failures, [], supervisor.log)
-        XCTAssertEqual(seen.done[31], 31, "the async push's handler hears the sequence its message got")
+        XCTAssertEqual(seen.answered, Set(1...10).union([31]), "each async handler hears, once, the sequence its message got")
         let got = await value(of: reading, closing: readerClient)
         XCTAssertEqual(got, (1...31).map { "\($0)=c\($0)" }, "every message once, in order (\(fault)):\n\(supervisor.log)")
         await readerClient.close()

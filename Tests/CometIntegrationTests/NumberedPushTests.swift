@@ -9,6 +9,18 @@ import XCTest
 final class NumberedPushTests: XCTestCase {
     private func payloads(_ texts: String...) -> [ByteBuffer] { texts.map { ByteBuffer(string: $0) } }
 
+    /// A daemon, a reader's connection, and a producer's connection that created private
+    /// channel `name` for the reader's session.
+    private func privateChannel(_ name: String, size: UInt32) throws -> (Daemon, RawConnection, RawConnection, UInt64) {
+        let daemon = try Daemon()
+        let reader = try RawConnection(daemon.socketPath)
+        let session = try reader.hello().sessionID
+        let producer = try RawConnection(daemon.socketPath)
+        _ = try producer.hello()
+        var created = try producer.expectOK(producer.send(.createPrivate(name: name, kind: .private, size: size, session: session)))
+        return (daemon, reader, producer, try CreateReply(from: &created).channel)
+    }
+
     func testResendsGapsAndBadNumbers() throws {
         let daemon = try Daemon()
         defer { daemon.stop() }
@@ -51,14 +63,8 @@ final class NumberedPushTests: XCTestCase {
     }
 
     func testPrivateChannelsAreNumberedToo() throws {
-        let daemon = try Daemon()
+        let (daemon, reader, producer, channel) = try privateChannel("inbox", size: 10)
         defer { daemon.stop() }
-        let reader = try RawConnection(daemon.socketPath)
-        let session = try reader.hello().sessionID
-        let producer = try RawConnection(daemon.socketPath)
-        _ = try producer.hello()
-        var created = try producer.expectOK(producer.send(.createPrivate(name: "inbox", kind: .private, size: 10, session: session)))
-        let channel = try CreateReply(from: &created).channel
         for number in [1, 1, 2, 1] as [UInt64] {
             var body = try producer.expectOK(producer.send(.pushNumbered(channel: channel, number: number, payloads: payloads("p\(number)"))))
             XCTAssertEqual(try PushReply(from: &body).firstSequence, number)
@@ -71,14 +77,8 @@ final class NumberedPushTests: XCTestCase {
 
     /// An overflowed private channel refuses every push, a resend of what it had included.
     func testAnOverflowedPrivateChannelRefusesResends() throws {
-        let daemon = try Daemon()
+        let (daemon, _, producer, channel) = try privateChannel("small", size: 2)
         defer { daemon.stop() }
-        let reader = try RawConnection(daemon.socketPath)
-        let session = try reader.hello().sessionID
-        let producer = try RawConnection(daemon.socketPath)
-        _ = try producer.hello()
-        var created = try producer.expectOK(producer.send(.createPrivate(name: "small", kind: .private, size: 2, session: session)))
-        let channel = try CreateReply(from: &created).channel
         _ = try producer.expectOK(producer.send(.pushNumbered(channel: channel, number: 1, payloads: payloads("a", "b"))))
         XCTAssertEqual(try producer.expectError(producer.send(.pushNumbered(channel: channel, number: 3, payloads: payloads("c")))), .channelFull)
         XCTAssertEqual(try producer.expectError(producer.send(.pushNumbered(channel: channel, number: 1, payloads: payloads("a")))), .channelFull)

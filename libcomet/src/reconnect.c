@@ -212,22 +212,20 @@ int reconnect(comet *c, int error) {
 COMET_PUBLIC int comet_last_sequence(comet *c, uint64_t channel, uint64_t *ret_last) {
         if (!c)
                 return -EINVAL;
-        for (size_t i = 0; i < c->produced_count; i++) {
-                if (c->produced[i].channel != channel)
-                        continue;
-                uint8_t fields[24];
-                put64(fields, channel);
-                memcpy(fields + 8, c->produced[i].token, 16);
-                uint8_t reply[24];
-                size_t len = 0;
-                int r = ask(c, OP_ADOPT, fields, sizeof fields, reply, sizeof reply, &len);
-                if (r < 0)
-                        return r;
-                if (len < 24)
-                        return -EBADMSG;
-                if (ret_last)
-                        *ret_last = be64(reply + 16);
-                return 0;
-        }
-        return -COMET_E_NO_SUCH_CHANNEL;
+        struct produced *p = produced_find(c, channel);
+        if (!p)
+                return -COMET_E_NO_SUCH_CHANNEL;
+        uint8_t fields[24];
+        put64(fields, channel);
+        memcpy(fields + 8, p->token, 16);
+        uint8_t reply[24];
+        size_t len = 0;
+        int r = ask(c, OP_ADOPT, fields, sizeof fields, reply, sizeof reply, &len);
+        if (r < 0)
+                return r;
+        if (len < 24)
+                return -EBADMSG;
+        if (ret_last)
+                *ret_last = be64(reply + 16);
+        return 0;
 }

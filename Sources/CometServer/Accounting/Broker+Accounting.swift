@@ -12,7 +12,7 @@ extension Broker {
 
     /// Checks that `uid` may buffer `payloads` in a ring now holding `ring` (with what the ring
     /// would evict taken into account).
-    func checkBuffered(_ payloads: some Collection<ByteBuffer>, in ring: MessageRing<ByteBuffer>, uid: UInt32) throws(ChannelRefusal) {
+    func checkBuffered(_ payloads: [ByteBuffer], in ring: MessageRing<ByteBuffer>, uid: UInt32) throws(ChannelRefusal) {
         let overhead = configuration.messageOverhead
         let after = ring.bytesAfterAppending(weights: payloads.map { $0.readableBytes + overhead })
         do {

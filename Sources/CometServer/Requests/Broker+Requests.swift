@@ -121,7 +121,7 @@ extension Broker {
             // Before the numbers: an overflowed channel refuses even a resend.
             try channel.checkTakesPushes()
             let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
-            let fresh = payloads[skip...]
+            let fresh = skip == 0 ? payloads : Array(payloads[skip...])
             if !fresh.isEmpty {
                 try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
                 defer {
@@ -129,14 +129,14 @@ extension Broker {
                     if channel.isFull { storePrivateState(channel) }
                 }
                 if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }
-                first = try pushPrivate(channel, Self.copy(Array(fresh), conn.context.channel.allocator))
+                first = try pushPrivate(channel, Self.copy(fresh, conn.context.channel.allocator))
                 if stateStore != nil { storePushed(channel.id, channel.ring, from: first, numbering: channel.numbering) }
             }
             first = answer ?? first
         } else {
             let channel = try registry.owned(channelID, by: conn.id)
             let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
-            let fresh = Array(payloads[skip...])
+            let fresh = skip == 0 ? payloads : Array(payloads[skip...])
             if !fresh.isEmpty {
                 try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
                 if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }

@@ -55,6 +55,9 @@ extension Broker {
         guard let store = stateStore, var file = store.ringFile(id) else { return }
         file.setNumberedFrom(numbering.origin)
         let start = max(first, kept)
+        // Crash tests: the message after which the process dies, mid-batch (never its last).
+        let crashAfter: UInt64? =
+            if case .stored(let n) = configuration.crashPoint, n < first + UInt64(payloads.count) - 1 { n } else { nil }
         block.withUnsafeReadableBytes { bytes in
             var batch = file.beginBatch(from: start, first: kept)
             var offset = 0
@@ -68,7 +71,7 @@ extension Broker {
                 guard sequence >= start else { continue }
                 let message = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
                 guard store.write(message, id, file: &file, batch: &batch) else { break }
-                if case .stored(sequence) = configuration.crashPoint, sequence < first + UInt64(payloads.count) - 1 {
+                if sequence == crashAfter {
                     file.publish(batch)
                     configuration.crashPoint?.crash()
                 }
