@@ -26,6 +26,7 @@ test:
 	$(RELEASE) --product comet
 	$(RELEASE) --product comet-sim
 	$(RELEASE) --product comet-line-producer
+	$(RELEASE) --product comet-bridge
 	.build/release/comet-sim --seed 1 --seeds 10 --steps 100000
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
@@ -54,6 +55,7 @@ release:
 	scripts/ensure-deps
 	$(RELEASE) --product cometd
 	$(RELEASE) --product comet
+	$(RELEASE) --product comet-bridge
 
 ## Measure throughput, latency and memory (release build; see README).
 bench:
@@ -81,13 +83,17 @@ install: release libcomet
 	.build/release/comet --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/comet
 	.build/release/comet --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_comet
 	.build/release/comet --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/comet.fish
-	install -D -m 0644 systemd/federation.conf $(DESTDIR)$(PREFIX)/share/doc/comet/examples/cometd.service.d/federation.conf
+	install -D -m 0755 .build/release/comet-bridge $(DESTDIR)$(PREFIX)/bin/comet-bridge
+	sed 's|/usr/local/bin/comet-bridge|$(PREFIX)/bin/comet-bridge|' systemd/comet-bridge.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/comet-bridge.service
+	install -D -m 0644 systemd/comet-bridge.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/comet-bridge.conf
+	install -D -m 0644 systemd/comet-bridge.policy $(DESTDIR)$(PREFIX)/share/doc/comet/examples/policy.d/comet-bridge.conf
+	install -D -m 0644 docs/man/comet-bridge.8 $(DESTDIR)$(PREFIX)/share/man/man8/comet-bridge.8
 	install -D -m 0644 docs/man/cometd.8 $(DESTDIR)$(PREFIX)/share/man/man8/cometd.8
 	install -D -m 0644 docs/man/comet.1 $(DESTDIR)$(PREFIX)/share/man/man1/comet.1
 	install -D -m 0644 docs/man/libcomet.3 $(DESTDIR)$(PREFIX)/share/man/man3/libcomet.3
 	$(MAKE) -C libcomet install PREFIX=$(PREFIX) DESTDIR=$(abspath $(DESTDIR))
 
-## Debian packages (dpkg-deb): comet (daemon, CLI, units), libcomet0, libcomet-dev, in build/deb/.
+## Debian packages (dpkg-deb): comet (daemon, CLI, units), comet-bridge (NATS), libcomet0, libcomet-dev, in build/deb/.
 deb: release libcomet
 	scripts/make-deb
 

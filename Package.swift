@@ -6,7 +6,7 @@ import PackageDescription
 /// - `CometChannels`: channel semantics (rings, positions, registry; plain values, no sockets).
 /// - `CometServer`: connection handling on SwiftNIO.
 /// - `CometState`: the daemon's state as an image (live upgrade, restart), plain values, no I/O.
-/// - `CometFederation`: channels across hosts through NATS JetStream (nats.c), used by `CometServer`.
+/// - `CometFederation`: channels across hosts through NATS JetStream (nats.c), used by `comet-bridge`.
 /// - `cometd`: the daemon executable (systemd, configuration, lifecycle).
 /// Clients: `Comet` (Swift library) and `comet` (command-line tool).
 
@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "comet-fuzz", targets: ["CometFuzz"]),
         .executable(name: "comet-sim", targets: ["CometSim"]),
         .executable(name: "comet-line-producer", targets: ["CometLineProducer"]),
+        .executable(name: "comet-bridge", targets: ["CometBridge"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -40,7 +41,8 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
-        // NATS JetStream (docs/FEDERATION.md): nats.c, and the few operations cometd needs in C.
+        // NATS JetStream (docs/FEDERATION.md): nats.c, and the few operations comet-bridge needs in
+        // C. Only comet-bridge links them: cometd reaches no network.
         .systemLibrary(
             name: "CNATS",
             pkgConfig: "libnats",
@@ -64,6 +66,20 @@ let package = Package(
             swiftSettings: [hotPath]
         ),
         .target(name: "CometChannels", swiftSettings: [hotPath]),
+        // comet-bridge: NATS export and import as a client of the local cometd (docs/FEDERATION.md).
+        .executableTarget(
+            name: "CometBridge",
+            dependencies: [
+                "Comet", "CometWire", "CometFederation",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The daemon's state as plain values and bytes, for live upgrades and restarts (docs/RESTARTS.md).
         .target(
             name: "CometState",
@@ -83,7 +99,7 @@ let package = Package(
         .target(
             name: "CometServer",
             dependencies: [
-                "CometWire", "CometChannels", "CometFederation", "CometState",
+                "CometWire", "CometChannels", "CometState",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "cometd",
             dependencies: [
-                "CometServer", "CometWire", "CometFederation", "CometState", "CSystemd",
+                "CometServer", "CometWire", "CometState", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -155,7 +155,8 @@ cn_link *cn_connect(const cn_options *o, cn_state_cb state, cn_ack_cb ack, cn_su
     pthread_cond_init(&l->close_cond, NULL);
 
     const char *step = "url";
-    s = natsOptions_SetURL(opts, o->url);
+    if (o->servers_len > 0) s = natsOptions_SetServers(opts, (const char **)o->servers, o->servers_len);
+    else s = natsOptions_SetURL(opts, o->url);
     if (s == NATS_OK && o->user) step = "user", s = natsOptions_SetUserInfo(opts, o->user, o->password);
     if (s == NATS_OK && o->token) step = "token", s = natsOptions_SetToken(opts, o->token);
     if (s == NATS_OK && o->creds) step = "creds file", s = natsOptions_SetUserCredentialsFromFiles(opts, o->creds, NULL);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory,
+int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory, int replicas,
                      int64_t duplicates_ms, char *err, size_t errlen) {
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
@@ -18,6 +18,7 @@ int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_
     cfg.SubjectsLen = 1;
     cfg.MaxMsgs = max_msgs;
     cfg.Storage = memory ? js_MemoryStorage : js_FileStorage;
+    cfg.Replicas = replicas > 0 ? replicas : 1;
     cfg.Duplicates = duplicates_ms * 1000000;
     cfg.Description = "mirror of a cometd channel (Comet-Epoch/Comet-Seq headers)";
     jsErrCode jerr = 0;

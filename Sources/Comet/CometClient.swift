@@ -89,6 +89,12 @@ public final class CometClient: Sendable {
         return connected
     }
 
+    /// Completes when this connection closes (the daemon went, or `close()`). With automatic
+    /// reconnection it is the connection of the moment: a reconnect makes another one.
+    public var closeFuture: EventLoopFuture<Void> {
+        channelBox.withLockedValue { $0 }?.closeFuture ?? eventLoop.makeSucceededVoidFuture()
+    }
+
     /// An error of connect(2) as a person reads it ("No such file or directory").
     static func plainWords(_ error: Error) -> String {
         if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }

@@ -52,7 +52,7 @@ public struct EpochChanged: Error, Hashable, Sendable, CustomStringConvertible {
         self.epoch = epoch
     }
 
-    public var description: String { "channel '\(channel)' was re-created (new epoch \(String(epoch, radix: 16))): sequence numbers restarted" }
+    public var description: String { "channel '\(channel)' was re-created (new epoch \(epoch)): sequence numbers restarted" }
 }
 
 /// The daemon could not be reached or the connection to it ended.

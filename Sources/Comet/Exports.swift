@@ -27,3 +27,11 @@ public typealias UserUsage = CometWire.UserUsage
 public typealias ResourceUsage = CometWire.ResourceUsage
 /// One channel mirrored to NATS JetStream, in `StatsReply.exports`.
 public typealias ExportCounters = CometWire.ExportCounters
+/// One import (another daemon's channel a bridge feeds), in `StatsReply.imports`.
+public typealias ImportCounters = CometWire.ImportCounters
+/// What a bridge reports for STATS (`CometClient.report(_:)`).
+public typealias BridgeReport = CometWire.BridgeReport
+/// What an import's origin is doing (`CometClient.mirrorState(_:_:last:reason:)`).
+public typealias MirrorState = CometWire.MirrorState
+/// The answer to MIRROR (`CometClient.mirror(_:epoch:next:size:newest:)`).
+public typealias MirrorReply = CometWire.MirrorReply

@@ -22,15 +22,15 @@ struct Channels: AsyncParsableCommand {
                         "name": c.name, "scope": c.scope == 0 ? "site" : "client", "kind": c.kind.name,
                         "owner_uid": c.owner.uid, "owner_gid": c.owner.gid, "owner": UserNames.column(c.owner),
                         "size": c.size, "buffered": c.buffered, "subscribers": c.subscribers,
-                        "last_sequence": c.lastSequence, "epoch": String(c.epoch, radix: 16),
+                        "last_sequence": c.lastSequence, "epoch": "\(c.epoch)", "origin": c.imported ? "import" : "local",
                     ]
                 })
                 return
             }
-            let header = ["NAME", "SCOPE", "OWNER", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST", "KIND", "EPOCH"]
+            let header = ["NAME", "SCOPE", "OWNER", "SIZE", "BUFFERED", "SUBSCRIBERS", "LAST", "KIND", "ORIGIN", "EPOCH"]
             let rows = channels.map { c in
                 [c.name, c.scope == 0 ? "site" : "client", UserNames.column(c.owner), "\(c.size)", "\(c.buffered)",
-                 "\(c.subscribers)", "\(c.lastSequence)", c.kind.name, String(c.epoch, radix: 16)]
+                 "\(c.subscribers)", "\(c.lastSequence)", c.kind.name, c.imported ? "import" : "local", "\(c.epoch)"]
             }
             let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
             for row in [header] + rows {

@@ -20,8 +20,8 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Where to start: next, oldest, SEQ (resume at that sequence number) or -K (the K most recent).")
     var from: StartOption = StartOption(position: .next)
 
-    @Option(name: .long, help: "When resuming with --from SEQ, the epoch last seen; a re-created channel is then refused.")
-    var epoch: UInt64?
+    @Option(name: .long, help: "When resuming with --from SEQ, the epoch last seen (decimal, as `comet channels` prints it; 0x… hex is read too); a re-created channel is then refused.")
+    var epoch: EpochOption?
 
     @Flag(name: .long, help: "If the channel does not exist yet, wait for it to be created.")
     var wait = false
@@ -71,8 +71,15 @@ struct Listen: AsyncParsableCommand {
                 printError("session \(String(client.session.id, radix: 16))")
                 subscription = try await privateSubscription(client)
             } else {
-                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch, wait: wait, owner: owner?.uid)
+                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch?.value, wait: wait, owner: owner?.uid)
             }
+            // An import (fed by comet-bridge) may stall or be rebuilt after a restart: then the
+            // reader waits and goes on from its last message instead of ending.
+            let imported = external == nil && !self.private
+                ? (try? await client.channels())?.first { $0.name == channel && $0.imported && $0.scope == 0 } : nil
+            let isImport = imported != nil
+            // A latest-value import skips values by nature: a jump is not a loss there.
+            let gapsAreLoss = imported?.kind != .newest
             var received = 0
             if count == 0 { return }
             OutputWatch.exitWhenStandardOutputCloses()
@@ -86,43 +93,92 @@ struct Listen: AsyncParsableCommand {
                 }
             }
             defer { timer?.cancel() }
-            var messages = subscription.makeAsyncIterator()
-            do {
-                while let message = try await messages.next() {
-                    var line: [UInt8] = []
-                    if showSeq { line += Array("\(message.sequence)\t".utf8) }
-                    line += raw ? message.payload : Escaping.escape(message.payload)
-                    line.append(0x0A)
-                    line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, output) }
-                    // One write per chunk that arrived, not per message.
-                    if messages.buffered == 0 { fflush(output) }
-                    if ferror(output) != 0 {
-                        // The reader of our output went away (`| head -1`): stop quietly.
-                        await client.close()
-                        return
+            var current = subscription
+            var messages = current.makeAsyncIterator()
+            // The last message printed, and the epoch it belongs to (resuming an import).
+            var last: UInt64 = 0
+            var lastEpoch: UInt64 = 0
+            var told = false
+            reading: while true {
+                do {
+                    while let message = try await messages.next() {
+                        if isImport {
+                            let epochNow = current.info.epoch
+                            if lastEpoch != 0, epochNow != lastEpoch { throw EpochChanged(channel: channel, epoch: epochNow) }
+                            // A resumed import restarts at what it holds: what was printed is skipped,
+                            // a hole is FULL, never silent.
+                            if last != 0, message.sequence <= last { continue }
+                            if gapsAreLoss, last != 0, message.sequence > last + 1 {
+                                throw ChannelFull(channel: channel, firstAvailable: message.sequence)
+                            }
+                            lastEpoch = epochNow
+                            if told { printError("comet: the import '\(channel)' is fed again; going on after \(last)") }
+                            told = false
+                        }
+                        last = message.sequence
+                        var line: [UInt8] = []
+                        if showSeq { line += Array("\(message.sequence)\t".utf8) }
+                        line += raw ? message.payload : Escaping.escape(message.payload)
+                        line.append(0x0A)
+                        line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, output) }
+                        // One write per chunk that arrived, not per message.
+                        if messages.buffered == 0 { fflush(output) }
+                        if ferror(output) != 0 {
+                            // The reader of our output went away (`| head -1`): stop quietly.
+                            await client.close()
+                            return
+                        }
+                        received += 1
+                        if let count, received >= count {
+                            current.acknowledge(through: message.sequence)
+                            try await client.ping()
+                            break reading
+                        }
                     }
-                    received += 1
-                    if let count, received >= count {
-                        subscription.acknowledge(through: message.sequence)
-                        try await client.ping()
-                        break
+                    break reading
+                } catch where expired.fired {
+                    fflush(output)
+                    if count != nil { throw Status.timedOut }
+                    return
+                } catch let error as CometError where isImport && Self.importPauses(error.code) {
+                    // Stalled, or not there yet after a restart of cometd or its bridge: wait and
+                    // subscribe again after the last message printed.
+                    if !told { printError("comet: \(error.message) [\(error.code.name)]; waiting for it") }
+                    told = true
+                    let position: SubscribePosition = last == 0 ? from.position : .from(last + 1)
+                    let epochToKeep = lastEpoch != 0 ? lastEpoch : epoch?.value
+                    while true {
+                        do {
+                            try await Task.sleep(for: .seconds(1))
+                            current = try await client.subscribe(channel, from: position, epoch: epochToKeep, wait: true, owner: owner?.uid)
+                            messages = current.makeAsyncIterator()
+                            break
+                        } catch let again as CometError where Self.importPauses(again.code) {
+                            continue
+                        } catch where expired.fired {
+                            fflush(output)
+                            if count != nil { throw Status.timedOut }
+                            return
+                        }
                     }
                 }
-            } catch where expired.fired {
-                fflush(output)
-                if count != nil { throw Status.timedOut }
-                return
             }
             await client.close()
             // The loop ended without --count: the channel closed (status 3).
-            if let last = subscription.info.closedAfter, count.map({ received < $0 }) ?? true {
-                throw ChannelClosed(channel: channel, lastSequence: last)
+            if let closedAfter = current.info.closedAfter, count.map({ received < $0 }) ?? true {
+                throw ChannelClosed(channel: channel, lastSequence: closedAfter)
             }
         }
     }
 }
 
 extension Listen {
+    /// Errors after which a reader of an import waits and subscribes again: the import is
+    /// stalled, or missing while cometd or its bridge restarts.
+    static func importPauses(_ code: ErrorCode) -> Bool {
+        code == .upstreamUnreachable || code == .noSuchChannel || code == .shuttingDown
+    }
+
     /// Subscribes to the private channel as soon as it is offered (it may exist already).
     func privateSubscription(_ client: CometClient) async throws -> CometSubscription {
         do {
@@ -217,3 +273,18 @@ enum OutputWatch {
 /// Standard output as a stdio stream of this file's own (the C global `stdout` is shared mutable
 /// state to Swift 6); listen writes nothing else there.
 nonisolated(unsafe) let output: UnsafeMutablePointer<FILE> = fdopen(1, "w")
+
+/// `--epoch`: decimal, as every command prints epochs; `0x…` hex is read too.
+struct EpochOption: ExpressibleByArgument {
+    var value: UInt64
+
+    init?(argument: String) {
+        if argument.hasPrefix("0x"), let hex = UInt64(argument.dropFirst(2), radix: 16) {
+            value = hex
+        } else if let decimal = UInt64(argument) {
+            value = decimal
+        } else {
+            return nil
+        }
+    }
+}

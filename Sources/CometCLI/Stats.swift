@@ -48,8 +48,15 @@ struct Stats: AsyncParsableCommand {
             },
             "exports": s.exports.map { e -> [String: Any] in
                 [
-                    "channel": e.name, "subject": e.subject, "epoch": String(e.epoch, radix: 16), "published": e.published,
+                    "channel": e.name, "subject": e.subject, "epoch": "\(e.epoch)", "published": e.published,
                     "acknowledged": e.acknowledged, "missed": e.missed, "backlog": e.backlog, "connected": e.connected,
+                    "server": e.server, "stream": e.stream, "replicas": e.replicas, "failure": e.failure,
+                ]
+            },
+            "imports": s.imports.map { i -> [String: Any] in
+                [
+                    "channel": i.name, "state": i.state.name, "fed": i.fed, "epoch": "\(i.epoch)", "last_sequence": i.lastSequence,
+                    "readers": i.readers, "server": i.server, "subject": i.subject, "foreign": i.foreign, "reason": i.reason,
                 ]
             },
             "users": s.users.map { u -> [String: Any] in
@@ -69,8 +76,15 @@ struct Stats: AsyncParsableCommand {
         })
         if !s.exports.isEmpty {
             print("")
-            table(["EXPORT", "SUBJECT", "PUBLISHED", "ACKED", "MISSED", "BACKLOG", "NATS"], s.exports.map { e in
-                [e.name, e.subject, "\(e.published)", "\(e.acknowledged)", "\(e.missed)", "\(e.backlog)", e.connected ? "connected" : "disconnected"]
+            table(["EXPORT", "STREAM", "R", "PUBLISHED", "ACKED", "MISSED", "BACKLOG", "NATS", "SERVERS"], s.exports.map { e in
+                [e.name, e.stream, "\(e.replicas)", "\(e.published)", "\(e.acknowledged)", "\(e.missed)", "\(e.backlog)",
+                 e.failure.isEmpty ? (e.connected ? "connected" : "disconnected") : "stuck: \(e.failure)", e.server]
+            })
+        }
+        if !s.imports.isEmpty {
+            print("")
+            table(["IMPORT", "SUBJECT", "STATE", "BRIDGE", "EPOCH", "LAST", "READERS", "SERVERS", "REASON"], s.imports.map { i in
+                [i.name, i.subject, i.state.name, i.fed ? "connected" : "none", "\(i.epoch)", "\(i.lastSequence)", "\(i.readers)", i.server, i.reason]
             })
         }
         print("")
@@ -127,6 +141,11 @@ enum OpenMetrics {
         family("comet_export_missed_messages", "counter", "Messages that left the ring before reaching JetStream (remote readers get FULL).", unit: "messages", s.exports.map { ("_total", export($0), $0.missed) })
         family("comet_export_backlog_messages", "gauge", "Messages buffered and not yet acknowledged by JetStream.", unit: "messages", s.exports.map { ("", export($0), $0.backlog) })
         family("comet_export_connected", "gauge", "Whether the export's NATS connection is up.", s.exports.map { ("", export($0), $0.connected ? 1 : 0) })
+        let imported = { (i: ImportCounters) in [("channel", i.name), ("subject", i.subject)] }
+        family("comet_import_last_sequence", "gauge", "The last sequence number the import holds of its origin's epoch.", s.imports.map { ("", imported($0), $0.lastSequence) })
+        family("comet_import_stalled", "gauge", "Whether the import's readers are told its origin cannot be reached.", s.imports.map { ("", imported($0), $0.state == .stalled ? 1 : 0) })
+        family("comet_import_fed", "gauge", "Whether a bridge is connected and feeding the import.", s.imports.map { ("", imported($0), $0.fed ? 1 : 0) })
+        family("comet_import_readers", "gauge", "Live subscriptions of the import.", s.imports.map { ("", imported($0), UInt64($0.readers)) })
         let usage = s.users.flatMap { u in u.resources.map { (u.uid, $0) } }
         family("comet_user_usage", "gauge", "What a user holds of a resource.", usage.map { ("", [("uid", "\($0.0)"), ("resource", $0.1.resource)], $0.1.used) })
         family("comet_user_quota", "gauge", "A user's quota of a resource.", usage.map { ("", [("uid", "\($0.0)"), ("resource", $0.1.resource)], $0.1.quota) })
@@ -136,5 +155,16 @@ enum OpenMetrics {
 
     static func escape(_ value: String) -> String {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+extension ImportCounters.State {
+    /// How `comet stats` names it.
+    var name: String {
+        switch self {
+        case .catchingUp: return "catching-up"
+        case .live: return "live"
+        case .stalled: return "stalled"
+        }
     }
 }

@@ -27,6 +27,10 @@ public struct ChannelRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case outOfOrder
         /// A push the channel does not take in this form (an unnumbered push to a numbered channel).
         case wrongPushKind
+        /// Something this daemon does not do (the message says what does).
+        case unsupported
+        /// An import's origin cannot be reached (the message says since when and why).
+        case upstreamUnreachable
     }
 
     public var code: Code

@@ -112,6 +112,10 @@ public final class SiteChannel<Payload> {
         messages.restart(at: next)
     }
 
+    /// A mirror whose origin cannot be reached: why. Readers that have every message it holds
+    /// are told so (FAILED) instead of waiting silently; nil when it is fed.
+    public var stalled: String?
+
     /// The epoch of the channel that replaced this one (a relay whose upstream channel was
     /// re-created); readers then get `reset` instead of `closed`.
     public private(set) var replacedByEpoch: UInt64?

@@ -14,7 +14,7 @@ public struct ConfigurationMistake: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The configuration file's grammar (docs/FEDERATION.md): `[nats NAME]`, `[export NAME-OR-PREFIX*]`
+/// comet-bridge's configuration file grammar (docs/FEDERATION.md): `[nats NAME]`, `[export NAME-OR-PREFIX*]`
 /// and `[import LOCAL-NAME]` sections of `key = value` lines; `#` starts a comment.
 extension FederationConfiguration {
     private enum Section {
@@ -93,11 +93,15 @@ extension FederationConfiguration {
             case .nats(let name):
                 var server = config.servers[name]!
                 switch key {
-                case "url":
-                    guard value.hasPrefix("nats://") || value.hasPrefix("tls://"), NATSAddress(value)?.subject == nil else {
-                        throw fail("url is nats://HOST:PORT or tls://HOST:PORT (credentials go in their own keys)")
+                case "url", "urls":
+                    let urls = value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+                    for url in urls {
+                        guard url.hasPrefix("nats://") || url.hasPrefix("tls://"), NATSAddress(url)?.subject == nil else {
+                            throw fail("url is a list of nats://HOST:PORT or tls://HOST:PORT, separated by commas (credentials go in their own keys), not '\(url)'")
+                        }
                     }
-                    server.url = value
+                    guard !urls.isEmpty, urls.count <= 64 else { throw fail("url names 1 to 64 servers") }
+                    server.urls = urls
                 case "user": server.user = value
                 case "password": server.password = value
                 case "password-file": server.password = try secret()
@@ -127,6 +131,7 @@ extension FederationConfiguration {
                     guard let storage = StreamStorage(rawValue: value) else { throw fail("storage is memory or file") }
                     config.exports[i].storage = storage
                 case "max-in-flight": config.exports[i].maxInFlight = try number(1...1_000_000)
+                case "replicas": config.exports[i].replicas = try number(1...5)
                 default: throw fail("unknown key '\(key)' in an export")
                 }
             case .importing(let i):
@@ -139,6 +144,7 @@ extension FederationConfiguration {
                 case "newest":
                     guard value == "yes" || value == "no" else { throw fail("newest is yes or no") }
                     config.imports[i].newest = value == "yes"
+                case "stall-after": config.imports[i].stallAfterMilliseconds = try seconds()
                 default: throw fail("unknown key '\(key)' in an import")
                 }
             }
@@ -175,6 +181,20 @@ import Glibc
 #endif
 
 extension FederationConfiguration {
+    /// The whole text of a configuration file, or nil when it cannot be read (errno says why).
+    public static func read(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n > 0 { bytes.append(contentsOf: chunk[..<n]) }
+            if n < chunk.count { break }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// The first 64 KiB of a small file (a password or token file), or nil.
     static func readSmallFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }

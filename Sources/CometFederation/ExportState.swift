@@ -13,9 +13,15 @@ public struct ExportTarget: Sendable, Hashable {
     public var maxInFlight: Int
     /// A newest channel: skipping to the latest value is its nature, not a loss.
     public var newest: Bool
+    /// JetStream stream replicas.
+    public var replicas: Int
 
-    public init(name: String, subject: String, stream: String, storage: StreamStorage, size: Int, maxInFlight: Int, newest: Bool = false) {
+    public init(
+        name: String, subject: String, stream: String, storage: StreamStorage, size: Int, maxInFlight: Int, newest: Bool = false,
+        replicas: Int = 1
+    ) {
         self.newest = newest
+        self.replicas = replicas
         self.name = name
         self.subject = subject
         self.stream = stream
@@ -39,6 +45,10 @@ public struct ExportStats: Sendable, Hashable {
     /// Messages buffered and not yet acknowledged.
     public var backlog: UInt64 = 0
     public var connected = false
+    public var stream = ""
+    public var replicas = 1
+    /// Why the export makes no progress now (nil when it does).
+    public var failure: String?
 }
 
 /// One exported channel epoch, as the link's worker keeps it: the last `size` messages (the
@@ -64,6 +74,14 @@ final class ExportState {
     var inFlight: [String: Int] = [:]
     var generation = 0
     var needsResync = true
+    /// After a resynchronisation, one message is published alone until JetStream takes it: a
+    /// stream that refuses everything costs one publish per attempt, not a window's worth.
+    var probing = true
+    /// Resynchronisations in a row that led to no acknowledged message, and when the next may run.
+    private(set) var fruitless = 0
+    private(set) var retryAt = NIODeadline.uptimeNanoseconds(0)
+    /// Why the last attempt failed (for logs and STATS).
+    var lastFailure: String?
     /// Sequence acknowledged last (in order).
     var acknowledgedThrough: UInt64 = 0
     var stats: ExportStats
@@ -74,6 +92,8 @@ final class ExportState {
         self.firstSequence = next
         self.nextToPublish = next
         self.stats = ExportStats(name: target.name, subject: target.subject, epoch: epoch)
+        self.stats.stream = target.stream
+        self.stats.replicas = target.replicas
     }
 
     var count: Int { window.count - start }
@@ -129,6 +149,7 @@ final class ExportState {
         generation += 1
         inFlight = [:]
         needsResync = false
+        probing = true
         let from = stored.map { $0 + 1 } ?? firstSequence
         if from < firstSequence {
             if !target.newest { stats.missed += firstSequence - from }
@@ -139,12 +160,37 @@ final class ExportState {
         if let stored { acknowledgedThrough = max(acknowledgedThrough, stored) }
     }
 
+    /// An attempt made no progress: the next waits 250 ms, doubled each time up to 30 s.
+    /// Returns the delay.
+    @discardableResult
+    func attemptFailed(_ reason: String, now: NIODeadline = .now()) -> TimeAmount {
+        fruitless += 1
+        lastFailure = reason
+        let delay = TimeAmount.milliseconds(min(30_000, 250 << min(fruitless - 1, 7)))
+        retryAt = now + delay
+        return delay
+    }
+
+    /// The link connected again: resynchronise at once.
+    func reconnected() {
+        needsResync = true
+        retryAt = .uptimeNanoseconds(0)
+    }
+
+    /// JetStream took a message: the export makes progress again.
+    func progressed() {
+        probing = false
+        fruitless = 0
+        lastFailure = nil
+    }
+
     /// Whether everything up to the close marker was acknowledged.
     var isFinished: Bool { closeAcknowledged }
 
     func snapshot(connected: Bool) -> ExportStats {
         var stats = self.stats
         stats.connected = connected
+        stats.failure = lastFailure
         stats.backlog = endSequence > acknowledgedThrough + 1 ? endSequence - max(acknowledgedThrough + 1, firstSequence) : 0
         return stats
     }

@@ -1,4 +1,5 @@
-/// What cometd exports to and imports from NATS JetStream (`cometd --config`, docs/FEDERATION.md).
+/// What comet-bridge exports to and imports from NATS JetStream (`comet-bridge --config`,
+/// docs/FEDERATION.md).
 public struct FederationConfiguration: Sendable, Equatable {
     /// NATS servers by the name the configuration gives them.
     public var servers: [String: NATSServer] = [:]
@@ -22,8 +23,11 @@ public struct FederationConfiguration: Sendable, Equatable {
 
 /// One NATS server and how to log in to it.
 public struct NATSServer: Sendable, Equatable {
-    /// `nats://HOST:PORT` (or `tls://HOST:PORT`).
-    public var url: String
+    /// `nats://HOST:PORT` (or `tls://HOST:PORT`): the first of `urls`, naming the server in logs.
+    public var url: String { urls.first ?? "" }
+    /// Every server of the cluster the configuration names: a connection is made through any of
+    /// them (and through those the cluster announces once connected).
+    public var urls: [String]
     public var user: String?
     public var password: String?
     public var token: String?
@@ -38,7 +42,9 @@ public struct NATSServer: Sendable, Equatable {
     /// Delay between reconnection attempts, milliseconds.
     public var reconnectWaitMilliseconds: Int64 = 1000
 
-    public init(url: String) { self.url = url }
+    public init(url: String) { self.urls = url.isEmpty ? [] : [url] }
+
+    public init(urls: [String]) { self.urls = urls }
 }
 
 /// How JetStream stores an exported channel's stream.
@@ -60,6 +66,9 @@ public struct ExportRule: Sendable, Equatable {
     public var storage = StreamStorage.file
     /// Publishes awaiting JetStream's acknowledgement, at most.
     public var maxInFlight = 1024
+    /// Servers of the cluster holding a copy of each stream (JetStream's stream replicas): 3
+    /// survives the loss of one node, at the cost of every message being written three times.
+    public var replicas = 1
 
     public init(pattern: String, server: String) {
         self.pattern = pattern
@@ -84,6 +93,9 @@ public struct ImportRule: Sendable, Equatable {
     public var size = 1000
     /// A latest-value mirror (only the newest message kept).
     public var newest = false
+    /// How long the subject may be unreachable before local readers are told the import is
+    /// stalled (milliseconds).
+    public var stallAfterMilliseconds: Int64 = 10_000
 
     public init(localName: String, server: String, subject: String) {
         self.localName = localName

@@ -14,6 +14,9 @@ public enum FeedEvent: Sendable {
     case foreign
     /// The import could not start (only before its first subscription).
     case failed(FeedFailure, String)
+    /// The subject cannot be read now (connection lost, subscription in trouble or refused):
+    /// the link keeps trying; `caughtUp` follows when it reads again.
+    case trouble(String)
 }
 
 /// Why an import could not start.
@@ -25,7 +28,7 @@ public enum FeedFailure: Sendable {
 }
 
 /// One import: a JetStream subject read from its start by a link, its events handed to the
-/// daemon's event loop in batches (one hop per batch, not per message).
+/// bridge's event loop in batches (one hop per batch, not per message).
 public final class ImportFeed: @unchecked Sendable {  // inbox under `lock`; `sub`/`token`/`retry*` on the link's worker only
     public let subject: String
     /// Config-declared imports never give up; imports a reader asked for fail at once when the

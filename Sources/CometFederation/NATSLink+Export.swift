@@ -23,38 +23,38 @@ extension NATSLink {
     func pump() {
         guard let link, connected else { return }
         let now = NIODeadline.now()
-        var failed = false
         for export in exports {
             if export.needsResync {
-                guard now >= resyncAfter else { continue }
-                if !resync(export, link) {
-                    failed = true
-                    continue
-                }
+                guard now >= export.retryAt else { continue }
+                if !resync(export, link) { continue }
             }
             publish(export, link)
         }
         exports.removeAll { $0.isFinished }
-        if failed {
-            resyncAfter = now + resyncBackoff
-            resyncBackoff = min(resyncBackoff * 2, .seconds(30))
-        } else if exports.allSatisfy({ !$0.needsResync }) {
-            resyncBackoff = .milliseconds(250)
-        }
-        if exports.contains(where: { $0.needsResync }), !tickScheduled {
+        if let next = exports.filter({ $0.needsResync }).map(\.retryAt).min(), !tickScheduled {
             tickScheduled = true
-            timers.scheduleTask(deadline: max(resyncAfter, now + .milliseconds(50))) { [weak self] in self?.post(.tick) }
+            timers.scheduleTask(deadline: max(next, now + .milliseconds(50))) { [weak self] in self?.post(.tick) }
         }
+    }
+
+    /// An export's attempt made no progress: logged with its reason and when it is tried again
+    /// (250 ms doubling to 30 s, so a stream that refuses everything never makes a busy loop).
+    func attemptFailed(_ export: ExportState, _ reason: String) {
+        let delay = export.attemptFailed(reason)
+        logger.warning("export makes no progress; trying again later", metadata: [
+            "channel": "\(export.target.name)", "stream": "\(export.target.stream)", "reason": "\(reason)",
+            "attempts": "\(export.fruitless)", "retry_ms": "\(delay.nanoseconds / 1_000_000)",
+        ])
     }
 
     /// Finds where the stream stands for this epoch and goes on after it. False on failure.
     func resync(_ export: ExportState, _ link: OpaquePointer) -> Bool {
         let target = export.target
         var error = [CChar](repeating: 0, count: 512)
-        guard cn_ensure_stream(link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, Self.duplicateWindow(server), &error, error.count) == CN_OK else {
-            logger.warning("cannot prepare the JetStream stream; retrying", metadata: [
-                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-            ])
+        guard cn_ensure_stream(
+                link, target.stream, target.subject, Int64(max(1, target.size) + 2), target.storage == .memory, Int32(target.replicas),
+                Self.duplicateWindow(server), &error, error.count) == CN_OK else {
+            attemptFailed(export, "cannot prepare the JetStream stream: \(Self.text(error))")
             return false
         }
         var last = cn_delivery()
@@ -81,9 +81,7 @@ extension NATSLink {
             if found == CN_OK {
                 // Another epoch of the channel (or someone else's messages): this epoch replaces it.
                 guard cn_purge(link, target.stream, &error, error.count) == CN_OK else {
-                    logger.warning("cannot purge the JetStream stream; retrying", metadata: [
-                        "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-                    ])
+                    attemptFailed(export, "cannot purge the JetStream stream: \(Self.text(error))")
                     return false
                 }
             }
@@ -92,9 +90,7 @@ extension NATSLink {
             export.lastID = nil
             export.resume(after: nil)
         default:
-            logger.warning("cannot read the JetStream stream; retrying", metadata: [
-                "channel": "\(target.name)", "stream": "\(target.stream)", "error": "\(Self.text(error))",
-            ])
+            attemptFailed(export, "cannot read the JetStream stream: \(Self.text(error))")
             return false
         }
         if !export.openPublished {
@@ -105,7 +101,7 @@ extension NATSLink {
     }
 
     func publish(_ export: ExportState, _ link: OpaquePointer) {
-        let limit = max(1, export.target.maxInFlight)
+        let limit = export.probing ? 1 : max(1, export.target.maxInFlight)
         while !export.needsResync, export.inFlight.count < limit, export.nextToPublish < export.endSequence {
             let seq = export.nextToPublish
             guard let payload = export[seq], send(export, .message, seq, payload, link) else { return }
@@ -152,10 +148,8 @@ extension NATSLink {
             }
         }
         guard result == CN_OK else {
-            logger.notice("publishing to JetStream failed; resynchronising", metadata: [
-                "channel": "\(export.target.name)", "error": "\(Self.text(error))",
-            ])
             export.needsResync = true
+            attemptFailed(export, "publishing failed: \(Self.text(error))")
             return false
         }
         export.inFlight[id] = export.generation
@@ -171,13 +165,19 @@ extension NATSLink {
         let rest = id[id.index(after: dash)...]
         guard status == 0 else {
             if !export.needsResync {
-                logger.notice("JetStream refused a message; resynchronising", metadata: [
-                    "channel": "\(export.target.name)", "id": "\(id)", "error": "\(text)", "js_error": "\(jsError)",
-                ])
+                export.needsResync = true
+                if export.probing {
+                    // The first message after a resynchronisation was refused: no progress.
+                    attemptFailed(export, "JetStream refused message \(id): \(text) (js_error \(jsError))")
+                } else {
+                    logger.notice("JetStream refused a message; resynchronising", metadata: [
+                        "channel": "\(export.target.name)", "id": "\(id)", "error": "\(text)", "js_error": "\(jsError)",
+                    ])
+                }
             }
-            export.needsResync = true
             return
         }
+        export.progressed()
         if rest == "close" {
             export.closeAcknowledged = true
         } else if let seq = UInt64(rest) {

@@ -47,9 +47,10 @@ extension NATSLink {
             } else {
                 // A configured import of a subject nothing was exported to yet: its readers are
                 // answered (the channel does not exist yet) instead of waiting for it.
-                if noStream, feed.permanent { feed.post(.caughtUp) }
+                if noStream, feed.permanent, !feed.everSubscribed { feed.post(.caughtUp) }
                 // A stream that does not exist yet is looked for every 2 s at most; other failures
                 // back off to 10 s.
+                feed.post(.trouble(noStream ? "no JetStream stream holds subject \(feed.subject)" : why))
                 let delay = feed.retryDelay
                 feed.retryDelay = min(feed.retryDelay * 2, noStream ? .seconds(2) : .seconds(10))
                 logger.notice("cannot read the JetStream subject yet; retrying", metadata: [

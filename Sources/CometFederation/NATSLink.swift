@@ -49,8 +49,6 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
     var failure: String?
     var exports: [ExportState] = []
     var feeds: [ObjectIdentifier: ImportFeed] = [:]
-    var resyncBackoff: TimeAmount = .milliseconds(250)
-    var resyncAfter = NIODeadline.uptimeNanoseconds(0)
     var tickScheduled = false
     var missedLogged: [String: (count: UInt64, at: NIODeadline)] = [:]
     var tableRefreshedAt = NIODeadline.uptimeNanoseconds(0)
@@ -140,12 +138,12 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             case CN_CONNECTED, CN_RECONNECTED:
                 if !connected { logger.notice("connected to NATS", metadata: ["nats": "\(server.url)"]) }
                 setConnected(true)
-                for export in exports { export.needsResync = true }
-                resyncAfter = .uptimeNanoseconds(0)
+                for export in exports { export.reconnected() }
                 for feed in feeds.values { subscribe(feed) }
             case CN_DISCONNECTED:
                 if connected { logger.warning("lost the connection to NATS; reconnecting", metadata: ["nats": "\(server.url)"]) }
                 setConnected(false)
+                for feed in feeds.values { feed.post(.trouble("lost the connection to NATS (\(server.urls.joined(separator: ",")))")) }
             default:
                 setConnected(false)
             }
@@ -203,6 +201,8 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         }
         defer { owned.forEach { free($0) } }
         options.url = c(server.url)
+        let servers = server.urls.map { c($0) }
+        options.servers_len = Int32(servers.count)
         options.user = c(server.user)
         options.password = c(server.password)
         options.token = c(server.token)
@@ -210,13 +210,15 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         options.tls_ca = c(server.tlsCA)
         options.tls_cert = c(server.tlsCertificate)
         options.tls_key = c(server.tlsKey)
-        options.name = c("cometd")
+        options.name = c("comet-bridge")
         options.timeout_ms = server.timeoutMilliseconds
         options.keep_trying = keepTrying
         options.reconnect_wait_ms = server.reconnectWaitMilliseconds
         var error = [CChar](repeating: 0, count: 512)
         let me = Unmanaged.passUnretained(self).toOpaque()
-        link = cn_connect(&options, { ctx, state in
+        link = servers.withUnsafeBufferPointer { list in
+            options.servers = list.baseAddress
+            return cn_connect(&options, { ctx, state in
             Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue().post(.state(state))
         }, { ctx, subject, id, status, jsError, text in
             Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue().post(.ack(
@@ -226,12 +228,15 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             let token = Unmanaged<FeedToken>.fromOpaque(subCtx!).takeUnretainedValue()
             let link = Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue()
             if let feed = token.feed {
+                let why = String(cString: text!)
                 link.logger.notice("JetStream subscription in trouble; subscribing again", metadata: [
-                    "nats": "\(link.server.url)", "subject": "\(feed.subject)", "status": "\(String(cString: text!))",
+                    "nats": "\(link.server.url)", "subject": "\(feed.subject)", "status": "\(why)",
                 ])
+                feed.post(.trouble("the JetStream subscription is in trouble (\(why))"))
                 link.post(.resubscribe(feed))
             }
         }, me, &error, error.count)
+        }
         if let link, cn_is_connected(link) {
             // Connected at once: what is queued behind this event may use the link now.
             setConnected(true)

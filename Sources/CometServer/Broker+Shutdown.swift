@@ -12,7 +12,7 @@ extension Broker {
         isShuttingDown = true
         sweeper?.cancel()
         for relay in Array(links.relays.values) { endRelay(relay) }
-        for relay in Array(links.natsRelays.values) { endNATSRelay(relay) }
+        stopMirrors()
         for channel in registry.closeEverything() {
             channelClosed(channel)
         }
@@ -59,8 +59,7 @@ extension Broker {
             context.channel.closeFuture.cascade(to: closed)
             return closed.futureResult
         }
-        // Exports publish what they still hold (and the close markers), up to a second.
-        let all = EventLoopFuture.andAllComplete(closes + [stopFederation()], on: eventLoop)
+        let all = EventLoopFuture.andAllComplete(closes, on: eventLoop)
         // A peer that takes nothing does not hold the daemon: close whatever is left after a second.
         let channels = connections.values.map(\.context.channel)
         let timer = eventLoop.scheduleTask(in: .seconds(1)) {

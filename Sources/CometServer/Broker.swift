@@ -1,5 +1,4 @@
 import CometChannels
-import CometFederation
 import CometState
 import CometWire
 import Logging
@@ -99,7 +98,6 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         sweeper = eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
             self?.sweep()
         }
-        startFederation()
     }
 
     /// Runs `work` at the next turn of the loop: after the loop polled its sockets when something
@@ -179,6 +177,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         for channel in privateChannels.values where channel.owner == conn.id {
             closePrivate(channel)
         }
+        feederLeft(conn)
         for waiter in conn.timeoutWaits { dropTimeoutWaiter(waiter) }
         conn.timeoutWaits = []
         if let session = conn.session {

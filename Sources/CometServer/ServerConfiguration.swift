@@ -1,5 +1,4 @@
 import CometChannels
-import CometFederation
 import CometWire
 import NIOCore
 
@@ -60,11 +59,11 @@ public struct ServerConfiguration: Sendable {
     public var logBurst = 10
     public var logInterval: TimeAmount = .seconds(10)
 
-    /// Channels mirrored to and read from NATS JetStream (docs/FEDERATION.md).
-    public var federation = FederationConfiguration()
-    /// NATS servers not in `federation` that readers' addresses may have the daemon connect to
-    /// at once (each is a connection and a thread).
-    public var maxUndeclaredNATSServers = 8
+    /// How long an import (MIRROR) may go without a feeder before its readers are told it is
+    /// stalled (docs/FEDERATION.md).
+    public var mirrorOrphanGrace: TimeAmount = .seconds(10)
+    /// Most imports (MIRROR names) the daemon holds.
+    public var maxMirrors = 1024
 
     public init() {}
 }

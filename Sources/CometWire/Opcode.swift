@@ -25,6 +25,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case stats = 0x13
     case adopt = 0x14
     case pushNumbered = 0x15
+    case mirror = 0x16
+    case mirrorPush = 0x17
+    case mirrorState = 0x18
+    case bridgeReport = 0x19
     // Responses.
     case ok = 0x80
     case error = 0x81

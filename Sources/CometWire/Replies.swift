@@ -33,9 +33,12 @@ public struct HelloReply: Reply, Hashable {
     public enum Features {
         /// PUSH_NUMBERED and ADOPT's `last_number`: idempotent pushes.
         public static let numberedPushes: UInt64 = 1
+        /// MIRROR, MIRROR_PUSH and MIRROR_STATE: imports a bridge feeds (comet 0.7).
+        public static let mirrors: UInt64 = 2
     }
 
     public var servesNumberedPushes: Bool { features & Features.numberedPushes != 0 }
+    public var servesMirrors: Bool { features & Features.mirrors != 0 }
 
     public init(
         version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,
@@ -153,6 +156,25 @@ public struct CloseReply: Reply, Hashable {
     public func write(to body: inout ByteBuffer) { body.writeInteger(lastSequence) }
 }
 
+/// Reply to MIRROR: the handle MIRROR_PUSH and MIRROR_STATE name, and the last sequence number
+/// the mirror holds of the epoch asked for (0 when it holds none: feed it from the start).
+public struct MirrorReply: Reply, Hashable {
+    public var mirror: UInt64
+    public var lastSequence: UInt64
+
+    public init(mirror: UInt64, lastSequence: UInt64) {
+        self.mirror = mirror
+        self.lastSequence = lastSequence
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        mirror = try body.readWire(UInt64.self, "mirror")
+        lastSequence = try body.readWire(UInt64.self, "last sequence")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(mirror, lastSequence) }
+}
+
 /// Reply to SUBSCRIBE.
 public struct SubscribeReply: Reply, Hashable {
     /// The id that MESSAGE, FULL, CLOSED and STARTED events of this subscription carry.
@@ -198,14 +220,18 @@ public struct ChannelInfo: Hashable, Sendable {
     public var subscribers: UInt32
     public var lastSequence: UInt64
     public var epoch: UInt64
-    /// Who produces it.
+    /// Who produces it (for an import: the bridge that feeds it).
     public var owner: Owner
+    /// An import: another daemon's channel a bridge feeds, with that channel's numbers and epoch
+    /// (epoch 0 while the bridge has not read one yet).
+    public var imported: Bool
 
     public init(
         name: String, kind: ChannelKind, scope: UInt8, size: UInt32, buffered: UInt32, subscribers: UInt32, lastSequence: UInt64,
-        epoch: UInt64, owner: Owner = .unknown
+        epoch: UInt64, owner: Owner = .unknown, imported: Bool = false
     ) {
         self.owner = owner
+        self.imported = imported
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -229,7 +255,7 @@ public struct ListReply: Reply, Hashable {
     }
 
     /// Bytes one entry takes in the reply, owner included.
-    public static func entrySize(_ info: ChannelInfo) -> Int { 2 + info.name.utf8.count + 30 + 8 }
+    public static func entrySize(_ info: ChannelInfo) -> Int { 2 + info.name.utf8.count + 30 + 8 + 1 }
     /// Bytes of the reply around its entries (count and `more`).
     public static let overhead = 5
 
@@ -253,6 +279,8 @@ public struct ListReply: Reply, Hashable {
         // Appended in v1 by daemons that page and send owners; absent from older ones.
         more = (body.readInteger(as: UInt8.self) ?? 0) == 1
         for i in channels.indices { channels[i].owner = body.readOptionalOwner() }
+        // Appended in comet 0.7: one byte per entry, 1 for an import.
+        for i in channels.indices { channels[i].imported = (body.readInteger(as: UInt8.self) ?? 0) == 1 }
     }
 
     public func write(to body: inout ByteBuffer) {
@@ -263,6 +291,7 @@ public struct ListReply: Reply, Hashable {
         }
         body.writeInteger(UInt8(more ? 1 : 0))
         for c in channels { body.writeMultipleIntegers(c.owner.uid, c.owner.gid) }
+        for c in channels { body.writeInteger(UInt8(c.imported ? 1 : 0)) }
     }
 }
 

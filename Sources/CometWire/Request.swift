@@ -95,6 +95,15 @@ public struct Request: Sendable {
         /// ADOPT: a producer takes back a channel it created, after the daemon restarted without
         /// its connection, proving it with the producer token CREATE gave.
         case adopt(channel: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
+        /// MIRROR: feed the import `name` with another daemon's channel (a bridge): its epoch
+        /// `epoch` (0: not known yet, the import is only declared), first message `next`.
+        case mirror(name: String, epoch: UInt64, next: UInt64, size: UInt32, newest: Bool)
+        /// MIRROR_PUSH: messages of a mirror numbered `first`, `first + 1`, … by their origin.
+        case mirrorPush(mirror: UInt64, first: UInt64, payloads: [ByteBuffer])
+        /// MIRROR_STATE: what the mirror's origin is doing (live, stalled, closed after `last`).
+        case mirrorState(mirror: UInt64, state: MirrorState, last: UInt64, reason: String)
+        /// BRIDGE_REPORT: a bridge's counters, shown by STATS.
+        case bridgeReport(BridgeReport)
     }
 
     public var id: UInt32
@@ -128,8 +137,24 @@ public struct Request: Sendable {
         case .sessionsFrom: return .sessionsFrom
         case .stats: return .stats
         case .adopt: return .adopt
+        case .mirror: return .mirror
+        case .mirrorPush: return .mirrorPush
+        case .mirrorState: return .mirrorState
+        case .bridgeReport: return .bridgeReport
         }
     }
+}
+
+/// What a mirror's origin is doing, as its feeder (a bridge) tells the daemon (MIRROR_STATE).
+public enum MirrorState: UInt8, Sendable {
+    /// Everything the origin held when the feeder (re)started reading is here: readers that
+    /// waited for the import start now.
+    case live = 1
+    /// The origin cannot be reached: readers that have every message the mirror holds get
+    /// FAILED `UPSTREAM_UNREACHABLE` with the reason, instead of waiting silently.
+    case stalled = 2
+    /// The origin's channel epoch ended after message `last`: readers drain, then CLOSED.
+    case closed = 3
 }
 
 /// Whose channel a SUBSCRIBE names.
@@ -219,6 +244,17 @@ extension Request {
                 out.writeWireString(name)
             case .adopt(let channel, let high, let low):
                 out.writeMultipleIntegers(channel, high, low)
+            case .mirror(let name, let epoch, let next, let size, let newest):
+                out.writeMultipleIntegers(UInt8(newest ? 1 : 0), size, epoch, next)
+                out.writeWireString(name)
+            case .mirrorPush(let mirror, let first, let payloads):
+                out.writeMultipleIntegers(mirror, first)
+                out.writeBatch(payloads)
+            case .mirrorState(let mirror, let state, let last, let reason):
+                out.writeMultipleIntegers(mirror, state.rawValue, last)
+                out.writeWireString(reason)
+            case .bridgeReport(let report):
+                report.write(to: &out)
             case .list, .ping, .sessions, .stats:
                 break
             }
@@ -317,6 +353,34 @@ extension Request {
             operation = .adopt(
                 channel: try body.readWire(UInt64.self, "channel"), tokenHigh: try body.readWire(UInt64.self, "token"),
                 tokenLow: try body.readWire(UInt64.self, "token"))
+        case .mirror:
+            let flags = try body.readWire(UInt8.self, "flags")
+            let size = try body.readWire(UInt32.self, "size")
+            let epoch = try body.readWire(UInt64.self, "epoch")
+            let next = try body.readWire(UInt64.self, "next")
+            let name = try body.readWireString()
+            guard flags & ~1 == 0 else { throw WireError(.invalidArgument, "unknown mirror flags 0x\(String(flags, radix: 16))") }
+            guard next > 0 else { throw WireError(.invalidArgument, "a mirror's first sequence number is at least 1") }
+            operation = .mirror(name: name, epoch: epoch, next: next, size: size, newest: flags & 1 != 0)
+        case .mirrorPush:
+            let mirror = try body.readWire(UInt64.self, "mirror")
+            let first = try body.readWire(UInt64.self, "first sequence")
+            let payloads = try body.readBatch()
+            guard first > 0, !payloads.isEmpty, first <= UInt64.max - UInt64(payloads.count) else {
+                throw WireError(.invalidArgument, "mirrored messages are numbered from 1 and a push holds at least one")
+            }
+            operation = .mirrorPush(mirror: mirror, first: first, payloads: payloads)
+        case .mirrorState:
+            let mirror = try body.readWire(UInt64.self, "mirror")
+            let raw = try body.readWire(UInt8.self, "state")
+            let last = try body.readWire(UInt64.self, "last sequence")
+            let reason = try body.readWireString()
+            guard let state = MirrorState(rawValue: raw) else {
+                throw WireError(.invalidArgument, "unknown mirror state \(raw)")
+            }
+            operation = .mirrorState(mirror: mirror, state: state, last: last, reason: reason)
+        case .bridgeReport:
+            operation = .bridgeReport(try BridgeReport(from: &body))
         case .listFrom:
             let scope = try body.readWire(UInt8.self, "scope")
             operation = .listFrom(name: try body.readWireString(), scope: scope)

@@ -56,7 +56,8 @@ public struct UserUsage: Hashable, Sendable {
     }
 }
 
-/// One channel mirrored to NATS JetStream, in a STATS reply (docs/FEDERATION.md).
+/// One channel comet-bridge exports to NATS JetStream, as it reports it (BRIDGE_REPORT) and
+/// STATS shows it (docs/FEDERATION.md).
 public struct ExportCounters: Hashable, Sendable {
     public var name: String
     public var subject: String
@@ -70,8 +71,21 @@ public struct ExportCounters: Hashable, Sendable {
     public var backlog: UInt64
     /// Whether the NATS connection is up.
     public var connected: Bool
+    /// The `[nats]` section's servers, the stream and its replicas (comet 0.7; empty before).
+    public var server = ""
+    public var stream = ""
+    public var replicas: UInt8 = 0
+    /// Why the export makes no progress now ("" when it does).
+    public var failure = ""
 
-    public init(name: String, subject: String, epoch: UInt64, published: UInt64, acknowledged: UInt64, missed: UInt64, backlog: UInt64, connected: Bool) {
+    public init(
+        name: String, subject: String, epoch: UInt64, published: UInt64, acknowledged: UInt64, missed: UInt64, backlog: UInt64, connected: Bool,
+        server: String = "", stream: String = "", replicas: UInt8 = 0, failure: String = ""
+    ) {
+        self.server = server
+        self.stream = stream
+        self.replicas = replicas
+        self.failure = failure
         self.name = name
         self.subject = subject
         self.epoch = epoch
@@ -80,6 +94,51 @@ public struct ExportCounters: Hashable, Sendable {
         self.missed = missed
         self.backlog = backlog
         self.connected = connected
+    }
+}
+
+/// One import (a local name another daemon's channel feeds through comet-bridge), in STATS: what
+/// cometd knows of it, and what its bridge last reported.
+public struct ImportCounters: Hashable, Sendable {
+    /// Where the import stands (cometd's view).
+    public enum State: UInt8, Sendable {
+        /// Its bridge is reading what the origin holds.
+        case catchingUp = 0
+        case live = 1
+        /// Readers are told the origin cannot be reached.
+        case stalled = 2
+    }
+
+    public var name: String
+    public var state: State
+    /// Whether a bridge is connected and feeding it.
+    public var fed: Bool
+    /// The origin's epoch (0: none read yet) and the last sequence the mirror holds.
+    public var epoch: UInt64
+    public var lastSequence: UInt64
+    public var readers: UInt32
+    /// The NATS servers and subject, from the bridge's report ("" when none reported).
+    public var server: String
+    public var subject: String
+    /// Messages the bridge read whose sequence the mirror had (resends), and skipped foreign ones.
+    public var foreign: UInt64
+    /// Why it is stalled, or what troubles the bridge now ("" when nothing does).
+    public var reason: String
+
+    public init(
+        name: String, state: State, fed: Bool, epoch: UInt64, lastSequence: UInt64, readers: UInt32, server: String = "", subject: String = "",
+        foreign: UInt64 = 0, reason: String = ""
+    ) {
+        self.name = name
+        self.state = state
+        self.fed = fed
+        self.epoch = epoch
+        self.lastSequence = lastSequence
+        self.readers = readers
+        self.server = server
+        self.subject = subject
+        self.foreign = foreign
+        self.reason = reason
     }
 }
 
@@ -102,6 +161,8 @@ public struct StatsReply: Reply, Hashable {
     public var truncated: Bool
     /// Channels mirrored to NATS (appended in comet 0.4; empty from older daemons).
     public var exports: [ExportCounters] = []
+    /// Imports (appended in comet 0.7).
+    public var imports: [ImportCounters] = []
 
     public init(
         version: String, uptimeMilliseconds: UInt64, connectionsAccepted: UInt64, connectionsRefused: UInt64, connections: UInt32,
@@ -187,10 +248,27 @@ public struct StatsReply: Reply, Hashable {
                 name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
                 backlog: backlog, connected: connected))
         }
+        guard body.readableBytes > 0 else { return }
+        // Appended in comet 0.7: the imports, then each export's server, stream, replicas, failure.
+        let importCount = try body.readWire(UInt32.self, "import count")
+        guard Int(importCount) <= body.readableBytes / 30 else { throw WireError.malformed("import count exceeds frame") }
+        for _ in 0..<importCount { imports.append(try ImportCounters(from: &body)) }
+        for i in exports.indices {
+            exports[i].server = try body.readWireString()
+            exports[i].stream = try body.readWireString()
+            exports[i].replicas = try body.readWire(UInt8.self, "replicas")
+            exports[i].failure = try body.readWireString()
+        }
     }
 
     /// Bytes an export entry takes.
-    public static func entrySize(_ e: ExportCounters) -> Int { 4 + e.name.utf8.count + e.subject.utf8.count + 8 * 5 + 1 }
+    public static func entrySize(_ e: ExportCounters) -> Int {
+        4 + e.name.utf8.count + e.subject.utf8.count + 8 * 5 + 1 + 7 + e.server.utf8.count + e.stream.utf8.count + e.failure.utf8.count
+    }
+    /// Bytes an import entry takes.
+    public static func entrySize(_ i: ImportCounters) -> Int {
+        8 + i.name.utf8.count + i.server.utf8.count + i.subject.utf8.count + i.reason.utf8.count + 2 + 8 * 3 + 4
+    }
 
     public func write(to body: inout ByteBuffer) {
         body.writeWireString(version)
@@ -219,5 +297,95 @@ public struct StatsReply: Reply, Hashable {
             body.writeMultipleIntegers(e.epoch, e.published, e.acknowledged, e.missed, e.backlog)
             body.writeInteger(UInt8(e.connected ? 1 : 0))
         }
+        body.writeInteger(UInt32(imports.count))
+        for i in imports { i.write(to: &body) }
+        for e in exports {
+            body.writeWireString(e.server)
+            body.writeWireString(e.stream)
+            body.writeInteger(e.replicas)
+            body.writeWireString(e.failure)
+        }
+    }
+}
+
+extension ImportCounters {
+    init(from body: inout ByteBuffer) throws(WireError) {
+        let name = try body.readWireString()
+        let raw = try body.readWire(UInt8.self, "state")
+        let fed = try body.readWire(UInt8.self, "fed") == 1
+        let epoch = try body.readWire(UInt64.self, "epoch")
+        let last = try body.readWire(UInt64.self, "last sequence")
+        let readers = try body.readWire(UInt32.self, "readers")
+        let server = try body.readWireString()
+        let subject = try body.readWireString()
+        let foreign = try body.readWire(UInt64.self, "foreign")
+        let reason = try body.readWireString()
+        self.init(
+            name: name, state: State(rawValue: raw) ?? .stalled, fed: fed, epoch: epoch, lastSequence: last, readers: readers, server: server,
+            subject: subject, foreign: foreign, reason: reason)
+    }
+
+    func write(to body: inout ByteBuffer) {
+        body.writeWireString(name)
+        body.writeMultipleIntegers(state.rawValue, UInt8(fed ? 1 : 0), epoch, lastSequence, readers)
+        body.writeWireString(server)
+        body.writeWireString(subject)
+        body.writeInteger(foreign)
+        body.writeWireString(reason)
+    }
+}
+
+/// What comet-bridge tells its cometd about its links (BRIDGE_REPORT), for STATS: every export,
+/// and its view of every import. Replaces the connection's previous report.
+public struct BridgeReport: Hashable, Sendable {
+    public var exports: [ExportCounters]
+    public var imports: [ImportCounters]
+
+    public init(exports: [ExportCounters], imports: [ImportCounters]) {
+        self.exports = exports
+        self.imports = imports
+    }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        let exportCount = try body.readWire(UInt32.self, "export count")
+        guard Int(exportCount) <= body.readableBytes / 40 else { throw WireError.malformed("export count exceeds frame") }
+        exports = []
+        for _ in 0..<exportCount {
+            let name = try body.readWireString()
+            let subject = try body.readWireString()
+            let epoch = try body.readWire(UInt64.self, "epoch")
+            let published = try body.readWire(UInt64.self, "published")
+            let acknowledged = try body.readWire(UInt64.self, "acknowledged")
+            let missed = try body.readWire(UInt64.self, "missed")
+            let backlog = try body.readWire(UInt64.self, "backlog")
+            let connected = try body.readWire(UInt8.self, "connected") == 1
+            let server = try body.readWireString()
+            let stream = try body.readWireString()
+            let replicas = try body.readWire(UInt8.self, "replicas")
+            let failure = try body.readWireString()
+            exports.append(ExportCounters(
+                name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
+                backlog: backlog, connected: connected, server: server, stream: stream, replicas: replicas, failure: failure))
+        }
+        let importCount = try body.readWire(UInt32.self, "import count")
+        guard Int(importCount) <= body.readableBytes / 30 else { throw WireError.malformed("import count exceeds frame") }
+        imports = []
+        for _ in 0..<importCount { imports.append(try ImportCounters(from: &body)) }
+    }
+
+    public func write(to body: inout ByteBuffer) {
+        body.writeInteger(UInt32(exports.count))
+        for e in exports {
+            body.writeWireString(e.name)
+            body.writeWireString(e.subject)
+            body.writeMultipleIntegers(e.epoch, e.published, e.acknowledged, e.missed, e.backlog)
+            body.writeInteger(UInt8(e.connected ? 1 : 0))
+            body.writeWireString(e.server)
+            body.writeWireString(e.stream)
+            body.writeInteger(e.replicas)
+            body.writeWireString(e.failure)
+        }
+        body.writeInteger(UInt32(imports.count))
+        for i in imports { i.write(to: &body) }
     }
 }

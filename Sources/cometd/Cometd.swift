@@ -1,6 +1,5 @@
 import ArgumentParser
 import CometChannels
-import CometFederation
 import CometServer
 import CometState
 import CometWire
@@ -37,7 +36,7 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Policy file or directory of *.conf files (default: /etc/comet/policy.conf and /etc/comet/policy.d/, if present). Reloaded on SIGHUP.")
     var policy: String?
 
-    @Option(name: .long, help: "Configuration file: NATS servers, exports and imports (docs/FEDERATION.md). Default: /etc/comet/cometd.conf, if present.")
+    @Option(name: .long, help: "Older configuration file (default /etc/comet/cometd.conf): its NATS sections are comet-bridge's since 0.7 (docs/FEDERATION.md); cometd only reports them.")
     var config: String?
 
     @Option(name: .long, help: "Memory ceiling (e.g. 512M, 2G): past it new work is refused. Default: 3/4 of the unit's MemoryMax, else 1/4 of the machine's memory.")
@@ -64,6 +63,9 @@ struct Cometd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds a producer's push waits for a reader whose queue is full before that reader loses messages (FULL).")
     var readerGrace: Double = 1
 
+    @Option(name: .long, help: "Seconds an import (fed by comet-bridge) may go without its bridge before its readers are told it is stalled.")
+    var importGrace: Double = 10
+
     @Option(name: .long, help: "systemd's file-descriptor store: auto (when a service manager is there), on or off. Keeps connections across a restart (docs/RESTARTS.md).")
     var fdStore: String = "auto"
 
@@ -82,6 +84,7 @@ struct Cometd: AsyncParsableCommand {
         }
         guard ["auto", "on", "off"].contains(fdStore) else { throw ValidationError("--fd-store is auto, on or off") }
         guard readerGrace >= 0 else { throw ValidationError("--reader-grace must not be negative") }
+        guard importGrace >= 0 else { throw ValidationError("--import-grace must not be negative") }
         if let crashAt, CrashPoint(crashAt) == nil { throw ValidationError("--crash-at is stored:N or applied:N") }
         // Above twice the socket's high watermark (256 KiB), so that a reader at its bound is
         // unwritable and its draining is noticed.
@@ -151,14 +154,10 @@ struct Cometd: AsyncParsableCommand {
             logger.log(level: carried == nil ? .info : .notice, carried == nil ? "policy loaded" : "policy reloaded (live upgrade)", metadata: ["files": "\(loaded.files.joined(separator: ", "))", "rules": "\(loaded.policy.ruleCount)"])
         }
 
-        let federation: FederationConfiguration
         do {
-            let (loaded, file) = try ConfigFile.load(explicit: config)
-            federation = loaded
-            if let file {
-                logger.info("configuration loaded", metadata: [
-                    "file": "\(file)", "nats_servers": "\(loaded.servers.count)", "exports": "\(loaded.exports.count)",
-                    "imports": "\(loaded.imports.count)",
+            if let (file, lines) = try ConfigFile.federationSections(explicit: config), !lines.isEmpty {
+                logger.notice("federation is comet-bridge's since 0.7: cometd ignores these sections (comet-bridge reads them; docs/FEDERATION.md)", metadata: [
+                    "file": "\(file)", "lines": "\(lines.map(String.init).joined(separator: ","))",
                 ])
             }
         } catch {
@@ -186,13 +185,13 @@ struct Cometd: AsyncParsableCommand {
         configuration.maxFrameSize = maxFrameSize
         configuration.sessionGrace = .nanoseconds(Int64(sessionGrace * 1e9))
         configuration.policy = loaded.policy
-        configuration.federation = federation
         configuration.quotas = quotas
         configuration.handshakeTimeout = .nanoseconds(Int64(handshakeTimeout * 1e9))
         configuration.idleTimeout = .nanoseconds(Int64(idleTimeout * 1e9))
         configuration.shutdownDrain = .nanoseconds(Int64(shutdownDrain * 1e9))
         configuration.readerQueueBound = ByteSize(readerQueue)?.bytes ?? configuration.readerQueueBound
         configuration.readerGrace = .nanoseconds(Int64(readerGrace * 1e9))
+        configuration.mirrorOrphanGrace = .nanoseconds(Int64(importGrace * 1e9))
         configuration.crashPoint = crashAt.flatMap(CrashPoint.init)
         logger.info("limits", metadata: [
             "max_memory": "\(ceiling >> 20) MiB", "descriptors": "\(descriptors)",

@@ -1,24 +1,28 @@
-import CometFederation
-import CometChannels
-import CometWire
-
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `cometd --config FILE` (default /etc/comet/cometd.conf when it exists): NATS servers,
-/// exports and imports, in sections of `key = value` lines (docs/FEDERATION.md).
+/// `cometd --config FILE` (default /etc/comet/cometd.conf when it exists). Since 0.7 cometd has
+/// nothing to configure there: NATS servers, exports and imports are comet-bridge's
+/// (docs/FEDERATION.md), which reads its own file and, for a migration, this one. cometd only
+/// says so when the file still holds such sections, so that an old file never stops it.
 struct ConfigFile {
     static let defaultPath = "/etc/comet/cometd.conf"
 
-    /// Reads `explicit`, or the default file when it exists; an empty configuration otherwise.
-    static func load(explicit: String?) throws -> (FederationConfiguration, String?) {
+    /// The federation sections of `explicit` (or of the default file when it exists), by line;
+    /// throws when an explicitly named file cannot be read.
+    static func federationSections(explicit: String?) throws -> (file: String, lines: [Int])? {
         let path = explicit ?? defaultPath
         guard let text = readFile(path) else {
-            if explicit != nil { throw ConfigurationMistake(file: path, line: 0, reason: "cannot read the file (\(String(cString: strerror(errno))))") }
-            return (FederationConfiguration(), nil)
+            if explicit != nil { throw ConfigurationMistake(file: path, reason: "cannot read the file (\(String(cString: strerror(errno))))") }
+            return nil
         }
-        return (try parse(text, file: path), path)
+        var lines: [Int] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let head = line.drop { $0 == " " || $0 == "\t" }
+            if head.hasPrefix("[nats") || head.hasPrefix("[export") || head.hasPrefix("[import") { lines.append(index + 1) }
+        }
+        return (path, lines)
     }
 
     static func readFile(_ path: String) -> String? {
@@ -33,9 +37,12 @@ struct ConfigFile {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
-
-    static func parse(_ text: String, file: String) throws -> FederationConfiguration {
-        try FederationConfiguration.parse(text, file: file)
-    }
 }
 
+/// A configuration file cometd cannot use.
+struct ConfigurationMistake: Error, CustomStringConvertible {
+    let file: String
+    let reason: String
+
+    var description: String { "\(file): \(reason)" }
+}

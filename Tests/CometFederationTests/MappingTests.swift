@@ -82,7 +82,7 @@ final class MappingTests: XCTestCase {
                 return error.description
             }
         }
-        XCTAssertEqual(mistake("[nats a]\nurl = http://x:1\n"), "f:2: url is nats://HOST:PORT or tls://HOST:PORT (credentials go in their own keys)")
+        XCTAssertEqual(mistake("[nats a]\nurl = http://x:1\n"), "f:2: url is a list of nats://HOST:PORT or tls://HOST:PORT, separated by commas (credentials go in their own keys), not 'http://x:1'")
         XCTAssertEqual(mistake("[nats a]\n"), "f:1: [nats a] has no url")
         XCTAssertEqual(mistake("[export x]\n"), "f:1: name the server (server = NAME): 0 are defined")
         XCTAssertEqual(mistake("[nats a]\nurl = nats://h:1\n[import x]\nserver = b\n"), "f:3: no [nats b] section")

@@ -364,7 +364,7 @@ final class TrustTests: XCTestCase {
         XCTAssertEqual(try Hostile.run(daemon, "relay", ["/tmp/comet-no-such-\(getpid()).sock"])["result"] as? String, "UPSTREAM_UNREACHABLE")
         // Opened to the user, the relay works (the upstream has no such channel).
         chmod(hidden.directory.path, 0o755)
-        XCTAssertEqual(try Hostile.run(daemon, "relay", ["unix:" + hidden.socketPath])["result"] as? String, "ERROR_9")
+        XCTAssertEqual(try Hostile.run(daemon, "relay", ["unix:" + hidden.socketPath])["result"] as? String, "NO_SUCH_CHANNEL")
     }
 
     // MARK: E. Shutdown is bounded

@@ -31,6 +31,9 @@ final class ProtocolVectorTests: XCTestCase {
         "sessions-from": Request(id: 20, .sessionsFrom(session: 0xabc)),
         "adopt": Request(id: 0x16, .adopt(channel: 1, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
         "push-numbered": Request(id: 0x17, .pushNumbered(channel: 1, number: 5, payloads: [ByteBuffer(string: "a"), ByteBuffer(string: "bc")])),
+        "mirror": Request(id: 0x18, .mirror(name: "remote.news", epoch: epoch, next: 1, size: 1000, newest: false)),
+        "mirror-push": Request(id: 0x19, .mirrorPush(mirror: 0x4000_0000_0000_0001, first: 5, payloads: [ByteBuffer(string: "a"), ByteBuffer(string: "bc")])),
+        "mirror-state": Request(id: 0x1a, .mirrorState(mirror: 0x4000_0000_0000_0001, state: .stalled, last: 5, reason: "no stream!")),
     ]
     static let owner = Owner(uid: 1000, gid: 100)
 
@@ -45,11 +48,16 @@ final class ProtocolVectorTests: XCTestCase {
             version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
             tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f,
             features: HelloReply.Features.numberedPushes)),
+        "hello-ok-mirrors": ok(1, HelloReply(
+            version: 1, maxFrameSize: 1 << 20, maxChannelSize: 1_000_000, maxNameLength: 255, sessionID: 0xabc,
+            tokenHigh: 0x0102_0304_0506_0708, tokenLow: 0x090a_0b0c_0d0e_0f10, instance: 0x0c0e_0e0f_0c0e_0e0f,
+            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors)),
         "resume-ok": ok(10, ResumeReply(session: 0xabc)),
         "create-private-ok": ok(11, CreateReply(
             channel: 0x8000_0000_0000_0001, epoch: 0x0a0b_0c0d_0e0f_0102, tokenHigh: 0xa1a2_a3a4_a5a6_a7a8, tokenLow: 0xb1b2_b3b4_b5b6_b7b8)),
         "adopt-ok": ok(0x16, AdoptReply(channel: 1, epoch: epoch, lastSequence: 150, lastNumber: 144)),
         "push-numbered-ok": ok(0x17, PushReply(firstSequence: 5, count: 2)),
+        "mirror-ok": ok(0x18, MirrorReply(mirror: 0x4000_0000_0000_0001, lastSequence: 0)),
         "ack-ok": ok(13),
         "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),

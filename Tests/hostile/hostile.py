@@ -6,7 +6,8 @@ Speaks the wire protocol of docs/PROTOCOL.md directly; bounded in count and time
 import json, os, socket, struct, sys, time
 
 ERRORS = {15: "LIMIT_EXCEEDED", 19: "NO_SUCH_SESSION", 29: "QUOTA_EXCEEDED", 30: "PERMISSION_DENIED",
-          32: "TIMED_OUT", 25: "UPSTREAM_UNREACHABLE", 21: "WRONG_USER", 8: "CHANNEL_EXISTS"}
+          32: "TIMED_OUT", 25: "UPSTREAM_UNREACHABLE", 21: "WRONG_USER", 8: "CHANNEL_EXISTS", 9: "NO_SUCH_CHANNEL",
+          10: "NOT_OWNER"}
 
 
 def frame(op, rid, body=b""):
@@ -288,6 +289,16 @@ def attack_relay(path, address):
     out(result=error_name(rest) if op == 0x81 else "OK")
 
 
+def attack_mirror(path, name, handle):
+    """Feeds the import `name` (MIRROR), then pushes to the import `handle` (another's)."""
+    c = Conn(path)
+    op, _, rest = c.call(0x16, b"\x00" + struct.pack(">IQQ", 100, 7, 1) + s(name))
+    mirror = error_name(rest) if op == 0x81 else "OK"
+    op, _, rest = c.call(0x17, struct.pack(">QQI", handle, 1, 1) + struct.pack(">I", 5) + b"spoof")
+    push = error_name(rest) if op == 0x81 else "OK"
+    out(mirror=mirror, push=push)
+
+
 def attack_create(path, name, hold):
     c = Conn(path)
     r = create(c, name)
@@ -427,7 +438,10 @@ def attack_random_frames(path, count, seed):
                 frame(0x06, 7, b"\x00\x01" + b"\0" * 16 + s("fz")),
                 frame(0x03, 8, struct.pack(">Q", 1) + s("m")),
                 frame(0x11, 9, b"\x00" + s("a")), frame(0x0F, 10, struct.pack(">QQ", 1, 5)),
-                frame(0x15, 11, struct.pack(">QQI", 1, 1, 1) + struct.pack(">I", 1) + b"m")]
+                frame(0x15, 11, struct.pack(">QQI", 1, 1, 1) + struct.pack(">I", 1) + b"m"),
+                frame(0x16, 12, b"\x00" + struct.pack(">IQQ", 10, 7, 1) + s("fz.mirror")),
+                frame(0x17, 13, struct.pack(">QQI", (1 << 62) | 1, 1, 1) + struct.pack(">I", 1) + b"m"),
+                frame(0x18, 14, struct.pack(">QBQ", (1 << 62) | 1, 2, 0) + s("why"))]
     ended, hung, done = 0, 0, 0
     while done < count:
         batch = []
@@ -473,6 +487,7 @@ ATTACKS = {
     "connections": lambda a: attack_connections(a[0], int(a[1]), a[2] == "hello", float(a[3])),
     "sessions-inject": lambda a: attack_sessions_inject(a[0], int(a[1], 16)),
     "relay": lambda a: attack_relay(a[0], a[1]),
+    "mirror": lambda a: attack_mirror(a[0], a[1], int(a[2])),
     "create": lambda a: attack_create(a[0], a[1], float(a[2])),
     "slow-readers": lambda a: attack_slow_readers(a[0], a[1], int(a[2]), float(a[3])),
     "long-names-list": lambda a: attack_long_names_list(a[0], int(a[1])),

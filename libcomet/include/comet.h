@@ -35,9 +35,9 @@ extern "C" {
 
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
-#define COMET_VERSION_MINOR 6
+#define COMET_VERSION_MINOR 7
 #define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.6.0"
+#define COMET_VERSION_STRING "0.7.0"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -299,6 +299,13 @@ COMET_PUBLIC int comet_wait_timeout(comet *c, uint64_t session, uint64_t timeout
 /* Subscribes to the site channel `name` from `position`/`argument`; `epoch` 0 or the epoch last
  * seen (a different one fails with -COMET_E_EPOCH_MISMATCH). Messages go to `on_message`, the end
  * to `on_end` (may be NULL). Writes the subscription id to `*ret_subscription` if not NULL.
+ * (0.7) With COMET_SUBSCRIBE_WAIT, COMET_POSITION_FROM and an epoch, a channel that appears later
+ * with that epoch (an import rebuilt after a restart) is read from `argument`; one with another
+ * epoch ends the subscription with COMET_END_FAILED / COMET_E_EPOCH_MISMATCH.
+ * Imports (another host's channel fed by comet-bridge, docs/FEDERATION.md) are read like any
+ * channel; when an import is stalled, a reader that has every message it holds ends with
+ * COMET_END_FAILED / COMET_E_UPSTREAM_UNREACHABLE (the message says why and after which
+ * sequence): subscribe again from the next sequence with the epoch to go on when it is back.
  * Blocking until the daemon answers; messages are delivered by comet_process().
  * Returns -COMET_E_NO_SUCH_CHANNEL (without COMET_SUBSCRIBE_WAIT), -COMET_E_POSITION_AHEAD, ... */
 COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument,
@@ -313,8 +320,8 @@ COMET_PUBLIC int comet_subscribe_private(comet *c, const char *name, comet_messa
 
 /* Eliom's external_channel: reads channel `name` of another cometd at `address` (unix:/PATH or
  * /PATH), relayed by this connection's daemon with the upstream's sequence numbers and epoch.
- * `address` may also be a NATS JetStream subject another cometd exports to,
- * nats://HOST:PORT/SUBJECT (docs/FEDERATION.md), with the same semantics.
+ * (0.7) A NATS address (nats://, tls://) is refused with -COMET_E_UNSUPPORTED: cometd reaches no
+ * network; comet-bridge imports NATS subjects under local names (docs/FEDERATION.md).
  * Starts with exactly the `history` (0 counts as 1) most recent messages; `newest` != 0 makes it
  * a latest-value channel. Ends with COMET_END_FULL, COMET_END_CLOSED or COMET_END_RESET (the
  * upstream channel was re-created). Blocking until the daemon answers.

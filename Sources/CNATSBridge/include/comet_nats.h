@@ -1,4 +1,4 @@
-/* comet_nats.h: the few NATS JetStream operations cometd needs, over nats.c.
+/* comet_nats.h: the few NATS JetStream operations comet-bridge needs, over nats.c.
  *
  * A narrow C layer so that the Swift side never handles nats.c's option structs, header
  * accessors or callback signatures. Every call that talks to the server blocks (up to the
@@ -31,7 +31,9 @@ enum { CN_FOREIGN = -1, CN_MESSAGE = 0, CN_OPEN = 1, CN_CLOSE = 2 };
 enum { CN_OK = 0, CN_NONE = 1, CN_ERROR = -1, CN_NO_STREAM = -2 };
 
 typedef struct cn_options {
-    const char *url;      /* nats://host:port (required) */
+    const char *url;      /* nats://host:port (required unless servers is given) */
+    const char *const *servers; /* several: any of them may be used (and those the cluster announces) */
+    int servers_len;
     const char *user;     /* user + password, or token, or creds (a .creds file) */
     const char *password;
     const char *token;
@@ -72,8 +74,9 @@ void cn_close(cn_link *l);
 bool cn_is_connected(cn_link *l);
 
 /* Makes stream `stream` with the one subject `subject` exist, keeping at most max_msgs messages,
- * in memory or on disk, with a de-duplication window of duplicates_ms. */
-int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory,
+ * in memory or on disk, on `replicas` servers of the cluster, with a de-duplication window of
+ * duplicates_ms. An existing stream is updated to that configuration. */
+int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory, int replicas,
                      int64_t duplicates_ms, char *err, size_t errlen);
 /* Removes every message of `stream`. */
 int cn_purge(cn_link *l, const char *stream, char *err, size_t errlen);

@@ -54,6 +54,9 @@ public struct Policy: Sendable, Equatable {
     public var addressSessions = Principals()
     /// Who may have the daemon relay from matching addresses, whatever their own permissions.
     public var relay: [Pattern: Principals] = [:]
+    /// Who may feed imports (MIRROR) with matching names: their messages, numbers and epochs
+    /// come from elsewhere, so only whom the policy names (and root) may.
+    public var mirror: [Pattern: Principals] = [:]
 
     /// The empty policy: the defaults of docs/SECURITY.md.
     public init() {}
@@ -72,6 +75,13 @@ public struct Policy: Sendable, Equatable {
     /// Whether the policy lets `who` relay from `address` (a normalised `unix:/PATH`). `false`
     /// means only the requester's own permissions count.
     public func grantsRelay(_ address: String, _ who: Identity) -> Bool { Self.decide(relay, address, who) ?? false }
+
+    /// Whether `who` may feed the import `name` (MIRROR). Without a rule, root only.
+    public func mayMirror(_ name: String, _ who: Identity) -> Bool { who.isRoot || (Self.decide(mirror, name, who) ?? false) }
+
+    /// Whether `who` may be a bridge at all (some `mirror` rule names it, or root): who may
+    /// report a bridge's counters (BRIDGE_REPORT).
+    public func mayBridge(_ who: Identity) -> Bool { who.isRoot || mirror.values.contains { $0.contains(who) } }
 
     /// The decision of the most specific rule matching `name`, or nil when none matches.
     static func decide(_ rules: [Pattern: Principals], _ name: String, _ who: Identity) -> Bool? {

@@ -37,7 +37,7 @@ public struct PolicyParser {
             guard let verb = words.first else { continue }
             func fail(_ reason: String) -> PolicyError { PolicyError(file: file, line: number, reason: reason) }
             switch verb {
-            case "create", "subscribe", "relay":
+            case "create", "subscribe", "relay", "mirror":
                 guard words.count == 3 else {
                     throw fail("'\(verb)' takes a pattern and a list of principals: \(verb) PATTERN PRINCIPALS")
                 }
@@ -46,13 +46,14 @@ public struct PolicyParser {
                 switch verb {
                 case "create": policy.create[pattern, default: .init()].formUnion(principals)
                 case "subscribe": policy.subscribe[pattern, default: .init()].formUnion(principals)
+                case "mirror": policy.mirror[pattern, default: .init()].formUnion(principals)
                 default: policy.relay[pattern, default: .init()].formUnion(principals)
                 }
             case "address-sessions":
                 guard words.count == 2 else { throw fail("'address-sessions' takes a list of principals") }
                 policy.addressSessions.formUnion(try principals(words[1], fail))
             default:
-                throw fail("unknown rule '\(verb)' (expected create, subscribe, address-sessions or relay)")
+                throw fail("unknown rule '\(verb)' (expected create, subscribe, mirror, address-sessions or relay)")
             }
         }
     }

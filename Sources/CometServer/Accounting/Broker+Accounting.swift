@@ -36,7 +36,6 @@ extension Broker {
     func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
         accounts.release(.channels, uid: channel.creator.uid)
         storeGone(channel.id)
-        if !links.exported.isEmpty { exportClosed(channel) }
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }

@@ -17,6 +17,9 @@ struct Subscription {
     var cursor: UInt64
     /// The uid the reader requires the channel's producer to have (`--owner`), if any.
     var pinnedOwner: UInt32? = nil
+    /// A waiting subscription that resumes (`from N` with an epoch): where it starts when a
+    /// channel of that epoch appears (an import rebuilt after a restart); any other epoch ends it.
+    var resumeAt: (sequence: UInt64, epoch: UInt64)? = nil
 }
 
 /// Identifies a waiting subscription in the registry.

@@ -77,8 +77,17 @@ extension Broker {
                 if cursor != sub.cursor { advanced.append((id, cursor)) }
                 if more { break }
                 switch state {
-                case .message, .caughtUp:
+                case .message:
                     break
+                case .caughtUp:
+                    // A stalled import: a reader that has everything is told, not left waiting.
+                    if case .site(let channel) = sub.source, let reason = channel.stalled {
+                        ServerFrame.failed(
+                            subscription: id, code: .upstreamUnreachable,
+                            message: "the import '\(sub.name)' is stalled after message \(channel.lastSequence): \(reason)"
+                        ).encode(into: &out)
+                        ended.append(id)
+                    }
                 case .full(let first):
                     if case .site(let channel) = sub.source { channel.fullCount &+= 1 }
                     ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &out)

@@ -1,5 +1,4 @@
 import CometChannels
-import CometFederation
 import CometWire
 import NIOCore
 import NIOPosix
@@ -14,12 +13,13 @@ extension Broker {
 
     /// SUBSCRIBE_EXTERNAL: a local subscription to a relay of `name` at `address`.
     func subscribeExternal(_ requestID: UInt32, address: String, name: String, history: UInt32, newest: Bool, _ conn: ConnectionState) throws(ChannelRefusal) {
-        if let nats = NATSAddress(address) {
-            try subscribeNATS(requestID, address: nats, name: name, history: history, newest: newest, conn)
-            return
+        if address.hasPrefix("nats://") || address.hasPrefix("tls://") {
+            throw ChannelRefusal(
+                .unsupported,
+                "cometd reaches no network: NATS subjects are imported by comet-bridge; declare an [import] in its configuration and subscribe to the local name (docs/FEDERATION.md)")
         }
         guard let path = Self.upstreamPath(address) else {
-            reply(error: .invalidAddress, "'\(address)' is not an address this daemon can relay from (unix:/PATH, /PATH or nats://HOST:PORT[/SUBJECT])", to: requestID, conn)
+            reply(error: .invalidAddress, "'\(address)' is not an address this daemon can relay from (unix:/PATH or /PATH)", to: requestID, conn)
             return
         }
         try ChannelName.validate(name)
@@ -155,7 +155,7 @@ extension Broker {
         wakeReaders(of: channel)
     }
 
-    /// A relay (unix: or NATS) ends: readers still waiting get `code`; readers of its mirror
+    /// A relay ends: readers still waiting get `code`; readers of its mirror
     /// drain what it holds, then CLOSED.
     func finishRelay(pending: [PendingExternal], mirror: SiteChannel<ByteBuffer>?, failing code: ErrorCode?, _ message: String) {
         for waiting in pending {
@@ -283,7 +283,7 @@ extension Broker {
 
     /// A relay's mirror lost its last local reader: drop the upstream subscription.
     func releaseRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) {
-        guard channel.subscriberCount == 0, channel.id >> 62 == 1, !releaseNATSRelayIfUnused(channel),
+        guard channel.subscriberCount == 0, channel.id >> 62 == 1,
             let relay = links.relays.values.first(where: { $0.channel === channel })
         else { return }
         endRelay(relay)

@@ -21,6 +21,19 @@ extension Broker {
                 buffered: UInt32(c.ring.count), subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence,
                 epoch: c.epoch, owner: c.creator.owner))
         }
+        // Imports: their mirror of the origin's epoch, or (none read yet) the name alone.
+        for feed in links.mirrors.values where isAfter(feed.name, 0) {
+            if let c = feed.channel {
+                infos.append(ChannelInfo(
+                    name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size),
+                    buffered: UInt32(c.ring.count), subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence,
+                    epoch: c.epoch, owner: c.creator.owner, imported: true))
+            } else {
+                infos.append(ChannelInfo(
+                    name: feed.name, kind: feed.newest ? .newest : .buffered, scope: 0, size: UInt32(feed.size), buffered: 0, subscribers: 0,
+                    lastSequence: 0, epoch: 0, owner: feed.declaredBy, imported: true))
+            }
+        }
         // Private channels: only this connection's own session's.
         for handle in (conn.session?.channels.values).map(Array.init) ?? [] {
             guard let c = privateChannels[handle], isAfter(c.name, 1) else { continue }

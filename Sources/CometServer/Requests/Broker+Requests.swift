@@ -85,6 +85,15 @@ extension Broker {
                 ServerFrame.writeOK(requestID: request.id, into: &conn.outbox) { reply.write(to: &$0) }
             case .adopt(let channel, let high, let low):
                 try adopt(request.id, channel: channel, token: SessionToken(high: high, low: low), conn)
+            case .mirror(let name, let epoch, let next, let size, let newest):
+                try mirror(request.id, name: name, epoch: epoch, next: next, size: size, newest: newest, conn)
+            case .mirrorPush(let handle, let first, let payloads):
+                try mirrorPush(request.id, handle: handle, first: first, payloads, conn)
+            case .mirrorState(let handle, let state, let last, let reason):
+                try mirrorState(request.id, handle: handle, state: state, last: last, reason: reason, conn)
+            case .bridgeReport(let report):
+                try bridgeReported(report, conn)
+                ServerFrame.writeOK(requestID: request.id, into: &conn.outbox)
             }
         } catch {
             reply(error: error.wireCode, error.message, to: request.id, conn)
@@ -145,7 +154,6 @@ extension Broker {
                 if stateStore != nil {
                     storePushed(channel.id, block: block, payloads: fresh, first: first, kept: channel.ring.firstSequence, numbering: channel.numbering)
                 }
-                if !links.exported.isEmpty { exportPushed(channel, first: first, count: fresh.count) }
                 channel.pushedCount &+= UInt64(fresh.count)
                 channel.pushedBytes &+= UInt64(fresh.reduce(0) { $0 + $1.readableBytes })
                 syncCharge(channel)
@@ -241,7 +249,7 @@ extension Broker {
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
             sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance,
-            features: HelloReply.Features.numberedPushes)
+            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }
@@ -260,8 +268,8 @@ extension Broker {
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)'")
         }
         guard registry.channel(named: name) == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
-        if let relay = links.imports[name] {
-            throw ChannelRefusal(.channelExists, "channel '\(name)' is imported from \(relay.link.server.url) subject \(relay.key.subject)")
+        if links.mirrors[name] != nil {
+            throw ChannelRefusal(.channelExists, "channel '\(name)' is an import (fed by comet-bridge)")
         }
         try charge(.channels, conn)
         let created: (channel: SiteChannel<ByteBuffer>, waiters: [WaiterKey])
@@ -280,7 +288,6 @@ extension Broker {
                 .write(to: &$0)
         }
         stored(channel)
-        exportIfConfigured(channel)
         start(waiters, on: channel)
     }
 
@@ -302,21 +309,56 @@ extension Broker {
                 markDirty(reader)
                 continue
             }
+            var first = next
+            if let resume = sub.resumeAt {
+                // A reader resuming where it was: the same epoch starts at its position (FULL if
+                // the channel no longer holds it); another epoch is not the channel it read.
+                let refusal: (ErrorCode, String)?
+                if resume.epoch != channel.epoch {
+                    refusal = (.epochMismatch, "channel '\(name)' appeared with epoch \(channel.epoch), not \(resume.epoch): it was re-created and its sequence numbers restarted")
+                } else {
+                    switch try? channel.start(at: .from(resume.sequence)) {
+                    case .at(let seq)?:
+                        first = seq
+                        refusal = nil
+                    case .full(let available)?:
+                        reader.subscriptions[waiter.subscription] = nil
+                        accounts.release(.subscriptions, uid: reader.uid)
+                        channel.fullCount &+= 1
+                        ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: available, owner: owner)
+                            .encode(into: &reader.outbox)
+                        ServerFrame.full(subscription: waiter.subscription, firstAvailable: available).encode(into: &reader.outbox)
+                        markDirty(reader)
+                        continue
+                    case nil:
+                        refusal = (.positionAhead, "channel '\(name)' has no message \(resume.sequence) yet (its last is \(channel.lastSequence))")
+                    }
+                }
+                if let (code, message) = refusal {
+                    reader.subscriptions[waiter.subscription] = nil
+                    accounts.release(.subscriptions, uid: reader.uid)
+                    ServerFrame.failed(subscription: waiter.subscription, code: code, message: message).encode(into: &reader.outbox)
+                    markDirty(reader)
+                    continue
+                }
+            }
             reader.subscriptions[waiter.subscription]!.source = .site(channel)
-            reader.subscriptions[waiter.subscription]!.cursor = next
-            channel.addReader(reader.id, at: next)
-            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: next, owner: owner)
+            reader.subscriptions[waiter.subscription]!.cursor = first
+            channel.addReader(reader.id, at: first)
+            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: first, owner: owner)
                 .encode(into: &reader.outbox)
             markDirty(reader)
         }
     }
 
     /// A subscription that waits for channel `name` to be created (STARTED then).
-    private func subscribeWaiting(_ requestID: UInt32, name: String, owner pinned: UInt32?, _ conn: ConnectionState) throws(ChannelRefusal) {
+    func subscribeWaiting(
+        _ requestID: UInt32, name: String, owner pinned: UInt32?, resumeAt: (sequence: UInt64, epoch: UInt64)? = nil, _ conn: ConnectionState
+    ) throws(ChannelRefusal) {
         try charge(.subscriptions, conn)
         let id = conn.allocateSubscriptionID()
         try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
-        conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned)
+        conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned, resumeAt: resumeAt)
         logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
             SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
@@ -335,30 +377,14 @@ extension Broker {
             logLimiter.log(logger, .notice, kind: "policy", "refused by policy: subscribe", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
         }
-        if let relay = links.imports[name], !relay.caughtUp {
-            // A config-declared import whose NATS server cannot be reached: as if the channel did
-            // not exist yet (a waiting reader starts when it comes).
-            guard relay.link.isConnected else {
-                guard wait else {
-                    throw ChannelRefusal(.noSuchChannel, "channel '\(name)' is imported from \(relay.link.server.url) subject \(relay.key.subject), which cannot be reached now")
-                }
-                return try subscribeWaiting(requestID, name: name, owner: pinned, conn)
-            }
-            // Still reading what JetStream holds: answered once it has.
-            relay.parked.append { [unowned self] in
-                guard let conn = self.connections[conn.id], !conn.isClosing else { return }
-                do throws(ChannelRefusal) {
-                    try self.subscribe(requestID, name: name, position: position, epoch: epoch, wait: wait, owner: pinned, conn)
-                } catch {
-                    self.reply(error: error.wireCode, error.message, to: requestID, conn)
-                }
-                self.markDirty(conn)
-            }
+        if let feed = links.mirrors[name],
+            try subscribeImport(feed, requestID, name: name, position: position, epoch: epoch, wait: wait, owner: pinned, conn)
+        {
             return
         }
         guard let channel = registry.channel(named: name) ?? importedChannel(name) else {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
-            return try subscribeWaiting(requestID, name: name, owner: pinned, conn)
+            return try subscribeWaiting(requestID, name: name, owner: pinned, resumeAt: Self.resumption(position, epoch), conn)
         }
         if let pinned, pinned != channel.creator.uid {
             throw ChannelRefusal(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")
@@ -388,6 +414,14 @@ extension Broker {
             }
             ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
         }
+    }
+}
+
+extension Broker {
+    /// A waiting SUBSCRIBE `from N` with an epoch resumes there when a channel of that epoch appears.
+    static func resumption(_ position: SubscribePosition, _ epoch: UInt64) -> (sequence: UInt64, epoch: UInt64)? {
+        guard epoch != 0, case .from(let n) = position else { return nil }
+        return (n, epoch)
     }
 }
 
@@ -431,6 +465,8 @@ extension ChannelRefusal {
         case .ownerMismatch: return .ownerMismatch
         case .outOfOrder: return .outOfOrder
         case .wrongPushKind: return .invalidArgument
+        case .unsupported: return .unsupported
+        case .upstreamUnreachable: return .upstreamUnreachable
         }
     }
 }

@@ -1,5 +1,4 @@
 import CometChannels
-import CometFederation
 import CometWire
 import NIOCore
 
@@ -49,15 +48,18 @@ extension Broker {
             guard room >= 0 else { reply.truncated = true; break }
             reply.users.append(user)
         }
-        // Exports (few, and where remote loss shows) before the channels.
-        room -= 4
-        for export in exportStats {
-            let entry = ExportCounters(
-                name: export.name, subject: export.subject, epoch: export.epoch, published: export.published,
-                acknowledged: export.acknowledged, missed: export.missed, backlog: export.backlog, connected: export.connected)
+        // Exports and imports (few, and where remote loss shows) before the channels.
+        room -= 8
+        let federation = federationStats()
+        for export in federation.exports {
+            room -= StatsReply.entrySize(export)
+            guard room >= 0 else { reply.truncated = true; break }
+            reply.exports.append(export)
+        }
+        for entry in federation.imports {
             room -= StatsReply.entrySize(entry)
             guard room >= 0 else { reply.truncated = true; break }
-            reply.exports.append(entry)
+            reply.imports.append(entry)
         }
         for channel in channels {
             room -= StatsReply.entrySize(channel)

@@ -120,7 +120,6 @@ extension Broker {
                 do throws(ChannelRefusal) {
                     try registry.adopt(channel)
                     accounts.force(.channels, 1, uid: channel.creator.uid)
-                    exportIfConfigured(channel)
                 } catch {
                     logger.warning("restored channel not registered", metadata: ["channel": "\(saved.name)", "error": "\(error.message)"])
                 }

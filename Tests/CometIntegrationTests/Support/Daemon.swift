@@ -35,12 +35,13 @@ final class Daemon: @unchecked Sendable {
     /// - Parameter bindOwnSocket: with a launcher, still pass `--socket` (a launcher that only
     ///   changes limits, not one that passes a socket).
     /// - Parameter executable: the daemon binary (default: the one built with the tests).
+    /// - Parameter socket: the socket path (default: one in a fresh directory); a restart names the old one.
     init(
         arguments: [String] = [], environment: [String: String] = [:], launcher: [String] = [], bindOwnSocket: Bool = false,
-        waitForSocket: Bool = true, executable: URL = Daemon.executable("cometd")
+        waitForSocket: Bool = true, executable: URL = Daemon.executable("cometd"), socket: String? = nil
     ) throws {
         directory = try Daemon.temporaryDirectory()
-        socketPath = directory.appendingPathComponent("comet.sock").path
+        socketPath = socket ?? directory.appendingPathComponent("comet.sock").path
         stderrFile = directory.appendingPathComponent("cometd.log")
         _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process = Process()
