@@ -62,6 +62,7 @@ bench:
 	scripts/ensure-deps
 	$(RELEASE) --product cometd
 	$(RELEASE) --product comet-bench
+	$(RELEASE) --product comet-bridge
 	.build/release/comet-bench --cometd .build/release/cometd
 
 ## comet next to Redis, ZeroMQ, NATS and dbus-broker in one run (installs them; see README).

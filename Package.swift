@@ -139,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "CometBench",
             dependencies: [
-                "CometWire",
+                "CometWire", "CNATSBridge",
                 "Comet",
                 "CometSupervision",
                 .product(name: "NIOCore", package: "swift-nio"),

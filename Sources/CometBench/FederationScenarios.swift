@@ -1,11 +1,14 @@
+import CNATSBridge
 import CometWire
 import Foundation
 import Glibc
 import NIOCore
 
-/// A → B across "hosts": a producer on daemon A, a reader on daemon B reading A's channel
-/// through B (SUBSCRIBE_EXTERNAL), either relayed over A's Unix socket or through NATS JetStream
-/// (A exports to a local nats-server, B imports from it). Same run, same machine.
+/// A → B across "hosts", same run, same machine: a producer on cometd A, a reader on cometd B.
+/// Three paths: a `unix:` relay (B reads A's socket), and NATS JetStream through comet-bridge on
+/// each side (A's bridge exports, B's imports) with an R1 stream on one nats-server and an R3
+/// stream on a three-node cluster. Beside them, the ceiling: a plain nats.c program publishing
+/// the same 64-byte messages asynchronously to a stream of each kind.
 struct FederationBench {
     let cometd: String
     let natsServer: String
@@ -17,72 +20,137 @@ struct FederationBench {
         var samples: Int
     }
 
-    /// Starts nats-server and the two daemons, measures both paths, stops everything by PID.
-    func run(messages: Int, rate: Int, seconds: Int) throws -> (unix: Result, nats: Result) {
+    struct Report {
+        var unix: Result
+        var r1: Result
+        var r3: Result
+        /// Messages per second of the plain nats.c publisher, R1 and R3.
+        var ceilingR1: Double
+        var ceilingR3: Double
+    }
+
+    /// comet-bridge beside cometd.
+    var bridge: String { URL(fileURLWithPath: cometd).deletingLastPathComponent().appendingPathComponent("comet-bridge").path }
+
+    /// Starts nats-server (one, and a cluster of three), the two daemons and their bridges,
+    /// measures every path, stops everything by PID.
+    func run(messages: Int, rate: Int, seconds: Int) throws -> Report {
         let directory = "/tmp/comet-bench-fed-\(getpid())"
         mkdir(directory, 0o700)
         defer { _ = try? FileManager.default.removeItem(atPath: directory) }
-        let port = Int.random(in: 20_000...60_000)
-        let nats = Process()
-        nats.executableURL = URL(fileURLWithPath: natsServer)
-        nats.arguments = ["-js", "-sd", directory + "/js", "-a", "127.0.0.1", "-p", "\(port)"]
-        nats.standardError = FileHandle.nullDevice
-        nats.standardOutput = FileHandle.nullDevice
-        try nats.run()
+        var processes: [Process] = []
         defer {
-            nats.terminate()
-            nats.waitUntilExit()
+            for p in processes.reversed() where p.isRunning {
+                p.terminate()
+                p.waitUntilExit()
+            }
         }
-        let url = "nats://127.0.0.1:\(port)"
-        try "[nats hub]\nurl = \(url)\n[export bench.nats]\nstorage = memory\n".write(toFile: directory + "/a.conf", atomically: true, encoding: .utf8)
-        try "[nats hub]\nurl = \(url)\n".write(toFile: directory + "/b.conf", atomically: true, encoding: .utf8)
-        let a = try start(socket: directory + "/a.sock", config: directory + "/a.conf")
-        defer { stop(a) }
-        let b = try start(socket: directory + "/b.sock", config: directory + "/b.conf")
-        defer { stop(b) }
-        let unix = try measure(a: directory + "/a.sock", b: directory + "/b.sock", name: "bench.unix", address: "unix:" + directory + "/a.sock", messages: messages, rate: rate, seconds: seconds)
-        let viaNATS = try measure(a: directory + "/a.sock", b: directory + "/b.sock", name: "bench.nats", address: "\(url)/comet.bench.nats", messages: messages, rate: rate, seconds: seconds)
-        return (unix, viaNATS)
+        func spawn(_ path: String, _ arguments: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: path)
+            p.arguments = arguments
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            processes.append(p)
+            return p
+        }
+        var ports = Set<Int>()
+        while ports.count < 7 { ports.insert(Int.random(in: 20_000...60_000)) }
+        let port = Array(ports)
+        _ = try spawn(natsServer, ["-js", "-sd", directory + "/js", "-a", "127.0.0.1", "-p", "\(port[0])"])
+        let one = "nats://127.0.0.1:\(port[0])"
+        var three: [String] = []
+        for i in 0..<3 {
+            let routes = (0..<3).filter { $0 != i }.map { "nats-route://127.0.0.1:\(port[4 + $0])" }.joined(separator: ", ")
+            let config = """
+                server_name: n\(i)
+                listen: 127.0.0.1:\(port[1 + i])
+                jetstream { store_dir: "\(directory)/n\(i)" }
+                cluster { name: bench, listen: 127.0.0.1:\(port[4 + i]), routes: [\(routes)] }
+                """
+            try config.write(toFile: "\(directory)/n\(i).conf", atomically: true, encoding: .utf8)
+            _ = try spawn(natsServer, ["-c", "\(directory)/n\(i).conf"])
+            three.append("nats://127.0.0.1:\(port[1 + i])")
+        }
+        // The bridges' user may feed imports named remote.*, whoever runs the bench.
+        try "mirror remote.* user:\(getuid())\n".write(toFile: directory + "/policy.conf", atomically: true, encoding: .utf8)
+        try """
+            [nats one]
+            url = \(one)
+            [nats three]
+            url = \(three.joined(separator: ", "))
+            [export bench.r1]
+            server = one
+            [export bench.r3]
+            server = three
+            replicas = 3
+            """.write(toFile: directory + "/a.conf", atomically: true, encoding: .utf8)
+        try """
+            [nats one]
+            url = \(one)
+            [nats three]
+            url = \(three.joined(separator: ", "))
+            [import remote.bench.r1]
+            server = one
+            subject = comet.bench.r1
+            size = 1000000
+            [import remote.bench.r3]
+            server = three
+            subject = comet.bench.r3
+            size = 1000000
+            """.write(toFile: directory + "/b.conf", atomically: true, encoding: .utf8)
+        for host in ["a", "b"] {
+            let socket = "\(directory)/\(host).sock"
+            _ = try spawn(cometd, ["--socket", socket, "--policy", directory + "/policy.conf", "--log-level", "warning"])
+            for _ in 0..<400 where (try? BenchSocket(path: socket)) == nil { usleep(25_000) }
+            _ = try spawn(bridge, ["--config", "\(directory)/\(host).conf", "--socket", socket, "--log-level", "warning", "--scan-interval", "0.1"])
+        }
+        let a = directory + "/a.sock"
+        let b = directory + "/b.sock"
+        let unix = try measure(a: a, b: b, name: "bench.unix", read: .subscribeExternal(address: "unix:" + a, name: "bench.unix", history: 1_000_000, newest: false), messages: messages, rate: rate, seconds: seconds)
+        let r1 = try measure(a: a, b: b, name: "bench.r1", read: .subscribe(name: "remote.bench.r1", position: .oldest, epoch: 0, wait: true), messages: messages, rate: rate, seconds: seconds)
+        let r3 = try measure(a: a, b: b, name: "bench.r3", read: .subscribe(name: "remote.bench.r3", position: .oldest, epoch: 0, wait: true), messages: messages, rate: rate, seconds: seconds)
+        return Report(
+            unix: unix, r1: r1, r3: r3, ceilingR1: try ceiling([one], replicas: 1, messages: messages),
+            ceilingR3: try ceiling(three, replicas: 3, messages: messages))
     }
 
-    private func start(socket: String, config: String) throws -> Process {
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: cometd)
-        daemon.arguments = ["--socket", socket, "--config", config, "--log-level", "warning"]
-        try daemon.run()
-        for _ in 0..<400 where (try? BenchSocket(path: socket)) == nil { usleep(25_000) }
-        return daemon
+    /// The plain nats.c publisher: `messages` of 64 bytes, 1024 in flight (as the bridge).
+    private func ceiling(_ servers: [String], replicas: Int32, messages: Int) throws -> Double {
+        var error = [CChar](repeating: 0, count: 512)
+        let copies = servers.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        let list = copies.map { UnsafePointer($0) }
+        let rate = list.withUnsafeBufferPointer { buffer in
+            cn_bench_publish(buffer.baseAddress, Int32(buffer.count), "BENCH_CEILING", "bench.ceiling", replicas, Int32(messages), 64, 1024, &error, error.count)
+        }
+        guard rate > 0 else { throw BenchFailure("the plain JetStream publisher failed: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))") }
+        return rate
     }
 
-    private func stop(_ daemon: Process) {
-        daemon.terminate()
-        daemon.waitUntilExit()
-    }
-
-    /// Throughput of `messages` pushed on A and read on B, then latency at `rate` for `seconds`.
-    private func measure(a: String, b: String, name: String, address: String, messages: Int, rate: Int, seconds: Int) throws -> Result {
+    /// Throughput of `messages` pushed on A and read on B (in order, no gap), then latency at
+    /// `rate` for `seconds`.
+    private func measure(a: String, b: String, name: String, read: Request.Operation, messages: Int, rate: Int, seconds: Int) throws -> Result {
         let messages = max(256, messages / 256 * 256)  // whole batches: the reader then sees exactly these
         let producer = try BenchSocket(path: a)
         try producer.handshake()
         let channel = try producer.create(name, size: 1_000_000)
         let consumer = try BenchSocket(path: b)
         try consumer.handshake()
-        // The export publishes its open marker when the channel appears; the import needs it.
+        // An import waits for the channel's first epoch; a relay needs the channel to exist.
         var subscribed = false
-        for _ in 0..<200 {
-            let id = consumer.send(.subscribeExternal(address: address, name: name, history: 1_000_000, newest: false))
-            if (try? consumer.ok(id)) != nil {
+        for _ in 0..<400 {
+            if (try? consumer.ok(consumer.send(read))) != nil {
                 subscribed = true
                 break
             }
             usleep(25_000)
         }
-        guard subscribed else { throw BenchFailure("\(address): the reader on B could not subscribe") }
-        // Throughput, checked in order with no gap.
+        guard subscribed else { throw BenchFailure("\(name): the reader on B could not subscribe") }
         guard let throughput = Scenarios(socket: a).streamRate(channel: channel, producer: producer, consumer: consumer, total: messages, lead: 200_000) else {
-            throw BenchFailure("\(address): the reader on B saw a gap or FULL")
+            throw BenchFailure("\(name): the reader on B saw a gap or FULL")
         }
-        // Latency: paced pushes carrying their send time; the reader takes each as it comes.
         var latencies = try Scenarios.pacedLatencies(producer: producer, consumer: consumer, channel: channel, rate: rate, seconds: seconds, payloadSize: 64)
         latencies.sort()
         func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }

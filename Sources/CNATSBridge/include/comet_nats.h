@@ -98,4 +98,11 @@ cn_sub *cn_subscribe(cn_link *l, const char *subject, cn_msg_cb cb, void *sub_ct
 /* Stops and frees a subscription; no callback runs after it returns. */
 void cn_unsubscribe(cn_sub *s);
 
+/* comet-bench's ceiling: a plain nats.c program that publishes `count` messages of `size` bytes
+ * asynchronously (at most `max_pending` unacknowledged) to a fresh stream `stream` (file
+ * storage, `replicas`) holding `subject`, then deletes it. Messages per second; negative with
+ * the reason in err on failure. */
+double cn_bench_publish(const char *const *servers, int servers_len, const char *stream, const char *subject, int replicas,
+                        int count, int size, int max_pending, char *err, size_t errlen);
+
 #endif
