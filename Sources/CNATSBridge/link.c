@@ -116,16 +116,15 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
     (void)js;
-    (void)pa;
     cn_link *l = closure;
     if (!enter(l)) return;
     const char *id = NULL;
     natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
     if (pae)
         l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", pae->Err == NATS_OK ? -1 : (int)pae->Err, (int)pae->ErrCode,
-               pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+               pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), 0);
     else
-        l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", 0, 0, "");
+        l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", 0, 0, "", pa ? pa->Sequence : 0);
     leave(l);
 }
 

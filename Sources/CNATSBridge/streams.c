@@ -58,12 +58,13 @@ int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *ou
         return CN_ERROR;
     }
     cn_parse(m, out);
+    out->stream_seq = natsMsg_GetSequence(m);
     natsMsg_Destroy(m);
     return CN_OK;
 }
 
 int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *msg_id,
-               const char *expect_last_id, const void *data, size_t len, char *err, size_t errlen) {
+               uint64_t expect_last_seq, const void *data, size_t len, char *err, size_t errlen) {
     natsMsg *m = NULL;
     char number[24];
     natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
@@ -87,7 +88,7 @@ int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint6
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = msg_id;
-        po.ExpectLastMsgId = expect_last_id;
+        po.ExpectLastSeq = expect_last_seq;
         s = js_PublishMsgAsync(l->js, &m, &po);
     }
     if (m) natsMsg_Destroy(m); /* still ours only when publishing failed */

@@ -308,11 +308,11 @@ public final class CometClient: Sendable {
     /// daemon relays it — one upstream subscription however many local readers — with the same
     /// sequence numbers and epoch. The reader starts with exactly the `history` most recent
     /// messages (default 1); `newest` makes it a latest-value channel.
-    /// - Parameter address: the other daemon's socket, `unix:/path` or `/path`; or the NATS
-    ///   JetStream subject another cometd exports the channel to, `nats://HOST:PORT/SUBJECT`
-    ///   (docs/FEDERATION.md).
+    /// - Parameter address: the other daemon's socket, `unix:/path` or `/path`. (A `nats://`
+    ///   address is `.unsupported` since 0.7: another host's channels are imports comet-bridge
+    ///   declares, subscribed to by their local name; docs/FEDERATION.md.)
     /// - Throws: `CometError` with `.upstreamUnreachable`, `.noSuchChannel`, `.upstreamVersion`,
-    ///   `.loopDetected`, `.invalidAddress`. Iteration may end with `EpochChanged` when the
+    ///   `.loopDetected`, `.invalidAddress`, `.unsupported`. Iteration may end with `EpochChanged` when the
     ///   upstream channel is re-created.
     public func subscribeExternal(
         address: String, channel name: String, history: Int = 1, newest: Bool = false

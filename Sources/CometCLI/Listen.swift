@@ -38,7 +38,7 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "With --private: keep the session in this file (ID:TOKEN, mode 0600) and resume it on the next run.")
     var sessionFile: String?
 
-    @Option(name: .long, help: "Read CHANNEL of the cometd at this address (unix:/PATH or /PATH), or the NATS JetStream subject another cometd exports it to (nats://HOST:PORT/SUBJECT), relayed by the local daemon.")
+    @Option(name: .long, help: "Read CHANNEL of the cometd at this address (unix:/PATH or /PATH), relayed by the local daemon. (Channels of other hosts come through NATS as imports comet-bridge declares: read them by their local name.)")
     var external: String?
 
     @Option(name: .long, help: "With --external: how many of the most recent messages to start with.")

@@ -67,8 +67,10 @@ final class ExportState {
     var openPublished = false
     var closePublished = false
     var closeAcknowledged = false
-    /// Id of the last message this export sent (or found in the stream): the next one expects it.
-    var lastID: String?
+    /// The stream sequence of the last message this export sent (or found in the stream): the
+    /// next publish expects it (Nats-Expected-Last-Sequence). Nil when not known (an empty or
+    /// purged stream): one message goes alone, and its acknowledgement tells.
+    var lastStreamSequence: UInt64?
     /// Ids in flight, with the generation they were sent under (acknowledgements of an older
     /// generation are stale: a resynchronisation already accounted for them).
     var inFlight: [String: Int] = [:]

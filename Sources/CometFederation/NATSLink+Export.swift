@@ -66,16 +66,14 @@ extension NATSLink {
             switch last.event {
             case Int32(CN_OPEN):
                 stored = last.seq > 1 ? last.seq - 1 : nil
-                export.lastID = Self.id(.open, export.epoch, 0)
             case Int32(CN_CLOSE):
                 stored = last.seq
                 export.closePublished = true
                 export.closeAcknowledged = true
-                export.lastID = Self.id(.close, export.epoch, 0)
             default:
                 stored = last.seq
-                export.lastID = Self.id(.message, export.epoch, last.seq)
             }
+            export.lastStreamSequence = last.stream_seq
             export.resume(after: stored)
         case Int32(CN_OK), Int32(CN_NONE):
             if found == CN_OK {
@@ -87,7 +85,7 @@ extension NATSLink {
             }
             export.openPublished = false
             export.closePublished = false
-            export.lastID = nil
+            export.lastStreamSequence = nil
             export.resume(after: nil)
         default:
             attemptFailed(export, "cannot read the JetStream stream: \(Self.text(error))")
@@ -101,7 +99,8 @@ extension NATSLink {
     }
 
     func publish(_ export: ExportState, _ link: OpaquePointer) {
-        let limit = export.probing ? 1 : max(1, export.target.maxInFlight)
+        // Without the stream's last sequence (an empty or purged stream) one message goes alone.
+        let limit = export.probing || export.lastStreamSequence == nil ? 1 : max(1, export.target.maxInFlight)
         while !export.needsResync, export.inFlight.count < limit, export.nextToPublish < export.endSequence {
             let seq = export.nextToPublish
             guard let payload = export[seq], send(export, .message, seq, payload, link) else { return }
@@ -125,9 +124,9 @@ extension NATSLink {
         }
     }
 
-    /// Publishes one message or marker after `export.lastID`, with the id `Self.id` gives it
-    /// (`Nats-Msg-Id`; acknowledgements are matched by it). False (and a resynchronisation
-    /// pending) when nats.c refused it.
+    /// Publishes one message or marker after the stream's last (`export.lastStreamSequence`,
+    /// when known), with the id `Self.id` gives it (`Nats-Msg-Id`; acknowledgements are matched by
+    /// it). False (and a resynchronisation pending) when nats.c refused it.
     func send(_ export: ExportState, _ kind: Kind, _ seq: UInt64, _ payload: ByteBuffer?, _ link: OpaquePointer) -> Bool {
         let event: Int32
         switch kind {
@@ -137,14 +136,11 @@ extension NATSLink {
         }
         var error = [CChar](repeating: 0, count: 256)
         let id = Self.id(kind, export.epoch, seq)
-        let expect = export.lastID
+        if !export.inFlight.isEmpty, export.lastStreamSequence == nil { return false }
+        let expect = export.lastStreamSequence ?? 0
         let result: Int32 = (payload ?? ByteBuffer()).withUnsafeReadableBytes { bytes in
             id.withCString { msgID in
-                func go(_ expected: UnsafePointer<CChar>?) -> Int32 {
-                    cn_publish(link, export.target.subject, event, export.epoch, seq, msgID, expected, bytes.baseAddress, bytes.count, &error, error.count)
-                }
-                guard let expect else { return go(nil) }
-                return expect.withCString { go($0) }
+                cn_publish(link, export.target.subject, event, export.epoch, seq, msgID, expect, bytes.baseAddress, bytes.count, &error, error.count)
             }
         }
         guard result == CN_OK else {
@@ -153,11 +149,11 @@ extension NATSLink {
             return false
         }
         export.inFlight[id] = export.generation
-        export.lastID = id
+        export.lastStreamSequence = export.lastStreamSequence.map { $0 + 1 }
         return true
     }
 
-    func acknowledged(subject: String, id: String, status: Int32, jsError: Int32, text: String) {
+    func acknowledged(subject: String, id: String, status: Int32, jsError: Int32, text: String, streamSequence: UInt64) {
         guard let dash = id.firstIndex(of: "-"), let epoch = UInt64(id[..<dash]),
             let export = exports.first(where: { $0.target.subject == subject && $0.epoch == epoch }),
             let generation = export.inFlight.removeValue(forKey: id), generation == export.generation
@@ -178,6 +174,8 @@ extension NATSLink {
             return
         }
         export.progressed()
+        // The first message into an empty stream tells where the stream stands.
+        if export.lastStreamSequence == nil, export.inFlight.isEmpty, streamSequence > 0 { export.lastStreamSequence = streamSequence }
         if rest == "close" {
             export.closeAcknowledged = true
         } else if let seq = UInt64(rest) {

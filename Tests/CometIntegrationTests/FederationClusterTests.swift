@@ -10,7 +10,8 @@ final class FederationClusterTests: XCTestCase {
     var hosts: [FederationTests.Host] = []
 
     override func setUpWithError() throws {
-        cluster = try NATSCluster()
+        // The partition test reaches the cluster from another network namespace.
+        cluster = try NATSCluster(listenAddress: name.contains("Partitioned") ? "0.0.0.0" : "127.0.0.1")
         try cluster.start()
     }
 
@@ -180,6 +181,51 @@ final class FederationClusterTests: XCTestCase {
         let sequences = printed.split(separator: "\n").compactMap { UInt64($0.split(separator: "\t")[0]) }
         XCTAssertTrue(sequences == Array(1...UInt64(total)), "comet listen: \(sequences.count) lines, last \(sequences.last ?? 0)")
         XCTAssertTrue(b.bridge.log.contains("connected to NATS"), b.bridge.log.suffix(2000).description)
+        await client.close()
+    }
+
+    /// Host A's bridge in a network namespace of its own, joined to the NATS cluster by a veth
+    /// pair: the link goes down for 6 s while A streams (A is cut off from NATS; its local
+    /// channel goes on), then comes back. B's readers end with every message once, in order.
+    func testHostAPartitionedAndHealed() async throws {
+        let ip = ["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard getuid() == 0, let ip else { throw XCTSkip("network namespaces need root and ip(8)") }
+        let n = getpid() % 200 + 20
+        let namespace = "comet-a-\(getpid())"
+        let outside = "cva\(getpid())", inside = "cvb\(getpid())"
+        func run(_ arguments: [String]) throws {
+            let result = try runTool(ip, arguments, absolute: true)
+            guard result.status == 0 else { throw XCTSkip("ip \(arguments.joined(separator: " ")): \(result.stderr)") }
+        }
+        try run(["netns", "add", namespace])
+        defer { _ = try? runTool(ip, ["netns", "del", namespace], absolute: true) }
+        try run(["link", "add", outside, "type", "veth", "peer", "name", inside])
+        defer { _ = try? runTool(ip, ["link", "del", outside], absolute: true) }
+        try run(["link", "set", inside, "netns", namespace])
+        try run(["addr", "add", "10.201.\(n).1/30", "dev", outside])
+        try run(["link", "set", outside, "up"])
+        try run(["netns", "exec", namespace, ip, "addr", "add", "10.201.\(n).2/30", "dev", inside])
+        try run(["netns", "exec", namespace, ip, "link", "set", inside, "up"])
+        try run(["netns", "exec", namespace, ip, "link", "set", "lo", "up"])
+
+        let daemon = try Daemon(arguments: ["--log-level", "debug"])
+        let bridge = try BridgeProcess(
+            config: exporter(cluster.urls(at: "10.201.\(n).1")), socketPath: daemon.socketPath,
+            launcher: [ip, "netns", "exec", namespace])
+        let a = FederationTests.Host(daemon: daemon, bridge: bridge)
+        hosts.append(a)
+        let b = try host(importer(cluster.urls))
+        let client = try await CometClient.connect(to: a.socketPath)
+        let feed = try await client.create("feed", size: 200_000)
+        let producer = Producer(feed)
+        try await Task.sleep(nanoseconds: 3_000_000_000)
+        try run(["link", "set", outside, "down"])
+        try await Task.sleep(nanoseconds: 6_000_000_000)
+        try run(["link", "set", outside, "up"])
+        try await Task.sleep(nanoseconds: 3_000_000_000)
+        let total = try await producer.stop()
+        let got = try await readAll(b, total: total, epoch: feed.epoch)
+        assertEveryMessageOnceInOrder(got, total, "host A partitioned and healed")
         await client.close()
     }
 }

@@ -48,8 +48,10 @@ typedef struct cn_options {
 } cn_options;
 
 typedef void (*cn_state_cb)(void *ctx, int state);
-/* One acknowledgement of cn_publish: status 0 = stored (or a duplicate the stream already had). */
-typedef void (*cn_ack_cb)(void *ctx, const char *subject, const char *msg_id, int status, int js_error, const char *text);
+/* One acknowledgement of cn_publish: status 0 = stored (or a duplicate the stream already had),
+ * at stream sequence `stream_seq`. */
+typedef void (*cn_ack_cb)(void *ctx, const char *subject, const char *msg_id, int status, int js_error, const char *text,
+                          uint64_t stream_seq);
 /* A subscription's trouble (missed heartbeats, slow consumer): the caller re-subscribes. */
 typedef void (*cn_sub_error_cb)(void *ctx, void *sub_ctx, int status, const char *text);
 
@@ -84,9 +86,11 @@ int cn_purge(cn_link *l, const char *stream, char *err, size_t errlen);
 int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *out, char *err, size_t errlen);
 
 /* Publishes asynchronously with Nats-Msg-Id `msg_id`; the acknowledgement comes to cn_ack_cb.
- * expect_last_id may be NULL. For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
+ * With `expect_last_seq` != 0 JetStream stores it only if the stream's last message has that
+ * stream sequence (Nats-Expected-Last-Sequence: replicated, so it holds across a leader change,
+ * unlike the last message id). For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
 int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *msg_id,
-               const char *expect_last_id, const void *data, size_t len, char *err, size_t errlen);
+               uint64_t expect_last_seq, const void *data, size_t len, char *err, size_t errlen);
 /* Waits up to timeout_ms for the publishes in flight to be acknowledged. */
 int cn_publish_complete(cn_link *l, int64_t timeout_ms);
 

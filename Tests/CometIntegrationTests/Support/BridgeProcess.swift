@@ -7,9 +7,12 @@ final class BridgeProcess: @unchecked Sendable {
     let logFile: URL
     let socketPath: String
     private(set) var process: Process?
+    /// A command the bridge runs under (e.g. `ip netns exec NAME`), or none.
+    let launcher: [String]
 
     /// Writes `config` beside the daemon's socket and starts the bridge.
-    init(config: String, socketPath: String, start: Bool = true) throws {
+    init(config: String, socketPath: String, launcher: [String] = [], start: Bool = true) throws {
+        self.launcher = launcher
         let directory = try Daemon.temporaryDirectory()
         configFile = directory.appendingPathComponent("bridge.conf")
         logFile = directory.appendingPathComponent("bridge.log")
@@ -21,8 +24,14 @@ final class BridgeProcess: @unchecked Sendable {
 
     func start() throws {
         let p = Process()
-        p.executableURL = Daemon.executable("comet-bridge")
-        p.arguments = ["--config", configFile.path, "--socket", socketPath, "--scan-interval", "0.1", "--log-level", "debug"]
+        let arguments = ["--config", configFile.path, "--socket", socketPath, "--scan-interval", "0.1", "--log-level", "debug"]
+        if launcher.isEmpty {
+            p.executableURL = Daemon.executable("comet-bridge")
+            p.arguments = arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: launcher[0])
+            p.arguments = Array(launcher.dropFirst()) + [Daemon.executable("comet-bridge").path] + arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["COMET_SOCKET"] = nil
         p.environment = env

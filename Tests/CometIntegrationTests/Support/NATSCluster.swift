@@ -24,11 +24,17 @@ final class NATSCluster: @unchecked Sendable {
 
     let nodes: [Node]
     let directory: URL
+    /// The address nodes listen on: 127.0.0.1, or 0.0.0.0 for clients in other network namespaces.
+    let listenAddress: String
 
     /// Every node's URL, the way a `[nats]` section lists them.
     var urls: String { nodes.map(\.url).joined(separator: ", ") }
 
-    init() throws {
+    /// The URLs at another address of this host (a peer in another network namespace).
+    func urls(at address: String) -> String { nodes.map { "nats://\(address):\($0.port)" }.joined(separator: ", ") }
+
+    init(listenAddress: String = "127.0.0.1") throws {
+        self.listenAddress = listenAddress
         guard NATSServerProcess.available else { throw XCTSkip("nats-server is not installed (scripts/ensure-deps test installs it)") }
         directory = try Daemon.temporaryDirectory()
         var nodes: [Node] = []
@@ -55,7 +61,7 @@ final class NATSCluster: @unchecked Sendable {
         let routes = nodes.filter { $0 !== node }.map { "nats-route://127.0.0.1:\($0.routePort)" }.joined(separator: ", ")
         let config = """
             server_name: \(node.name)
-            listen: 127.0.0.1:\(node.port)
+            listen: \(listenAddress):\(node.port)
             jetstream { store_dir: "\(node.store.path)" }
             cluster {
               name: comet
