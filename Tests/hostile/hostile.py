@@ -441,7 +441,8 @@ def attack_random_frames(path, count, seed):
                 frame(0x15, 11, struct.pack(">QQI", 1, 1, 1) + struct.pack(">I", 1) + b"m"),
                 frame(0x16, 12, b"\x00" + struct.pack(">IQQ", 10, 7, 1) + s("fz.mirror")),
                 frame(0x17, 13, struct.pack(">QQI", (1 << 62) | 1, 1, 1) + struct.pack(">I", 1) + b"m"),
-                frame(0x18, 14, struct.pack(">QBQ", (1 << 62) | 1, 2, 0) + s("why"))]
+                frame(0x18, 14, struct.pack(">QBQ", (1 << 62) | 1, 2, 0) + s("why")),
+                frame(0x19, 15, struct.pack(">II", 0, 0))]
     ended, hung, done = 0, 0, 0
     while done < count:
         batch = []
