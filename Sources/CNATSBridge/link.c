@@ -118,13 +118,14 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     (void)js;
     cn_link *l = closure;
     if (!enter(l)) return;
-    const char *id = NULL;
-    natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
+    cn_delivery d;
+    memset(&d, 0, sizeof d);
+    cn_parse(msg, &d);
     if (pae)
-        l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", pae->Err == NATS_OK ? -1 : (int)pae->Err, (int)pae->ErrCode,
+        l->ack(l->ctx, d.event, d.epoch, d.seq, pae->Err == NATS_OK ? -1 : (int)pae->Err, (int)pae->ErrCode,
                pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), 0);
     else
-        l->ack(l->ctx, natsMsg_GetSubject(msg), id ? id : "", 0, 0, "", pa ? pa->Sequence : 0);
+        l->ack(l->ctx, d.event, d.epoch, d.seq, 0, 0, "", pa ? pa->Sequence : 0);
     leave(l);
 }
 

@@ -51,6 +51,13 @@ public struct ExportStats: Sendable, Hashable {
     public var failure: String?
 }
 
+/// A publish awaiting its acknowledgement: what it is (CN_MESSAGE, CN_OPEN, CN_CLOSE) and the
+/// sequence number it carries.
+struct InFlight: Hashable {
+    let event: Int32
+    let sequence: UInt64
+}
+
 /// One exported channel epoch, as the link's worker keeps it: the last `size` messages (the
 /// same buffers as the channel's ring), what was published and acknowledged.
 final class ExportState {
@@ -73,7 +80,7 @@ final class ExportState {
     var lastStreamSequence: UInt64?
     /// Ids in flight, with the generation they were sent under (acknowledgements of an older
     /// generation are stale: a resynchronisation already accounted for them).
-    var inFlight: [String: Int] = [:]
+    var inFlight: [InFlight: Int] = [:]
     var generation = 0
     var needsResync = true
     /// After a resynchronisation, one message is published alone until JetStream takes it: a

@@ -134,12 +134,16 @@ extension NATSLink {
         case .open: event = Int32(CN_OPEN)
         case .close: event = Int32(CN_CLOSE)
         }
-        var error = [CChar](repeating: 0, count: 256)
-        let id = Self.id(kind, export.epoch, seq)
         if !export.inFlight.isEmpty, export.lastStreamSequence == nil { return false }
+        var error = [CChar](repeating: 0, count: 256)
         let expect = export.lastStreamSequence ?? 0
+        // Markers keep a Nats-Msg-Id (a republished marker is dropped as a duplicate); messages
+        // do not need one: Nats-Expected-Last-Sequence already refuses a resend.
         let result: Int32 = (payload ?? ByteBuffer()).withUnsafeReadableBytes { bytes in
-            id.withCString { msgID in
+            guard kind != .message else {
+                return cn_publish(link, export.target.subject, event, export.epoch, seq, nil, expect, bytes.baseAddress, bytes.count, &error, error.count)
+            }
+            return Self.id(kind, export.epoch, seq).withCString { msgID in
                 cn_publish(link, export.target.subject, event, export.epoch, seq, msgID, expect, bytes.baseAddress, bytes.count, &error, error.count)
             }
         }
@@ -148,18 +152,17 @@ extension NATSLink {
             attemptFailed(export, "publishing failed: \(Self.text(error))")
             return false
         }
-        export.inFlight[id] = export.generation
+        export.inFlight[InFlight(event: event, sequence: seq)] = export.generation
         export.lastStreamSequence = export.lastStreamSequence.map { $0 + 1 }
         return true
     }
 
-    func acknowledged(subject: String, id: String, status: Int32, jsError: Int32, text: String, streamSequence: UInt64) {
-        guard let dash = id.firstIndex(of: "-"), let epoch = UInt64(id[..<dash]),
-            let export = exports.first(where: { $0.target.subject == subject && $0.epoch == epoch }),
-            let generation = export.inFlight.removeValue(forKey: id), generation == export.generation
+    func acknowledged(_ key: InFlight, epoch: UInt64, status: Int32, jsError: Int32, text: String, streamSequence: UInt64) {
+        guard let export = exports.first(where: { $0.epoch == epoch }),
+            let generation = export.inFlight.removeValue(forKey: key), generation == export.generation
         else { return }
-        let rest = id[id.index(after: dash)...]
         guard status == 0 else {
+            let id = key.event == Int32(CN_MESSAGE) ? "\(epoch)-\(key.sequence)" : "\(epoch)-\(key.event == Int32(CN_OPEN) ? "open" : "close")"
             if !export.needsResync {
                 export.needsResync = true
                 if export.probing {
@@ -176,11 +179,14 @@ extension NATSLink {
         export.progressed()
         // The first message into an empty stream tells where the stream stands.
         if export.lastStreamSequence == nil, export.inFlight.isEmpty, streamSequence > 0 { export.lastStreamSequence = streamSequence }
-        if rest == "close" {
+        switch key.event {
+        case Int32(CN_CLOSE):
             export.closeAcknowledged = true
-        } else if let seq = UInt64(rest) {
+        case Int32(CN_MESSAGE):
             export.stats.acknowledged += 1
-            export.acknowledgedThrough = max(export.acknowledgedThrough, seq)
+            export.acknowledgedThrough = max(export.acknowledgedThrough, key.sequence)
+        default:
+            break
         }
     }
 

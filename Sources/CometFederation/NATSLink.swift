@@ -27,7 +27,7 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         case open(ExportTarget, epoch: UInt64, next: UInt64)
         case pushed(name: String, epoch: UInt64, first: UInt64, [ByteBuffer])
         case closed(name: String, epoch: UInt64, last: UInt64)
-        case ack(subject: String, id: String, status: Int32, jsError: Int32, text: String, streamSequence: UInt64)
+        case ack(event: Int32, epoch: UInt64, sequence: UInt64, status: Int32, jsError: Int32, text: String, streamSequence: UInt64)
         case addFeed(ImportFeed)
         case removeFeed(ImportFeed)
         case resubscribe(ImportFeed)
@@ -155,8 +155,10 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
         case .closed(let name, let epoch, let last):
             export(name, epoch)?.closedAt = last
             boundClosedBacklog()
-        case .ack(let subject, let id, let status, let jsError, let text, let streamSequence):
-            acknowledged(subject: subject, id: id, status: status, jsError: jsError, text: text, streamSequence: streamSequence)
+        case .ack(let event, let epoch, let sequence, let status, let jsError, let text, let streamSequence):
+            acknowledged(
+                InFlight(event: event, sequence: sequence), epoch: epoch, status: status, jsError: jsError, text: text,
+                streamSequence: streamSequence)
         case .addFeed(let feed):
             feeds[ObjectIdentifier(feed)] = feed
             subscribe(feed)
@@ -220,10 +222,11 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
             options.servers = list.baseAddress
             return cn_connect(&options, { ctx, state in
             Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue().post(.state(state))
-        }, { ctx, subject, id, status, jsError, text, streamSequence in
+        }, { ctx, event, epoch, sequence, status, jsError, text, streamSequence in
+            // Text only for refusals: an acknowledgement of a stored message allocates nothing.
             Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue().post(.ack(
-                subject: String(cString: subject!), id: String(cString: id!), status: status, jsError: jsError,
-                text: String(cString: text!), streamSequence: streamSequence))
+                event: event, epoch: epoch, sequence: sequence, status: status, jsError: jsError,
+                text: status == 0 ? "" : String(cString: text!), streamSequence: streamSequence))
         }, { ctx, subCtx, status, text in
             let token = Unmanaged<FeedToken>.fromOpaque(subCtx!).takeUnretainedValue()
             let link = Unmanaged<NATSLink>.fromOpaque(ctx!).takeUnretainedValue()

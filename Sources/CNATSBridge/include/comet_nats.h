@@ -48,9 +48,10 @@ typedef struct cn_options {
 } cn_options;
 
 typedef void (*cn_state_cb)(void *ctx, int state);
-/* One acknowledgement of cn_publish: status 0 = stored (or a duplicate the stream already had),
- * at stream sequence `stream_seq`. */
-typedef void (*cn_ack_cb)(void *ctx, const char *subject, const char *msg_id, int status, int js_error, const char *text,
+/* One acknowledgement of cn_publish, naming the message by what cn_publish was given (`event`,
+ * `epoch`, `seq`, read back from its Comet-* headers): status 0 = stored at stream sequence
+ * `stream_seq`; otherwise refused, with JetStream's error and text. */
+typedef void (*cn_ack_cb)(void *ctx, int event, uint64_t epoch, uint64_t seq, int status, int js_error, const char *text,
                           uint64_t stream_seq);
 /* A subscription's trouble (missed heartbeats, slow consumer): the caller re-subscribes. */
 typedef void (*cn_sub_error_cb)(void *ctx, void *sub_ctx, int status, const char *text);
@@ -85,7 +86,8 @@ int cn_purge(cn_link *l, const char *stream, char *err, size_t errlen);
 /* The last message of `subject` in `stream`: CN_OK (out filled), CN_NONE (empty), CN_NO_STREAM, CN_ERROR. */
 int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *out, char *err, size_t errlen);
 
-/* Publishes asynchronously with Nats-Msg-Id `msg_id`; the acknowledgement comes to cn_ack_cb.
+/* Publishes asynchronously (with Nats-Msg-Id `msg_id` unless NULL); the acknowledgement comes to
+ * cn_ack_cb.
  * With `expect_last_seq` != 0 JetStream stores it only if the stream's last message has that
  * stream sequence (Nats-Expected-Last-Sequence: replicated, so it holds across a leader change,
  * unlike the last message id). For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
