@@ -43,6 +43,9 @@ struct cn_link {
 
 /* Writes "what: status (JetStream error N): nats.c's last error" into err. */
 void cn_say(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr);
+/* The configuration of a stream holding the one subject subjects[0], in memory or on disk, on
+ * `replicas` servers (0 counts as 1). */
+void cn_stream_config(jsStreamConfig *cfg, const char *stream, const char **subjects, bool memory, int replicas);
 /* Reads the Comet-* headers of m into d (event, epoch, seq). */
 void cn_parse(natsMsg *m, cn_delivery *d);
 

@@ -30,13 +30,8 @@ double cn_bench_publish(const char *const *servers, int servers_len, const char 
     }
     js_DeleteStream(js, stream, NULL, NULL);
     jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
     const char *subjects[1] = {subject};
-    cfg.Name = stream;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Replicas = replicas;
+    cn_stream_config(&cfg, stream, subjects, false, replicas);
     jsStreamInfo *si = NULL;
     /* A cluster may still be electing its JetStream leader: try for a while. */
     for (int attempt = 0; attempt < 50; attempt++) {

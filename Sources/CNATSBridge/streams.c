@@ -8,17 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+void cn_stream_config(jsStreamConfig *cfg, const char *stream, const char **subjects, bool memory, int replicas) {
+    jsStreamConfig_Init(cfg);
+    cfg->Name = stream;
+    cfg->Subjects = subjects;
+    cfg->SubjectsLen = 1;
+    cfg->Storage = memory ? js_MemoryStorage : js_FileStorage;
+    cfg->Replicas = replicas > 0 ? replicas : 1;
+}
+
 int cn_ensure_stream(cn_link *l, const char *stream, const char *subject, int64_t max_msgs, bool memory, int replicas,
                      int64_t duplicates_ms, char *err, size_t errlen) {
     jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
     const char *subjects[1] = {subject};
-    cfg.Name = stream;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
+    cn_stream_config(&cfg, stream, subjects, memory, replicas);
     cfg.MaxMsgs = max_msgs;
-    cfg.Storage = memory ? js_MemoryStorage : js_FileStorage;
-    cfg.Replicas = replicas > 0 ? replicas : 1;
     cfg.Duplicates = duplicates_ms * 1000000;
     cfg.Description = "mirror of a cometd channel (Comet-Epoch/Comet-Seq headers)";
     jsErrCode jerr = 0;

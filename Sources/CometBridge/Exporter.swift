@@ -40,9 +40,11 @@ struct Exporter {
             var iterator = subscription.makeAsyncIterator()
             var payloads: [ByteBuffer] = []
             var first: UInt64 = 0
-            /// The link learns the epoch once the subscription has started (a waiting one starts
-            /// when the channel is created).
-            func opened() async throws -> UInt64 {
+            /// The link learns the epoch at the subscription's first message (a waiting one starts
+            /// when the channel is created); a subscription's epoch never changes.
+            var opened = false
+            func open() async throws {
+                opened = true
                 let info = subscription.info
                 if epoch != info.epoch {
                     epoch = info.epoch
@@ -55,7 +57,6 @@ struct Exporter {
                         "channel": "\(name)", "epoch": "\(info.epoch)", "stream": "\(stream)", "replicas": "\(rule.replicas)",
                     ])
                 }
-                return info.epoch
             }
             func hand() {
                 guard !payloads.isEmpty, let epoch else { return }
@@ -64,7 +65,7 @@ struct Exporter {
             }
             do {
                 while let message = try await iterator.next() {
-                    _ = try await opened()
+                    if !opened { try await open() }
                     if !payloads.isEmpty, message.sequence != first + UInt64(payloads.count) { hand() }
                     if payloads.isEmpty { first = message.sequence }
                     payloads.append(ByteBuffer(bytes: message.payload))
@@ -73,7 +74,10 @@ struct Exporter {
                 }
                 hand()
                 // CLOSED: everything is read; the stream gets its close marker after it.
-                if subscription.info.epoch != 0 { link.closed(name: name, epoch: try await opened(), last: last) }
+                if subscription.info.epoch != 0 {
+                    if !opened { try await open() }
+                    if let epoch { link.closed(name: name, epoch: epoch, last: last) }
+                }
                 return
             } catch let full as ChannelFull {
                 hand()

@@ -235,30 +235,13 @@ public struct StatsReply: Reply, Hashable {
         guard body.readableBytes > 0 else { return }
         let exportCount = try body.readWire(UInt32.self, "export count")
         guard Int(exportCount) <= body.readableBytes / 37 else { throw WireError.malformed("export count exceeds frame") }
-        for _ in 0..<exportCount {
-            let name = try body.readWireString()
-            let subject = try body.readWireString()
-            let epoch = try body.readWire(UInt64.self, "epoch")
-            let published = try body.readWire(UInt64.self, "published")
-            let acknowledged = try body.readWire(UInt64.self, "acknowledged")
-            let missed = try body.readWire(UInt64.self, "missed")
-            let backlog = try body.readWire(UInt64.self, "backlog")
-            let connected = try body.readWire(UInt8.self, "connected") == 1
-            exports.append(ExportCounters(
-                name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
-                backlog: backlog, connected: connected))
-        }
+        for _ in 0..<exportCount { exports.append(try ExportCounters(counters: &body)) }
         guard body.readableBytes > 0 else { return }
         // Appended in comet 0.7: the imports, then each export's server, stream, replicas, failure.
         let importCount = try body.readWire(UInt32.self, "import count")
         guard Int(importCount) <= body.readableBytes / 30 else { throw WireError.malformed("import count exceeds frame") }
         for _ in 0..<importCount { imports.append(try ImportCounters(from: &body)) }
-        for i in exports.indices {
-            exports[i].server = try body.readWireString()
-            exports[i].stream = try body.readWireString()
-            exports[i].replicas = try body.readWire(UInt8.self, "replicas")
-            exports[i].failure = try body.readWireString()
-        }
+        for i in exports.indices { try exports[i].readDetails(from: &body) }
     }
 
     /// Bytes an export entry takes.
@@ -291,20 +274,49 @@ public struct StatsReply: Reply, Hashable {
         }
         body.writeInteger(UInt8(truncated ? 1 : 0))
         body.writeInteger(UInt32(exports.count))
-        for e in exports {
-            body.writeWireString(e.name)
-            body.writeWireString(e.subject)
-            body.writeMultipleIntegers(e.epoch, e.published, e.acknowledged, e.missed, e.backlog)
-            body.writeInteger(UInt8(e.connected ? 1 : 0))
-        }
+        for e in exports { e.writeCounters(to: &body) }
         body.writeInteger(UInt32(imports.count))
         for i in imports { i.write(to: &body) }
-        for e in exports {
-            body.writeWireString(e.server)
-            body.writeWireString(e.stream)
-            body.writeInteger(e.replicas)
-            body.writeWireString(e.failure)
-        }
+        for e in exports { e.writeDetails(to: &body) }
+    }
+}
+
+extension ExportCounters {
+    /// The counters as STATS has carried them since comet 0.4.
+    init(counters body: inout ByteBuffer) throws(WireError) {
+        let name = try body.readWireString()
+        let subject = try body.readWireString()
+        let epoch = try body.readWire(UInt64.self, "epoch")
+        let published = try body.readWire(UInt64.self, "published")
+        let acknowledged = try body.readWire(UInt64.self, "acknowledged")
+        let missed = try body.readWire(UInt64.self, "missed")
+        let backlog = try body.readWire(UInt64.self, "backlog")
+        let connected = try body.readWire(UInt8.self, "connected") == 1
+        self.init(
+            name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
+            backlog: backlog, connected: connected)
+    }
+
+    func writeCounters(to body: inout ByteBuffer) {
+        body.writeWireString(name)
+        body.writeWireString(subject)
+        body.writeMultipleIntegers(epoch, published, acknowledged, missed, backlog)
+        body.writeInteger(UInt8(connected ? 1 : 0))
+    }
+
+    /// Server, stream, replicas and failure (comet 0.7).
+    mutating func readDetails(from body: inout ByteBuffer) throws(WireError) {
+        server = try body.readWireString()
+        stream = try body.readWireString()
+        replicas = try body.readWire(UInt8.self, "replicas")
+        failure = try body.readWireString()
+    }
+
+    func writeDetails(to body: inout ByteBuffer) {
+        body.writeWireString(server)
+        body.writeWireString(stream)
+        body.writeInteger(replicas)
+        body.writeWireString(failure)
     }
 }
 
@@ -351,21 +363,9 @@ public struct BridgeReport: Hashable, Sendable {
         guard Int(exportCount) <= body.readableBytes / 40 else { throw WireError.malformed("export count exceeds frame") }
         exports = []
         for _ in 0..<exportCount {
-            let name = try body.readWireString()
-            let subject = try body.readWireString()
-            let epoch = try body.readWire(UInt64.self, "epoch")
-            let published = try body.readWire(UInt64.self, "published")
-            let acknowledged = try body.readWire(UInt64.self, "acknowledged")
-            let missed = try body.readWire(UInt64.self, "missed")
-            let backlog = try body.readWire(UInt64.self, "backlog")
-            let connected = try body.readWire(UInt8.self, "connected") == 1
-            let server = try body.readWireString()
-            let stream = try body.readWireString()
-            let replicas = try body.readWire(UInt8.self, "replicas")
-            let failure = try body.readWireString()
-            exports.append(ExportCounters(
-                name: name, subject: subject, epoch: epoch, published: published, acknowledged: acknowledged, missed: missed,
-                backlog: backlog, connected: connected, server: server, stream: stream, replicas: replicas, failure: failure))
+            var entry = try ExportCounters(counters: &body)
+            try entry.readDetails(from: &body)
+            exports.append(entry)
         }
         let importCount = try body.readWire(UInt32.self, "import count")
         guard Int(importCount) <= body.readableBytes / 30 else { throw WireError.malformed("import count exceeds frame") }
@@ -376,14 +376,8 @@ public struct BridgeReport: Hashable, Sendable {
     public func write(to body: inout ByteBuffer) {
         body.writeInteger(UInt32(exports.count))
         for e in exports {
-            body.writeWireString(e.name)
-            body.writeWireString(e.subject)
-            body.writeMultipleIntegers(e.epoch, e.published, e.acknowledged, e.missed, e.backlog)
-            body.writeInteger(UInt8(e.connected ? 1 : 0))
-            body.writeWireString(e.server)
-            body.writeWireString(e.stream)
-            body.writeInteger(e.replicas)
-            body.writeWireString(e.failure)
+            e.writeCounters(to: &body)
+            e.writeDetails(to: &body)
         }
         body.writeInteger(UInt32(imports.count))
         for i in imports { i.write(to: &body) }

@@ -140,17 +140,29 @@ extension Broker {
         relay.upstream = nil
     }
 
-    /// Appends a relayed message to a mirror, charged to the user whose request made the relay;
-    /// past its quota the message is dropped, and readers that needed it get FULL at the gap.
-    func mirror(_ payload: ByteBuffer, sequence: UInt64, into channel: SiteChannel<ByteBuffer>, chargedTo uid: UInt32) {
-        let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
-        do throws(ChannelRefusal) {
-            try accounts.check(.bufferedBytes, weigh(payload) - evicted, uid: uid)
-        } catch {
-            refused(error, uid: uid)
-            return
+    /// Appends messages another daemon numbered `first`, `first + 1`, … (a relay's upstream, an
+    /// import's origin) to their local mirror, charged to the mirror's creator (who made the relay,
+    /// the bridge feeding the import). Those the mirror has are skipped; past the creator's
+    /// buffered-bytes quota a message is dropped, and readers that needed it get FULL at the gap.
+    func appendRelayed<Payloads: Sequence>(_ payloads: Payloads, from first: UInt64, into channel: SiteChannel<ByteBuffer>)
+    where Payloads.Element == ByteBuffer {
+        let uid = channel.creator.uid
+        var sequence = first
+        var charged = 0
+        for payload in payloads {
+            defer { sequence += 1 }
+            guard sequence > channel.lastSequence else { continue }
+            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
+            do throws(ChannelRefusal) {
+                try accounts.check(.bufferedBytes, charged + weigh(payload) - evicted, uid: uid)
+            } catch {
+                refused(error, uid: uid)
+                continue
+            }
+            charged += weigh(payload) - evicted
+            pushRelayedHandingOver(payload, sequence: sequence, to: channel)
+            channel.pushedCount &+= 1
         }
-        pushRelayedHandingOver(payload, sequence: sequence, to: channel)
         syncCharge(channel)
         wakeReaders(of: channel)
     }
@@ -246,7 +258,7 @@ extension Broker {
             adopt(epoch: epoch, next: next, relay)
         case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
             guard let channel = relay.channel else { return }
-            mirror(Self.copy(payload, ByteBufferAllocator()), sequence: seq, into: channel, chargedTo: relay.uid)
+            appendRelayed(CollectionOfOne(Self.copy(payload, ByteBufferAllocator())), from: seq, into: channel)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:
             // The relay itself fell behind upstream: go on from what is left; the jump in sequence
             // numbers gives local readers an explicit FULL.

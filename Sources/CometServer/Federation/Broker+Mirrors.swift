@@ -86,28 +86,8 @@ extension Broker {
             throw ChannelRefusal(.channelClosed, "the import '\(feed.name)' has no open epoch: name it with MIRROR first")
         }
         trimmer.count(payloads.count)
-        var sequence = first
-        var charged = 0
-        var appended: UInt64 = 0
-        for payload in payloads {
-            defer { sequence += 1 }
-            guard sequence > channel.lastSequence else { continue }
-            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
-            do throws(ChannelRefusal) {
-                try accounts.check(.bufferedBytes, charged + weigh(payload) - evicted, uid: channel.creator.uid)
-            } catch {
-                // Past the feeder's quota the message is dropped: readers that need it get FULL.
-                refused(error, uid: channel.creator.uid)
-                continue
-            }
-            charged += weigh(payload) - evicted
-            pushRelayedHandingOver(payload, sequence: sequence, to: channel)
-            appended += 1
-        }
-        channel.pushedCount &+= appended
-        syncCharge(channel)
+        appendRelayed(payloads, from: first, into: channel)
         if case .stalled = feed.phase { enterMirrorPhase(feed, .live) }
-        wakeReaders(of: channel)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
     }
 

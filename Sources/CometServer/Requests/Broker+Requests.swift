@@ -291,80 +291,6 @@ extension Broker {
         start(waiters, on: channel)
     }
 
-    /// Hands `channel` to the subscriptions that waited for its name: each gets STARTED, or
-    /// FAILED when it pinned another owner.
-    func start(_ waiters: [WaiterKey], on channel: SiteChannel<ByteBuffer>, next: UInt64 = 1) {
-        let name = channel.name
-        let owner = channel.creator.owner
-        for waiter in waiters {
-            guard let reader = connections[waiter.connection], let sub = reader.subscriptions[waiter.subscription] else { continue }
-            if let pinned = sub.pinnedOwner, pinned != owner.uid {
-                // The reader asked for another producer: its subscription ends with the refusal.
-                reader.subscriptions[waiter.subscription] = nil
-                accounts.release(.subscriptions, uid: reader.uid)
-                ServerFrame.failed(
-                    subscription: waiter.subscription, code: .ownerMismatch,
-                    message: "channel '\(name)' was created by uid \(owner.uid), not by uid \(pinned)"
-                ).encode(into: &reader.outbox)
-                markDirty(reader)
-                continue
-            }
-            var first = next
-            if let resume = sub.resumeAt {
-                // A reader resuming where it was: the same epoch starts at its position (FULL if
-                // the channel no longer holds it); another epoch is not the channel it read.
-                let refusal: (ErrorCode, String)?
-                if resume.epoch != channel.epoch {
-                    refusal = (.epochMismatch, "channel '\(name)' appeared with epoch \(channel.epoch), not \(resume.epoch): it was re-created and its sequence numbers restarted")
-                } else {
-                    switch try? channel.start(at: .from(resume.sequence)) {
-                    case .at(let seq)?:
-                        first = seq
-                        refusal = nil
-                    case .full(let available)?:
-                        reader.subscriptions[waiter.subscription] = nil
-                        accounts.release(.subscriptions, uid: reader.uid)
-                        channel.fullCount &+= 1
-                        ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: available, owner: owner)
-                            .encode(into: &reader.outbox)
-                        ServerFrame.full(subscription: waiter.subscription, firstAvailable: available).encode(into: &reader.outbox)
-                        markDirty(reader)
-                        continue
-                    case nil:
-                        refusal = (.positionAhead, "channel '\(name)' has no message \(resume.sequence) yet (its last is \(channel.lastSequence))")
-                    }
-                }
-                if let (code, message) = refusal {
-                    reader.subscriptions[waiter.subscription] = nil
-                    accounts.release(.subscriptions, uid: reader.uid)
-                    ServerFrame.failed(subscription: waiter.subscription, code: code, message: message).encode(into: &reader.outbox)
-                    markDirty(reader)
-                    continue
-                }
-            }
-            reader.subscriptions[waiter.subscription]!.source = .site(channel)
-            reader.subscriptions[waiter.subscription]!.cursor = first
-            channel.addReader(reader.id, at: first)
-            ServerFrame.started(subscription: waiter.subscription, epoch: channel.epoch, nextSequence: first, owner: owner)
-                .encode(into: &reader.outbox)
-            markDirty(reader)
-        }
-    }
-
-    /// A subscription that waits for channel `name` to be created (STARTED then).
-    func subscribeWaiting(
-        _ requestID: UInt32, name: String, owner pinned: UInt32?, resumeAt: (sequence: UInt64, epoch: UInt64)? = nil, _ conn: ConnectionState
-    ) throws(ChannelRefusal) {
-        try charge(.subscriptions, conn)
-        let id = conn.allocateSubscriptionID()
-        try registry.wait(for: name, WaiterKey(connection: conn.id, subscription: id))
-        conn.subscriptions[id] = Subscription(id: id, name: name, source: nil, cursor: 0, pinnedOwner: pinned, resumeAt: resumeAt)
-        logger.debug("subscription waits for its channel", metadata: ["connection": "\(conn.id)", "channel": "\(name)"])
-        ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
-            SubscribeReply(subscription: id, waiting: true, epoch: 0, nextSequence: 0).write(to: &$0)
-        }
-    }
-
     func subscribe(
         _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
         _ conn: ConnectionState
@@ -414,14 +340,6 @@ extension Broker {
             }
             ServerFrame.full(subscription: id, firstAvailable: first).encode(into: &conn.outbox)
         }
-    }
-}
-
-extension Broker {
-    /// A waiting SUBSCRIBE `from N` with an epoch resumes there when a channel of that epoch appears.
-    static func resumption(_ position: SubscribePosition, _ epoch: UInt64) -> (sequence: UInt64, epoch: UInt64)? {
-        guard epoch != 0, case .from(let n) = position else { return nil }
-        return (n, epoch)
     }
 }
 

@@ -71,24 +71,7 @@ final class NATSCluster: @unchecked Sendable {
             """
         let file = node.directory.appendingPathComponent("nats.conf")
         try config.write(to: file, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/nats-server") ? "/usr/bin/nats-server" : "/usr/sbin/nats-server")
-        p.arguments = ["-c", file.path]
-        let log = node.directory.appendingPathComponent("nats.log")
-        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: log)
-        handle.seekToEndOfFile()
-        p.standardError = handle
-        p.standardOutput = handle
-        try p.run()
-        node.process = p
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
-            if NATSServerProcess.accepts(node.port) { return }
-            guard p.isRunning else { throw DaemonFailure("nats-server \(node.name) exited early") }
-            usleep(20_000)
-        }
-        throw DaemonFailure("nats-server \(node.name) did not listen on \(node.port)")
+        node.process = try NATSServerProcess.launch(["-c", file.path], log: node.directory, port: node.port)
     }
 
     /// SIGKILL, then wait: the node is gone (its store stays unless `wipe`).

@@ -38,9 +38,15 @@ final class NATSServerProcess: @unchecked Sendable {
 
     /// Starts the server and waits until it accepts TCP connections.
     func start() throws {
+        process = try Self.launch(["-js", "-sd", directory.appendingPathComponent("js").path, "-a", "127.0.0.1", "-p", "\(port)"], log: directory, port: port)
+    }
+
+    /// Runs nats-server with `arguments`, its output appended to `log`/nats.log, and waits until
+    /// it accepts TCP connections on `port`.
+    static func launch(_ arguments: [String], log directory: URL, port: UInt16) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/nats-server") ? "/usr/bin/nats-server" : "/usr/sbin/nats-server")
-        p.arguments = ["-js", "-sd", directory.appendingPathComponent("js").path, "-a", "127.0.0.1", "-p", "\(port)"]
+        p.arguments = arguments
         let log = directory.appendingPathComponent("nats.log")
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
@@ -48,10 +54,9 @@ final class NATSServerProcess: @unchecked Sendable {
         p.standardError = handle
         p.standardOutput = handle
         try p.run()
-        process = p
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            if Self.accepts(port) { return }
+            if accepts(port) { return p }
             guard p.isRunning else { throw DaemonFailure("nats-server exited early") }
             usleep(20_000)
         }
