@@ -44,6 +44,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     // Who may do what; replaced whole by `reload(policy:)`.
     var policy: Policy
     var groupDirectory = GroupDirectory()
+    var userDirectory = UserDirectory()
 
     // Channels and sessions.
     let registry: ChannelRegistry<ByteBuffer, WaiterKey>
@@ -127,7 +128,19 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     func reload(policy: Policy) {
         self.policy = policy
         groupDirectory.clear()
+        userDirectory.clear()
         for conn in connections.values { conn.identity.groups = groups(of: conn.identity) }
+    }
+
+    /// The uid of a user name, for policy rules with a `%u` segment (`user.%u.*`).
+    func userID(named name: String) -> UInt32? { userDirectory.uid(named: name) }
+
+    /// What the policy's rule for a channel's name says of its creator (LIST; readers that do
+    /// not pin an owner). Imports are judged by the `mirror` rules, private channels by none.
+    func standing(of name: String, creator: Identity, imported: Bool = false) -> (rule: String, standing: ChannelInfo.RuleStanding) {
+        let decision = imported ? policy.feeding(name, creator, users: userID(named:)) : policy.creation(name, creator, users: userID(named:))
+        guard let pattern = decision.pattern else { return ("", .unruled) }
+        return (pattern.description, decision.allows ? .allowed : .notAllowed)
     }
 
     /// Supplementary groups of a peer, looked up only when the policy names groups.

@@ -225,13 +225,31 @@ public struct ChannelInfo: Hashable, Sendable {
     /// An import: another daemon's channel a bridge feeds, with that channel's numbers and epoch
     /// (epoch 0 while the bridge has not read one yet).
     public var imported: Bool
+    /// The policy rule that decides who may create (for an import: feed) a channel of this name,
+    /// as written (`user.%u.*`); empty when no rule does (first come, first served).
+    public var rule: String
+    /// Whether that rule lets the channel's owner.
+    public var standing: RuleStanding
+
+    /// What a channel's name rule says of its owner.
+    public enum RuleStanding: UInt8, Sendable, Hashable {
+        /// No rule decides the name (or the daemon does not say).
+        case unruled = 0
+        /// The rule lets the owner: the channel belongs where it is.
+        case allowed = 1
+        /// The rule does not let the owner (the channel predates the rule): readers that do not
+        /// pin an owner are refused it with OWNER_MISMATCH.
+        case notAllowed = 2
+    }
 
     public init(
         name: String, kind: ChannelKind, scope: UInt8, size: UInt32, buffered: UInt32, subscribers: UInt32, lastSequence: UInt64,
-        epoch: UInt64, owner: Owner = .unknown, imported: Bool = false
+        epoch: UInt64, owner: Owner = .unknown, imported: Bool = false, rule: String = "", standing: RuleStanding = .unruled
     ) {
         self.owner = owner
         self.imported = imported
+        self.rule = rule
+        self.standing = standing
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -254,8 +272,8 @@ public struct ListReply: Reply, Hashable {
         self.more = more
     }
 
-    /// Bytes one entry takes in the reply, owner included.
-    public static func entrySize(_ info: ChannelInfo) -> Int { 2 + info.name.utf8.count + 30 + 8 + 1 }
+    /// Bytes one entry takes in the reply, owner, import byte and rule included.
+    public static func entrySize(_ info: ChannelInfo) -> Int { 2 + info.name.utf8.count + 30 + 8 + 1 + 2 + info.rule.utf8.count + 1 }
     /// Bytes of the reply around its entries (count and `more`).
     public static let overhead = 5
 
@@ -281,6 +299,13 @@ public struct ListReply: Reply, Hashable {
         for i in channels.indices { channels[i].owner = body.readOptionalOwner() }
         // Appended in comet 0.7: one byte per entry, 1 for an import.
         for i in channels.indices { channels[i].imported = (body.readInteger(as: UInt8.self) ?? 0) == 1 }
+        // Appended in comet 0.8: per entry the name's rule and what it says of the owner.
+        guard body.readableBytes > 0 else { return }
+        for i in channels.indices {
+            channels[i].rule = try body.readWireString()
+            let standing = try body.readWire(UInt8.self, "standing")
+            channels[i].standing = ChannelInfo.RuleStanding(rawValue: standing) ?? .unruled
+        }
     }
 
     public func write(to body: inout ByteBuffer) {
@@ -292,6 +317,10 @@ public struct ListReply: Reply, Hashable {
         body.writeInteger(UInt8(more ? 1 : 0))
         for c in channels { body.writeMultipleIntegers(c.owner.uid, c.owner.gid) }
         for c in channels { body.writeInteger(UInt8(c.imported ? 1 : 0)) }
+        for c in channels {
+            body.writeWireString(c.rule)
+            body.writeInteger(c.standing.rawValue)
+        }
     }
 }
 

@@ -34,7 +34,7 @@ struct PolicyFiles {
     /// Reads and compiles every file; the first error stops it, with its file and line.
     func load() throws -> (policy: Policy, files: [String]) {
         var policy = Policy()
-        let parser = PolicyParser(userID: Self.uid(named:), groupID: Self.gid(named:))
+        let parser = PolicyParser(userID: Self.uid(named:), groupID: Self.gid(named:), systemUIDMax: Self.systemUIDMax())
         let list = try files()
         for file in list {
             let text: String
@@ -46,6 +46,16 @@ struct PolicyFiles {
             try parser.parse(text, file: file, into: &policy)
         }
         return (policy, list)
+    }
+
+    /// `SYS_UID_MAX` of /etc/login.defs, or 999 (Debian's) when it does not say.
+    static func systemUIDMax(loginDefs: String = "/etc/login.defs") -> UInt32 {
+        guard let text = try? String(contentsOfFile: loginDefs, encoding: .utf8) else { return 999 }
+        for line in text.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if words.count >= 2, words[0] == "SYS_UID_MAX", let value = UInt32(words[1]) { return value }
+        }
+        return 999
     }
 
     static func uid(named name: String) -> UInt32? {

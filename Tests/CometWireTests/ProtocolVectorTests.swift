@@ -73,7 +73,8 @@ final class ProtocolVectorTests: XCTestCase {
         "subscribe-ok": ok(6, SubscribeReply(subscription: 1, waiting: false, epoch: epoch, nextSequence: 2, owner: owner)),
         "unsubscribe-ok": ok(7),
         "list-ok": ok(8, ListReply(channels: [ChannelInfo(
-            name: "news", kind: .buffered, scope: 0, size: 1000, buffered: 3, subscribers: 2, lastSequence: 3, epoch: epoch, owner: owner)])),
+            name: "news", kind: .buffered, scope: 0, size: 1000, buffered: 3, subscribers: 2, lastSequence: 3, epoch: epoch, owner: owner,
+            rule: "news*", standing: .allowed)])),
         "ping-ok": ok(9),
         "message": .message(subscription: 1, sequence: 2, payload: ByteBuffer(string: "bc")),
         "full": .full(subscription: 1, firstAvailable: 5),
@@ -174,6 +175,8 @@ final class ProtocolVectorTests: XCTestCase {
         let page = try ListReply(from: &list)
         XCTAssertEqual(page.channels.first?.name, "news")
         XCTAssertEqual(page.channels.first?.owner, Self.owner)
+        XCTAssertEqual(page.channels.first?.rule, "news*")
+        XCTAssertEqual(page.channels.first?.standing, .allowed)
         XCTAssertFalse(page.more)
         guard case .message(1, 2, let payload) = try frame("message") else { return XCTFail("message") }
         XCTAssertEqual(String(buffer: payload), "bc")

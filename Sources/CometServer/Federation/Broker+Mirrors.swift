@@ -14,7 +14,7 @@ extension Broker {
         _ requestID: UInt32, name: String, epoch: UInt64, next: UInt64, size: UInt32, newest: Bool, _ conn: ConnectionState
     ) throws(ChannelRefusal) {
         try ChannelName.validate(name)
-        guard policy.mayMirror(name, conn.identity) else {
+        guard policy.mayMirror(name, conn.identity, users: userID(named:)) else {
             logLimiter.log(logger, .notice, kind: "policy", "refused by policy: mirror", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) feed the import '\(name)' (a 'mirror' rule, docs/POLICY.md)")
         }

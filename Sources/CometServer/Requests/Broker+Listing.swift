@@ -16,22 +16,25 @@ extension Broker {
             return name > after.name || (name == after.name && scope > after.scope)
         }
         for c in registry.byName.values where isAfter(c.name, 0) {
+            let judged = standing(of: c.name, creator: c.creator)
             infos.append(ChannelInfo(
                 name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size),
                 buffered: UInt32(c.ring.count), subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence,
-                epoch: c.epoch, owner: c.creator.owner))
+                epoch: c.epoch, owner: c.creator.owner, rule: judged.rule, standing: judged.standing))
         }
         // Imports: their mirror of the origin's epoch, or (none read yet) the name alone.
         for feed in links.mirrors.values where isAfter(feed.name, 0) {
             if let c = feed.channel {
+                let judged = standing(of: c.name, creator: c.creator, imported: true)
                 infos.append(ChannelInfo(
                     name: c.name, kind: c.keepsNewestOnly ? .newest : .buffered, scope: 0, size: UInt32(c.size),
                     buffered: UInt32(c.ring.count), subscribers: UInt32(c.subscriberCount), lastSequence: c.lastSequence,
-                    epoch: c.epoch, owner: c.creator.owner, imported: true))
+                    epoch: c.epoch, owner: c.creator.owner, imported: true, rule: judged.rule, standing: judged.standing))
             } else {
+                let judged = standing(of: feed.name, creator: Identity(uid: feed.declaredBy.uid, gid: feed.declaredBy.gid), imported: true)
                 infos.append(ChannelInfo(
                     name: feed.name, kind: feed.newest ? .newest : .buffered, scope: 0, size: UInt32(feed.size), buffered: 0, subscribers: 0,
-                    lastSequence: 0, epoch: 0, owner: feed.declaredBy, imported: true))
+                    lastSequence: 0, epoch: 0, owner: feed.declaredBy, imported: true, rule: judged.rule, standing: judged.standing))
             }
         }
         // Private channels: only this connection's own session's.

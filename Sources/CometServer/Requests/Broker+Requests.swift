@@ -263,9 +263,11 @@ extension Broker {
             throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
         }
         try ChannelName.validate(name)
-        guard policy.mayCreate(name, conn.identity) else {
-            logLimiter.log(logger, .notice, kind: "policy", "refused by policy: create", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
-            throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)'")
+        let decision = policy.creation(name, conn.identity, users: userID(named:))
+        guard decision.allows else {
+            let rule = decision.pattern.map { "create \($0)" } ?? "create"
+            logLimiter.log(logger, .notice, kind: "policy", "refused by policy: create", metadata: ["uid": "\(conn.uid)", "channel": "\(name)", "rule": "\(rule)"])
+            throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) create channel '\(name)' (rule '\(rule)')")
         }
         guard registry.channel(named: name) == nil else { throw ChannelRefusal(.channelExists, "channel '\(name)' already exists") }
         if links.mirrors[name] != nil {
@@ -299,7 +301,7 @@ extension Broker {
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
             throw ChannelRefusal(.limitExceeded, "this connection already holds \(configuration.maxSubscriptionsPerConnection) subscriptions")
         }
-        guard policy.maySubscribe(name, conn.identity) else {
+        guard policy.maySubscribe(name, conn.identity, users: userID(named:)) else {
             logLimiter.log(logger, .notice, kind: "policy", "refused by policy: subscribe", metadata: ["uid": "\(conn.uid)", "channel": "\(name)"])
             throw ChannelRefusal(.permissionDenied, "the policy does not let user \(conn.uid) subscribe to channel '\(name)'")
         }
@@ -314,6 +316,15 @@ extension Broker {
         }
         if let pinned, pinned != channel.creator.uid {
             throw ChannelRefusal(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")
+        }
+        if pinned == nil, registry.channel(named: name) === channel {
+            // Without a pin of its own the reader trusts the policy's owner for the name.
+            let decision = policy.creation(name, channel.creator, users: userID(named:))
+            if !decision.allows, let pattern = decision.pattern {
+                throw ChannelRefusal(
+                    .ownerMismatch,
+                    "channel '\(name)' was created by uid \(channel.creator.uid), whom the policy's rule 'create \(pattern)' does not allow; pin its owner to read it anyway")
+            }
         }
         guard epoch == 0 || epoch == channel.epoch else {
             throw ChannelRefusal(
