@@ -328,12 +328,21 @@ public final class CometClient: Sendable {
     ///   - position: where to start; `.next` by default.
     ///   - epoch: when resuming, the epoch last seen; a different one fails with `.epochMismatch`.
     ///   - wait: if no channel has the name yet, wait for one instead of failing with `.noSuchChannel`.
-    ///   - owner: only a channel created by this uid: another one is refused with `.ownerMismatch`
-    ///     (when the channel exists), or ends a waiting subscription with that error when it appears.
+    ///   - owner: whose channel to accept (`.implied` by default: `user.NAME.…` only from user
+    ///     NAME). Another creator is refused with `.ownerMismatch` (when the channel exists), or
+    ///     ends a waiting subscription with that error when it appears.
     public func subscribe(
-        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: UInt32? = nil
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: OwnerPin = .implied
     ) async throws -> CometSubscription {
-        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site, owner: owner)
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site, owner: owner.uid(for: name))
+    }
+
+    /// Subscribes to the channel `name` created by uid `owner` (nil: the owner the name implies,
+    /// as `OwnerPin.implied`).
+    public func subscribe(
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: UInt32?
+    ) async throws -> CometSubscription {
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, owner: owner.map(OwnerPin.uid) ?? .implied)
     }
 
     private func subscribe(

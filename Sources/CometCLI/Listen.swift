@@ -47,7 +47,7 @@ struct Listen: AsyncParsableCommand {
     @Flag(name: .long, help: "With --external: a latest-value channel.")
     var newest = false
 
-    @Option(name: .long, help: "Only read the channel if this user (name or uid) created it; any other producer is refused (exit 1), also one that creates the channel while --wait waits.")
+    @Option(name: .long, help: "Only read the channel if this user (name or uid) created it; any other producer is refused (exit 1), also one that creates the channel while --wait waits. By default a name user.NAME.… is read only from user NAME; 'any' turns that off.")
     var owner: OwnerOption?
 
     @Option(name: .long, help: "Exit with status 0 after this many messages.")
@@ -71,7 +71,7 @@ struct Listen: AsyncParsableCommand {
                 printError("session \(String(client.session.id, radix: 16))")
                 subscription = try await privateSubscription(client)
             } else {
-                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch?.value, wait: wait, owner: owner?.uid)
+                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch?.value, wait: wait, owner: owner?.pin ?? .implied)
             }
             // An import (fed by comet-bridge) may stall or be rebuilt after a restart: then the
             // reader waits and goes on from its last message instead of ending.
@@ -150,7 +150,7 @@ struct Listen: AsyncParsableCommand {
                     while true {
                         do {
                             try await Task.sleep(for: .seconds(1))
-                            current = try await client.subscribe(channel, from: position, epoch: epochToKeep, wait: true, owner: owner?.uid)
+                            current = try await client.subscribe(channel, from: position, epoch: epochToKeep, wait: true, owner: owner?.pin ?? .implied)
                             messages = current.makeAsyncIterator()
                             break
                         } catch let again as CometError where Self.importPauses(again.code) {

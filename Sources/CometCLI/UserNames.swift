@@ -1,3 +1,4 @@
+import Comet
 import CometWire
 import ArgumentParser
 import Foundation
@@ -29,11 +30,21 @@ enum UserNames {
     }
 }
 
-/// `--owner USER|UID`.
+/// `--owner USER|UID|any`.
 struct OwnerOption: ExpressibleByArgument {
-    let uid: UInt32
+    let pin: OwnerPin
     init?(argument: String) {
+        if argument == "any" {
+            pin = .anyone
+            return
+        }
         guard let uid = UserNames.uid(argument) else { return nil }
-        self.uid = uid
+        pin = .uid(uid)
+    }
+
+    /// The uid to pin, for requests that take one (private channels).
+    var uid: UInt32? {
+        if case .uid(let uid) = pin { return uid }
+        return nil
     }
 }

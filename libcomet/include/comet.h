@@ -76,7 +76,7 @@ COMET_PUBLIC const char *comet_version(void);
 #define COMET_E_INVALID_ADDRESS (COMET_E_BASE + 28)
 #define COMET_E_QUOTA_EXCEEDED (COMET_E_BASE + 29)    /* a per-user quota, daemon-wide limit or the memory ceiling */
 #define COMET_E_PERMISSION_DENIED (COMET_E_BASE + 30) /* the daemon's policy (or, for a relay, the file system) */
-#define COMET_E_OWNER_MISMATCH (COMET_E_BASE + 31)    /* comet_subscribe_owned(): another uid created the channel */
+#define COMET_E_OWNER_MISMATCH (COMET_E_BASE + 31)    /* another uid created the channel than the one pinned (comet_subscribe_owned(), a user.NAME.… name), or one the policy's rule for the name does not allow */
 #define COMET_E_TIMED_OUT (COMET_E_BASE + 32)         /* no HELLO in time, or idle holding nothing */
 #define COMET_E_OUT_OF_ORDER (COMET_E_BASE + 33)      /* (0.6) a push behind a refused one, not applied */
 #define COMET_E_INTERNAL (COMET_E_BASE + 255)
@@ -105,6 +105,12 @@ typedef enum comet_position {
 
 /* Flags of comet_subscribe(). */
 #define COMET_SUBSCRIBE_WAIT 0x1u /* if no channel has the name yet, wait for one */
+/* (0.8) By default comet_subscribe() pins the owner a name implies: `user.NAME.…` is read only if
+ * user NAME (a user name, or a uid in decimal) created it, as comet_subscribe_owned() with NAME's
+ * uid (docs/POLICY.md). This flag turns that off. (The daemon's policy still refuses, with
+ * -COMET_E_OWNER_MISMATCH, a channel whose creator the rule for its name does not allow; pin that
+ * creator with comet_subscribe_owned() to read it anyway.) */
+#define COMET_SUBSCRIBE_ANY_OWNER 0x100u
 
 /* Why a subscription ended (the `reason` of comet_end_handler). */
 typedef enum comet_end {
@@ -299,6 +305,8 @@ COMET_PUBLIC int comet_wait_timeout(comet *c, uint64_t session, uint64_t timeout
 /* Subscribes to the site channel `name` from `position`/`argument`; `epoch` 0 or the epoch last
  * seen (a different one fails with -COMET_E_EPOCH_MISMATCH). Messages go to `on_message`, the end
  * to `on_end` (may be NULL). Writes the subscription id to `*ret_subscription` if not NULL.
+ * `flags`: COMET_SUBSCRIBE_WAIT, COMET_SUBSCRIBE_ANY_OWNER. (0.8) A name `user.NAME.…` is read
+ * only from user NAME unless COMET_SUBSCRIBE_ANY_OWNER (-COMET_E_OWNER_MISMATCH otherwise).
  * (0.7) With COMET_SUBSCRIBE_WAIT, COMET_POSITION_FROM and an epoch, a channel that appears later
  * with that epoch (an import rebuilt after a restart) is read from `argument`; one with another
  * epoch ends the subscription with COMET_END_FAILED / COMET_E_EPOCH_MISMATCH.

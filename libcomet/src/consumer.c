@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <pwd.h>
 
 /* ---- Consumers ------------------------------------------------------------------------------ */
 
@@ -26,6 +27,44 @@ static int begin_subscription(comet *c, const char *name, uint8_t op, uint32_t *
         if (r < 0 || (r = grow((void **)&c->subs, &c->sub_capacity, c->sub_count, sizeof *c->subs)) < 0)
                 return r;
         return request_begin(c, op, id, mark);
+}
+
+/* The owner a channel name implies (docs/POLICY.md): `user.NAME.REST` (REST not empty) is user
+ * NAME's, NAME a uid in decimal or a user of the system's database. Returns 1 and sets `*uid`, or
+ * 0 when the name implies none. */
+static int implied_owner(const char *name, uint32_t *uid) {
+        static const char prefix[] = "user.";
+        if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+                return 0;
+        const char *user = name + sizeof prefix - 1;
+        const char *dot = strchr(user, '.');
+        if (!dot || dot == user || dot[1] == '\0' || (size_t)(dot - user) >= 256)
+                return 0;
+        char text[256];
+        memcpy(text, user, (size_t)(dot - user));
+        text[dot - user] = '\0';
+        char *end = NULL;
+        errno = 0;
+        unsigned long number = strtoul(text, &end, 10);
+        if (text[0] >= '0' && text[0] <= '9' && end && *end == '\0' && errno == 0 && number <= UINT32_MAX) {
+                *uid = (uint32_t)number;
+                return 1;
+        }
+        struct passwd entry, *found = NULL;
+        char buffer[4096];
+        if (getpwnam_r(text, &entry, buffer, sizeof buffer, &found) != 0 || !found)
+                return 0;
+        *uid = (uint32_t)found->pw_uid;
+        return 1;
+}
+
+/* SUBSCRIBE's wire flags and owner for comet_subscribe()'s `flags`: the implied owner is pinned
+ * unless COMET_SUBSCRIBE_ANY_OWNER. */
+static uint8_t wire_flags(const char *name, unsigned flags, uint32_t *owner_uid) {
+        uint8_t wire = (uint8_t)(flags & COMET_SUBSCRIBE_WAIT);
+        if (!(flags & COMET_SUBSCRIBE_ANY_OWNER) && name && implied_owner(name, owner_uid))
+                wire |= 0x4;
+        return wire;
 }
 
 static int subscribe(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
@@ -92,9 +131,11 @@ static int finish_subscribe(comet *c, uint32_t id, int is_private, const char *n
 COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument, uint64_t epoch,
                                  unsigned flags, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                                  uint32_t *ret_subscription) {
-        if (flags & ~COMET_SUBSCRIBE_WAIT)
+        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER))
                 return -EINVAL;
-        return subscribe(c, name, (uint8_t)flags, position, argument, epoch, 0, on_message, on_end, userdata, ret_subscription);
+        uint32_t owner = 0;
+        uint8_t wire = wire_flags(name, flags, &owner);
+        return subscribe(c, name, wire, position, argument, epoch, owner, on_message, on_end, userdata, ret_subscription);
 }
 
 COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_position position, uint64_t argument,
@@ -155,7 +196,7 @@ COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription) {
 /* ---- Consumer requests without waiting ----------------------------------------------------- */
 
 static int subscribe_async(comet *c, const char *name, uint8_t flags, comet_position position, uint64_t argument,
-                           uint64_t epoch, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
+                           uint64_t epoch, uint32_t owner_uid, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                            comet_done_handler done, void *done_userdata) {
         if (!c || !on_message || (unsigned)position > COMET_FROM_LAST)
                 return -EINVAL;
@@ -164,7 +205,8 @@ static int subscribe_async(comet *c, const char *name, uint8_t flags, comet_posi
         int r = check_name(name);
         if (r < 0 || (r = pending_reserve(c)) < 0 || (r = request_begin(c, OP_SUBSCRIBE, &id, &mark)) < 0 ||
             (r = put_u8(&c->out, flags)) < 0 || (r = put_u8(&c->out, (uint8_t)position)) < 0 ||
-            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0)
+            (r = put_u64(&c->out, argument)) < 0 || (r = put_u64(&c->out, epoch)) < 0 || (r = put_str(&c->out, name)) < 0 ||
+            ((flags & 0x4) && (r = put_u32(&c->out, owner_uid)) < 0))
                 return r;
         char *copy = strdup(name);
         if (!copy)
@@ -172,6 +214,7 @@ static int subscribe_async(comet *c, const char *name, uint8_t flags, comet_posi
         struct pending *p = send_async(c, id, mark, REQ_SUBSCRIBE, done, done_userdata);
         p->name = copy;
         p->flags = flags;
+        p->pinned_owner = owner_uid;
         p->is_private = (flags & 0x2) != 0;
         p->on_message = on_message;
         p->on_end = on_end;
@@ -183,16 +226,18 @@ COMET_PUBLIC int comet_subscribe_async(comet *c, const char *name, comet_positio
                                        uint64_t epoch, unsigned flags, comet_message_handler on_message,
                                        comet_end_handler on_end, void *userdata, comet_done_handler done,
                                        void *done_userdata) {
-        if (flags & ~COMET_SUBSCRIBE_WAIT)
+        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER))
                 return -EINVAL;
-        return subscribe_async(c, name, (uint8_t)flags, position, argument, epoch, on_message, on_end, userdata, done,
+        uint32_t owner = 0;
+        uint8_t wire = wire_flags(name, flags, &owner);
+        return subscribe_async(c, name, wire, position, argument, epoch, owner, on_message, on_end, userdata, done,
                                done_userdata);
 }
 
 COMET_PUBLIC int comet_subscribe_private_async(comet *c, const char *name, comet_message_handler on_message,
                                                comet_end_handler on_end, void *userdata, comet_done_handler done,
                                                void *done_userdata) {
-        return subscribe_async(c, name, 0x2, COMET_FROM_NEXT, 0, 0, on_message, on_end, userdata, done, done_userdata);
+        return subscribe_async(c, name, 0x2, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, userdata, done, done_userdata);
 }
 
 COMET_PUBLIC int comet_unsubscribe_async(comet *c, uint32_t subscription, comet_done_handler done, void *userdata) {

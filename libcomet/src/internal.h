@@ -82,6 +82,7 @@ struct pending {
         /* REQ_SUBSCRIBE: what to subscribe again after a reconnect. */
         char *name;
         uint8_t flags;
+        uint32_t pinned_owner;
         /* A numbered push (PUSH_NUMBERED, numbered.c): its first producer number, the length of
          * its frame in the journal, and whether an earlier push of its channel was refused (its
          * answer will be OUT_OF_ORDER; it is not sent again). */

@@ -83,7 +83,7 @@ static int add_subscription(comet *c, const struct pending *p, struct reader *re
                 uid = gid = UINT32_MAX; /* a daemon before owners */
         struct subscription s = {
                 .server_id = sub, .is_private = p->is_private, .acked = subscription_start(next),
-                .ack_sent = subscription_start(next), .name = p->name, .flags = p->flags, .epoch = epoch,
+                .ack_sent = subscription_start(next), .name = p->name, .flags = p->flags, .pinned_owner = p->pinned_owner, .epoch = epoch,
                 .last = subscription_start(next), .on_message = p->on_message, .on_end = p->on_end, .userdata = p->userdata,
                 .owner_uid = uid, .owner_gid = gid};
         return add_sub(c, &s, ret_id);

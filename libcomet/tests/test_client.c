@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,28 @@ static void test_owner_pinning(void) {
         check(comet_subscribe_owned(consumer, "c.owned", COMET_FROM_NEXT, 0, 0, 0, getuid() + 4242, on_message, on_end, &in, NULL) ==
                       -COMET_E_OWNER_MISMATCH,
               "another owner is refused with OWNER_MISMATCH");
+        /* A name in a user's namespace implies its owner (0.8): user.NAME.… only from user NAME. */
+        char mine[64], others[64];
+        snprintf(mine, sizeof mine, "user.%u.c", (unsigned)getuid());
+        snprintf(others, sizeof others, "user.%u.c", (unsigned)getuid() + 4242);
+        uint64_t ignored;
+        comet_create(producer, mine, 0, &ignored);
+        comet_create(producer, others, 0, &ignored);
+        check(comet_subscribe(consumer, mine, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, NULL) == 0,
+              "user.UID.… created by that uid is read without a pin");
+        check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, NULL) == -COMET_E_OWNER_MISMATCH,
+              "user.UID.… created by another uid is refused with OWNER_MISMATCH without a pin");
+        check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, COMET_SUBSCRIBE_ANY_OWNER, on_message, on_end, &in, NULL) == 0,
+              "COMET_SUBSCRIBE_ANY_OWNER reads it anyway");
+        check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, 0x200u, on_message, on_end, &in, NULL) == -EINVAL,
+              "unknown flags are refused");
+        if (getpwnam("nobody") && getuid() != getpwnam("nobody")->pw_uid) {
+                uint64_t named;
+                comet_create(producer, "user.nobody.c", 0, &named);
+                check(comet_subscribe(consumer, "user.nobody.c", COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &in, NULL) ==
+                              -COMET_E_OWNER_MISMATCH,
+                      "user.nobody.… created by another user is refused (a user name)");
+        }
         struct inbox waiting = {0};
         check(comet_subscribe_owned(consumer, "c.owned.later", COMET_FROM_NEXT, 0, 0, COMET_SUBSCRIBE_WAIT, getuid() + 4242, on_message,
                                     on_end, &waiting, &sub) == 0,
@@ -465,6 +488,16 @@ static void test_async_calls(void) {
               "create_async: a bad name is refused at once, no callback");
         pump_done(producer, &created);
         check(created.calls == 1 && created.result == 0 && created.value != 0, "create_async done with the handle");
+        char foreign[64];
+        snprintf(foreign, sizeof foreign, "user.%u.async", (unsigned)getuid() + 4242);
+        struct done_record made = {0}, pinned = {0};
+        comet_create_async(producer, foreign, 10, record_done, &made);
+        pump_done(producer, &made);
+        struct inbox nothing = {0};
+        comet_subscribe_async(reader, foreign, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, &nothing, record_done, &pinned);
+        pump_done(reader, &pinned);
+        check(pinned.calls == 1 && pinned.result == -COMET_E_OWNER_MISMATCH,
+              "subscribe_async pins the owner a user.UID.… name implies");
         struct done_record dup = {0};
         comet_create_async(producer, "c.async", 10, record_done, &dup);
         pump_done(producer, &dup);
