@@ -71,8 +71,9 @@ bench-peers:
 	$(RELEASE) --product cometd
 	bench/peers/run .build/release/cometd
 
-## Install (PREFIX, DESTDIR): binaries, units, libcomet (header, libraries, comet.pc), shell
-## completions, man pages.
+## Install (PREFIX, DESTDIR, SYSCONFDIR): binaries, units, libcomet (header, libraries, comet.pc),
+## shell completions, man pages, the default policy (SYSCONFDIR/comet/policy.conf, kept if present).
+SYSCONFDIR ?= /etc
 install: release libcomet
 	install -D -m 0755 .build/release/cometd $(DESTDIR)$(PREFIX)/bin/cometd
 	install -D -m 0755 .build/release/comet $(DESTDIR)$(PREFIX)/bin/comet
@@ -88,6 +89,11 @@ install: release libcomet
 	sed 's|/usr/local/bin/comet-bridge|$(PREFIX)/bin/comet-bridge|' systemd/comet-bridge.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/comet-bridge.service
 	install -D -m 0644 systemd/comet-bridge.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/comet-bridge.conf
 	install -D -m 0644 systemd/comet-bridge.policy $(DESTDIR)$(PREFIX)/share/doc/comet/examples/policy.d/comet-bridge.conf
+	install -D -m 0644 systemd/policy.conf $(DESTDIR)$(PREFIX)/share/doc/comet/examples/policy.conf
+	@# The default policy (docs/POLICY.md); a policy file already there is the administrator's: kept.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/comet/policy.conf ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/comet/policy.conf (the default is $(PREFIX)/share/doc/comet/examples/policy.conf)"; \
+	else install -D -m 0644 systemd/policy.conf $(DESTDIR)$(SYSCONFDIR)/comet/policy.conf; fi
 	install -D -m 0644 docs/man/comet-bridge.8 $(DESTDIR)$(PREFIX)/share/man/man8/comet-bridge.8
 	install -D -m 0644 docs/man/cometd.8 $(DESTDIR)$(PREFIX)/share/man/man8/cometd.8
 	install -D -m 0644 docs/man/comet.1 $(DESTDIR)$(PREFIX)/share/man/man1/comet.1

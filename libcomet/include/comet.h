@@ -35,9 +35,9 @@ extern "C" {
 
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
-#define COMET_VERSION_MINOR 7
+#define COMET_VERSION_MINOR 8
 #define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.7.0"
+#define COMET_VERSION_STRING "0.8.0"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
