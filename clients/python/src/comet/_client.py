@@ -1,0 +1,1127 @@
+"""The asyncio client: one connection to cometd, its requests, subscriptions and producers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import deque
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+
+from . import _wire as w
+from ._types import (
+    UNKNOWN_OWNER,
+    ChannelInfo,
+    Last,
+    Message,
+    Offer,
+    Owner,
+    OwnerPin,
+    Position,
+    ReconnectPolicy,
+    SessionCredentials,
+    SessionInfo,
+    default_socket_path,
+    owner_uid,
+)
+from .errors import (
+    ChannelClosed,
+    ChannelFull,
+    ChannelReset,
+    CometError,
+    ConnectionLost,
+    ErrorCode,
+    ProtocolError,
+    Unreachable,
+    error_for,
+)
+
+log = logging.getLogger("comet")
+
+_EVENT_HEAD = struct.Struct(">IBIQ")  # length, opcode, subscription, sequence (MESSAGE's first fields)
+_LENGTH = struct.Struct(">I")
+_ENTRY = struct.Struct(">I")
+_new_message = tuple.__new__
+
+#: A subscription's queue past which the connection stops reading (back-pressure to the daemon),
+#: and below which it reads again.
+QUEUE_HIGH = 16384
+QUEUE_LOW = 4096
+
+#: Answers an unlimited channel's pull: returns the next message.
+PullHandler = Callable[[int], Awaitable[bytes]]
+
+
+class _Numbered:
+    """A numbered push (PUSH_NUMBERED) without an answer yet: sent again after a reconnect."""
+
+    __slots__ = ("number", "entries", "count", "future", "decode", "sent_on")
+
+    def __init__(self, number: int, entries: bytes, count: int, future: asyncio.Future[Any],
+                 decode: Callable[[w.Reader], Any]) -> None:
+        self.number = number
+        self.entries = entries
+        self.count = count
+        self.future = future
+        self.decode = decode
+        self.sent_on: object = None
+
+
+class _Pending:
+    __slots__ = ("future", "decode", "numbered")
+
+    def __init__(self, future: asyncio.Future[Any], decode: Callable[[w.Reader], Any],
+                 numbered: "tuple[Producer, _Numbered] | None" = None) -> None:
+        self.future = future
+        self.decode = decode
+        self.numbered = numbered
+
+
+def _ok_empty(r: w.Reader) -> None:
+    return None
+
+
+def _ok_sequence(r: w.Reader) -> int:
+    first = r.u64()
+    count = r.u32()
+    return first + count - 1
+
+
+def _ok_range(r: w.Reader) -> range:
+    first = r.u64()
+    return range(first, first + r.u32())
+
+
+class _Protocol(asyncio.Protocol):
+    """Frames in, dispatched to the client; MESSAGE events straight into their subscription."""
+
+    def __init__(self, client: "Client") -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.paused = False
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self.client._lost(self, exc)
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer + data if self.buffer else data
+        end_of_data = len(buf)
+        at = 0
+        client = self.client
+        subs = client._subs
+        unpack_head = _EVENT_HEAD.unpack_from
+        new = _new_message
+        last_id = -1
+        queue: deque[Message] | None = None
+        sub: Subscription | None = None
+        touched: list[Subscription] = []
+        while end_of_data - at >= 17:
+            length, op, sid, seq = unpack_head(buf, at)
+            end = at + 4 + length
+            if end > end_of_data:
+                break
+            if op == 0x90:
+                if sid != last_id:
+                    sub = subs.get(sid)
+                    last_id = sid
+                    if sub is not None:
+                        queue = sub._queue
+                        touched.append(sub)
+                if sub is not None and queue is not None:
+                    queue.append(new(Message, (seq, buf[at + 17 : end])))
+            else:
+                if length == 0:
+                    client._violation("an empty frame")
+                    return
+                client._frame(op, w.Reader(buf[at + 5 : end]))
+                last_id = -1
+                sub = None
+            at = end
+        while end_of_data - at >= 4:  # frames shorter than MESSAGE's head
+            (length,) = _LENGTH.unpack_from(buf, at)
+            end = at + 4 + length
+            if end > end_of_data:
+                break
+            if length == 0:
+                client._violation("an empty frame")
+                return
+            client._frame(buf[at + 4], w.Reader(buf[at + 5 : end]))
+            at = end
+        self.buffer = buf[at:] if at < end_of_data else b""
+        if len(self.buffer) >= 4:
+            (length,) = _LENGTH.unpack_from(self.buffer, 0)
+            if length > client._max_frame:
+                client._violation(f"a frame of {length} bytes, above the maximum of {client._max_frame}")
+                return
+        for s in touched:
+            s._arrived()
+
+
+class Subscription:
+    """A subscription: an async iterator of `Message`. It ends normally when the channel closes
+    (CLOSED) and raises `ChannelFull` (FULL), `ChannelReset` (RESET) or the `CometError` of a
+    FAILED event. `unsubscribe()` (or `async with`) ends it."""
+
+    def __init__(self, client: "Client", sid: int, name: str, scope: str, epoch: int, next_sequence: int, owner: Owner,
+                 again: dict[str, Any]) -> None:
+        self._client = client
+        self.id = sid
+        self.name = name
+        self.scope = scope
+        #: The channel's epoch (0 while waiting for the channel).
+        self.epoch = epoch
+        #: The first sequence number this subscription delivers (0 while waiting).
+        self.next_sequence = next_sequence
+        #: Who created the channel (unknown while waiting).
+        self.owner = owner
+        self.waiting = epoch == 0
+        self._queue: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._end: BaseException | None = None
+        self._ended = False
+        self._last = next_sequence - 1 if next_sequence else 0
+        self._acked = self._last
+        self._again = again
+        self._throttling = False
+        # After a reconnect, a private channel delivers again from its first unacknowledged
+        # message: what this subscription already holds (the first `_kept` queued) is dropped.
+        self._dedupe_until = 0
+        self._kept = 0
+
+    # Delivery (called by the protocol).
+
+    def _held(self) -> int:
+        """The last sequence number this subscription has, handed out or queued."""
+        return self._queue[-1][0] if self._queue else self._last
+
+    def _arrived(self) -> None:
+        if self._dedupe_until:
+            items = list(self._queue)
+            fresh = [m for m in items[self._kept :] if m[0] > self._dedupe_until]
+            self._queue.clear()
+            self._queue.extend(items[: self._kept] + fresh)
+            self._kept = len(self._queue)
+            if fresh:
+                self._dedupe_until = 0
+        if len(self._queue) > QUEUE_HIGH and not self._throttling:
+            self._throttling = True
+            self._client._throttle(self, True)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _finish(self, end: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._end = end
+        self._client._forget(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # Reading.
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> Message:
+        queue = self._queue
+        if queue:
+            m = queue.popleft()
+            self._last = m[0]
+            if self._throttling and len(queue) < QUEUE_LOW:
+                self._unthrottle()
+            if self.scope == "private" and m[0] - self._acked >= 64:
+                self._acknowledge()
+            return m
+        return await self._next_after_wait()
+
+    async def _next_after_wait(self) -> Message:
+        while True:
+            if self._queue:
+                return await self.__anext__()
+            if self._ended:
+                if self.scope == "private":
+                    self._acknowledge()
+                if self._end is not None:
+                    raise self._end
+                raise StopAsyncIteration
+            if self.scope == "private":
+                self._acknowledge()
+            self._waiter = self._client._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def batch(self) -> list[Message]:
+        """Every message waiting, at least one; [] when the subscription ended normally. Raises as
+        iteration does. The fastest way to read."""
+        queue = self._queue
+        if not queue:
+            try:
+                first = await self._next_after_wait()
+            except StopAsyncIteration:
+                return []
+            queue.appendleft(first)
+        items = list(queue)
+        queue.clear()
+        self._last = items[-1][0]
+        if self._throttling:
+            self._unthrottle()
+        if self.scope == "private" and self._last - self._acked >= 64:
+            self._acknowledge()
+        return items
+
+    def _unthrottle(self) -> None:
+        self._throttling = False
+        self._client._throttle(self, False)
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the last message handed out (0: none)."""
+        return self._last
+
+    def acknowledge(self, through: int | None = None) -> None:
+        """Private channels: tells the daemon every message up to `through` (default: the last one
+        handed out) is processed. Reading the next message acknowledges the ones before it."""
+        if through is not None:
+            self._last = max(self._last, through)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        if self.scope != "private" or self._last <= self._acked or self._ended:
+            return
+        self._acked = self._last
+        self._client._fire(lambda rid: w.ack(rid, self.id, self._acked))
+
+    async def unsubscribe(self) -> None:
+        """Ends the subscription; no message of it follows."""
+        if self._ended:
+            return
+        if self.scope == "private":
+            self._acknowledge()
+        sid = self.id
+        self._finish(None)
+        try:
+            await self._client._call(lambda rid: w.unsubscribe(rid, sid), _ok_empty)
+        except CometError as e:
+            if e.code != ErrorCode.NO_SUCH_SUBSCRIPTION:
+                raise
+
+    async def __aenter__(self) -> "Subscription":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.unsubscribe()
+
+
+class Producer:
+    """A channel this client created: push to it, publish and flush, close it."""
+
+    def __init__(self, client: "Client", channel: int, epoch: int, token: tuple[int, int], name: str, kind: int) -> None:
+        self._client = client
+        #: The channel's handle (daemon-wide).
+        self.channel = channel
+        self.epoch = epoch
+        #: The producer token (ADOPT after a restart).
+        self.token = token
+        self.name = name
+        self.kind = kind
+        self._next_number = 1
+        self._numbered = client._numbered
+        #: Numbered pushes not answered yet, in order.
+        self._unanswered: deque[_Numbered] = deque()
+        self._ended: CometError | None = None
+        self._closed = False
+        # publish(): messages not yet sent, and answers awaited.
+        self._parts: list[bytes] = []
+        self._part_bytes = 0
+        self._scheduled = False
+        self._outstanding = 0
+        self._limit = 4 << 20
+        self._room: asyncio.Future[None] | None = None
+        self._last_published: asyncio.Future[Any] | None = None
+        self._publish_failure: BaseException | None = None
+        self.last_sequence = 0
+        self.on_pull: PullHandler | None = None
+
+    def _check(self) -> None:
+        if self._ended is not None:
+            raise self._ended
+        if self._closed:
+            raise ChannelClosed(ErrorCode.CHANNEL_CLOSED, f"channel {self.name!r} was closed")
+
+    def _send_entries(self, entries: bytes, count: int, decode: Callable[[w.Reader], Any]) -> asyncio.Future[Any]:
+        client = self._client
+        if self._numbered and client._serves_numbered:
+            number = self._next_number
+            self._next_number += count
+            future: asyncio.Future[Any] = client._loop.create_future()
+            record = _Numbered(number, entries, count, future, decode)
+            self._unanswered.append(record)
+            client._send_numbered(self, record)
+            return future
+        channel = self.channel
+        return client._request(lambda rid: w.push_batch(rid, channel, entries, count), decode)
+
+    async def push(self, data: bytes | str) -> int:
+        """Appends one message; returns its sequence number."""
+        self._check()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if self._numbered and self._client._serves_numbered:
+            seq: int = await self._send_entries(_ENTRY.pack(len(payload)) + payload, 1, _ok_sequence)
+        else:
+            channel = self.channel
+            seq = await self._client._call(lambda rid: w.push(rid, channel, payload), _ok_sequence)
+        self.last_sequence = max(self.last_sequence, seq)
+        return seq
+
+    async def push_batch(self, messages: Iterable[bytes | str]) -> range:
+        """Appends several messages in one request; returns their sequence numbers."""
+        self._check()
+        entries, count = w.batch_entries(m.encode() if isinstance(m, str) else bytes(m) for m in messages)
+        if count == 0:
+            return range(0)
+        got: range = await self._send_entries(entries, count, _ok_range)
+        if got:
+            self.last_sequence = max(self.last_sequence, got[-1])
+        return got
+
+    async def publish(self, data: bytes | str) -> None:
+        """Queues one message without waiting for its answer: published messages go out coalesced
+        into batches. Waits only while more than 4 MiB are unanswered. `flush()` says how it went."""
+        self._check()
+        payload = data.encode() if isinstance(data, str) else data
+        parts = self._parts
+        parts.append(_ENTRY.pack(len(payload)))
+        parts.append(payload)
+        self._part_bytes += 4 + len(payload)
+        if self._part_bytes >= 65536:
+            self._hand_off()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._client._loop.call_soon(self._hand_off)
+        if self._outstanding > self._limit:
+            self._room = self._client._loop.create_future()
+            await self._room
+
+    def _hand_off(self) -> None:
+        self._scheduled = False
+        if not self._parts:
+            return
+        count = len(self._parts) // 2
+        entries = b"".join(self._parts)
+        self._parts = []
+        self._part_bytes = 0
+        size = len(entries)
+        self._outstanding += size
+        future = self._send_entries(entries, count, _ok_range)
+        self._last_published = future
+
+        def answered(f: asyncio.Future[Any]) -> None:
+            self._outstanding -= size
+            if f.cancelled():
+                pass
+            elif f.exception() is not None:
+                if self._publish_failure is None:
+                    self._publish_failure = f.exception()
+            else:
+                got: range = f.result()
+                if got:
+                    self.last_sequence = max(self.last_sequence, got[-1])
+            room = self._room
+            if room is not None and self._outstanding <= self._limit and not room.done():
+                room.set_result(None)
+
+        future.add_done_callback(answered)
+
+    async def flush(self) -> int:
+        """Sends what `publish` queued and waits for every answer; returns the last sequence number.
+        Raises the first refusal since the last flush (the messages after it were refused too)."""
+        self._hand_off()
+        last = self._last_published
+        if last is not None:
+            try:
+                await asyncio.shield(last)
+            except (CometError, ConnectionLost):
+                pass
+        failure, self._publish_failure = self._publish_failure, None
+        if failure is not None:
+            raise failure
+        return self.last_sequence
+
+    async def close(self) -> int:
+        """Closes the channel (readers get what is buffered, then the end); returns its last
+        sequence number."""
+        if self._closed or self._ended is not None:
+            return self.last_sequence
+        await self.flush()
+        channel = self.channel
+        last: int = await self._client._call(lambda rid: w.close(rid, channel), lambda r: r.u64())
+        self._closed = True
+        self._client._producers.pop(self.channel, None)
+        return last
+
+    async def __aenter__(self) -> "Producer":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Client:
+    """One connection to cometd. Use `comet.connect()`; close with `close()` or `async with`."""
+
+    def __init__(self, path: str, reconnect: ReconnectPolicy | None) -> None:
+        self._path = path
+        self._reconnect = reconnect
+        self._loop = asyncio.get_running_loop()
+        self._protocol: _Protocol | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._subs: dict[int, Subscription] = {}
+        self._producers: dict[int, Producer] = {}
+        self._offers: asyncio.Queue[Offer] = asyncio.Queue()
+        self._numbered = True
+        self._serves_numbered = False
+        self._max_frame = w.HANDSHAKE_MAX_FRAME
+        self._closing = False
+        self._ready = asyncio.Event()
+        self._throttled: set[Subscription] = set()
+        self._reconnector: asyncio.Task[None] | None = None
+        self._fatal: BaseException | None = None
+        self.server: w.HelloReply | None = None
+        self.session: SessionCredentials | None = None
+        #: Called with each event the connection goes through: "lost", "reconnected", "adopted".
+        self.on_event: Callable[[str, Any], None] | None = None
+
+    # ---- Connection --------------------------------------------------------------------------
+
+    async def _open(self, resume: SessionCredentials | None) -> None:
+        try:
+            _, protocol = await self._loop.create_unix_connection(lambda: _Protocol(self), self._path)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError, OSError) as e:
+            raise Unreachable(f"no cometd answers at {self._path}: {e}") from e
+        self._protocol = protocol
+        self._fatal = None
+        rid = self._take_id()
+        future: asyncio.Future[w.HelloReply] = self._loop.create_future()
+        self._pending[rid] = _Pending(future, w.HelloReply.read)
+        self._write(w.hello(rid))
+        hello = await future
+        self.server = hello
+        self._max_frame = hello.max_frame_size
+        self._serves_numbered = bool(hello.features & w.FEATURE_NUMBERED)
+        self.session = SessionCredentials(hello.session, hello.token)
+        if resume is not None:
+            rid = self._take_id()
+            resumed: asyncio.Future[int] = self._loop.create_future()
+            self._pending[rid] = _Pending(resumed, lambda r: r.u64())
+            self._write(w.resume(rid, resume.id, resume.token))
+            await resumed
+            self.session = resume
+
+    def _take_id(self) -> int:
+        rid = self._next_id
+        self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
+        return rid
+
+    def _write(self, data: bytes) -> None:
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None or protocol.transport.is_closing():
+            raise ConnectionLost("not connected to cometd")
+        protocol.transport.write(data)
+
+    def _request(self, make: Callable[[int], bytes], decode: Callable[[w.Reader], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if self._closing:
+            future.set_exception(ConnectionLost("the client is closed"))
+            return future
+        if self._fatal is not None and self._reconnect is None:
+            future.set_exception(self._fatal)
+            return future
+        rid = self._take_id()
+        self._pending[rid] = _Pending(future, decode)
+        try:
+            self._write(make(rid))
+        except ConnectionLost as e:
+            del self._pending[rid]
+            future.set_exception(e)
+        return future
+
+    async def _call(self, make: Callable[[int], bytes], decode: Callable[[w.Reader], Any]) -> Any:
+        if not self._ready.is_set() and not self._closing:
+            await self._wait_ready()
+        return await self._request(make, decode)
+
+    async def _wait_ready(self) -> None:
+        if self._reconnect is None:
+            return
+        await self._ready.wait()
+
+    def _fire(self, make: Callable[[int], bytes]) -> None:
+        """A request whose answer nobody awaits (ACK): a refusal is logged."""
+        if not self._ready.is_set():
+            return
+        future = self._request(make, _ok_empty)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception() is None or log.debug("comet: %s", f.exception()))
+
+    def _send_numbered(self, producer: Producer, record: _Numbered, restoring: bool = False) -> None:
+        if not self._ready.is_set() and not restoring:
+            return  # sent, in order, once reconnected
+        rid = self._take_id()
+        self._pending[rid] = _Pending(record.future, record.decode, (producer, record))
+        try:
+            self._write(w.push_numbered(rid, producer.channel, record.number, record.entries, record.count))
+            record.sent_on = self._protocol
+        except ConnectionLost as e:
+            del self._pending[rid]
+            if self._reconnect is None:
+                producer._unanswered.remove(record)
+                record.future.set_exception(e)
+
+    def _send_unsent(self, restoring: bool = False) -> None:
+        """Numbered pushes not yet sent on this connection, in order per producer."""
+        for producer in list(self._producers.values()):
+            for record in list(producer._unanswered):
+                if record.sent_on is not self._protocol:
+                    self._send_numbered(producer, record, restoring)
+
+    def _fail_unanswered(self, producer: Producer, error: BaseException) -> None:
+        for record in producer._unanswered:
+            if not record.future.done():
+                record.future.set_exception(error)
+        producer._unanswered.clear()
+
+    def _throttle(self, sub: Subscription, on: bool) -> None:
+        if on:
+            self._throttled.add(sub)
+        else:
+            self._throttled.discard(sub)
+        if self._protocol is not None:
+            self._protocol.pause() if self._throttled else self._protocol.resume()
+
+    def _forget(self, sub: Subscription) -> None:
+        if self._subs.get(sub.id) is sub:
+            del self._subs[sub.id]
+        if sub in self._throttled:
+            self._throttle(sub, False)
+
+    def _violation(self, what: str) -> None:
+        log.warning("comet: the daemon sent %s; closing the connection", what)
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.abort()
+
+    # ---- Frames in ---------------------------------------------------------------------------
+
+    def _frame(self, op: int, r: w.Reader) -> None:
+        try:
+            if op == w.OK or op == w.ERROR:
+                rid = r.u32()
+                pending = self._pending.pop(rid, None)
+                if op == w.ERROR:
+                    code, message = r.u16(), r.str()
+                    error = error_for(code, message)
+                    if rid == 0:
+                        self._fatal = ProtocolError(code, message) if code <= ErrorCode.HANDSHAKE_REQUIRED else error
+                        return
+                    if pending is not None:
+                        self._answered_numbered(pending, error)
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                    return
+                if pending is None:
+                    return
+                self._answered_numbered(pending, None)
+                try:
+                    value = pending.decode(r)
+                except w.ProtocolViolation as e:
+                    if not pending.future.done():
+                        pending.future.set_exception(ProtocolError(ErrorCode.MALFORMED_FRAME, f"a reply the client cannot read: {e}"))
+                    raise
+                if not pending.future.done():
+                    pending.future.set_result(value)
+            elif op == w.FULL:
+                sub = self._subs.get(r.u32())
+                if sub is not None:
+                    first = r.u64()
+                    sub._finish(ChannelFull(f"subscription to {sub.name!r} fell behind; oldest buffered: {first}", first))
+            elif op == w.CLOSED:
+                sub = self._subs.get(r.u32())
+                if sub is not None:
+                    sub._finish(None)
+            elif op == w.STARTED:
+                sub = self._subs.get(r.u32())
+                if sub is not None:
+                    sub.epoch, sub.next_sequence = r.u64(), r.u64()
+                    sub.waiting = False
+                    if r.remaining() >= 8:
+                        sub.owner = Owner(r.u32(), r.u32())
+                    sub._last = sub.next_sequence - 1
+                    sub._acked = sub._last
+            elif op == w.RESET:
+                sub = self._subs.get(r.u32())
+                if sub is not None:
+                    sub._finish(ChannelReset(r.u64()))
+            elif op == w.FAILED:
+                sub = self._subs.get(r.u32())
+                if sub is not None:
+                    code, message = r.u16(), r.str()
+                    sub._finish(error_for(code, message))
+            elif op == w.OFFER:
+                channel, kind, epoch, name = r.u64(), r.u8(), r.u64(), r.str()
+                owner = Owner(r.u32(), r.u32()) if r.remaining() >= 8 else UNKNOWN_OWNER
+                self._offers.put_nowait(Offer(channel, kind, epoch, name, owner))
+            elif op == w.ENDED:
+                channel, code, message = r.u64(), r.u16(), r.str()
+                producer = self._producers.pop(channel, None)
+                if producer is not None:
+                    producer._ended = ChannelClosed(code, message)
+            elif op == w.PULL:
+                channel, pull = r.u64(), r.u64()
+                producer = self._producers.get(channel)
+                if producer is not None and producer.on_pull is not None:
+                    self._loop.create_task(self._answer_pull(producer, pull))
+            else:
+                self._violation(f"opcode 0x{op:02x}")
+        except w.ProtocolViolation as e:
+            self._violation(str(e))
+
+    def _answered_numbered(self, pending: _Pending, error: CometError | None) -> None:
+        if pending.numbered is None:
+            return
+        producer, record = pending.numbered
+        unanswered = producer._unanswered
+        if unanswered and unanswered[0] is record:
+            unanswered.popleft()
+        else:
+            try:
+                unanswered.remove(record)
+            except ValueError:
+                pass
+
+    async def _answer_pull(self, producer: Producer, pull: int) -> None:
+        assert producer.on_pull is not None
+        try:
+            data = await producer.on_pull(pull)
+            channel = producer.channel
+            await self._call(lambda rid: w.answer(rid, channel, pull, data), _ok_sequence)
+        except Exception as e:  # the handler's failure or a refused answer: the reader waits
+            log.warning("comet: answering pull %d of %r failed: %s", pull, producer.name, e)
+
+    # ---- Losing and regaining the connection ---------------------------------------------------
+
+    def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        if protocol is not self._protocol:
+            return
+        self._ready.clear()
+        reason = self._fatal or ConnectionLost(f"the connection to cometd was lost{': ' + str(exc) if exc else ''}")
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if p.numbered is not None and self._reconnect is not None and not self._closing:
+                continue  # sent again after the reconnect
+            if not p.future.done():
+                p.future.set_exception(reason if isinstance(reason, BaseException) else ConnectionLost(str(reason)))
+        if self._reconnect is None or self._closing:
+            for sub in list(self._subs.values()):
+                sub._finish(reason if isinstance(reason, CometError) else ConnectionLost(str(reason)))
+            for producer in self._producers.values():
+                self._fail_unanswered(producer, ConnectionLost("the connection to cometd was lost"))
+            return
+        if self.on_event:
+            self.on_event("lost", reason)
+        if self._reconnector is None or self._reconnector.done():
+            self._reconnector = self._loop.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        policy = self._reconnect
+        assert policy is not None
+        delay = policy.initial_delay
+        deadline = time.monotonic() + policy.give_up_after
+        subs = list(self._subs.values())
+        while not self._closing:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, policy.max_delay)
+            try:
+                await self._open(None)
+                if self.session is not None and self._resume_session is not None:
+                    await self._resume_quietly(self._resume_session)
+                await self._restore(subs)
+                self._ready.set()
+                self._send_unsent()
+                if self.on_event:
+                    self.on_event("reconnected", self.session)
+                return
+            except (Unreachable, ConnectionLost, OSError):
+                pass
+            except CometError as e:
+                log.warning("comet: reconnecting: %s", e)
+            if time.monotonic() > deadline:
+                error = ConnectionLost(f"cometd did not come back within {policy.give_up_after:.0f} s")
+                for sub in list(self._subs.values()):
+                    sub._finish(error)
+                for producer in self._producers.values():
+                    self._fail_unanswered(producer, error)
+                self._closing = True
+                self._ready.set()
+                return
+
+    _resume_session: SessionCredentials | None = None
+
+    async def _resume_quietly(self, creds: SessionCredentials) -> None:
+        rid = self._take_id()
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._pending[rid] = _Pending(future, lambda r: r.u64())
+        self._write(w.resume(rid, creds.id, creds.token))
+        try:
+            await future
+            self.session = creds
+        except CometError as e:
+            log.info("comet: session %x not resumed (%s); a new one stands", creds.id, e.name)
+
+    async def _restore(self, subs: list[Subscription]) -> None:
+        # Producers: ADOPT, then their unanswered numbered pushes, in order.
+        for producer in list(self._producers.values()):
+            rid = self._take_id()
+            adopted: asyncio.Future[tuple[int, int, int]] = self._loop.create_future()
+            self._pending[rid] = _Pending(adopted, lambda r: (r.u64(), r.u64(), r.u64()))
+            self._write(w.adopt(rid, producer.channel, producer.token))
+            try:
+                _, epoch, last = await adopted
+                producer.epoch = epoch
+                if self.on_event:
+                    self.on_event("adopted", (producer.name, last))
+            except CometError as e:
+                producer._ended = ChannelClosed(e.code, f"channel {producer.name!r} could not be adopted: {e.message}")
+                self._producers.pop(producer.channel, None)
+                self._fail_unanswered(producer, producer._ended)
+                continue
+            for record in list(producer._unanswered):
+                self._send_numbered(producer, record, restoring=True)
+        # Subscriptions: again, after their last message, under their epoch.
+        for sub in subs:
+            if sub._ended:
+                continue
+            again = sub._again
+            rid = self._take_id()
+            reply: asyncio.Future[None] = self._loop.create_future()
+            self._pending[rid] = _Pending(reply, lambda r, sub=sub: self._resubscribed(sub, r))
+            if sub.scope == "private":
+                frame = w.subscribe(rid, sub.name, w.FLAG_PRIVATE, w.POS_NEXT, 0, 0, again.get("owner"))
+            elif sub.scope == "external":
+                frame = w.subscribe_external(rid, again["address"], sub.name, again["history"], again["newest"])
+            elif sub._held() > 0:
+                frame = w.subscribe(rid, sub.name, 0, w.POS_FROM, sub._held() + 1, sub.epoch, again.get("owner"))
+            else:
+                frame = w.subscribe(rid, sub.name, again["flags"], again["position"], again["argument"], 0, again.get("owner"))
+            self._write(frame)
+            try:
+                await reply
+            except CometError as e:
+                sub._finish(e)
+
+    def _resubscribed(self, sub: Subscription, r: w.Reader) -> None:
+        """A subscription made again after a reconnect: under its new id at once (its messages may
+        follow in the same read)."""
+        sid, waiting, epoch, next_sequence, owner = _read_subscribe_reply(r)
+        self._subs.pop(sub.id, None)
+        sub.id = sid
+        self._subs[sid] = sub
+        if not waiting:
+            sub.epoch, sub.owner = epoch, owner
+        if sub.scope == "private" and next_sequence and next_sequence <= sub._held():
+            # Messages it has come again from the first unacknowledged: they are dropped.
+            sub._dedupe_until = sub._held()
+            sub._kept = len(sub._queue)
+            sub._acked = next_sequence - 1
+
+    # ---- Public API --------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The socket path this client connects to."""
+        return self._path
+
+    @property
+    def serves_numbered_pushes(self) -> bool:
+        """Whether the daemon takes PUSH_NUMBERED (its producers' resends are then exactly once)."""
+        return self._serves_numbered
+
+    @property
+    def serves_mirrors(self) -> bool:
+        """Whether the daemon takes MIRROR and its kin (comet-bridge's requests)."""
+        return bool(self.server and self.server.features & w.FEATURE_MIRRORS)
+
+    async def close(self) -> None:
+        """Closes the connection: the channels it produces close, its subscriptions end."""
+        if self._closing and self._protocol is None:
+            return
+        self._closing = True
+        self._ready.set()
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            for producer in list(self._producers.values()):
+                producer._hand_off()
+            protocol.transport.close()
+            await protocol.lost
+        self._protocol = None
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """A round trip: when it returns, every earlier request was answered."""
+        await self._call(lambda rid: w.frame(w.PING, rid), _ok_empty)
+
+    async def resume(self, session: SessionCredentials) -> None:
+        """Moves this connection into an earlier session (RESUME); its private channels are offered."""
+        await self._call(lambda rid: w.resume(rid, session.id, session.token), lambda r: r.u64())
+        self.session = session
+        self._resume_session = session
+
+    # Producers.
+
+    async def create(self, name: str, *, size: int = 0, newest: bool = False) -> Producer:
+        """Creates site channel `name` (a ring of `size` messages, 0 = 1000; `newest`: keeps only
+        the latest message)."""
+        kind = w.KIND_NEWEST if newest else w.KIND_BUFFERED
+        reply = await self._call(lambda rid: w.create(rid, name, kind, size), _read_create_reply)
+        return self._produce(reply, name, kind)
+
+    async def create_private(self, name: str, session: int, *, size: int = 0) -> Producer:
+        """Creates private channel `name` addressed to session `session` (read once, acknowledged)."""
+        reply = await self._call(lambda rid: w.create_private(rid, name, w.KIND_PRIVATE, size, session), _read_create_reply)
+        return self._produce(reply, name, w.KIND_PRIVATE)
+
+    async def create_unlimited(self, name: str, session: int, on_pull: PullHandler) -> Producer:
+        """Creates unlimited channel `name` for session `session`: each time its reader wants a
+        message, `on_pull(pull_id)` is awaited and its result sent (ANSWER)."""
+        reply = await self._call(lambda rid: w.create_private(rid, name, w.KIND_UNLIMITED, 0, session), _read_create_reply)
+        producer = self._produce(reply, name, w.KIND_UNLIMITED)
+        producer.on_pull = on_pull
+        return producer
+
+    def _produce(self, reply: tuple[int, int, tuple[int, int]], name: str, kind: int) -> Producer:
+        channel, epoch, token = reply
+        producer = Producer(self, channel, epoch, token, name, kind)
+        self._producers[channel] = producer
+        return producer
+
+    async def adopt(self, channel: int, token: tuple[int, int], name: str = "", *, kind: int = w.KIND_BUFFERED,
+                    last_number: bool = True) -> Producer:
+        """Takes back a channel whose producer's connection was lost in a restart (ADOPT)."""
+        values = await self._call(lambda rid: w.adopt(rid, channel, token), _read_adopt_reply)
+        _, epoch, last, number = values
+        producer = Producer(self, channel, epoch, token, name, kind)
+        producer.last_sequence = last
+        producer._next_number = number + 1
+        self._producers[channel] = producer
+        return producer
+
+    async def wait_timeout(self, session: int, timeout: float) -> bool:
+        """Waits until session `session` has had no activity on its private channels for `timeout`
+        seconds (False) or has ended (True)."""
+        ms = int(timeout * 1000)
+        return bool(await self._call(lambda rid: w.wait_timeout(rid, session, ms), lambda r: r.u8() == 1))
+
+    # Consumers.
+
+    async def subscribe(self, name: str, from_: Position = "next", *, epoch: int | None = None, wait: bool = False,
+                        owner: OwnerPin = "implied") -> Subscription:
+        """Subscribes to site channel `name` from `from_` ("next", "oldest", a sequence number,
+        `Last(k)` or -k). `epoch`: the one last seen (another is refused with `EpochMismatch`).
+        `wait`: wait for a channel of that name to exist. `owner`: whose channel to accept —
+        "implied" (``user.NAME.…`` only from NAME), "any", a uid or a user name."""
+        position, argument = _position(from_)
+        flags = w.FLAG_WAIT if wait else 0
+        uid = owner_uid(owner, name)
+        again = {"flags": flags, "position": position, "argument": argument, "owner": uid}
+        return await self._subscribe(name, "site", again,
+                                     lambda rid: w.subscribe(rid, name, flags, position, argument, epoch or 0, uid))
+
+    async def subscribe_private(self, name: str, *, owner: int | None = None) -> Subscription:
+        """Subscribes to private channel `name` of this client's session, from its first
+        unacknowledged message. Reading the next message acknowledges the previous ones."""
+        return await self._subscribe(name, "private", {"owner": owner},
+                                     lambda rid: w.subscribe(rid, name, w.FLAG_PRIVATE, w.POS_NEXT, 0, 0, owner))
+
+    async def subscribe_external(self, address: str, name: str, *, history: int = 1, newest: bool = False) -> Subscription:
+        """Reads channel `name` of the cometd at `address` (``unix:/PATH``), relayed by this one."""
+        again = {"address": address, "history": history, "newest": newest}
+        return await self._subscribe(name, "external", again,
+                                     lambda rid: w.subscribe_external(rid, address, name, history, newest))
+
+    async def _subscribe(self, name: str, scope: str, again: dict[str, Any], make: Callable[[int], bytes]) -> Subscription:
+        if not self._ready.is_set() and not self._closing:
+            await self._wait_ready()
+
+        def registered(r: w.Reader) -> Subscription:
+            # At once, on the reply: its messages may follow in the same read.
+            sid, waiting, epoch, next_sequence, owner = _read_subscribe_reply(r)
+            sub = Subscription(self, sid, name, scope, 0 if waiting else epoch, 0 if waiting else next_sequence, owner, again)
+            sub.waiting = bool(waiting)
+            self._subs[sid] = sub
+            return sub
+
+        sub: Subscription = await self._request(make, registered)
+        return sub
+
+    def offers(self) -> AsyncIterator[Offer]:
+        """Private channels addressed to this client's session, as they are created (OFFER)."""
+
+        async def generate() -> AsyncIterator[Offer]:
+            while True:
+                yield await self._offers.get()
+
+        return generate()
+
+    # Listings.
+
+    async def channels(self) -> list[ChannelInfo]:
+        """Every channel this client may see (LIST, all pages)."""
+        result: list[ChannelInfo] = []
+        after: tuple[str, int] | None = None
+        while True:
+            page, more = await self._call(lambda rid: w.list_from(rid, after), _read_list_reply)
+            result += page
+            if not more or not page:
+                return result
+            after = (page[-1].name, page[-1].scope)
+
+    async def sessions(self) -> list[SessionInfo]:
+        """This user's sessions (root: all), all pages."""
+        result: list[SessionInfo] = []
+        after: int | None = None
+        while True:
+            page, more = await self._call(lambda rid: w.sessions_from(rid, after), _read_sessions_reply)
+            result += page
+            if not more or not page:
+                return result
+            after = page[-1].id
+
+    async def stats(self) -> w.Stats:
+        """Daemon totals, per-channel counters, this user's usage and quotas, exports and imports."""
+        stats: w.Stats = await self._call(lambda rid: w.frame(w.STATS, rid), w.Stats.read)
+        return stats
+
+    # Imports (comet-bridge's requests; docs/FEDERATION.md).
+
+    async def mirror(self, name: str, *, epoch: int, next_sequence: int = 1, size: int = 1000, newest: bool = False) -> tuple[int, int]:
+        """Declares or feeds import `name` (MIRROR): returns its handle and the last sequence it holds."""
+        result: tuple[int, int] = await self._call(lambda rid: w.mirror(rid, name, newest, size, epoch, next_sequence),
+                                                   lambda r: (r.u64(), r.u64()))
+        return result
+
+    async def mirror_push(self, handle: int, first: int, messages: Sequence[bytes]) -> None:
+        """Messages of an import, numbered by their origin from `first` (MIRROR_PUSH)."""
+        entries, count = w.batch_entries(messages)
+        await self._call(lambda rid: w.mirror_push(rid, handle, first, entries, count), _ok_empty)
+
+    async def mirror_state(self, handle: int, state: str, *, last: int = 0, reason: str = "") -> None:
+        """An import's origin is "live", "stalled" (with `reason`) or "closed" after `last`."""
+        code = {"live": 1, "stalled": 2, "closed": 3}[state]
+        await self._call(lambda rid: w.mirror_state(rid, handle, code, last, reason), _ok_empty)
+
+    async def bridge_report(self, exports: Sequence[w.ExportReport], imports: Sequence[w.ImportReport]) -> None:
+        """A bridge's counters, which STATS then shows (BRIDGE_REPORT)."""
+        await self._call(lambda rid: w.bridge_report(rid, exports, imports), _ok_empty)
+
+
+def _position(from_: Position) -> tuple[int, int]:
+    if from_ == "next":
+        return w.POS_NEXT, 0
+    if from_ == "oldest":
+        return w.POS_OLDEST, 0
+    if isinstance(from_, Last):
+        return w.POS_LAST, from_.count
+    if isinstance(from_, int) and not isinstance(from_, bool):
+        if from_ >= 1:
+            return w.POS_FROM, from_
+        if from_ < 0:
+            return w.POS_LAST, -from_
+    raise ValueError(f"not a position: {from_!r} (\"next\", \"oldest\", N >= 1, Last(k) or -k)")
+
+
+def _read_create_reply(r: w.Reader) -> tuple[int, int, tuple[int, int]]:
+    channel, epoch = r.u64(), r.u64()
+    token = (r.u64(), r.u64()) if r.remaining() >= 16 else (0, 0)
+    return channel, epoch, token
+
+
+def _read_adopt_reply(r: w.Reader) -> tuple[int, int, int, int]:
+    channel, epoch, last = r.u64(), r.u64(), r.u64()
+    number = r.u64() if r.remaining() >= 8 else 0
+    return channel, epoch, last, number
+
+
+def _read_subscribe_reply(r: w.Reader) -> tuple[int, int, int, int, Owner]:
+    sid, waiting, epoch, next_sequence = r.u32(), r.u8(), r.u64(), r.u64()
+    owner = Owner(r.u32(), r.u32()) if r.remaining() >= 8 else UNKNOWN_OWNER
+    return sid, waiting, epoch, next_sequence, owner
+
+
+def _read_list_reply(r: w.Reader) -> tuple[list[ChannelInfo], bool]:
+    count = r.u32()
+    rows = []
+    for _ in range(count):
+        rows.append([r.str(), r.u8(), r.u8(), r.u32(), r.u32(), r.u32(), r.u64(), r.u64()])
+    more = r.u8() == 1 if r.remaining() else False
+    owners = [Owner(r.u32(), r.u32()) if r.remaining() >= 8 else UNKNOWN_OWNER for _ in rows]
+    imported = [r.u8() == 1 if r.remaining() else False for _ in rows]
+    rules: list[tuple[str, int]] = []
+    if r.remaining():
+        rules = [(r.str(), r.u8()) for _ in rows]
+    infos = []
+    for i, row in enumerate(rows):
+        rule, standing = rules[i] if rules else ("", 0)
+        infos.append(ChannelInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], owners[i], imported[i],
+                                 rule, standing))
+    return infos, more
+
+
+def _read_sessions_reply(r: w.Reader) -> tuple[list[SessionInfo], bool]:
+    count = r.u32()
+    page = [SessionInfo(r.u64(), r.u32(), r.u32(), r.u32(), r.u64()) for _ in range(count)]
+    more = r.u8() == 1 if r.remaining() else False
+    return page, more
+
+
+async def connect(path: str | None = None, *, resume: SessionCredentials | None = None,
+                  reconnect: ReconnectPolicy | bool | None = None) -> Client:
+    """Connects to cometd at `path` (default: `default_socket_path()`), optionally resuming an
+    earlier session. `reconnect` (off by default; True for the default policy): after a crash of
+    the daemon, connect again, resume the session, adopt the channels this client produces (their
+    unanswered pushes are sent again, each applied once), and make every subscription again after
+    its last message. Use as ``async with await comet.connect() as client:``."""
+    policy = ReconnectPolicy() if reconnect is True else (reconnect or None)
+    client = Client(path or default_socket_path(), policy)
+    await client._open(resume)
+    client._resume_session = resume if resume is not None else client.session
+    client._ready.set()
+    return client
