@@ -206,6 +206,9 @@ class Subscription:
         # message: what this subscription already holds (the first `_kept` queued) is dropped.
         self._dedupe_until = 0
         self._kept = 0
+        self._private = scope == "private"
+        self._ack_wanted = self._acked
+        self._ack_scheduled = False
 
     # Delivery (called by the protocol).
 
@@ -248,11 +251,11 @@ class Subscription:
         queue = self._queue
         if queue:
             m = queue.popleft()
+            if self._private:
+                self._schedule_ack(self._last)  # asking for the next acknowledges the one before
             self._last = m[0]
             if self._throttling and len(queue) < QUEUE_LOW:
                 self._unthrottle()
-            if self.scope == "private" and m[0] - self._acked >= 64:
-                self._acknowledge()
             return m
         return await self._next_after_wait()
 
@@ -261,13 +264,11 @@ class Subscription:
             if self._queue:
                 return await self.__anext__()
             if self._ended:
-                if self.scope == "private":
-                    self._acknowledge()
                 if self._end is not None:
                     raise self._end
                 raise StopAsyncIteration
-            if self.scope == "private":
-                self._acknowledge()
+            if self._private:
+                self._schedule_ack(self._last)
             self._waiter = self._client._loop.create_future()
             try:
                 await self._waiter
@@ -286,11 +287,11 @@ class Subscription:
             queue.appendleft(first)
         items = list(queue)
         queue.clear()
+        if self._private:
+            self._schedule_ack(self._last)
         self._last = items[-1][0]
         if self._throttling:
             self._unthrottle()
-        if self.scope == "private" and self._last - self._acked >= 64:
-            self._acknowledge()
         return items
 
     def _unthrottle(self) -> None:
@@ -304,23 +305,32 @@ class Subscription:
 
     def acknowledge(self, through: int | None = None) -> None:
         """Private channels: tells the daemon every message up to `through` (default: the last one
-        handed out) is processed. Reading the next message acknowledges the ones before it."""
-        if through is not None:
-            self._last = max(self._last, through)
-        self._acknowledge()
+        handed out) is processed. Asking for the next message acknowledges the ones before it."""
+        self._schedule_ack(self._last if through is None else min(through, self._last))
 
-    def _acknowledge(self) -> None:
-        if self.scope != "private" or self._last <= self._acked or self._ended:
+    def _schedule_ack(self, through: int) -> None:
+        """Acknowledges through `through`: one ACK per turn of the event loop, whatever the count."""
+        if through <= self._ack_wanted:
             return
-        self._acked = self._last
-        self._client._fire(lambda rid: w.ack(rid, self.id, self._acked))
+        self._ack_wanted = through
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            self._client._loop.call_soon(self._send_ack)
+
+    def _send_ack(self) -> None:
+        self._ack_scheduled = False
+        if self._ack_wanted <= self._acked or self._ended or not self._client._ready.is_set():
+            return  # (after a reconnect, the subscription made again acknowledges it)
+        self._acked = through = self._ack_wanted
+        sid = self.id
+        self._client._fire(lambda rid: w.ack(rid, sid, through))
 
     async def unsubscribe(self) -> None:
         """Ends the subscription; no message of it follows."""
         if self._ended:
             return
-        if self.scope == "private":
-            self._acknowledge()
+        if self._private:
+            self._send_ack()
         sid = self.id
         self._finish(None)
         try:
@@ -588,7 +598,7 @@ class Client:
         future.add_done_callback(lambda f: f.cancelled() or f.exception() is None or log.debug("comet: %s", f.exception()))
 
     def _send_numbered(self, producer: Producer, record: _Numbered, restoring: bool = False) -> None:
-        if not self._ready.is_set() and not restoring:
+        if not self._ready.is_set() and not restoring and self._reconnect is not None and not self._closing:
             return  # sent, in order, once reconnected
         rid = self._take_id()
         self._pending[rid] = _Pending(record.future, record.decode, (producer, record))
@@ -679,7 +689,7 @@ class Client:
                     if r.remaining() >= 8:
                         sub.owner = Owner(r.u32(), r.u32())
                     sub._last = sub.next_sequence - 1
-                    sub._acked = sub._last
+                    sub._acked = sub._ack_wanted = sub._last
             elif op == w.RESET:
                 sub = self._subs.get(r.u32())
                 if sub is not None:
@@ -744,6 +754,8 @@ class Client:
             if not p.future.done():
                 p.future.set_exception(reason if isinstance(reason, BaseException) else ConnectionLost(str(reason)))
         if self._reconnect is None or self._closing:
+            if self._fatal is None:
+                self._fatal = ConnectionLost("the connection to cometd was lost")
             for sub in list(self._subs.values()):
                 sub._finish(reason if isinstance(reason, CometError) else ConnectionLost(str(reason)))
             for producer in self._producers.values():
@@ -855,6 +867,8 @@ class Client:
             sub._dedupe_until = sub._held()
             sub._kept = len(sub._queue)
             sub._acked = next_sequence - 1
+            sub._ack_wanted = max(sub._ack_wanted, sub._acked)
+            sub._send_ack()
 
     # ---- Public API --------------------------------------------------------------------------
 
