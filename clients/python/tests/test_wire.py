@@ -7,7 +7,7 @@ import re
 import pytest
 
 from comet import _wire as w
-from comet._client import _read_list_reply, _read_sessions_reply, _read_subscribe_reply
+from comet._replies import _read_list_reply, _read_sessions_reply, _read_subscribe_reply
 from comet.errors import ChannelFull, ErrorCode, QuotaExceeded, error_for
 
 from conftest import REPO

@@ -12,7 +12,9 @@
     asyncio.run(main())
 """
 
-from ._client import Client, Producer, PullHandler, Subscription, connect
+from ._client import Client, connect
+from ._producer import Producer, PullHandler
+from ._subscription import Subscription
 from ._sync import listen
 from ._types import (
     ChannelInfo,

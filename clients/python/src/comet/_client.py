@@ -1,20 +1,30 @@
-"""The asyncio client: one connection to cometd, its requests, subscriptions and producers."""
+"""The asyncio client: one connection to cometd, its requests, and what it restores after a reconnect."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import struct
 import time
-from collections import deque
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from . import _wire as w
+from ._producer import Producer, PullHandler, _Numbered
+from ._protocol import _Protocol
+from ._replies import (
+    _ok_empty,
+    _ok_sequence,
+    _position,
+    _read_adopt_reply,
+    _read_create_reply,
+    _read_list_reply,
+    _read_sessions_reply,
+    _read_subscribe_reply,
+)
+from ._subscription import Subscription
 from ._types import (
     UNKNOWN_OWNER,
     ChannelInfo,
-    Last,
-    Message,
     Offer,
     Owner,
     OwnerPin,
@@ -39,34 +49,6 @@ from .errors import (
 
 log = logging.getLogger("comet")
 
-_EVENT_HEAD = struct.Struct(">IBIQ")  # length, opcode, subscription, sequence (MESSAGE's first fields)
-_LENGTH = struct.Struct(">I")
-_ENTRY = struct.Struct(">I")
-_new_message = tuple.__new__
-
-#: A subscription's queue past which the connection stops reading (back-pressure to the daemon),
-#: and below which it reads again.
-QUEUE_HIGH = 16384
-QUEUE_LOW = 4096
-
-#: Answers an unlimited channel's pull: returns the next message.
-PullHandler = Callable[[int], Awaitable[bytes]]
-
-
-class _Numbered:
-    """A numbered push (PUSH_NUMBERED) without an answer yet: sent again after a reconnect."""
-
-    __slots__ = ("number", "entries", "count", "future", "decode", "sent_on")
-
-    def __init__(self, number: int, entries: bytes, count: int, future: asyncio.Future[Any],
-                 decode: Callable[[w.Reader], Any]) -> None:
-        self.number = number
-        self.entries = entries
-        self.count = count
-        self.future = future
-        self.decode = decode
-        self.sent_on: object = None
-
 
 class _Pending:
     __slots__ = ("future", "decode", "numbered")
@@ -76,428 +58,6 @@ class _Pending:
         self.future = future
         self.decode = decode
         self.numbered = numbered
-
-
-def _ok_empty(r: w.Reader) -> None:
-    return None
-
-
-def _ok_sequence(r: w.Reader) -> int:
-    first = r.u64()
-    count = r.u32()
-    return first + count - 1
-
-
-def _ok_range(r: w.Reader) -> range:
-    first = r.u64()
-    return range(first, first + r.u32())
-
-
-class _Protocol(asyncio.Protocol):
-    """Frames in, dispatched to the client; MESSAGE events straight into their subscription."""
-
-    def __init__(self, client: "Client") -> None:
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.paused = False
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self.client._lost(self, exc)
-
-    def pause(self) -> None:
-        if not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buffer + data if self.buffer else data
-        end_of_data = len(buf)
-        at = 0
-        client = self.client
-        subs = client._subs
-        unpack_head = _EVENT_HEAD.unpack_from
-        new = _new_message
-        last_id = -1
-        queue: deque[Message] | None = None
-        sub: Subscription | None = None
-        touched: list[Subscription] = []
-        while end_of_data - at >= 17:
-            length, op, sid, seq = unpack_head(buf, at)
-            end = at + 4 + length
-            if end > end_of_data:
-                break
-            if op == 0x90:
-                if sid != last_id:
-                    sub = subs.get(sid)
-                    last_id = sid
-                    if sub is not None:
-                        queue = sub._queue
-                        touched.append(sub)
-                if sub is not None and queue is not None:
-                    queue.append(new(Message, (seq, buf[at + 17 : end])))
-            else:
-                if length == 0:
-                    client._violation("an empty frame")
-                    return
-                client._frame(op, w.Reader(buf[at + 5 : end]))
-                last_id = -1
-                sub = None
-            at = end
-        while end_of_data - at >= 4:  # frames shorter than MESSAGE's head
-            (length,) = _LENGTH.unpack_from(buf, at)
-            end = at + 4 + length
-            if end > end_of_data:
-                break
-            if length == 0:
-                client._violation("an empty frame")
-                return
-            client._frame(buf[at + 4], w.Reader(buf[at + 5 : end]))
-            at = end
-        self.buffer = buf[at:] if at < end_of_data else b""
-        if len(self.buffer) >= 4:
-            (length,) = _LENGTH.unpack_from(self.buffer, 0)
-            if length > client._max_frame:
-                client._violation(f"a frame of {length} bytes, above the maximum of {client._max_frame}")
-                return
-        for s in touched:
-            s._arrived()
-
-
-class Subscription:
-    """A subscription: an async iterator of `Message`. It ends normally when the channel closes
-    (CLOSED) and raises `ChannelFull` (FULL), `ChannelReset` (RESET) or the `CometError` of a
-    FAILED event. `unsubscribe()` (or `async with`) ends it."""
-
-    def __init__(self, client: "Client", sid: int, name: str, scope: str, epoch: int, next_sequence: int, owner: Owner,
-                 again: dict[str, Any]) -> None:
-        self._client = client
-        self.id = sid
-        self.name = name
-        self.scope = scope
-        #: The channel's epoch (0 while waiting for the channel).
-        self.epoch = epoch
-        #: The first sequence number this subscription delivers (0 while waiting).
-        self.next_sequence = next_sequence
-        #: Who created the channel (unknown while waiting).
-        self.owner = owner
-        self.waiting = epoch == 0
-        self._queue: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._end: BaseException | None = None
-        self._ended = False
-        self._last = next_sequence - 1 if next_sequence else 0
-        self._acked = self._last
-        self._again = again
-        self._throttling = False
-        # After a reconnect, a private channel delivers again from its first unacknowledged
-        # message: what this subscription already holds (the first `_kept` queued) is dropped.
-        self._dedupe_until = 0
-        self._kept = 0
-        self._private = scope == "private"
-        self._ack_wanted = self._acked
-        self._ack_scheduled = False
-
-    # Delivery (called by the protocol).
-
-    def _held(self) -> int:
-        """The last sequence number this subscription has, handed out or queued."""
-        return self._queue[-1][0] if self._queue else self._last
-
-    def _arrived(self) -> None:
-        if self._dedupe_until:
-            items = list(self._queue)
-            fresh = [m for m in items[self._kept :] if m[0] > self._dedupe_until]
-            self._queue.clear()
-            self._queue.extend(items[: self._kept] + fresh)
-            self._kept = len(self._queue)
-            if fresh:
-                self._dedupe_until = 0
-        if len(self._queue) > QUEUE_HIGH and not self._throttling:
-            self._throttling = True
-            self._client._throttle(self, True)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _finish(self, end: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._end = end
-        self._client._forget(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # Reading.
-
-    def __aiter__(self) -> "Subscription":
-        return self
-
-    async def __anext__(self) -> Message:
-        queue = self._queue
-        if queue:
-            m = queue.popleft()
-            if self._private:
-                self._schedule_ack(self._last)  # asking for the next acknowledges the one before
-            self._last = m[0]
-            if self._throttling and len(queue) < QUEUE_LOW:
-                self._unthrottle()
-            return m
-        return await self._next_after_wait()
-
-    async def _next_after_wait(self) -> Message:
-        while True:
-            if self._queue:
-                return await self.__anext__()
-            if self._ended:
-                if self._end is not None:
-                    raise self._end
-                raise StopAsyncIteration
-            if self._private:
-                self._schedule_ack(self._last)
-            self._waiter = self._client._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    async def batch(self) -> list[Message]:
-        """Every message waiting, at least one; [] when the subscription ended normally. Raises as
-        iteration does. The fastest way to read."""
-        queue = self._queue
-        if not queue:
-            try:
-                first = await self._next_after_wait()
-            except StopAsyncIteration:
-                return []
-            queue.appendleft(first)
-        items = list(queue)
-        queue.clear()
-        if self._private:
-            self._schedule_ack(self._last)
-        self._last = items[-1][0]
-        if self._throttling:
-            self._unthrottle()
-        return items
-
-    def _unthrottle(self) -> None:
-        self._throttling = False
-        self._client._throttle(self, False)
-
-    @property
-    def last_sequence(self) -> int:
-        """The sequence number of the last message handed out (0: none)."""
-        return self._last
-
-    def acknowledge(self, through: int | None = None) -> None:
-        """Private channels: tells the daemon every message up to `through` (default: the last one
-        handed out) is processed. Asking for the next message acknowledges the ones before it."""
-        self._schedule_ack(self._last if through is None else min(through, self._last))
-
-    def _schedule_ack(self, through: int) -> None:
-        """Acknowledges through `through`: one ACK per turn of the event loop, whatever the count."""
-        if through <= self._ack_wanted:
-            return
-        self._ack_wanted = through
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            self._client._loop.call_soon(self._send_ack)
-
-    def _send_ack(self) -> None:
-        self._ack_scheduled = False
-        if self._ack_wanted <= self._acked or self._ended or not self._client._ready.is_set():
-            return  # (after a reconnect, the subscription made again acknowledges it)
-        self._acked = through = self._ack_wanted
-        sid = self.id
-        self._client._fire(lambda rid: w.ack(rid, sid, through))
-
-    async def unsubscribe(self) -> None:
-        """Ends the subscription; no message of it follows."""
-        if self._ended:
-            return
-        if self._private:
-            self._send_ack()
-        sid = self.id
-        self._finish(None)
-        try:
-            await self._client._call(lambda rid: w.unsubscribe(rid, sid), _ok_empty)
-        except CometError as e:
-            if e.code != ErrorCode.NO_SUCH_SUBSCRIPTION:
-                raise
-
-    async def __aenter__(self) -> "Subscription":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.unsubscribe()
-
-
-class Producer:
-    """A channel this client created: push to it, publish and flush, close it."""
-
-    def __init__(self, client: "Client", channel: int, epoch: int, token: tuple[int, int], name: str, kind: int) -> None:
-        self._client = client
-        #: The channel's handle (daemon-wide).
-        self.channel = channel
-        self.epoch = epoch
-        #: The producer token (ADOPT after a restart).
-        self.token = token
-        self.name = name
-        self.kind = kind
-        self._next_number = 1
-        self._numbered = client._numbered
-        #: Numbered pushes not answered yet, in order.
-        self._unanswered: deque[_Numbered] = deque()
-        self._ended: CometError | None = None
-        self._closed = False
-        # publish(): messages not yet sent, and answers awaited.
-        self._parts: list[bytes] = []
-        self._part_bytes = 0
-        self._scheduled = False
-        self._outstanding = 0
-        self._limit = 4 << 20
-        self._room: asyncio.Future[None] | None = None
-        self._last_published: asyncio.Future[Any] | None = None
-        self._publish_failure: BaseException | None = None
-        self.last_sequence = 0
-        self.on_pull: PullHandler | None = None
-
-    def _check(self) -> None:
-        if self._ended is not None:
-            raise self._ended
-        if self._closed:
-            raise ChannelClosed(ErrorCode.CHANNEL_CLOSED, f"channel {self.name!r} was closed")
-
-    def _send_entries(self, entries: bytes, count: int, decode: Callable[[w.Reader], Any]) -> asyncio.Future[Any]:
-        client = self._client
-        if self._numbered and client._serves_numbered:
-            number = self._next_number
-            self._next_number += count
-            future: asyncio.Future[Any] = client._loop.create_future()
-            record = _Numbered(number, entries, count, future, decode)
-            self._unanswered.append(record)
-            client._send_numbered(self, record)
-            return future
-        channel = self.channel
-        return client._request(lambda rid: w.push_batch(rid, channel, entries, count), decode)
-
-    async def push(self, data: bytes | str) -> int:
-        """Appends one message; returns its sequence number."""
-        self._check()
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        if self._numbered and self._client._serves_numbered:
-            seq: int = await self._send_entries(_ENTRY.pack(len(payload)) + payload, 1, _ok_sequence)
-        else:
-            channel = self.channel
-            seq = await self._client._call(lambda rid: w.push(rid, channel, payload), _ok_sequence)
-        self.last_sequence = max(self.last_sequence, seq)
-        return seq
-
-    async def push_batch(self, messages: Iterable[bytes | str]) -> range:
-        """Appends several messages in one request; returns their sequence numbers."""
-        self._check()
-        entries, count = w.batch_entries(m.encode() if isinstance(m, str) else bytes(m) for m in messages)
-        if count == 0:
-            return range(0)
-        got: range = await self._send_entries(entries, count, _ok_range)
-        if got:
-            self.last_sequence = max(self.last_sequence, got[-1])
-        return got
-
-    async def publish(self, data: bytes | str) -> None:
-        """Queues one message without waiting for its answer: published messages go out coalesced
-        into batches. Waits only while more than 4 MiB are unanswered. `flush()` says how it went."""
-        self._check()
-        payload = data.encode() if isinstance(data, str) else data
-        parts = self._parts
-        parts.append(_ENTRY.pack(len(payload)))
-        parts.append(payload)
-        self._part_bytes += 4 + len(payload)
-        if self._part_bytes >= 65536:
-            self._hand_off()
-        elif not self._scheduled:
-            self._scheduled = True
-            self._client._loop.call_soon(self._hand_off)
-        if self._outstanding > self._limit:
-            self._room = self._client._loop.create_future()
-            await self._room
-
-    def _hand_off(self) -> None:
-        self._scheduled = False
-        if not self._parts:
-            return
-        count = len(self._parts) // 2
-        entries = b"".join(self._parts)
-        self._parts = []
-        self._part_bytes = 0
-        size = len(entries)
-        self._outstanding += size
-        future = self._send_entries(entries, count, _ok_range)
-        self._last_published = future
-
-        def answered(f: asyncio.Future[Any]) -> None:
-            self._outstanding -= size
-            if f.cancelled():
-                pass
-            elif f.exception() is not None:
-                if self._publish_failure is None:
-                    self._publish_failure = f.exception()
-            else:
-                got: range = f.result()
-                if got:
-                    self.last_sequence = max(self.last_sequence, got[-1])
-            room = self._room
-            if room is not None and self._outstanding <= self._limit and not room.done():
-                room.set_result(None)
-
-        future.add_done_callback(answered)
-
-    async def flush(self) -> int:
-        """Sends what `publish` queued and waits for every answer; returns the last sequence number.
-        Raises the first refusal since the last flush (the messages after it were refused too)."""
-        self._hand_off()
-        last = self._last_published
-        if last is not None:
-            try:
-                await asyncio.shield(last)
-            except (CometError, ConnectionLost):
-                pass
-        failure, self._publish_failure = self._publish_failure, None
-        if failure is not None:
-            raise failure
-        return self.last_sequence
-
-    async def close(self) -> int:
-        """Closes the channel (readers get what is buffered, then the end); returns its last
-        sequence number."""
-        if self._closed or self._ended is not None:
-            return self.last_sequence
-        await self.flush()
-        channel = self.channel
-        last: int = await self._client._call(lambda rid: w.close(rid, channel), lambda r: r.u64())
-        self._closed = True
-        self._client._producers.pop(self.channel, None)
-        return last
-
-    async def __aenter__(self) -> "Producer":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 class Client:
@@ -595,7 +155,12 @@ class Client:
         if not self._ready.is_set():
             return
         future = self._request(make, _ok_empty)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception() is None or log.debug("comet: %s", f.exception()))
+
+        def refused(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.debug("comet: %s", f.exception())
+
+        future.add_done_callback(refused)
 
     def _send_numbered(self, producer: Producer, record: _Numbered, restoring: bool = False) -> None:
         if not self._ready.is_set() and not restoring and self._reconnect is not None and not self._closing:
@@ -838,7 +403,7 @@ class Client:
             again = sub._again
             rid = self._take_id()
             reply: asyncio.Future[None] = self._loop.create_future()
-            self._pending[rid] = _Pending(reply, lambda r, sub=sub: self._resubscribed(sub, r))
+            self._pending[rid] = _Pending(reply, functools.partial(self._resubscribed, sub))
             if sub.scope == "private":
                 frame = w.subscribe(rid, sub.name, w.FLAG_PRIVATE, w.POS_NEXT, 0, 0, again.get("owner"))
             elif sub.scope == "external":
@@ -1065,65 +630,6 @@ class Client:
     async def bridge_report(self, exports: Sequence[w.ExportReport], imports: Sequence[w.ImportReport]) -> None:
         """A bridge's counters, which STATS then shows (BRIDGE_REPORT)."""
         await self._call(lambda rid: w.bridge_report(rid, exports, imports), _ok_empty)
-
-
-def _position(from_: Position) -> tuple[int, int]:
-    if from_ == "next":
-        return w.POS_NEXT, 0
-    if from_ == "oldest":
-        return w.POS_OLDEST, 0
-    if isinstance(from_, Last):
-        return w.POS_LAST, from_.count
-    if isinstance(from_, int) and not isinstance(from_, bool):
-        if from_ >= 1:
-            return w.POS_FROM, from_
-        if from_ < 0:
-            return w.POS_LAST, -from_
-    raise ValueError(f"not a position: {from_!r} (\"next\", \"oldest\", N >= 1, Last(k) or -k)")
-
-
-def _read_create_reply(r: w.Reader) -> tuple[int, int, tuple[int, int]]:
-    channel, epoch = r.u64(), r.u64()
-    token = (r.u64(), r.u64()) if r.remaining() >= 16 else (0, 0)
-    return channel, epoch, token
-
-
-def _read_adopt_reply(r: w.Reader) -> tuple[int, int, int, int]:
-    channel, epoch, last = r.u64(), r.u64(), r.u64()
-    number = r.u64() if r.remaining() >= 8 else 0
-    return channel, epoch, last, number
-
-
-def _read_subscribe_reply(r: w.Reader) -> tuple[int, int, int, int, Owner]:
-    sid, waiting, epoch, next_sequence = r.u32(), r.u8(), r.u64(), r.u64()
-    owner = Owner(r.u32(), r.u32()) if r.remaining() >= 8 else UNKNOWN_OWNER
-    return sid, waiting, epoch, next_sequence, owner
-
-
-def _read_list_reply(r: w.Reader) -> tuple[list[ChannelInfo], bool]:
-    count = r.u32()
-    rows = []
-    for _ in range(count):
-        rows.append([r.str(), r.u8(), r.u8(), r.u32(), r.u32(), r.u32(), r.u64(), r.u64()])
-    more = r.u8() == 1 if r.remaining() else False
-    owners = [Owner(r.u32(), r.u32()) if r.remaining() >= 8 else UNKNOWN_OWNER for _ in rows]
-    imported = [r.u8() == 1 if r.remaining() else False for _ in rows]
-    rules: list[tuple[str, int]] = []
-    if r.remaining():
-        rules = [(r.str(), r.u8()) for _ in rows]
-    infos = []
-    for i, row in enumerate(rows):
-        rule, standing = rules[i] if rules else ("", 0)
-        infos.append(ChannelInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], owners[i], imported[i],
-                                 rule, standing))
-    return infos, more
-
-
-def _read_sessions_reply(r: w.Reader) -> tuple[list[SessionInfo], bool]:
-    count = r.u32()
-    page = [SessionInfo(r.u64(), r.u32(), r.u32(), r.u32(), r.u64()) for _ in range(count)]
-    more = r.u8() == 1 if r.remaining() else False
-    return page, more
 
 
 async def connect(path: str | None = None, *, resume: SessionCredentials | None = None,
