@@ -30,6 +30,7 @@ test:
 	.build/release/comet-sim --seed 1 --seeds 10 --steps 100000
 	$(SWIFT) test --skip-build --disable-swift-testing
 	libcomet/tests/run.sh .build/release/cometd
+	scripts/test-python
 	scripts/test-install
 	scripts/test-systemd || [ $$? = 77 ]
 
