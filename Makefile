@@ -5,7 +5,7 @@ SWIFT ?= swift
 # Release binaries carry the Swift runtime: they run where no toolchain is installed.
 RELEASE = $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: run test test-systemd simulate build release bench bench-peers install deb clean libcomet install-libcomet
+.PHONY: run test test-systemd simulate build release bench bench-peers bench-python install deb clean libcomet install-libcomet
 
 ## libcomet (the C library): build, install (PREFIX, DESTDIR).
 libcomet:
@@ -71,6 +71,12 @@ bench-peers:
 	scripts/ensure-deps peers
 	$(RELEASE) --product cometd
 	bench/peers/run .build/release/cometd
+
+## The Python client next to redis-py and nats-py (installs their servers and PyPI packages).
+bench-python:
+	scripts/ensure-deps peers
+	$(RELEASE) --product cometd
+	bench/python/run .build/release/cometd
 
 ## Install (PREFIX, DESTDIR, SYSCONFDIR): binaries, units, libcomet (header, libraries, comet.pc),
 ## shell completions, man pages, the default policy (SYSCONFDIR/comet/policy.conf, kept if present).

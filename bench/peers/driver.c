@@ -2,6 +2,7 @@
  * its backend and prints one RESULT line per figure, for bench/peers/table.py to put side by side.
  *   driver SYSTEM ADDRESS SERVER_PID     SYSTEM: comet, redis, zeromq, nats, dbus, raw (SERVER_PID 0: none)
  *   driver relay PATH                    the raw relay server
+ *   driver SYSTEM ADDRESS 0 produce TOPIC COUNT   only a publisher (bench/python's feed)
  * Workloads (64-byte messages, each subscriber on a connection and a thread of its own):
  *   W1 1 -> 1 and W2 1 -> 10, 1 -> 100: delivered messages per second summed over subscribers, lost
  *      messages and ended subscriptions counted; median of 3 runs;
@@ -322,6 +323,33 @@ static void idle_memory(int subscribers) {
         b->pub_close(p);
 }
 
+/* `driver SYSTEM ADDRESS 0 produce TOPIC COUNT`: only a publisher of COUNT messages (bench/python:
+ * the feed of a reader written in another language), as fast as the system takes them. */
+static int produce(const char *topic, uint64_t count) {
+        struct pub *p = b->pub_open(address, topic, 0);
+        if (!p || b->pub_ready(p, 1) < 0) {
+                fprintf(stderr, "%s: cannot publish %s\n", b->name, topic);
+                return 1;
+        }
+        uint8_t message[MESSAGE_SIZE];
+        memset(message, 'p', sizeof message);
+        uint64_t start = now_ns();
+        for (uint64_t i = 0; i < count; i++) {
+                put64(message, i);
+                put64(message + 8, now_ns());
+                if (b->publish(p, message, sizeof message) < 0) {
+                        fprintf(stderr, "%s: publish %llu failed\n", b->name, (unsigned long long)i);
+                        return 1;
+                }
+        }
+        b->pub_flush(p);
+        double seconds = (double)(now_ns() - start) / 1e9;
+        printf("produced %llu in %.3f s (%.0f msgs/s)\n", (unsigned long long)count, seconds, (double)count / seconds);
+        fflush(stdout);
+        b->pub_close(p);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc >= 3 && strcmp(argv[1], "relay") == 0)
                 return raw_relay_main(argv[2]);
@@ -339,6 +367,8 @@ int main(int argc, char **argv) {
         }
         address = argv[2];
         server_arg = argv[3];
+        if (argc >= 7 && strcmp(argv[4], "produce") == 0)
+                return produce(argv[5], strtoull(argv[6], NULL, 10));
         struct rlimit limit;
         getrlimit(RLIMIT_NOFILE, &limit);
         limit.rlim_cur = limit.rlim_max;

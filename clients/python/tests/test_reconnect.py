@@ -90,3 +90,30 @@ async def test_without_reconnect_a_crash_ends_everything(supervisor: Supervisor)
     except (comet.ConnectionLost, comet.CometError):
         pass
     await client.close()
+
+
+async def test_adopt_by_hand_after_a_crash(supervisor: Supervisor) -> None:
+    first = await comet.connect(supervisor.socket)
+    producer = await first.create("orphan")
+    assert await producer.push_batch([b"a", b"b"]) == range(1, 3)
+    async with await comet.connect(supervisor.socket) as other:
+        try:
+            await other.adopt(producer.channel, producer.token)
+            raise AssertionError("adopted a channel whose producer is connected")
+        except comet.NotOwner:
+            pass
+    supervisor.stop(signal.SIGKILL)
+    supervisor.start()
+    await first.close()
+    async with await comet.connect(supervisor.socket) as again:
+        try:
+            await again.adopt(producer.channel, (producer.token[0], producer.token[1] ^ 1))
+            raise AssertionError("adopted with a wrong token")
+        except comet.BadToken:
+            pass
+        adopted = await again.adopt(producer.channel, producer.token, "orphan")
+        assert adopted.epoch == producer.epoch and adopted.last_sequence == 2
+        assert await adopted.push(b"c") == 3
+        sub = await again.subscribe("orphan", "oldest")
+        await adopted.close()
+        assert [m.data async for m in sub] == [b"a", b"b", b"c"]

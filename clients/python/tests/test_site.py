@@ -210,3 +210,15 @@ async def test_imports_are_fed_and_read_with_their_origin_numbers(daemon: Daemon
         with pytest.raises(comet.UpstreamUnreachable):
             await read(sub, 1)
         await bridge.mirror_state(handle, "closed", last=42)
+
+
+async def test_unsubscribe_ends_delivery(daemon: Daemon) -> None:
+    async with await comet.connect(daemon.socket) as client:
+        producer = await client.create("quiet")
+        async with await client.subscribe("quiet") as sub:
+            await producer.push("one")
+            assert (await read(sub, 1))[0].text == "one"
+        await producer.push("two")
+        await client.ping()
+        assert [m async for m in sub] == []
+        assert (await client.stats()).subscriptions == 0
