@@ -72,6 +72,18 @@ final class NamespaceTests: XCTestCase {
         return path
     }
 
+    /// `body` must end with OWNER_MISMATCH; `otherwise` says what happened if it does not.
+    func assertOwnerMismatch(_ otherwise: String, line: UInt = #line, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+            XCTFail(otherwise, line: line)
+        } catch let error as CometError {
+            XCTAssertEqual(error.code, .ownerMismatch, line: line)
+        } catch {
+            XCTFail("\(error)", line: line)
+        }
+    }
+
     // MARK: Creating
 
     func testTheDefaultGivesNamesAnOwner() throws {
@@ -138,11 +150,8 @@ final class NamespaceTests: XCTestCase {
         XCTAssertEqual(plain.stdout, "from 65534\n", plain.stderr)
         // The Swift client sees the same refusal.
         let client = try await CometClient.connect(to: daemon.socketPath)
-        do {
+        await assertOwnerMismatch("sys.clock by nobody was read without a pin") {
             _ = try await client.subscribe("sys.clock", owner: .anyone)
-            XCTFail("sys.clock by nobody was read without a pin")
-        } catch let error as CometError {
-            XCTAssertEqual(error.code, .ownerMismatch)
         }
         await client.close()
     }
@@ -161,22 +170,16 @@ final class NamespaceTests: XCTestCase {
         XCTAssertEqual(genuine.stdout, "from 1\n", genuine.stderr)
 
         let client = try await CometClient.connect(to: daemon.socketPath)
-        do {
+        await assertOwnerMismatch("user.daemon.alerts by nobody was read") {
             _ = try await client.subscribe("user.daemon.alerts", from: .oldest)
-            XCTFail("user.daemon.alerts by nobody was read")
-        } catch let error as CometError {
-            XCTAssertEqual(error.code, .ownerMismatch)
         }
         let anyone = try await client.subscribe("user.daemon.alerts", from: .oldest, owner: .anyone)
         XCTAssertEqual(anyone.info.owner.uid, Self.nobody)
         // A waiting reader of a user name ends before any message when another user creates it.
         let waiting = try await client.subscribe("user.daemon.later", wait: true)
         try produce(as: Self.nobody, "user.daemon.later")
-        do {
+        await assertOwnerMismatch("the waiting subscription ended without an error") {
             for try await message in waiting { XCTFail("read \(message) from a spoofer") }
-            XCTFail("the waiting subscription ended without an error")
-        } catch let error as CometError {
-            XCTAssertEqual(error.code, .ownerMismatch)
         }
         await client.close()
     }
