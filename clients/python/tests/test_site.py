@@ -222,3 +222,24 @@ async def test_unsubscribe_ends_delivery(daemon: Daemon) -> None:
         await client.ping()
         assert [m async for m in sub] == []
         assert (await client.stats()).subscriptions == 0
+
+
+async def test_messages_too_large_for_the_frames_are_refused_here() -> None:
+    small = Daemon("--max-frame-size", "65536")
+    try:
+        async with await comet.connect(small.socket) as client:
+            producer = await client.create("frames", size=10_000)
+            with pytest.raises(ValueError):
+                await producer.push(b"x" * 70_000)
+            with pytest.raises(ValueError):
+                await producer.publish(b"x" * 70_000)
+            sub = await client.subscribe("frames")
+            for _ in range(1000):
+                await producer.publish(b"y" * 1000)  # batches cut to the daemon's frame size
+            assert await producer.flush() == 1000
+            got: list[comet.Message] = []
+            while len(got) < 1000:
+                got += await sub.batch()
+            assert all(m.data == b"y" * 1000 for m in got)
+    finally:
+        small.stop()

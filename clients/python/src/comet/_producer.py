@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ._client import Client
 
 _ENTRY = struct.Struct(">I")
+#: A numbered batch's fields before its messages (opcode, request id, channel, number, count).
+_BATCH_HEAD = 1 + 4 + 8 + 8 + 4
 
 #: Answers an unlimited channel's pull: returns the next message.
 PullHandler = Callable[[int], Awaitable[bytes]]
@@ -74,6 +76,8 @@ class Producer:
 
     def _send_entries(self, entries: bytes, count: int, decode: Callable[[w.Reader], Any]) -> asyncio.Future[Any]:
         client = self._client
+        if len(entries) + _BATCH_HEAD > client._max_frame:
+            raise ValueError(f"{count} message(s) of {len(entries)} bytes do not fit the daemon's frames ({client._max_frame} bytes)")
         if self._numbered and client._serves_numbered:
             number = self._next_number
             self._next_number += count
@@ -92,6 +96,8 @@ class Producer:
         if self._numbered and self._client._serves_numbered:
             seq: int = await self._send_entries(_ENTRY.pack(len(payload)) + payload, 1, _ok_sequence)
         else:
+            if len(payload) + 13 > self._client._max_frame:
+                raise ValueError(f"a message of {len(payload)} bytes does not fit the daemon's frames ({self._client._max_frame} bytes)")
             channel = self.channel
             seq = await self._client._call(lambda rid: w.push(rid, channel, payload), _ok_sequence)
         self.last_sequence = max(self.last_sequence, seq)
@@ -113,11 +119,17 @@ class Producer:
         into batches. Waits only while more than 4 MiB are unanswered. `flush()` says how it went."""
         self._check()
         payload = data.encode() if isinstance(data, str) else data
+        size = 4 + len(payload)
+        room = self._client._max_frame - _BATCH_HEAD
+        if size > room:
+            raise ValueError(f"a message of {len(payload)} bytes does not fit the daemon's frames ({self._client._max_frame} bytes)")
+        if self._part_bytes + size > room:
+            self._hand_off()
         parts = self._parts
         parts.append(_ENTRY.pack(len(payload)))
         parts.append(payload)
-        self._part_bytes += 4 + len(payload)
-        if self._part_bytes >= 65536:
+        self._part_bytes += size
+        if self._part_bytes >= min(65536, room // 2):
             self._hand_off()
         elif not self._scheduled:
             self._scheduled = True
