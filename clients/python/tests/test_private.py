@@ -103,3 +103,17 @@ async def test_producer_hears_that_its_session_ended() -> None:
             assert closed.value.code == comet.ErrorCode.SESSION_ENDED
     finally:
         short.stop()
+
+
+async def test_closing_the_client_ends_its_iterators(daemon: Daemon) -> None:
+    client = await comet.connect(daemon.socket)
+    producer = await client.create("ending")
+    sub = await client.subscribe("ending")
+    offers = client.offers()
+    await producer.push("one")
+    assert (await sub.__anext__()).text == "one"
+    await client.close()
+    assert [m async for m in sub] == []
+    assert [o async for o in offers] == []
+    with pytest.raises(comet.ConnectionLost):
+        await client.ping()

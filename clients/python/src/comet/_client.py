@@ -72,7 +72,7 @@ class Client:
         self._next_id = 1
         self._subs: dict[int, Subscription] = {}
         self._producers: dict[int, Producer] = {}
-        self._offers: asyncio.Queue[Offer] = asyncio.Queue()
+        self._offers: asyncio.Queue[Offer | None] = asyncio.Queue()
         self._numbered = True
         self._serves_numbered = False
         self._max_frame = w.HANDSHAKE_MAX_FRAME
@@ -317,14 +317,16 @@ class Client:
             if p.numbered is not None and self._reconnect is not None and not self._closing:
                 continue  # sent again after the reconnect
             if not p.future.done():
-                p.future.set_exception(reason if isinstance(reason, BaseException) else ConnectionLost(str(reason)))
+                p.future.set_exception(reason)
         if self._reconnect is None or self._closing:
-            if self._fatal is None:
-                self._fatal = ConnectionLost("the connection to cometd was lost")
+            if self._fatal is None and not self._closing:
+                self._fatal = reason
             for sub in list(self._subs.values()):
-                sub._finish(reason if isinstance(reason, CometError) else ConnectionLost(str(reason)))
+                # Closed by the application: its subscriptions simply end.
+                sub._finish(None if self._closing and self._fatal is None else reason)
             for producer in self._producers.values():
                 self._fail_unanswered(producer, ConnectionLost("the connection to cometd was lost"))
+            self._offers.put_nowait(None)
             return
         if self.on_event:
             self.on_event("lost", reason)
@@ -360,6 +362,7 @@ class Client:
                     sub._finish(error)
                 for producer in self._producers.values():
                     self._fail_unanswered(producer, error)
+                self._offers.put_nowait(None)
                 self._closing = True
                 self._ready.set()
                 return
@@ -572,11 +575,16 @@ class Client:
         return sub
 
     def offers(self) -> AsyncIterator[Offer]:
-        """Private channels addressed to this client's session, as they are created (OFFER)."""
+        """Private channels addressed to this client's session, as they are created (OFFER), until
+        the client is closed or its connection is lost for good."""
 
         async def generate() -> AsyncIterator[Offer]:
             while True:
-                yield await self._offers.get()
+                offer = await self._offers.get()
+                if offer is None:
+                    self._offers.put_nowait(None)  # for any other iterator
+                    return
+                yield offer
 
         return generate()
 
