@@ -428,12 +428,16 @@ class Client:
         self._subs.pop(sub.id, None)
         sub.id = sid
         self._subs[sid] = sub
+        same_epoch = epoch == sub.epoch
         if not waiting:
             sub.epoch, sub.owner = epoch, owner
-        if sub.scope == "private" and next_sequence and next_sequence <= sub._held():
-            # Messages it has come again from the first unacknowledged: they are dropped.
+        if sub.scope in ("private", "external") and next_sequence and next_sequence <= sub._held() \
+                and (sub.scope == "private" or same_epoch):
+            # Messages it has come again (a private channel from the first unacknowledged, a relay
+            # with its history): they are dropped.
             sub._dedupe_until = sub._held()
             sub._kept = len(sub._queue)
+        if sub.scope == "private" and next_sequence:
             sub._acked = next_sequence - 1
             sub._ack_wanted = max(sub._ack_wanted, sub._acked)
             sub._send_ack()
