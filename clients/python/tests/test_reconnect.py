@@ -117,3 +117,22 @@ async def test_adopt_by_hand_after_a_crash(supervisor: Supervisor) -> None:
         sub = await again.subscribe("orphan", "oldest")
         await adopted.close()
         assert [m.data async for m in sub] == [b"a", b"b", b"c"]
+
+
+async def test_a_relayed_subscription_goes_on_after_kill_9_without_repeats(supervisor: Supervisor) -> None:
+    upstream = Daemon()
+    try:
+        async with await comet.connect(upstream.socket) as up, await comet.connect(supervisor.socket, reconnect=True) as client:
+            producer = await up.create("far")
+            await producer.push_batch([b"1", b"2", b"3"])
+            relayed = await client.subscribe_external("unix:" + upstream.socket, "far", history=3)
+            got = [await asyncio.wait_for(relayed.__anext__(), 5) for _ in range(3)]
+            supervisor.stop(signal.SIGKILL)
+            supervisor.start()
+            await producer.push_batch([b"4", b"5"])
+            while len(got) < 5:
+                got.append(await asyncio.wait_for(relayed.__anext__(), 10))
+            assert [m.data for m in got] == [b"1", b"2", b"3", b"4", b"5"]
+            assert [m.sequence for m in got] == [1, 2, 3, 4, 5]
+    finally:
+        upstream.stop()
