@@ -57,20 +57,33 @@ public struct CometSubscription: AsyncSequence, Sendable {
         /// only when this is 0).
         public var buffered: Int { chunk.count - index }
 
-        /// As `next()`, from the caller's isolation (SE-0421). An iterator is used by one task at
-        /// a time, so handing it to the nonisolated `next()` and back is safe.
+        /// As `next()`, from the caller's isolation (SE-0421): `for try await` on the main actor
+        /// or in any actor. A message already received is handed out at once, without leaving the
+        /// caller's isolation; only an empty chunk waits (one hop per chunk, not per message). An
+        /// iterator is used by one task at a time, so handing it to `next()` and back is safe.
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> CometMessage? {
+            if index < chunk.count {
+                acknowledgeTaken()
+                let message = chunk[index]
+                index += 1
+                if acknowledger != nil { taken = message.sequence }
+                return message
+            }
             nonisolated(unsafe) var iterator = self
             defer { self = iterator }
             return try await iterator.next()
         }
 
-        public mutating func next() async throws -> CometMessage? {
-            // Private channels: the message handed out before is taken once the next is asked for.
+        /// Private channels: the message handed out before is taken once the next is asked for.
+        private mutating func acknowledgeTaken() {
             if let taken, let acknowledger {
                 acknowledger.client.acknowledge(acknowledger.subscription, through: taken)
                 self.taken = nil
             }
+        }
+
+        public mutating func next() async throws -> CometMessage? {
+            acknowledgeTaken()
             if index == chunk.count {
                 repeat {
                     guard let next = try await base.next() else { return nil }

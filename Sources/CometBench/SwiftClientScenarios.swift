@@ -23,37 +23,63 @@ func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) 
     return try box.result!.get()
 }
 
+/// Runs an async body on the main actor to completion, the main thread serving the main queue
+/// meanwhile (as an application's run loop does): how `Task {}` in top-level code or a
+/// `@MainActor` type runs.
+func runOnMainActor<T: Sendable>(_ body: @escaping @MainActor @Sendable () async throws -> T) throws -> T {
+    precondition(Thread.isMainThread, "the main actor's scenarios run from the main thread")
+    let box = LockedResult<T>()
+    Task { @MainActor in
+        do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
+    }
+    while true {
+        if let result = box.get() { return try result.get() }
+        _ = RunLoop.main.run(mode: .default, before: Date(timeIntervalSinceNow: 0.01))
+    }
+}
+
 extension Scenarios {
     /// A `for try await` reader (Swift) of `total` messages pushed in batches by the raw-codec
     /// producer, at the default ring: messages per second, and whether it got them all in order.
-    func swiftReader(total: Int) throws -> (rate: Double, complete: Bool) {
+    /// `onMainActor`: the loop runs on the main actor (else in a task of the global executor).
+    func swiftReader(total: Int, onMainActor: Bool = false) throws -> (rate: Double, complete: Bool) {
         let socket = self.socket
         let producer = try BenchSocket(path: socket)
         try producer.handshake()
         let channel = try producer.create("bench.swift.read", size: 0)
-        return try blocking {
-            let client = try await CometClient.connect(to: socket)
-            let subscription = try await client.subscribe("bench.swift.read")
-            let start = DispatchTime.now().uptimeNanoseconds
-            let pusher = Thread {
+        let start = { @Sendable in
+            Thread {
                 self.produce(channel: channel, producer: producer, total: total, batch: 256, consumed: AtomicCounter(), lead: Int.max)
-            }
-            pusher.start()
-            var expected: UInt64 = 1
-            var complete = true
-            do {
-                for try await message in subscription {
-                    if message.sequence != expected { complete = false }
-                    expected += 1
-                    if expected > UInt64(total) { break }
-                }
-            } catch {
-                complete = false
-            }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            await client.close()
-            return (Double(expected - 1) / seconds, complete && expected == UInt64(total) + 1)
+            }.start()
         }
+        if onMainActor {
+            return try runOnMainActor { try await Self.read(socket: socket, total: total, start: start) }
+        }
+        return try blocking { try await Self.read(socket: socket, total: total, start: start) }
+    }
+
+    /// The reader's loop, in the caller's isolation (the main actor's, or none).
+    static func read(
+        socket: String, total: Int, start: @Sendable () -> Void, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> (rate: Double, complete: Bool) {
+        let client = try await CometClient.connect(to: socket)
+        let subscription = try await client.subscribe("bench.swift.read")
+        let began = DispatchTime.now().uptimeNanoseconds
+        start()
+        var expected: UInt64 = 1
+        var complete = true
+        do {
+            for try await message in subscription {
+                if message.sequence != expected { complete = false }
+                expected += 1
+                if expected > UInt64(total) { break }
+            }
+        } catch {
+            complete = false
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+        await client.close()
+        return (Double(expected - 1) / seconds, complete && expected == UInt64(total) + 1)
     }
 
     /// A Swift producer pushing `total` messages, timed until every one is in (a raw-codec reader
@@ -82,6 +108,33 @@ extension Scenarios {
             return Double(total) / seconds
         }
     }
+
+    /// Awaited round trips: `count` single `push`es, each awaited before the next (an app's
+    /// "send and wait for the answer"), from the main actor or a task of the global executor.
+    func swiftAwaitedPushes(count: Int, onMainActor: Bool) throws -> Double {
+        let socket = self.socket
+        if onMainActor { return try runOnMainActor { try await Self.awaitedPushes(socket: socket, count: count) } }
+        return try blocking { try await Self.awaitedPushes(socket: socket, count: count) }
+    }
+
+    static func awaitedPushes(socket: String, count: Int, isolation: isolated (any Actor)? = #isolation) async throws -> Double {
+        let client = try await CometClient.connect(to: socket)
+        let producer = try await client.create("bench.swift.awaited", size: 1000)
+        let payload = [UInt8](repeating: 0x6D, count: 64)
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<count { _ = try await producer.push(payload) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        await client.close()
+        return Double(count) / seconds
+    }
+}
+
+/// A result handed from a task to a thread that polls for it.
+final class LockedResult<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, Error>?
+    func set(_ value: Result<T, Error>) { lock.withLock { result = value } }
+    func get() -> Result<T, Error>? { lock.withLock { result } }
 }
 
 final class ResultBox<T>: @unchecked Sendable {

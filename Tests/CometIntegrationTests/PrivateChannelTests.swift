@@ -108,6 +108,38 @@ final class PrivateChannelIntegrationTests: XCTestCase {
         await producerClient.close()
     }
 
+    /// A reader isolated to an actor (as on the main actor) takes messages from its chunk without
+    /// leaving the actor; asking for the next still acknowledges the ones before it.
+    func testAnActorIsolatedReaderAcknowledgesWhatItAskedPast() async throws {
+        actor Reader {
+            func read(_ subscription: CometSubscription, until last: UInt64) async throws -> [UInt64] {
+                var seen: [UInt64] = []
+                for try await message in subscription {
+                    seen.append(message.sequence)
+                    if message.sequence == last { break }
+                }
+                return seen
+            }
+        }
+        let consumer = try await connect()
+        let credentials = consumer.session
+        let producerClient = try await connect()
+        let inbox = try await producerClient.createPrivate("actor.inbox", for: credentials.id, size: 100)
+        _ = await nextOffer(consumer)
+        let subscription = try await consumer.subscribePrivate("actor.inbox")
+        try await inbox.push(batch: (1...10).map { Array("m\($0)".utf8) })
+        let seen = try await Reader().read(subscription, until: 4)
+        XCTAssertEqual(seen, [1, 2, 3, 4])
+        try await consumer.ping()
+        await consumer.close()
+        let resumed = try await connect(resuming: credentials)
+        _ = await nextOffer(resumed)
+        let again = try await resumed.subscribePrivate("actor.inbox")
+        XCTAssertEqual(again.info.nextSequence, 4, "1–3 acknowledged by asking past them; 4 was in hand")
+        await resumed.close()
+        await producerClient.close()
+    }
+
     func testResumeRefusals() async throws {
         let consumer = try await connect()
         let good = consumer.session
