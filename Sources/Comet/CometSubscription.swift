@@ -64,10 +64,7 @@ public struct CometSubscription: AsyncSequence, Sendable {
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> CometMessage? {
             if index < chunk.count {
                 acknowledgeTaken()
-                let message = chunk[index]
-                index += 1
-                if acknowledger != nil { taken = message.sequence }
-                return message
+                return handOut()
             }
             nonisolated(unsafe) var iterator = self
             defer { self = iterator }
@@ -91,6 +88,11 @@ public struct CometSubscription: AsyncSequence, Sendable {
                     index = 0
                 } while chunk.isEmpty
             }
+            return handOut()
+        }
+
+        /// The next message of the chunk (there is one), remembered for acknowledgement.
+        private mutating func handOut() -> CometMessage {
             let message = chunk[index]
             index += 1
             if acknowledger != nil { taken = message.sequence }

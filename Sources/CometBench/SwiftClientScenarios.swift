@@ -13,14 +13,14 @@ extension Scenarios {
 
 /// Runs an async body to completion from synchronous code (the benchmark's scenarios).
 func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
+    let box = LockedResult<T>()
     let done = DispatchSemaphore(value: 0)
     Task {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+        do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
         done.signal()
     }
     done.wait()
-    return try box.result!.get()
+    return try box.get()!.get()
 }
 
 /// Runs an async body on the main actor to completion, the main thread serving the main queue
@@ -129,16 +129,12 @@ extension Scenarios {
     }
 }
 
-/// A result handed from a task to a thread that polls for it.
+/// A result handed from a task to the thread that waits or polls for it.
 final class LockedResult<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var result: Result<T, Error>?
     func set(_ value: Result<T, Error>) { lock.withLock { result = value } }
     func get() -> Result<T, Error>? { lock.withLock { result } }
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?
 }
 
 /// `count` times the same element, as an async sequence.

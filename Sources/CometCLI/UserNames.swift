@@ -20,14 +20,7 @@ enum UserNames {
     static func column(_ owner: Owner) -> String { owner.isKnown ? name(of: owner.uid) : "-" }
 
     /// A uid from a number or a user name.
-    static func uid(_ text: String) -> UInt32? {
-        if let uid = UInt32(text) { return uid }
-        var entry = passwd()
-        var found: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getpwnam_r(text, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return nil }
-        return entry.pw_uid
-    }
+    static func uid(_ text: String) -> UInt32? { UInt32(text) ?? OwnerPin.systemUser(named: text) }
 }
 
 /// `--owner USER|UID|any`.

@@ -1,4 +1,5 @@
 import CometChannels
+import CometServer
 import FoundationEssentials
 import Glibc
 
@@ -58,13 +59,7 @@ struct PolicyFiles {
         return 999
     }
 
-    static func uid(named name: String) -> UInt32? {
-        var entry = passwd()
-        var found: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getpwnam_r(name, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return nil }
-        return entry.pw_uid
-    }
+    static func uid(named name: String) -> UInt32? { UserDirectory.lookUp(name) }
 
     static func gid(named name: String) -> UInt32? {
         var entry = group()

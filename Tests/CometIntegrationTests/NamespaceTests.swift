@@ -65,13 +65,6 @@ final class NamespaceTests: XCTestCase {
         XCTFail("\(name) never appeared")
     }
 
-    func policyFile(_ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "comet-policy-\(UUID().uuidString.prefix(8)).conf"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
     /// `body` must end with OWNER_MISMATCH; `otherwise` says what happened if it does not.
     func assertOwnerMismatch(_ otherwise: String, line: UInt = #line, _ body: () async throws -> Void) async {
         do {

@@ -273,13 +273,6 @@ final class TrustTests: XCTestCase {
 
     // MARK: B. Policy
 
-    func policyFile(_ text: String) throws -> String {
-        let path = "/tmp/comet-policy-\(UUID().uuidString.prefix(8)).conf"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
     func testPolicyReservesNamesAndReloadsOnHangup() async throws {
         let path = try policyFile("""
             # system channels are root's; anyone may read them

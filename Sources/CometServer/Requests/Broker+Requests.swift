@@ -319,11 +319,11 @@ extension Broker {
         }
         if pinned == nil, registry.channel(named: name) === channel {
             // Without a pin of its own the reader trusts the policy's owner for the name.
-            let decision = policy.creation(name, channel.creator, users: userID(named:))
-            if !decision.allows, let pattern = decision.pattern {
+            let judged = standing(of: name, creator: channel.creator)
+            if judged.standing == .notAllowed {
                 throw ChannelRefusal(
                     .ownerMismatch,
-                    "channel '\(name)' was created by uid \(channel.creator.uid), whom the policy's rule 'create \(pattern)' does not allow; pin its owner to read it anyway")
+                    "channel '\(name)' was created by uid \(channel.creator.uid), whom the policy's rule 'create \(judged.rule)' does not allow; pin its owner to read it anyway")
             }
         }
         guard epoch == 0 || epoch == channel.epoch else {

@@ -121,3 +121,13 @@ func runTool(_ executable: String, _ arguments: [String], stdin: String? = nil, 
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
+
+extension XCTestCase {
+    /// A policy file holding `text` for a daemon's `--policy`, removed when the test ends.
+    func policyFile(_ text: String) throws -> String {
+        let path = "/tmp/comet-policy-\(UUID().uuidString.prefix(8)).conf"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+}

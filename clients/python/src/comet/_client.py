@@ -95,21 +95,13 @@ class Client:
             raise Unreachable(f"no cometd answers at {self._path}: {e}") from e
         self._protocol = protocol
         self._fatal = None
-        rid = self._take_id()
-        future: asyncio.Future[w.HelloReply] = self._loop.create_future()
-        self._pending[rid] = _Pending(future, w.HelloReply.read)
-        self._write(w.hello(rid))
-        hello = await future
+        hello: w.HelloReply = await self._request(w.hello, w.HelloReply.read)
         self.server = hello
         self._max_frame = hello.max_frame_size
         self._serves_numbered = bool(hello.features & w.FEATURE_NUMBERED)
         self.session = SessionCredentials(hello.session, hello.token)
         if resume is not None:
-            rid = self._take_id()
-            resumed: asyncio.Future[int] = self._loop.create_future()
-            self._pending[rid] = _Pending(resumed, lambda r: r.u64())
-            self._write(w.resume(rid, resume.id, resume.token))
-            await resumed
+            await self._request(lambda rid: w.resume(rid, resume.id, resume.token), lambda r: r.u64())
             self.session = resume
 
     def _take_id(self) -> int:
@@ -370,12 +362,8 @@ class Client:
     _resume_session: SessionCredentials | None = None
 
     async def _resume_quietly(self, creds: SessionCredentials) -> None:
-        rid = self._take_id()
-        future: asyncio.Future[int] = self._loop.create_future()
-        self._pending[rid] = _Pending(future, lambda r: r.u64())
-        self._write(w.resume(rid, creds.id, creds.token))
         try:
-            await future
+            await self._request(lambda rid: w.resume(rid, creds.id, creds.token), lambda r: r.u64())
             self.session = creds
         except CometError as e:
             log.info("comet: session %x not resumed (%s); a new one stands", creds.id, e.name)
@@ -383,12 +371,9 @@ class Client:
     async def _restore(self, subs: list[Subscription]) -> None:
         # Producers: ADOPT, then their unanswered numbered pushes, in order.
         for producer in list(self._producers.values()):
-            rid = self._take_id()
-            adopted: asyncio.Future[tuple[int, int, int]] = self._loop.create_future()
-            self._pending[rid] = _Pending(adopted, lambda r: (r.u64(), r.u64(), r.u64()))
-            self._write(w.adopt(rid, producer.channel, producer.token))
+            channel, token = producer.channel, producer.token
             try:
-                _, epoch, last = await adopted
+                _, epoch, last, _ = await self._request(lambda rid: w.adopt(rid, channel, token), _read_adopt_reply)
                 producer.epoch = epoch
                 if self.on_event:
                     self.on_event("adopted", (producer.name, last))
@@ -403,21 +388,8 @@ class Client:
         for sub in subs:
             if sub._ended:
                 continue
-            again = sub._again
-            rid = self._take_id()
-            reply: asyncio.Future[None] = self._loop.create_future()
-            self._pending[rid] = _Pending(reply, functools.partial(self._resubscribed, sub))
-            if sub.scope == "private":
-                frame = w.subscribe(rid, sub.name, w.FLAG_PRIVATE, w.POS_NEXT, 0, 0, again.get("owner"))
-            elif sub.scope == "external":
-                frame = w.subscribe_external(rid, again["address"], sub.name, again["history"], again["newest"])
-            elif sub._held() > 0:
-                frame = w.subscribe(rid, sub.name, 0, w.POS_FROM, sub._held() + 1, sub.epoch, again.get("owner"))
-            else:
-                frame = w.subscribe(rid, sub.name, again["flags"], again["position"], again["argument"], 0, again.get("owner"))
-            self._write(frame)
             try:
-                await reply
+                await self._request(functools.partial(_resubscription, sub), functools.partial(self._resubscribed, sub))
             except CometError as e:
                 sub._finish(e)
 
@@ -642,6 +614,18 @@ class Client:
     async def bridge_report(self, exports: Sequence[w.ExportReport], imports: Sequence[w.ImportReport]) -> None:
         """A bridge's counters, which STATS then shows (BRIDGE_REPORT)."""
         await self._call(lambda rid: w.bridge_report(rid, exports, imports), _ok_empty)
+
+
+def _resubscription(sub: Subscription, rid: int) -> bytes:
+    """SUBSCRIBE (or SUBSCRIBE_EXTERNAL) again after a reconnect, after what `sub` holds."""
+    again = sub._again
+    if sub.scope == "private":
+        return w.subscribe(rid, sub.name, w.FLAG_PRIVATE, w.POS_NEXT, 0, 0, again.get("owner"))
+    if sub.scope == "external":
+        return w.subscribe_external(rid, again["address"], sub.name, again["history"], again["newest"])
+    if sub._held() > 0:
+        return w.subscribe(rid, sub.name, 0, w.POS_FROM, sub._held() + 1, sub.epoch, again.get("owner"))
+    return w.subscribe(rid, sub.name, again["flags"], again["position"], again["argument"], 0, again.get("owner"))
 
 
 async def connect(path: str | None = None, *, resume: SessionCredentials | None = None,
