@@ -143,6 +143,26 @@ final class MirrorTests: XCTestCase {
         await reader.close()
     }
 
+    /// A bridge that stalls before it has caught up (its subject unread since it started) and
+    /// then names the epoch: a reader waiting to resume at N waits until the import has caught
+    /// up, instead of being refused because the new mirror does not hold N yet.
+    func testAReaderResumingAcrossAStallBeforeCatchingUpWaitsForIt() async throws {
+        let feeder = try RawConnection(daemon.socketPath)
+        _ = try feeder.hello()
+        let handle = try mirror(feeder, "imp.r", epoch: 0).mirror
+        try state(feeder, handle, .stalled, reason: "the JetStream subject has not been read yet")
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let waiting = Reader(try await reader.subscribe("imp.r", from: .from(3), epoch: 7, wait: true))
+        _ = try mirror(feeder, "imp.r", epoch: 7)
+        try push(feeder, handle, 1, ["a"])  // ends the stall; still catching up
+        try push(feeder, handle, 2, ["b", "c"])
+        try state(feeder, handle, .live)
+        let got = try await take(waiting, 1)
+        XCTAssertEqual(got.map(\.sequence), [3])
+        XCTAssertEqual(got.map(\.string), ["c"])
+        await reader.close()
+    }
+
     func testWhoMayFeedAnImportAndWhatIsRefused() async throws {
         let feeder = try RawConnection(daemon.socketPath)
         _ = try feeder.hello()

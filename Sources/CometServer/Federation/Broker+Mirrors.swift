@@ -71,9 +71,10 @@ extension Broker {
             id: links.nextMirrorID(), name: feed.name, epoch: epoch, size: size, owner: 0, newestOnly: newest, creator: creator, weigh: weigh)
         channel.expectRelayed(from: next)
         feed.channel = channel
-        if case .stalled(let reason) = feed.phase { channel.stalled = reason }
-        if feed.phase != .catchingUp {
-            // Readers that waited for the name start with the new epoch's first message.
+        if case .stalled(let reason, _) = feed.phase { channel.stalled = reason }
+        if feed.phase.isCaughtUp {
+            // Readers that waited for the name start with the new epoch's first message (else
+            // once the feeder has read what its origin holds: one resuming at N may need it).
             start(registry.takeWaiters(for: feed.name), on: channel, next: next)
         }
     }
@@ -87,7 +88,7 @@ extension Broker {
         }
         trimmer.count(payloads.count)
         appendRelayed(payloads, from: first, into: channel)
-        if case .stalled = feed.phase { enterMirrorPhase(feed, .live) }
+        if case .stalled = feed.phase { enterMirrorPhase(feed, feed.afterStall) }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
     }
 
@@ -103,7 +104,7 @@ extension Broker {
         case .stalled:
             let text = reason.isEmpty ? "its origin cannot be reached" : reason
             logger.warning("import stalled", metadata: ["channel": "\(feed.name)", "reason": "\(text)"])
-            enterMirrorPhase(feed, .stalled(text))
+            enterMirrorPhase(feed, feed.stall(text))
         case .closed:
             if let channel = feed.channel, !channel.isClosed {
                 channel.close()
@@ -158,7 +159,7 @@ extension Broker {
             switch feed.phase {
             case .catchingUp: state = .catchingUp
             case .live: state = .live
-            case .stalled(let why):
+            case .stalled(let why, _):
                 state = .stalled
                 reason = why
             }
@@ -182,7 +183,7 @@ extension Broker {
                 guard let self, let feed else { return }
                 let seconds = Double(grace.nanoseconds) / 1e9
                 self.logger.warning("import stalled: nothing feeds it", metadata: ["channel": "\(feed.name)"])
-                self.enterMirrorPhase(feed, .stalled("nothing has fed this import for \(seconds) s (is comet-bridge running?)"))
+                self.enterMirrorPhase(feed, feed.stall("nothing has fed this import for \(seconds) s (is comet-bridge running?)"))
                 self.deliverDirty()
             }
         }
@@ -212,7 +213,7 @@ extension Broker {
             try subscribeWaiting(requestID, name: name, owner: pinned, resumeAt: Self.resumption(position, epoch), conn)
             return true
         }
-        if case .stalled(let reason) = feed.phase {
+        if case .stalled(let reason, _) = feed.phase {
             throw ChannelRefusal(.upstreamUnreachable, "the import '\(name)' is stalled: \(reason)")
         }
         throw ChannelRefusal(.noSuchChannel, "the import '\(name)' holds no open channel now (its origin has none)")

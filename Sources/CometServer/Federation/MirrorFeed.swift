@@ -18,8 +18,19 @@ final class MirrorFeed: @unchecked Sendable {
         /// What the origin held is here; new messages come as they are made.
         case live
         /// The origin cannot be reached (or nothing feeds the mirror): readers that have every
-        /// message get FAILED `UPSTREAM_UNREACHABLE` with this reason.
-        case stalled(String)
+        /// message get FAILED `UPSTREAM_UNREACHABLE` with this reason. `caughtUp`: whether the
+        /// mirror had what its origin held when it stalled (a message then makes it live again;
+        /// otherwise the feeder goes on catching up).
+        case stalled(String, caughtUp: Bool)
+
+        /// Whether the mirror holds what its origin held: readers waiting for the name may start.
+        var isCaughtUp: Bool {
+            switch self {
+            case .catchingUp: return false
+            case .live: return true
+            case .stalled(_, let caughtUp): return caughtUp
+            }
+        }
     }
 
     let name: String
@@ -72,10 +83,17 @@ final class MirrorFeed: @unchecked Sendable {
     /// Runs `request` once catching up ends.
     func park(_ request: @escaping () -> Void) { parked.append(request) }
 
+    /// The phase a stall for `reason` brings: it remembers whether the mirror had caught up.
+    func stall(_ reason: String) -> Phase { .stalled(reason, caughtUp: phase.isCaughtUp) }
+
+    /// The phase a message from the origin ends a stall with: live if the mirror had caught up,
+    /// else catching up again (until the feeder says it has read what its origin holds).
+    var afterStall: Phase { phase.isCaughtUp ? .live : .catchingUp }
+
     /// Moves to `phase`; returns the requests parked while catching up, to answer now.
     func enter(_ phase: Phase) -> [() -> Void] {
         self.phase = phase
-        channel?.stalled = { if case .stalled(let reason) = phase { return reason } else { return nil } }()
+        channel?.stalled = { if case .stalled(let reason, _) = phase { return reason } else { return nil } }()
         guard phase != .catchingUp else { return [] }
         defer { parked = [] }
         return parked
