@@ -83,7 +83,7 @@ let package = Package(
         // The daemon's state as plain values and bytes, for live upgrades and restarts (docs/RESTARTS.md).
         .target(
             name: "CometState",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CometChannels", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.swiftLanguageMode(.v6), hotPath]
         ),
         // libcomet's own sources as a SwiftPM target, so that `swift test` can drive the C API.

@@ -14,10 +14,10 @@ public struct RegistryLimits: Sendable {
 ///
 /// Plain state with no I/O: the connection layer owns one and calls it from a single thread.
 /// `Waiter` is whatever the caller uses to find a waiting subscription again.
-public final class ChannelRegistry<Payload, Waiter: Hashable> {
+public final class ChannelRegistry<Ring: ChannelRing, Waiter: Hashable> {
     public let limits: RegistryLimits
-    public internal(set) var byName: [String: SiteChannel<Payload>] = [:]
-    var byID: [UInt64: SiteChannel<Payload>] = [:]
+    public internal(set) var byName: [String: SiteChannel<Ring>] = [:]
+    var byID: [UInt64: SiteChannel<Ring>] = [:]
     private var waiters: [String: [Waiter]] = [:]
     var nextID: UInt64 = 1
     private let makeEpoch: () -> UInt64
@@ -36,11 +36,11 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
     ///   - size: ring size; 0 means `limits.defaultSize`. Ignored (1) for a newest channel.
     ///   - newestOnly: create a newest channel (latest value only).
     ///   - creator: the producer's credentials, shown to readers.
-    ///   - weigh: what a message costs in memory, for accounting.
+    ///   - makeRing: an empty ring for the channel, given its id, epoch and capacity.
     public func create(
         name: String, size: Int, owner: UInt64, newestOnly: Bool = false, creator: Identity = Identity(),
-        weigh: ((Payload) -> Int)? = nil
-    ) throws(ChannelRefusal) -> (channel: SiteChannel<Payload>, waiters: [Waiter]) {
+        makeRing: (_ id: UInt64, _ epoch: UInt64, _ capacity: Int) -> Ring
+    ) throws(ChannelRefusal) -> (channel: SiteChannel<Ring>, waiters: [Waiter]) {
         try ChannelName.validate(name)
         let size = size == 0 ? limits.defaultSize : size
         guard size >= 1, size <= limits.maxSize else {
@@ -50,9 +50,10 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
         guard byName.count < limits.maxChannels else {
             throw ChannelRefusal(.limitExceeded, "the daemon already holds \(limits.maxChannels) channels")
         }
-        let channel = SiteChannel<Payload>(
-            id: nextID, name: name, epoch: makeEpoch(), size: size, owner: owner, newestOnly: newestOnly,
-            creator: creator, weigh: weigh)
+        let epoch = makeEpoch()
+        let channel = SiteChannel<Ring>(
+            id: nextID, name: name, epoch: epoch, owner: owner, newestOnly: newestOnly, creator: creator,
+            ring: makeRing(nextID, epoch, newestOnly ? 1 : size))
         nextID += 1
         byName[name] = channel
         byID[channel.id] = channel
@@ -60,10 +61,10 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
     }
 
     /// The live channel named `name`.
-    public func channel(named name: String) -> SiteChannel<Payload>? { byName[name] }
+    public func channel(named name: String) -> SiteChannel<Ring>? { byName[name] }
 
     /// The live channel with handle `id`, checked to be owned by `owner`.
-    public func owned(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Payload> {
+    public func owned(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Ring> {
         guard let channel = byID[id] else { throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)") }
         guard channel.owner == owner else {
             throw ChannelRefusal(.notOwner, "channel '\(channel.name)' belongs to another connection")
@@ -73,27 +74,27 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
 
     /// Closes channel `id` on behalf of `owner`; its name becomes free at once.
     @discardableResult
-    public func close(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Payload> {
+    public func close(_ id: UInt64, by owner: UInt64) throws(ChannelRefusal) -> SiteChannel<Ring> {
         let channel = try owned(id, by: owner)
         remove(channel)
         return channel
     }
 
     /// Closes every channel `owner` holds (its connection ended) and returns them.
-    public func closeAll(ownedBy owner: UInt64) -> [SiteChannel<Payload>] {
+    public func closeAll(ownedBy owner: UInt64) -> [SiteChannel<Ring>] {
         let owned = byID.values.filter { $0.owner == owner }
         owned.forEach(remove)
         return owned
     }
 
     /// Closes every channel (the daemon is stopping) and returns them.
-    public func closeEverything() -> [SiteChannel<Payload>] {
+    public func closeEverything() -> [SiteChannel<Ring>] {
         let all = Array(byID.values)
         all.forEach(remove)
         return all
     }
 
-    private func remove(_ channel: SiteChannel<Payload>) {
+    private func remove(_ channel: SiteChannel<Ring>) {
         channel.close()
         byName[channel.name] = nil
         byID[channel.id] = nil
@@ -120,4 +121,16 @@ public final class ChannelRegistry<Payload, Waiter: Hashable> {
 
     /// Number of parked waiters, over all names.
     public var waiterCount: Int { waiters.values.reduce(0) { $0 + $1.count } }
+}
+
+extension ChannelRegistry {
+    /// Creates a channel whose messages are values in the heap (`MessageRing`); see `create`.
+    public func create<Value>(
+        name: String, size: Int, owner: UInt64, newestOnly: Bool = false, creator: Identity = Identity(),
+        weigh: ((Value) -> Int)? = nil
+    ) throws(ChannelRefusal) -> (channel: SiteChannel<Ring>, waiters: [Waiter]) where Ring == MessageRing<Value> {
+        try create(name: name, size: size, owner: owner, newestOnly: newestOnly, creator: creator) { _, _, capacity in
+            MessageRing(capacity: capacity, weigh: weigh)
+        }
+    }
 }

@@ -3,7 +3,7 @@
 /// Appending to a full ring evicts the oldest message. Storage grows with use up to `capacity`
 /// slots, so an idle channel with a large `size` costs little. One ring serves every reader of a
 /// channel: readers hold sequence numbers, never copies.
-public struct MessageRing<Payload> {
+public struct MessageRing<Payload>: ChannelRing {
     @usableFromInline var slots: ContiguousArray<Payload> = []
     /// What each slot's message weighs (parallel to `slots`; empty without `weigh`), so that
     /// evicting or pricing a message never touches the message itself.

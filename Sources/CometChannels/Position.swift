@@ -28,4 +28,14 @@ public enum ReadResult<Payload> {
     case full(firstAvailable: UInt64)
     /// The channel is closed and the reader has everything it gave, up to `lastSequence`.
     case closed(lastSequence: UInt64)
+
+    /// The same result without the message (what a reader's state is, whatever the ring holds).
+    @inlinable public var state: ReadResult<Void> {
+        switch self {
+        case .message: return .message(())
+        case .caughtUp: return .caughtUp
+        case .full(let first): return .full(firstAvailable: first)
+        case .closed(let last): return .closed(lastSequence: last)
+        }
+    }
 }

@@ -12,11 +12,18 @@ extension MessageRing {
 }
 
 extension SiteChannel {
-    /// Puts back the ring and state of a channel as it was in the previous process.
-    public func restore(first: UInt64, messages: [Payload], closed: Bool, replacedByEpoch: UInt64?) {
-        self.messages.restore(first: first, messages)
+    /// Puts back the ring and state of a channel as it was in the previous process: `count`
+    /// messages made in order by `make`, the first numbered `first`.
+    public func restore(first: UInt64, count: Int, _ make: (Int) -> Payload, closed: Bool, replacedByEpoch: UInt64?) {
+        messages.restart(at: first)
+        if count > 0 { messages.append(count: count, make) }
         self.closed = closed || replacedByEpoch != nil
         if let replacedByEpoch { replace(byEpoch: replacedByEpoch) }
+    }
+
+    /// Puts back a channel as it was, from its messages.
+    public func restore(first: UInt64, messages: [Payload], closed: Bool, replacedByEpoch: UInt64?) {
+        restore(first: first, count: messages.count, { messages[$0] }, closed: closed, replacedByEpoch: replacedByEpoch)
     }
 }
 
@@ -40,7 +47,7 @@ extension PrivateChannel {
 
 extension ChannelRegistry {
     /// Registers a channel made elsewhere with its own id (a restored one). Its name must be free.
-    public func adopt(_ channel: SiteChannel<Payload>) throws(ChannelRefusal) {
+    public func adopt(_ channel: SiteChannel<Ring>) throws(ChannelRefusal) {
         guard byName[channel.name] == nil else { throw ChannelRefusal(.channelExists, "channel '\(channel.name)' already exists") }
         byName[channel.name] = channel
         byID[channel.id] = channel
@@ -82,5 +89,5 @@ extension PrivateChannel {
 
 extension ChannelRegistry {
     /// The live channel with handle `id`, whoever owns it.
-    public func channel(id: UInt64) -> SiteChannel<Payload>? { byID[id] }
+    public func channel(id: UInt64) -> SiteChannel<Ring>? { byID[id] }
 }

@@ -5,8 +5,9 @@
 ///
 /// Readers are cursors (a sequence number each) held by the connection layer; the channel only
 /// counts them, per reader id, so that it can report them and tell whom to wake.
-/// The hot paths are inlinable so that the daemon gets them specialized for its payload type.
-public final class SiteChannel<Payload> {
+/// The hot paths are inlinable so that the daemon gets them specialized for its ring.
+public final class SiteChannel<Ring: ChannelRing> {
+    public typealias Payload = Ring.Payload
     /// Daemon-wide handle, never reused while the daemon runs.
     public let id: UInt64
     public let name: String
@@ -22,7 +23,7 @@ public final class SiteChannel<Payload> {
     public var numbering = ProducerNumbering()
     /// Whether only the latest message counts (a newest channel).
     public let keepsNewestOnly: Bool
-    @usableFromInline var messages: MessageRing<Payload>
+    @usableFromInline var messages: Ring
     @usableFromInline var closed = false
     /// Subscriptions per reader id.
     public private(set) var readers: [UInt64: Int] = [:]
@@ -33,23 +34,24 @@ public final class SiteChannel<Payload> {
     public let creator: Identity
 
     /// - Parameters:
-    ///   - newestOnly: a newest channel; `size` is then 1 whatever is passed.
-    ///   - weigh: what a message costs in memory (`bufferedBytes`).
+    ///   - newestOnly: a newest channel (`ring` must then keep one message).
+    ///   - ring: where its messages are kept, empty.
     public init(
-        id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64, newestOnly: Bool = false,
-        creator: Identity = Identity(), weigh: ((Payload) -> Int)? = nil
+        id: UInt64, name: String, epoch: UInt64, owner: UInt64, newestOnly: Bool = false, creator: Identity = Identity(),
+        ring: Ring
     ) {
+        precondition(!newestOnly || ring.capacity == 1, "a newest channel keeps one message")
         self.creator = creator
         self.keepsNewestOnly = newestOnly
         self.id = id
         self.name = name
         self.epoch = epoch
         self.owner = owner
-        self.messages = MessageRing(capacity: newestOnly ? 1 : size, weigh: weigh)
+        self.messages = ring
     }
 
     /// The messages kept.
-    @inlinable public var ring: MessageRing<Payload> { messages }
+    @inlinable public var ring: Ring { messages }
     @inlinable public var isClosed: Bool { closed }
     public var size: Int { messages.capacity }
     /// Memory the buffered messages take, as `weigh` counts it.
@@ -94,7 +96,7 @@ public final class SiteChannel<Payload> {
 
     /// One exclusive access to the ring for a whole batch.
     @inlinable
-    static func append<Payloads: Sequence>(_ payloads: Payloads, to ring: inout MessageRing<Payload>)
+    static func append<Payloads: Sequence>(_ payloads: Payloads, to ring: inout Ring)
     where Payloads.Element == Payload {
         for payload in payloads { ring.append(payload) }
     }
@@ -203,5 +205,20 @@ public final class SiteChannel<Payload> {
         guard let n = readers[reader] else { return }
         readers[reader] = n == 1 ? nil : n - 1
         subscriberCount -= 1
+    }
+}
+
+extension SiteChannel {
+    /// A channel whose messages are values in the heap (`MessageRing`).
+    /// - Parameters:
+    ///   - newestOnly: a newest channel; `size` is then 1 whatever is passed.
+    ///   - weigh: what a message costs in memory (`bufferedBytes`).
+    public convenience init<Value>(
+        id: UInt64, name: String, epoch: UInt64, size: Int, owner: UInt64, newestOnly: Bool = false,
+        creator: Identity = Identity(), weigh: ((Value) -> Int)? = nil
+    ) where Ring == MessageRing<Value> {
+        self.init(
+            id: id, name: name, epoch: epoch, owner: owner, newestOnly: newestOnly, creator: creator,
+            ring: MessageRing(capacity: newestOnly ? 1 : size, weigh: weigh))
     }
 }

@@ -47,7 +47,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     var userDirectory = UserDirectory()
 
     // Channels and sessions.
-    let registry: ChannelRegistry<ByteBuffer, WaiterKey>
+    let registry: ChannelRegistry<ByteRing, WaiterKey>
     let privateChannels = PrivateChannelTable()
     let sessions = SessionRegistry()
     /// Sessions charged to their user's session quota.

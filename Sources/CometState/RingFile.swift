@@ -64,6 +64,8 @@ public final class RingFile {
     public static let magic: UInt64 = 0x474e_5254_454d_4f43  // "COMETRNG" little-endian
     public static let layout: UInt32 = 1
     static let headerSize = 4096
+    /// The largest data area a growing file jumps to at once (beyond it, it doubles).
+    static let largestEstimate = 64 << 20
     static let entrySize = 16
 
     enum Field: Int {
@@ -75,7 +77,9 @@ public final class RingFile {
     public static let closedFlag: UInt32 = 1
     public static let fullFlag: UInt32 = 2
 
+    /// The memfd (-1 for a ring in the heap).
     public let fd: Int32
+    public let backing: Backing
     let base: UnsafeMutableRawPointer
     let length: Int
     public let capacity: Int
@@ -83,20 +87,43 @@ public final class RingFile {
     let indexOffset: Int
     let dataOffset: Int
 
-    /// A new file for `meta` with a data area of at least `dataSize` bytes.
-    public static func create(_ meta: RingMeta, dataSize: Int, created: UInt64) throws(StateError) -> RingFile {
+    /// Where a ring's bytes live.
+    public enum Backing: Sendable {
+        /// A memfd, mapped shared: it can be handed to the file-descriptor store (and to readers).
+        case memfd
+        /// Memory of the process alone (no store): the same layout, no descriptor.
+        case heap
+    }
+
+    /// A new file for `meta` with a data area of at least `dataSize` bytes (a power of two).
+    public static func create(_ meta: RingMeta, dataSize: Int, created: UInt64, backing: Backing = .memfd) throws(StateError) -> RingFile {
         let capacity = max(1, meta.capacity)
         let index = (capacity * entrySize + 4095) & ~4095
-        let data = max(4096, (dataSize + 4095) & ~4095)
+        var data = 4096
+        while data < dataSize { data *= 2 }
         let length = headerSize + index + data
-        let fd = Int32(memfdCreate("comet-ring"))
-        guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
-        guard ftruncate(fd, off_t(length)) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw StateError(.system, "ftruncate: \(reason)")
+        let file: RingFile
+        switch backing {
+        case .memfd:
+            let fd = Int32(memfdCreate("comet-ring"))
+            guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
+            guard ftruncate(fd, off_t(length)) == 0 else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw StateError(.system, "ftruncate: \(reason)")
+            }
+            file = try RingFile(fd: fd, length: length, header: header(meta, capacity: capacity, data: data, created: created))
+        case .heap:
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 64)
+            file = RingFile(heap: memory, length: length, header: header(meta, capacity: capacity, data: data, created: created))
         }
-        // The header is written whole before the file is mapped; the magic last.
+        atomicMemoryFence(ordering: .releasing)
+        file.store(.magic, magic)
+        return file
+    }
+
+    /// The header of a new file, whole; the magic is stored last, once it is in place.
+    private static func header(_ meta: RingMeta, capacity: Int, data: Int, created: UInt64) -> [UInt8] {
         var header = [UInt8](repeating: 0, count: headerSize)
         header.withUnsafeMutableBytes { raw in
             let p = raw.baseAddress!
@@ -121,14 +148,30 @@ public final class RingFile {
             set(.nameLength, UInt16(name.count))
             name.withUnsafeBytes { (p + Field.name.rawValue).copyMemory(from: $0.baseAddress!, byteCount: name.count) }
         }
-        guard pwrite(fd, header, headerSize, 0) == headerSize else {
+        return header
+    }
+
+    /// Maps a new memfd whose header is written first (before the mapping, so that a crash
+    /// leaves either no header or a whole one).
+    private convenience init(fd: Int32, length: Int, header: [UInt8]) throws(StateError) {
+        guard pwrite(fd, header, Self.headerSize, 0) == Self.headerSize else {
             close(fd)
             throw StateError(.system, "cannot write a ring header: errno \(errno)")
         }
-        let file = try RingFile(fd: fd, length: length)
-        atomicMemoryFence(ordering: .releasing)
-        file.store(.magic, magic)
-        return file
+        try self.init(fd: fd, length: length)
+    }
+
+    private init(heap memory: UnsafeMutableRawPointer, length: Int, header: [UInt8]) {
+        header.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: Self.headerSize) }
+        let capacity = Int(memory.load(fromByteOffset: Field.capacity.rawValue, as: UInt64.self))
+        self.fd = -1
+        self.base = memory
+        self.length = length
+        self.capacity = capacity
+        self.dataSize = Int(memory.load(fromByteOffset: Field.dataSize.rawValue, as: UInt64.self))
+        self.indexOffset = Self.headerSize
+        self.dataOffset = Self.headerSize + ((capacity * Self.entrySize + 4095) & ~4095)
+        self.backing = .heap
     }
 
     /// Maps an existing file (one passed back by the store), checking its header.
@@ -161,11 +204,17 @@ public final class RingFile {
         self.dataSize = dataSize
         self.indexOffset = Self.headerSize
         self.dataOffset = dataOffset
+        self.backing = .memfd
     }
 
     deinit {
-        munmap(base, length)
-        close(fd)
+        switch backing {
+        case .memfd:
+            munmap(base, length)
+            close(fd)
+        case .heap:
+            base.deallocate()
+        }
     }
 
     /// Whether the header is complete and of a layout this binary reads.
@@ -199,6 +248,10 @@ public final class RingFile {
     }
 
     public func setFlags(_ flags: UInt32) { store(.flags, flags) }
+    public func setToken(high: UInt64, low: UInt64) {
+        store(.tokenHigh, high)
+        store(.tokenLow, low)
+    }
     public func setAcknowledged(_ sequence: UInt64) { store(.acknowledged, sequence) }
 
     /// Empties the ring so that the next message is `next` (what the ring in memory did).
@@ -268,6 +321,46 @@ public final class RingFile {
         store(.last, batch.sequence - 1)
     }
 
+    /// Makes messages before `first` unreadable before their bytes may be overwritten: a reader
+    /// that checks `first` after copying a message knows whether the copy is whole.
+    @inline(__always)
+    public func evict(before first: UInt64) {
+        store(.first, first)
+        atomicMemoryFence(ordering: .releasing)
+    }
+
+    /// Calls `body` with each message from `start` through `last` (all kept, in a file whose data
+    /// area is a power of two) until it returns false; returns the first not handed over.
+    @inline(__always)
+    public func forEach(from start: UInt64, through last: UInt64, _ body: (UnsafeRawBufferPointer) -> Bool) -> UInt64 {
+        let mask = UInt64(dataSize - 1)
+        let data = UnsafeRawPointer(base + dataOffset)
+        let index = UnsafeRawPointer(base + indexOffset)
+        var slot = Int((start - 1) % UInt64(capacity))
+        var sequence = start
+        while sequence <= last {
+            let entry = index + slot * Self.entrySize
+            let offset = entry.load(as: UInt64.self)
+            let length = Int(entry.load(fromByteOffset: 8, as: UInt32.self))
+            guard body(UnsafeRawBufferPointer(start: data + Int(offset & mask), count: length)) else { break }
+            sequence += 1
+            slot += 1
+            if slot == capacity { slot = 0 }
+        }
+        return sequence
+    }
+
+    /// Message `sequence`'s bytes (kept, in a file whose data area is a power of two).
+    @inline(__always)
+    public func payload(_ sequence: UInt64) -> UnsafeRawBufferPointer {
+        let e = entry(sequence)
+        return UnsafeRawBufferPointer(start: base + dataOffset + Int(e.offset & UInt64(dataSize - 1)), count: e.length)
+    }
+
+    /// Message `sequence`'s length in bytes.
+    @inline(__always)
+    public func length(_ sequence: UInt64) -> Int { entry(sequence).length }
+
     /// Whether the area still holds all of `e`'s bytes (no overflow on a damaged entry).
     func whole(_ e: Entry, head: UInt64) -> Bool {
         e.offset <= head && UInt64(e.length) <= head - e.offset && head - e.offset <= UInt64(dataSize) && e.length <= dataSize
@@ -314,7 +407,7 @@ public final class RingFile {
     /// A new, larger file with the same header and the messages `first...last` of this one, for
     /// a push that did not fit; `need` is the size of that push. The bytes are copied message by
     /// message from one mapping to the other (no intermediate buffers).
-    public func grown(need: Int, created: UInt64) throws(StateError) -> RingFile {
+    public func grown(need: Int, created: UInt64, backing: Backing? = nil) throws(StateError) -> RingFile {
         let (first, last) = kept()
         let head = value(.head, UInt64.self)
         let live = first <= last ? Int(head - entry(first).offset) : 0
@@ -322,13 +415,14 @@ public final class RingFile {
         while size < 2 * (live + need) { size *= 2 }
         // The ring keeps `capacity` messages whatever they weigh (eviction is by count): a file
         // that fills up is made big enough for all of them at once, at the average size so far
-        // and a quarter more, instead of doubling (and copying) again and again.
+        // and a quarter more, instead of doubling (and copying) again and again — up to 64 MiB
+        // at once (a ring of a million large messages is reached by doubling, as the quota lets it).
         let count = first <= last ? Int(last - first + 1) : 0
         if count > 0, count < capacity {
             let average = (live + count - 1) / count
-            size = max(size, (capacity * average / 4) * 5)
+            size = max(size, min(capacity * average / 4 * 5, Self.largestEstimate))
         }
-        let bigger = try RingFile.create(meta, dataSize: size, created: created)
+        let bigger = try RingFile.create(meta, dataSize: size, created: created, backing: backing ?? self.backing)
         bigger.setFlags(flags)
         bigger.setAcknowledged(acknowledged)
         bigger.restart(at: first)

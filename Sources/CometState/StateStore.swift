@@ -82,6 +82,20 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
         return true
     }
 
+    /// Keeps `file`, a channel's own ring (a `ByteRing`'s current file), as channel `id`'s: the
+    /// file it replaces is forgotten once this one is in the store. A file in the heap (a ring
+    /// that could not stay in a memfd) only makes the store forget the channel's.
+    @discardableResult
+    public func keepRing(_ id: UInt64, _ file: RingFile) -> Bool {
+        guard file.fd >= 0, let name = place(file.fd) else {
+            if file.fd < 0 { failures += 1 }
+            removeRing(id)
+            return false
+        }
+        if let old = rings.updateValue((file, name), forKey: id) { forget(old.name) }
+        return true
+    }
+
     /// Channel `id`'s file, for a caller that writes a batch itself (`RingFile.write`, `publish`).
     @inline(__always)
     public func ringFile(_ id: UInt64) -> RingFile? { rings[id]?.file }

@@ -85,17 +85,21 @@ extension ServerFrame {
     /// Writes a MESSAGE frame without building a `ServerFrame` (the daemon's hot path).
     @inlinable
     public static func writeMessage(subscription: UInt32, sequence: UInt64, payload: ByteBuffer, into buffer: inout ByteBuffer) {
+        payload.withUnsafeReadableBytes { writeMessage(subscription: subscription, sequence: sequence, bytes: $0, into: &buffer) }
+    }
+
+    /// Writes a MESSAGE frame whose payload is `bytes`.
+    @inlinable
+    public static func writeMessage(subscription: UInt32, sequence: UInt64, bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
         // The delivery hot path: one capacity check and plain stores per message.
-        let size = payload.readableBytes
+        let size = bytes.count
         buffer.reserveCapacity(minimumWritableBytes: 17 + size)
         buffer.withUnsafeMutableWritableBytes { out in
             out.storeBytes(of: UInt32(13 + size).bigEndian, toByteOffset: 0, as: UInt32.self)
             out.storeBytes(of: Opcode.message.rawValue, toByteOffset: 4, as: UInt8.self)
             out.storeBytes(of: subscription.bigEndian, toByteOffset: 5, as: UInt32.self)
             out.storeBytes(of: sequence.bigEndian, toByteOffset: 9, as: UInt64.self)
-            payload.withUnsafeReadableBytes { bytes in
-                UnsafeMutableRawBufferPointer(rebasing: out[17..<(17 + size)]).copyMemory(from: bytes)
-            }
+            if size > 0 { UnsafeMutableRawBufferPointer(rebasing: out[17..<(17 + size)]).copyMemory(from: bytes) }
         }
         buffer.moveWriterIndex(forwardBy: 17 + size)
     }

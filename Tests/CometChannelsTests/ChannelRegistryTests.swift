@@ -2,7 +2,7 @@ import CometChannels
 import XCTest
 
 final class ChannelRegistryTests: XCTestCase {
-    func registry(maxChannels: Int = 100) -> ChannelRegistry<Int, String> {
+    func registry(maxChannels: Int = 100) -> ChannelRegistry<MessageRing<Int>, String> {
         var limits = RegistryLimits()
         limits.maxChannels = maxChannels
         limits.maxSize = 10_000

@@ -2,8 +2,8 @@ import CometChannels
 import XCTest
 
 final class SiteChannelTests: XCTestCase {
-    func channel(size: Int = 5, pushed: Int = 0) throws -> SiteChannel<Int> {
-        let c = SiteChannel<Int>(id: 1, name: "c", epoch: 42, size: size, owner: 9)
+    func channel(size: Int = 5, pushed: Int = 0) throws -> SiteChannel<MessageRing<Int>> {
+        let c = SiteChannel<MessageRing<Int>>(id: 1, name: "c", epoch: 42, size: size, owner: 9)
         for i in 0..<pushed { try c.push(i + 1) }
         return c
     }
@@ -75,7 +75,7 @@ final class SiteChannelTests: XCTestCase {
 
 final class NewestChannelTests: XCTestCase {
     func testKeepsOnlyTheLatestAndReadersSkipToIt() throws {
-        let c = SiteChannel<Int>(id: 1, name: "n", epoch: 1, size: 500, owner: 1, newestOnly: true)
+        let c = SiteChannel<MessageRing<Int>>(id: 1, name: "n", epoch: 1, size: 500, owner: 1, newestOnly: true)
         XCTAssertEqual(c.size, 1)
         XCTAssertEqual(try c.start(at: .next), .at(1), "no value yet: wait for the first")
         for i in 1...10 { try c.push(i) }
@@ -93,14 +93,14 @@ final class NewestChannelTests: XCTestCase {
     }
 
     func testBufferedChannelsDoNotSkip() throws {
-        let c = SiteChannel<Int>(id: 1, name: "b", epoch: 1, size: 2, owner: 1)
+        let c = SiteChannel<MessageRing<Int>>(id: 1, name: "b", epoch: 1, size: 2, owner: 1)
         for i in 1...5 { try c.push(i) }
         XCTAssertEqual(c.catchUp(1), 1)
         guard case .full(firstAvailable: 4) = c.read(at: 1) else { return XCTFail() }
     }
 
     func testRoomAboveTheSlowestProtectedReader() throws {
-        let channel = SiteChannel<Int>(id: 1, name: "r", epoch: 1, size: 4, owner: 1)
+        let channel = SiteChannel<MessageRing<Int>>(id: 1, name: "r", epoch: 1, size: 4, owner: 1)
         XCTAssertEqual(channel.room(above: channel.protectedFloor), Int.max, "no reader: nothing to protect")
         channel.addReader(7, at: 1)
         XCTAssertEqual(channel.protectedFloor, 1)
@@ -109,7 +109,7 @@ final class NewestChannelTests: XCTestCase {
         XCTAssertEqual(channel.room(above: 1), 1, "the reader still needs 1...3")
         XCTAssertEqual(channel.room(above: 3), 3)
         XCTAssertEqual(channel.room(above: 4), 4, "a reader at the head: the whole ring")
-        let newest = SiteChannel<Int>(id: 2, name: "n", epoch: 1, size: 1, owner: 1, newestOnly: true)
+        let newest = SiteChannel<MessageRing<Int>>(id: 2, name: "n", epoch: 1, size: 1, owner: 1, newestOnly: true)
         newest.addReader(7, at: 1)
         XCTAssertEqual(newest.room(above: 1), Int.max, "a newest channel evicts by design")
     }

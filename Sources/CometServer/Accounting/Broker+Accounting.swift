@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -12,7 +13,7 @@ extension Broker {
 
     /// Checks that `uid` may buffer `payloads` in a ring now holding `ring` (with what the ring
     /// would evict taken into account).
-    func checkBuffered(_ payloads: [ByteBuffer], in ring: MessageRing<ByteBuffer>, uid: UInt32) throws(ChannelRefusal) {
+    func checkBuffered(_ payloads: [ByteBuffer], in ring: some ChannelRing, uid: UInt32) throws(ChannelRefusal) {
         let overhead = configuration.messageOverhead
         let after = ring.bytesAfterAppending(weights: payloads.map { $0.readableBytes + overhead })
         do {
@@ -33,15 +34,15 @@ extension Broker {
 
     /// A site channel was closed (CLOSE, its producer left, shutdown): its name is free, its
     /// creator's channel count goes down, readers are woken to drain it.
-    func channelClosed(_ channel: SiteChannel<ByteBuffer>) {
+    func channelClosed(_ channel: SiteChannel<ByteRing>) {
         accounts.release(.channels, uid: channel.creator.uid)
-        storeGone(channel.id)
+        storeGone(channel)
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }
 
     /// Frees the messages of a closed channel that no reader needs any more.
-    func releaseIfDrained(_ channel: SiteChannel<ByteBuffer>) {
+    func releaseIfDrained(_ channel: SiteChannel<ByteRing>) {
         guard channel.isClosed, channel.subscriberCount == 0, channel.bufferedBytes > 0 || channel.chargedBytes > 0 else { return }
         channel.discardMessages()
         syncCharge(channel)

@@ -1,9 +1,10 @@
 import CometChannels
+import CometState
 import NIOCore
 
 /// What a subscription reads.
 enum SubscriptionSource {
-    case site(SiteChannel<ByteBuffer>)
+    case site(SiteChannel<ByteRing>)
     case clientProcess(PrivateChannel<ByteBuffer>)
 }
 

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -16,7 +17,7 @@ extension Broker {
     }
 
     /// Queues every connection that reads `channel`.
-    func wakeReaders(of channel: SiteChannel<ByteBuffer>) {
+    func wakeReaders(of channel: SiteChannel<ByteRing>) {
         for reader in channel.readers.keys {
             if let conn = connections[reader] { markDirty(conn) }
         }
@@ -59,16 +60,16 @@ extension Broker {
             var more = false
             for (id, sub) in conn.subscriptions {
                 let cursor: UInt64
-                let state: ReadResult<ByteBuffer>
+                let state: ReadResult<Void>
                 switch sub.source {
                 case .site(let channel):
                     let start = channel.catchUp(sub.cursor)
                     (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
                     channel.deliveredCount &+= cursor &- start
-                    state = channel.read(at: cursor)
+                    state = channel.read(at: cursor).state
                 case .clientProcess(let channel):
                     (cursor, more) = Self.copyMessages(subscription: id, from: sub.cursor, of: channel.ring, into: &out, limit: limit)
-                    state = channel.read(at: cursor)
+                    state = channel.read(at: cursor).state
                     // Closed and everything delivered: nothing more can come.
                     if !more, case .closed = state { forgetPrivate(channel) }
                 case nil:
@@ -115,8 +116,27 @@ extension Broker {
     }
 
     /// Copies the messages from `cursor` on into `out`, until the ring has no more or `out` reaches
-    /// `limit`. The ring is copied out once (a reference, not the messages), so there is no
-    /// per-message access check. Returns the new cursor and whether the limit stopped it.
+    /// `limit`. Returns the new cursor and whether the limit stopped it.
+    @inline(__always)
+    static func copyMessages(
+        subscription id: UInt32, from start: UInt64, of ring: ByteRing, into out: inout ByteBuffer, limit: Int
+    ) -> (UInt64, Bool) {
+        var sequence = start
+        var stopped = false
+        let next = ring.forEach(from: start) { payload in
+            if out.writerIndex >= limit {
+                stopped = true
+                return false
+            }
+            ServerFrame.writeMessage(subscription: id, sequence: sequence, bytes: payload, into: &out)
+            sequence += 1
+            return true
+        }
+        return (next, stopped)
+    }
+
+    /// The same for a private channel's ring, whose messages are buffers: the ring is copied out
+    /// once (a reference, not the messages), so there is no per-message access check.
     @inline(__always)
     static func copyMessages(
         subscription id: UInt32, from start: UInt64, of ring: MessageRing<ByteBuffer>, into out: inout ByteBuffer, limit: Int

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 import NIOPosix
@@ -59,7 +60,7 @@ extension Broker {
     }
 
     /// A local subscription to a relay's mirror, starting at its `history` most recent messages.
-    func attachLocalReader(_ requestID: UInt32, to channel: SiteChannel<ByteBuffer>, history: UInt32, owner: Owner, _ conn: ConnectionState) {
+    func attachLocalReader(_ requestID: UInt32, to channel: SiteChannel<ByteRing>, history: UInt32, owner: Owner, _ conn: ConnectionState) {
         do throws(ChannelRefusal) {
             try charge(.subscriptions, conn)
         } catch {
@@ -144,15 +145,16 @@ extension Broker {
     /// import's origin) to their local mirror, charged to the mirror's creator (who made the relay,
     /// the bridge feeding the import). Those the mirror has are skipped; past the creator's
     /// buffered-bytes quota a message is dropped, and readers that needed it get FULL at the gap.
-    func appendRelayed<Payloads: Sequence>(_ payloads: Payloads, from first: UInt64, into channel: SiteChannel<ByteBuffer>)
+    func appendRelayed<Payloads: Sequence>(_ payloads: Payloads, from first: UInt64, into channel: SiteChannel<ByteRing>)
     where Payloads.Element == ByteBuffer {
         let uid = channel.creator.uid
+        let overhead = configuration.messageOverhead
         var sequence = first
         var charged = 0
         for payload in payloads {
             defer { sequence += 1 }
             guard sequence > channel.lastSequence else { continue }
-            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map(weigh) ?? 0 : 0
+            let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map { $0.count + overhead } ?? 0 : 0
             do throws(ChannelRefusal) {
                 try accounts.check(.bufferedBytes, charged + weigh(payload) - evicted, uid: uid)
             } catch {
@@ -169,7 +171,7 @@ extension Broker {
 
     /// A relay ends: readers still waiting get `code`; readers of its mirror
     /// drain what it holds, then CLOSED.
-    func finishRelay(pending: [PendingExternal], mirror: SiteChannel<ByteBuffer>?, failing code: ErrorCode?, _ message: String) {
+    func finishRelay(pending: [PendingExternal], mirror: SiteChannel<ByteRing>?, failing code: ErrorCode?, _ message: String) {
         for waiting in pending {
             guard let conn = connections[waiting.connection] else { continue }
             reply(error: code ?? .noSuchChannel, message, to: waiting.requestID, conn)
@@ -183,7 +185,7 @@ extension Broker {
 
     /// A relay's upstream channel got a new epoch: readers of the old mirror get what it holds,
     /// then RESET (a mirror already closed keeps its CLOSED).
-    func retireMirror(_ old: SiteChannel<ByteBuffer>, replacedBy epoch: UInt64) {
+    func retireMirror(_ old: SiteChannel<ByteRing>, replacedBy epoch: UInt64) {
         if !old.isClosed { old.replace(byEpoch: epoch) }
         wakeReaders(of: old)
         releaseIfDrained(old)
@@ -281,9 +283,11 @@ extension Broker {
             logger.notice("upstream channel was re-created", metadata: ["upstream": "\(relay.key.path)", "channel": "\(relay.key.name)"])
             retireMirror(old, replacedBy: epoch)
         }
-        let channel = SiteChannel<ByteBuffer>(
-            id: links.nextMirrorID(), name: relay.key.name, epoch: epoch, size: relay.ringSize, owner: 0,
-            newestOnly: relay.key.newest, creator: Identity(uid: relay.uid), weigh: weigh)
+        let id = links.nextMirrorID()
+        let creator = Identity(uid: relay.uid)
+        let channel = SiteChannel<ByteRing>(
+            id: id, name: relay.key.name, epoch: epoch, owner: 0, newestOnly: relay.key.newest, creator: creator,
+            ring: makeRing(id: id, name: relay.key.name, epoch: epoch, capacity: relay.ringSize, newest: relay.key.newest, creator: creator, stored: false))
         channel.expectRelayed(from: next)
         relay.channel = channel
         for waiting in relay.pending {
@@ -294,7 +298,7 @@ extension Broker {
     }
 
     /// A relay's mirror lost its last local reader: drop the upstream subscription.
-    func releaseRelayIfUnused(_ channel: SiteChannel<ByteBuffer>) {
+    func releaseRelayIfUnused(_ channel: SiteChannel<ByteRing>) {
         guard channel.subscriberCount == 0, channel.id >> 62 == 1,
             let relay = links.relays.values.first(where: { $0.channel === channel })
         else { return }

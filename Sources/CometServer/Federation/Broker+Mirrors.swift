@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -67,8 +68,10 @@ extension Broker {
             logger.notice("imported channel was re-created at its origin", metadata: ["channel": "\(feed.name)", "epoch": "\(epoch)"])
             retireMirror(old, replacedBy: epoch)
         }
-        let channel = SiteChannel<ByteBuffer>(
-            id: links.nextMirrorID(), name: feed.name, epoch: epoch, size: size, owner: 0, newestOnly: newest, creator: creator, weigh: weigh)
+        let id = links.nextMirrorID()
+        let channel = SiteChannel<ByteRing>(
+            id: id, name: feed.name, epoch: epoch, owner: 0, newestOnly: newest, creator: creator,
+            ring: makeRing(id: id, name: feed.name, epoch: epoch, capacity: size, newest: newest, creator: creator, stored: false))
         channel.expectRelayed(from: next)
         feed.channel = channel
         if case .stalled(let reason, _) = feed.phase { channel.stalled = reason }
@@ -220,7 +223,7 @@ extension Broker {
     }
 
     /// The open mirror of the import `name`.
-    func importedChannel(_ name: String) -> SiteChannel<ByteBuffer>? {
+    func importedChannel(_ name: String) -> SiteChannel<ByteRing>? {
         guard let channel = links.mirrors[name]?.channel, !channel.isClosed else { return nil }
         return channel
     }

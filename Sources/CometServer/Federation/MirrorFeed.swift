@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -45,7 +46,7 @@ final class MirrorFeed: @unchecked Sendable {
     /// Who declared it last (LIST shows it before a channel exists).
     var declaredBy = Owner.unknown
     /// The mirror of the current epoch; nil until the feeder names an epoch.
-    var channel: SiteChannel<ByteBuffer>?
+    var channel: SiteChannel<ByteRing>?
     /// SUBSCRIBE requests that came while catching up, answered when that ends.
     private var parked: [() -> Void] = []
     /// The timer that stalls the mirror when its feeder left and none came back.

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -25,7 +26,7 @@ final class Relay: @unchecked Sendable {  // confined to the broker's loop
     /// How many recent messages the upstream subscription starts with, and the local ring keeps at least.
     let history: UInt32
     /// The local mirror of the current upstream epoch; nil until the first upstream answer.
-    var channel: SiteChannel<ByteBuffer>?
+    var channel: SiteChannel<ByteRing>?
     var upstream: Channel?
     var pending: [PendingExternal] = []
     /// The upstream subscription and the ids of the requests in flight there.

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -64,23 +65,20 @@ extension Broker {
     }
 
     /// Appends `payloads` to `channel` in slices that evict nothing a protected reader still
-    /// needs, handing readers what they miss between slices. Each message is copied out of the
-    /// read buffer into one block for the whole batch (a ring never pins a socket's buffers), as
-    /// it is appended. Returns the first sequence number; `block` is the batch's bytes, in order.
-    func pushHandingOver(
-        _ payloads: [ByteBuffer], to channel: SiteChannel<ByteBuffer>, allocator: ByteBufferAllocator, block: inout ByteBuffer
-    ) throws(ChannelRefusal) -> UInt64 {
-        var bytes = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
-        for payload in payloads { bytes.writeImmutableBuffer(payload) }
-        block = bytes
-        var offset = 0
-        let slice = { (i: Int) -> ByteBuffer in
-            let length = payloads[i].readableBytes
-            defer { offset += length }
-            return bytes.getSlice(at: offset, length: length)!
+    /// needs, handing readers what they miss between slices. Each message is copied once, from
+    /// the read buffer into the channel's ring (a ring never pins a socket's buffers). Returns
+    /// the first sequence number.
+    func pushHandingOver(_ payloads: ArraySlice<ByteBuffer>, to channel: SiteChannel<ByteRing>) throws(ChannelRefusal) -> UInt64 {
+        let next = channel.lastSequence + 1
+        if case .stored(let n) = configuration.crashPoint, n >= next, n + 1 < next + UInt64(payloads.count) {
+            // Crash tests: message N is in the ring's file, the rest of its batch is not.
+            _ = try pushHandingOver(payloads.prefix(Int(n - next) + 1), to: channel)
+            configuration.crashPoint?.crash()
         }
+        // The payloads stay alive (and unchanged) while the ring copies them.
+        let bytes = { (i: Int) in payloads[payloads.startIndex + i].withUnsafeReadableBytes { $0 } }
         var room = channel.room(above: channel.protectedFloor)
-        if room >= payloads.count { return try channel.push(count: payloads.count, slice) }
+        if room >= payloads.count { return try channel.push(count: payloads.count, bytes) }
         var first: UInt64 = 0
         var start = 0
         while start < payloads.count {
@@ -91,7 +89,7 @@ extension Broker {
             }
             let end = start + min(room, payloads.count - start)
             let base = start
-            let seq = try channel.push(count: end - start) { slice(base + $0) }
+            let seq = try channel.push(count: end - start) { bytes(base + $0) }
             if start == 0 { first = seq }
             room -= end - start
             start = end
@@ -100,9 +98,9 @@ extension Broker {
     }
 
     /// Appends one relayed message, handing local readers what they miss first.
-    func pushRelayedHandingOver(_ payload: ByteBuffer, sequence: UInt64, to channel: SiteChannel<ByteBuffer>) {
+    func pushRelayedHandingOver(_ payload: ByteBuffer, sequence: UInt64, to channel: SiteChannel<ByteRing>) {
         if sequence == channel.lastSequence + 1, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel, producer: nil) }
-        channel.pushRelayed(payload, sequence: sequence)
+        payload.withUnsafeReadableBytes { channel.pushRelayed($0, sequence: sequence) }
     }
 
     /// What one hand-over pass found.
@@ -121,7 +119,7 @@ extension Broker {
     /// may hold `producer`, and those whose queue still has room). A reader of another user
     /// whose queue is full is not protected: the ring moves past it and it gets FULL.
     @discardableResult
-    func handOver(_ channel: SiteChannel<ByteBuffer>, producer: UInt32?, budget: Int = .max) -> HandOverPass {
+    func handOver(_ channel: SiteChannel<ByteRing>, producer: UInt32?, budget: Int = .max) -> HandOverPass {
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence

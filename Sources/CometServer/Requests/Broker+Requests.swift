@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -148,12 +149,12 @@ extension Broker {
             let fresh = skip == 0 ? payloads : Array(payloads[skip...])
             if !fresh.isEmpty {
                 try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
-                if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }
-                var block = ByteBuffer()
-                first = try pushHandingOver(fresh, to: channel, allocator: conn.context.channel.allocator, block: &block)
-                if stateStore != nil {
-                    storePushed(channel.id, block: block, payloads: fresh, first: first, kept: channel.ring.firstSequence, numbering: channel.numbering)
+                if number != nil {
+                    channel.numbering.begin(at: channel.lastSequence + 1)
+                    // In the ring's file before the numbered messages are published in it.
+                    channel.ring.setNumberedFrom(channel.numbering.origin)
                 }
+                first = try pushHandingOver(fresh[...], to: channel)
                 channel.pushedCount &+= UInt64(fresh.count)
                 channel.pushedBytes &+= UInt64(fresh.reduce(0) { $0 + $1.readableBytes })
                 syncCharge(channel)
@@ -274,10 +275,11 @@ extension Broker {
             throw ChannelRefusal(.channelExists, "channel '\(name)' is an import (fed by comet-bridge)")
         }
         try charge(.channels, conn)
-        let created: (channel: SiteChannel<ByteBuffer>, waiters: [WaiterKey])
+        let created: (channel: SiteChannel<ByteRing>, waiters: [WaiterKey])
         do {
-            created = try registry.create(
-                name: name, size: Int(size), owner: conn.id, newestOnly: kind == .newest, creator: conn.identity, weigh: weigh)
+            created = try registry.create(name: name, size: Int(size), owner: conn.id, newestOnly: kind == .newest, creator: conn.identity) {
+                makeRing(id: $0, name: name, epoch: $1, capacity: $2, newest: kind == .newest, creator: conn.identity, stored: true)
+            }
         } catch {
             accounts.release(.channels, uid: conn.uid)
             throw error

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -37,7 +38,7 @@ extension Broker {
 
     /// Hands `channel` to the subscriptions that waited for its name, from `next` (or from where
     /// a resuming one was): each gets STARTED, STARTED then FULL, or FAILED.
-    func start(_ waiters: [WaiterKey], on channel: SiteChannel<ByteBuffer>, next: UInt64 = 1) {
+    func start(_ waiters: [WaiterKey], on channel: SiteChannel<ByteRing>, next: UInt64 = 1) {
         let owner = channel.creator.owner
         for waiter in waiters {
             guard let reader = connections[waiter.connection], let sub = reader.subscriptions[waiter.subscription] else { continue }
@@ -67,7 +68,7 @@ extension Broker {
     /// A reader that pinned another producer is refused; one resuming where it was starts at its
     /// position on the same epoch (FULL if the channel no longer holds it) and is refused on
     /// another epoch (not the channel it read); any other starts at `next`.
-    private func waitingStart(_ sub: Subscription, on channel: SiteChannel<ByteBuffer>, next: UInt64) -> WaitingStart {
+    private func waitingStart(_ sub: Subscription, on channel: SiteChannel<ByteRing>, next: UInt64) -> WaitingStart {
         let name = channel.name
         if let pinned = sub.pinnedOwner, pinned != channel.creator.uid {
             return .refused(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")

@@ -22,7 +22,7 @@ extension Broker {
     /// The state now. `descriptor` names each connection's socket; a connection without one (or
     /// closing) is left out and closes with the old process.
     func image(listeners: [Int32], descriptor: (ConnectionState) -> (fd: Int32, cookie: UInt64)?) -> DaemonImage {
-        var sites: [UInt64: SiteChannel<ByteBuffer>] = [:]
+        var sites: [UInt64: SiteChannel<ByteRing>] = [:]
         for channel in registry.byName.values { sites[channel.id] = channel }
         var kept: [ConnectionImage] = []
         for conn in connections.values.sorted(by: { $0.id < $1.id }) where !conn.isClosing {
@@ -96,6 +96,19 @@ extension Broker {
         return all
     }
 
+    /// A site channel's messages, copied out of its ring into one block.
+    static func messages(of ring: ByteRing) -> [ByteBuffer] {
+        var lengths: [Int] = []
+        lengths.reserveCapacity(ring.count)
+        var block = ByteBufferAllocator().buffer(capacity: ring.bytes - ring.overhead * ring.count)
+        _ = ring.forEach(from: ring.firstSequence) { payload in
+            lengths.append(payload.count)
+            block.writeBytes(payload)
+            return true
+        }
+        return lengths.map { block.readSlice(length: $0)! }
+    }
+
     /// Puts back channels, private channels and sessions; connections wait in `restore` for
     /// their sockets. Everything restored is charged to its users again, without refusal.
     func restore(_ image: DaemonImage) {
@@ -104,11 +117,16 @@ extension Broker {
         privateChannels.continueNumbering(after: image.nextPrivateID)
         registry.nextChannelID = image.nextChannelID
         for saved in image.channels {
-            let channel = SiteChannel<ByteBuffer>(
-                id: saved.id, name: saved.name, epoch: saved.epoch, size: saved.size, owner: saved.owner,
-                newestOnly: saved.newestOnly, creator: Identity(saved.creator), weigh: weigh)
+            let creator = Identity(saved.creator)
+            let ring = makeRing(
+                id: saved.id, name: saved.name, epoch: saved.epoch, capacity: saved.size, newest: saved.newestOnly, creator: creator,
+                stored: saved.registered && !saved.closed && !Self.isMirror(saved.id))
+            let channel = SiteChannel<ByteRing>(
+                id: saved.id, name: saved.name, epoch: saved.epoch, owner: saved.owner, newestOnly: saved.newestOnly, creator: creator,
+                ring: ring)
+            let messages = saved.messages
             channel.restore(
-                first: saved.firstSequence, messages: Self.compact(saved.messages), closed: saved.closed,
+                first: saved.firstSequence, count: messages.count, { messages[$0].withUnsafeReadableBytes { $0 } }, closed: saved.closed,
                 replacedByEpoch: saved.replacedByEpoch)
             channel.pushedCount = saved.pushedCount
             channel.pushedBytes = saved.pushedBytes

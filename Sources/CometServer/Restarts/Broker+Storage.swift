@@ -8,14 +8,39 @@ import NIOCore
 extension Broker {
     // MARK: Hooks
 
-    func stored(_ channel: SiteChannel<ByteBuffer>) {
+    /// An empty ring for a site channel: a memfd when it is to be stored (`stored(_:)`) and the
+    /// daemon keeps a store, the heap otherwise (and for relays and imports).
+    func makeRing(id: UInt64, name: String, epoch: UInt64, capacity: Int, newest: Bool, creator: Identity, stored: Bool) -> ByteRing {
+        let meta = RingMeta(
+            kind: newest ? .newest : .buffered, id: id, name: name, epoch: epoch, capacity: newest ? 1 : capacity,
+            creator: PeerImage(creator), tokenHigh: 0, tokenLow: 0)
+        let overhead = configuration.messageOverhead
+        if stored, stateStore != nil {
+            do {
+                return try ByteRing(meta, overhead: overhead, backing: .memfd)
+            } catch {
+                logLimiter.log(logger, .warning, kind: "ring", "a channel's ring is kept in the heap: no memfd for it", metadata: [
+                    "channel": "\(name)", "error": "\(error)",
+                ])
+            }
+        }
+        do {
+            return try ByteRing(meta, overhead: overhead, backing: .heap)
+        } catch {
+            fatalError("a ring in the heap cannot fail to be made: \(error)")
+        }
+    }
+
+    /// The channel's ring goes into the store (its file is the ring itself: nothing is copied),
+    /// and so does every file it moves to.
+    func stored(_ channel: SiteChannel<ByteRing>) {
         guard let store = stateStore else { return }
-        store.createRing(
-            RingMeta(
-                kind: channel.keepsNewestOnly ? .newest : .buffered, id: channel.id, name: channel.name, epoch: channel.epoch,
-                capacity: channel.size, creator: PeerImage(channel.creator), tokenHigh: channel.producerToken.high,
-                tokenLow: channel.producerToken.low, numberedFrom: channel.numbering.origin),
-            first: channel.ring.firstSequence, messages: Self.messages(of: channel.ring))
+        let ring = channel.ring
+        ring.setToken(high: channel.producerToken.high, low: channel.producerToken.low)
+        ring.setNumberedFrom(channel.numbering.origin)
+        store.keepRing(channel.id, ring.file)
+        let id = channel.id
+        ring.moved = { [weak store] file in store?.keepRing(id, file) }
     }
 
     func stored(_ channel: PrivateChannel<ByteBuffer>) {
@@ -33,8 +58,8 @@ extension Broker {
         (channel.isClosed ? RingFile.closedFlag : 0) | (channel.isFull ? RingFile.fullFlag : 0)
     }
 
-    /// Messages `first...` just appended to a ring (those it still keeps), written into the
-    /// channel's file and published at once: one lookup and one publication per batch.
+    /// Messages `first...` just appended to a private channel's ring (those it still keeps),
+    /// written into the channel's file and published at once: one lookup and one publication per batch.
     func storePushed(_ id: UInt64, _ ring: MessageRing<ByteBuffer>, from first: UInt64, numbering: ProducerNumbering) {
         guard let store = stateStore, var file = store.ringFile(id) else { return }
         file.setNumberedFrom(numbering.origin)
@@ -47,39 +72,6 @@ extension Broker {
         file.publish(batch)
     }
 
-    /// A pushed batch, from the one block its bytes were copied into (no per-message buffer
-    /// access): messages numbered from `first`, those from `kept` on still in the ring.
-    func storePushed(
-        _ id: UInt64, block: ByteBuffer, payloads: [ByteBuffer], first: UInt64, kept: UInt64, numbering: ProducerNumbering
-    ) {
-        guard let store = stateStore, var file = store.ringFile(id) else { return }
-        file.setNumberedFrom(numbering.origin)
-        let start = max(first, kept)
-        // Crash tests: the message after which the process dies, mid-batch (never its last).
-        let crashAfter: UInt64? =
-            if case .stored(let n) = configuration.crashPoint, n < first + UInt64(payloads.count) - 1 { n } else { nil }
-        block.withUnsafeReadableBytes { bytes in
-            var batch = file.beginBatch(from: start, first: kept)
-            var offset = 0
-            var sequence = first
-            for payload in payloads {
-                let length = payload.readableBytes
-                defer {
-                    offset += length
-                    sequence += 1
-                }
-                guard sequence >= start else { continue }
-                let message = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
-                guard store.write(message, id, file: &file, batch: &batch) else { break }
-                if sequence == crashAfter {
-                    file.publish(batch)
-                    configuration.crashPoint?.crash()
-                }
-            }
-            file.publish(batch)
-        }
-    }
-
     func storePrivateState(_ channel: PrivateChannel<ByteBuffer>) {
         guard let store = stateStore else { return }
         store.setAcknowledged(channel.id, channel.acknowledged)
@@ -88,6 +80,12 @@ extension Broker {
     }
 
     func storeGone(_ id: UInt64) { stateStore?.removeRing(id) }
+
+    /// A site channel leaves the store (closed): its ring's later files stay out of it too.
+    func storeGone(_ channel: SiteChannel<ByteRing>) {
+        channel.ring.moved = nil
+        storeGone(channel.id)
+    }
 
     func stored(_ session: Session) {
         stateStore?.addSession(SessionRecord(id: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, uid: session.uid))

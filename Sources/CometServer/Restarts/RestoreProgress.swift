@@ -7,7 +7,7 @@ import NIOCore
 /// adopted yet, and the storage files to forget once fresh ones are written. Confined to the
 /// broker's loop; empty outside a restore.
 final class RestoreProgress: @unchecked Sendable {  // confined to the broker's loop
-    private(set) var sites: [UInt64: SiteChannel<ByteBuffer>] = [:]
+    private(set) var sites: [UInt64: SiteChannel<ByteRing>] = [:]
     private(set) var waiting: [UInt64: ConnectionImage] = [:]
     private var namesToForget: [String] = []
 
@@ -17,14 +17,14 @@ final class RestoreProgress: @unchecked Sendable {  // confined to the broker's 
         namesToForget = storedNames
     }
 
-    func restored(_ channel: SiteChannel<ByteBuffer>) { sites[channel.id] = channel }
+    func restored(_ channel: SiteChannel<ByteRing>) { sites[channel.id] = channel }
 
     /// The connection `id`'s socket is back.
     func adopted(_ id: UInt64) { waiting[id] = nil }
 
     /// The restore is over: the connections that never came back, the channels restored (to
     /// release those closed and drained), the storage names to forget.
-    func finish() -> (missing: [UInt64: ConnectionImage], sites: [SiteChannel<ByteBuffer>], forget: [String]) {
+    func finish() -> (missing: [UInt64: ConnectionImage], sites: [SiteChannel<ByteRing>], forget: [String]) {
         defer {
             waiting = [:]
             sites = [:]
