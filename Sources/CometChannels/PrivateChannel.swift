@@ -5,7 +5,8 @@
 /// channel: it is refused, every pending message is dropped, the reader gets `full`, and every later
 /// push is refused too. Acknowledged messages are never delivered again; unacknowledged ones are
 /// delivered again to the next subscription after a reconnect (resume without loss).
-public final class PrivateChannel<Payload> {
+public final class PrivateChannel<Ring: ChannelRing> {
+    public typealias Payload = Ring.Payload
     public let id: UInt64
     public let name: String
     public let epoch: UInt64
@@ -18,7 +19,7 @@ public final class PrivateChannel<Payload> {
     /// The producer's own numbers (PUSH_NUMBERED), kept for idempotent resends.
     public var numbering = ProducerNumbering()
     public let size: Int
-    @usableFromInline var messages: MessageRing<Payload>
+    @usableFromInline var messages: Ring
     /// Highest acknowledged sequence number.
     public internal(set) var acknowledged: UInt64 = 0
     public internal(set) var isClosed = false
@@ -33,24 +34,26 @@ public final class PrivateChannel<Payload> {
     public internal(set) var outstandingPull: UInt64?
     var nextPull: UInt64 = 1
 
-    /// - Parameter unlimited: a pulled channel; `size` is then 1 (the message in flight).
     /// Who created it (SO_PEERCRED of the producer), shown to the reader.
     public let creator: Identity
 
+    /// - Parameters:
+    ///   - unlimited: a pulled channel (`ring` then keeps one message, the one in flight).
+    ///   - ring: where its messages are kept, empty; its capacity is the channel's size.
     public init(
-        id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool = false,
-        creator: Identity = Identity(), weigh: ((Payload) -> Int)? = nil
+        id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, unlimited: Bool = false,
+        creator: Identity = Identity(), ring: Ring
     ) {
+        precondition(!unlimited || ring.capacity == 1, "an unlimited channel keeps the message in flight")
         self.creator = creator
         self.isUnlimited = unlimited
-        let size = unlimited ? 1 : size
         self.id = id
         self.name = name
         self.epoch = epoch
         self.session = session
         self.owner = owner
-        self.size = size
-        self.messages = MessageRing(capacity: size, weigh: weigh)
+        self.size = ring.capacity
+        self.messages = ring
     }
 
     public var lastSequence: UInt64 { messages.lastSequence }
@@ -64,7 +67,7 @@ public final class PrivateChannel<Payload> {
     /// Messages pushed and not yet acknowledged.
     public var unacknowledged: Int { isFull ? 0 : Int(messages.lastSequence - acknowledged) }
     /// The ring, for readers that copy many messages at once.
-    @inlinable public var ring: MessageRing<Payload> { messages }
+    @inlinable public var ring: Ring { messages }
 
     /// Appends a message; refuses it, and overflows the channel, when `size` are unacknowledged.
     public func push(_ payload: Payload) throws(ChannelRefusal) -> UInt64 {
@@ -124,5 +127,18 @@ public final class PrivateChannel<Payload> {
         if isFull { return .full(firstAvailable: messages.lastSequence + 1) }
         if let payload = messages[sequence] { return .message(payload) }
         return isClosed ? .closed(lastSequence: messages.lastSequence) : .caughtUp
+    }
+}
+
+extension PrivateChannel {
+    /// A channel whose messages are values in the heap (`MessageRing`).
+    /// - Parameter unlimited: a pulled channel; `size` is then 1 (the message in flight).
+    public convenience init<Value>(
+        id: UInt64, name: String, epoch: UInt64, session: UInt64, owner: UInt64, size: Int, unlimited: Bool = false,
+        creator: Identity = Identity(), weigh: ((Value) -> Int)? = nil
+    ) where Ring == MessageRing<Value> {
+        self.init(
+            id: id, name: name, epoch: epoch, session: session, owner: owner, unlimited: unlimited, creator: creator,
+            ring: MessageRing(capacity: unlimited ? 1 : size, weigh: weigh))
     }
 }

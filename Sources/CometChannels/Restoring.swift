@@ -1,16 +1,6 @@
 /// Putting channels and sessions back as another process of the daemon left them (a live
 /// upgrade or a restart; docs/RESTARTS.md). Numbering, epochs and tokens are kept exactly.
 
-extension MessageRing {
-    /// Replaces the contents with `messages`, the first numbered `first`.
-    public mutating func restore(first: UInt64, _ messages: [Payload]) {
-        restart(at: first)
-        slots.reserveCapacity(messages.count)
-        if weigh != nil { weights.reserveCapacity(messages.count) }
-        for message in messages { append(message) }
-    }
-}
-
 extension SiteChannel {
     /// Puts back the ring and state of a channel as it was in the previous process: `count`
     /// messages made in order by `make`, the first numbered `first`.
@@ -30,10 +20,11 @@ extension SiteChannel {
 extension PrivateChannel {
     /// Puts back the ring, acknowledgements and pull state of a channel as it was.
     public func restore(
-        first: UInt64, messages: [Payload], acknowledged: UInt64, closed: Bool, full: Bool, outstandingPull: UInt64?,
-        nextPull: UInt64
+        first: UInt64, count: Int, _ make: (Int) -> Payload, acknowledged: UInt64, closed: Bool, full: Bool,
+        outstandingPull: UInt64?, nextPull: UInt64
     ) {
-        self.messages.restore(first: first, messages)
+        messages.restart(at: first)
+        if count > 0 { messages.append(count: count, make) }
         self.acknowledged = acknowledged
         self.isClosed = closed
         self.isFull = full

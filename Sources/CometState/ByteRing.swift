@@ -103,6 +103,7 @@ public final class ByteRing: ChannelRing {
         let next = lastSequence + 1
         if file.dataSize > 4096, let small = try? RingFile.create(file.meta, dataSize: 4096, created: clock(), backing: file.backing) {
             small.setFlags(file.flags)
+            small.setAcknowledged(file.acknowledged)
             file = small
             moved?(small)
         }
@@ -134,6 +135,10 @@ public final class ByteRing: ChannelRing {
 
     /// Keeps the producer's numbering in the file (before the numbered messages are published).
     public func setNumberedFrom(_ origin: UInt64) { file.setNumberedFrom(origin) }
+
+    /// Keeps a private channel's state in the file (what a crash leaves).
+    public func setFlags(_ flags: UInt32) { file.setFlags(flags) }
+    public func setAcknowledged(_ sequence: UInt64) { file.setAcknowledged(sequence) }
 
     /// Keeps the producer's token in the file (ADOPT after a crash).
     public func setToken(high: UInt64, low: UInt64) { file.setToken(high: high, low: low) }

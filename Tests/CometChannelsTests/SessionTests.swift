@@ -45,7 +45,7 @@ final class SessionRegistryTests: XCTestCase {
 }
 
 final class PrivateChannelTests: XCTestCase {
-    func channel(size: Int) -> PrivateChannel<Int> {
+    func channel(size: Int) -> PrivateChannel<MessageRing<Int>> {
         PrivateChannel(id: 1 << 63, name: "p", epoch: 9, session: 7, owner: 3, size: size)
     }
 
@@ -81,7 +81,7 @@ final class PrivateChannelTests: XCTestCase {
 
 final class UnlimitedChannelTests: XCTestCase {
     func testPullsOnlyWhenTheReaderIsReadyAndAnswersOnlyWhatWasAsked() throws {
-        let c = PrivateChannel<String>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 3, size: 500, unlimited: true)
+        let c = PrivateChannel<MessageRing<String>>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 3, size: 500, unlimited: true)
         XCTAssertEqual(c.size, 1)
         XCTAssertNil(c.pullIfReady(), "no reader, no pull")
         XCTAssertThrowsError(try c.push("x")) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .pullNotRequested) }

@@ -5,12 +5,6 @@ import NIOCore
 
 /// Charging users for what they make, and releasing it when it goes.
 extension Broker {
-    /// What a buffered message costs: its payload and a fixed overhead.
-    var weigh: (ByteBuffer) -> Int {
-        let overhead = configuration.messageOverhead
-        return { $0.readableBytes + overhead }
-    }
-
     /// Checks that `uid` may buffer `payloads` in a ring now holding `ring` (with what the ring
     /// would evict taken into account).
     func checkBuffered(_ payloads: [ByteBuffer], in ring: some ChannelRing, uid: UInt32) throws(ChannelRefusal) {
@@ -36,7 +30,7 @@ extension Broker {
     /// creator's channel count goes down, readers are woken to drain it.
     func channelClosed(_ channel: SiteChannel<ByteRing>) {
         accounts.release(.channels, uid: channel.creator.uid)
-        storeGone(channel)
+        storeGone(channel.id, ring: channel.ring)
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }
@@ -49,10 +43,10 @@ extension Broker {
     }
 
     /// A private channel is forgotten: its count and its messages are released.
-    func dropPrivate(_ channel: PrivateChannel<ByteBuffer>) {
+    func dropPrivate(_ channel: PrivateChannel<ByteRing>) {
         guard privateChannels.remove(channel) else { return }
         channel.close()
-        storeGone(channel.id)
+        storeGone(channel.id, ring: channel.ring)
         accounts.release(.channels, uid: channel.creator.uid)
         channel.discardMessages()
         syncCharge(channel)

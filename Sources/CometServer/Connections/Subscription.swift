@@ -5,7 +5,7 @@ import NIOCore
 /// What a subscription reads.
 enum SubscriptionSource {
     case site(SiteChannel<ByteRing>)
-    case clientProcess(PrivateChannel<ByteBuffer>)
+    case clientProcess(PrivateChannel<ByteRing>)
 }
 
 /// One subscription of a connection: a cursor into a channel, or a wait for a name.

@@ -135,26 +135,6 @@ extension Broker {
         return (next, stopped)
     }
 
-    /// The same for a private channel's ring, whose messages are buffers: the ring is copied out
-    /// once (a reference, not the messages), so there is no per-message access check.
-    @inline(__always)
-    static func copyMessages(
-        subscription id: UInt32, from start: UInt64, of ring: MessageRing<ByteBuffer>, into out: inout ByteBuffer, limit: Int
-    ) -> (UInt64, Bool) {
-        var sequence = start
-        var stopped = false
-        let next = ring.forEach(from: start) { payload in
-            if out.writerIndex >= limit {
-                stopped = true
-                return false
-            }
-            ServerFrame.writeMessage(subscription: id, sequence: sequence, payload: payload, into: &out)
-            sequence += 1
-            return true
-        }
-        return (next, stopped)
-    }
-
     /// Hands the outbox to the socket.
     func flush(_ conn: ConnectionState) {
         guard conn.outbox.readableBytes > 0 else {

@@ -156,12 +156,12 @@ extension Broker {
             guard sequence > channel.lastSequence else { continue }
             let evicted = channel.ring.count == channel.size ? channel.ring[channel.ring.firstSequence].map { $0.count + overhead } ?? 0 : 0
             do throws(ChannelRefusal) {
-                try accounts.check(.bufferedBytes, charged + weigh(payload) - evicted, uid: uid)
+                try accounts.check(.bufferedBytes, charged + payload.readableBytes + overhead - evicted, uid: uid)
             } catch {
                 refused(error, uid: uid)
                 continue
             }
-            charged += weigh(payload) - evicted
+            charged += payload.readableBytes + overhead - evicted
             pushRelayedHandingOver(payload, sequence: sequence, to: channel)
             channel.pushedCount &+= 1
         }
@@ -260,7 +260,7 @@ extension Broker {
             adopt(epoch: epoch, next: next, relay)
         case .message(let sub, let seq, let payload) where sub == relay.upstreamSubscription:
             guard let channel = relay.channel else { return }
-            appendRelayed(CollectionOfOne(Self.copy(payload, ByteBufferAllocator())), from: seq, into: channel)
+            appendRelayed(CollectionOfOne(payload), from: seq, into: channel)
         case .full(let sub, let first) where sub == relay.upstreamSubscription:
             // The relay itself fell behind upstream: go on from what is left; the jump in sequence
             // numbers gives local readers an explicit FULL.

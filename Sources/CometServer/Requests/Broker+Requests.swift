@@ -103,7 +103,7 @@ extension Broker {
     }
 
     /// The private channel `id`, checked to be owned by `conn`.
-    private func ownedPrivate(_ id: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) -> PrivateChannel<ByteBuffer> {
+    private func ownedPrivate(_ id: UInt64, _ conn: ConnectionState) throws(ChannelRefusal) -> PrivateChannel<ByteRing> {
         guard let channel = privateChannels[id], !channel.isClosed else {
             throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)")
         }
@@ -138,9 +138,11 @@ extension Broker {
                     syncCharge(channel)
                     if channel.isFull { storePrivateState(channel) }
                 }
-                if number != nil { channel.numbering.begin(at: channel.lastSequence + 1) }
-                first = try pushPrivate(channel, Self.copy(fresh, conn.context.channel.allocator))
-                if stateStore != nil { storePushed(channel.id, channel.ring, from: first, numbering: channel.numbering) }
+                if number != nil {
+                    channel.numbering.begin(at: channel.lastSequence + 1)
+                    channel.ring.setNumberedFrom(channel.numbering.origin)
+                }
+                first = try pushPrivate(channel, fresh)
             }
             first = answer ?? first
         } else {
@@ -191,18 +193,19 @@ extension Broker {
 
     /// Pushes to a private channel in order and wakes its reader, also when a push overflowed it
     /// (the reader then gets FULL). Returns the first sequence number.
-    private func pushPrivate(_ channel: PrivateChannel<ByteBuffer>, _ payloads: [ByteBuffer]) throws(ChannelRefusal) -> UInt64 {
+    private func pushPrivate(_ channel: PrivateChannel<ByteRing>, _ payloads: [ByteBuffer]) throws(ChannelRefusal) -> UInt64 {
         defer { wakeReader(of: channel) }
         var first: UInt64 = 0
         for payload in payloads {
-            let seq = try channel.push(payload)
+            // The payload stays alive (and unchanged) while the ring copies it.
+            let seq = try channel.push(payload.withUnsafeReadableBytes { $0 })
             if first == 0 { first = seq }
         }
         return first
     }
 
     /// Wakes the reader of a private channel, or, when a push overflowed it, ends its subscription.
-    func wakeReader(of channel: PrivateChannel<ByteBuffer>) {
+    func wakeReader(of channel: PrivateChannel<ByteRing>) {
         touch(channel.session)
         if let reader = channel.reader, let conn = connections[reader] { markDirty(conn) }
     }
@@ -215,22 +218,6 @@ extension Broker {
             "uid": "\(conn.uid)", "code": "\(code.name)", "reason": "\(message)",
         ])
     }
-
-    /// Copies a payload out of the read buffer, so a ring never pins a socket's receive buffers.
-    /// Copies a batch into one allocation of exactly its payload bytes and returns a slice per
-    /// message: one allocation per batch, not per message, and no read buffer is pinned.
-    private static func copy(_ payloads: [ByteBuffer], _ allocator: ByteBufferAllocator) -> [ByteBuffer] {
-        var block = allocator.buffer(capacity: payloads.reduce(0) { $0 + $1.readableBytes })
-        for payload in payloads { block.writeImmutableBuffer(payload) }
-        return payloads.map { block.readSlice(length: $0.readableBytes)! }
-    }
-
-    static func copy(_ payload: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
-        var copy = allocator.buffer(capacity: payload.readableBytes)
-        copy.writeImmutableBuffer(payload)
-        return copy
-    }
-
     private func hello(_ requestID: UInt32, versions: [UInt16], _ conn: ConnectionState) {
         guard versions.contains(CometProtocol.version) else {
             fail(conn, WireError(

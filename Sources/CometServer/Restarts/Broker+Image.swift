@@ -86,17 +86,7 @@ extension Broker {
             privateChannels: privates, sessions: sessionImages, connections: kept, storedNames: stateStore?.names ?? [])
     }
 
-    static func messages(of ring: MessageRing<ByteBuffer>) -> [ByteBuffer] {
-        var all: [ByteBuffer] = []
-        all.reserveCapacity(ring.count)
-        _ = ring.forEach(from: ring.firstSequence) { payload in
-            all.append(copy payload)
-            return true
-        }
-        return all
-    }
-
-    /// A site channel's messages, copied out of its ring into one block.
+    /// A channel's messages, copied out of its ring into one block.
     static func messages(of ring: ByteRing) -> [ByteBuffer] {
         var lengths: [Int] = []
         lengths.reserveCapacity(ring.count)
@@ -146,12 +136,18 @@ extension Broker {
             restore.restored(channel)
         }
         for saved in image.privateChannels {
-            let channel = PrivateChannel<ByteBuffer>(
-                id: saved.id, name: saved.name, epoch: saved.epoch, session: saved.session, owner: saved.owner, size: saved.size,
-                unlimited: saved.unlimited, creator: Identity(saved.creator), weigh: weigh)
+            let creator = Identity(saved.creator)
+            let ring = makeRing(
+                saved.unlimited ? .unlimited : .private, id: saved.id, name: saved.name, epoch: saved.epoch, session: saved.session,
+                capacity: saved.unlimited ? 1 : saved.size, creator: creator, stored: true)
+            let channel = PrivateChannel<ByteRing>(
+                id: saved.id, name: saved.name, epoch: saved.epoch, session: saved.session, owner: saved.owner,
+                unlimited: saved.unlimited, creator: creator, ring: ring)
+            let messages = saved.messages
             channel.restore(
-                first: saved.firstSequence, messages: Self.compact(saved.messages), acknowledged: saved.acknowledged,
-                closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull, nextPull: saved.nextPull)
+                first: saved.firstSequence, count: messages.count, { messages[$0].withUnsafeReadableBytes { $0 } },
+                acknowledged: saved.acknowledged, closed: saved.closed, full: saved.full, outstandingPull: saved.outstandingPull,
+                nextPull: saved.nextPull)
             channel.reader = saved.reader
             channel.producerToken = SessionToken(high: saved.tokenHigh, low: saved.tokenLow)
             channel.numbering = ProducerNumbering(origin: saved.numberedFrom)
@@ -180,14 +176,6 @@ extension Broker {
             }
         }
         restore.begin(connections: image.connections, storedNames: image.storedNames)
-    }
-
-    /// A channel's restored messages in one block of their own (slices of it), not slices
-    /// pinning the whole image: one allocation per channel, as a pushed batch has.
-    static func compact(_ messages: [ByteBuffer]) -> [ByteBuffer] {
-        var block = ByteBufferAllocator().buffer(capacity: messages.reduce(0) { $0 + $1.readableBytes })
-        for message in messages { block.writeImmutableBuffer(message) }
-        return messages.map { block.readSlice(length: $0.readableBytes)! }
     }
 
     /// The connection `saved` is back on `context`: its state, subscriptions and waits are put

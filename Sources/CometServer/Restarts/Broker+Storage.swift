@@ -8,12 +8,15 @@ import NIOCore
 extension Broker {
     // MARK: Hooks
 
-    /// An empty ring for a site channel: a memfd when it is to be stored (`stored(_:)`) and the
+    /// An empty ring for a channel: a memfd when it is to be stored (`stored(_:)`) and the
     /// daemon keeps a store, the heap otherwise (and for relays and imports).
-    func makeRing(id: UInt64, name: String, epoch: UInt64, capacity: Int, newest: Bool, creator: Identity, stored: Bool) -> ByteRing {
+    func makeRing(
+        _ kind: RingMeta.Kind, id: UInt64, name: String, epoch: UInt64, session: UInt64 = 0, capacity: Int, creator: Identity,
+        stored: Bool
+    ) -> ByteRing {
         let meta = RingMeta(
-            kind: newest ? .newest : .buffered, id: id, name: name, epoch: epoch, capacity: newest ? 1 : capacity,
-            creator: PeerImage(creator), tokenHigh: 0, tokenLow: 0)
+            kind: kind, id: id, name: name, epoch: epoch, session: session, capacity: capacity, creator: PeerImage(creator),
+            tokenHigh: 0, tokenLow: 0)
         let overhead = configuration.messageOverhead
         if stored, stateStore != nil {
             do {
@@ -31,60 +34,46 @@ extension Broker {
         }
     }
 
+    /// A site channel's ring; see `makeRing(_:id:name:epoch:session:capacity:creator:stored:)`.
+    func makeRing(id: UInt64, name: String, epoch: UInt64, capacity: Int, newest: Bool, creator: Identity, stored: Bool) -> ByteRing {
+        makeRing(newest ? .newest : .buffered, id: id, name: name, epoch: epoch, capacity: newest ? 1 : capacity, creator: creator, stored: stored)
+    }
+
     /// The channel's ring goes into the store (its file is the ring itself: nothing is copied),
     /// and so does every file it moves to.
     func stored(_ channel: SiteChannel<ByteRing>) {
+        keepInStore(channel.ring, id: channel.id, token: channel.producerToken, numbering: channel.numbering)
+    }
+
+    func stored(_ channel: PrivateChannel<ByteRing>) {
+        channel.ring.setFlags(Self.flags(channel))
+        channel.ring.setAcknowledged(channel.acknowledged)
+        keepInStore(channel.ring, id: channel.id, token: channel.producerToken, numbering: channel.numbering)
+    }
+
+    private func keepInStore(_ ring: ByteRing, id: UInt64, token: SessionToken, numbering: ProducerNumbering) {
         guard let store = stateStore else { return }
-        let ring = channel.ring
-        ring.setToken(high: channel.producerToken.high, low: channel.producerToken.low)
-        ring.setNumberedFrom(channel.numbering.origin)
-        store.keepRing(channel.id, ring.file)
-        let id = channel.id
+        ring.setToken(high: token.high, low: token.low)
+        ring.setNumberedFrom(numbering.origin)
+        store.keepRing(id, ring.file)
         ring.moved = { [weak store] file in store?.keepRing(id, file) }
     }
 
-    func stored(_ channel: PrivateChannel<ByteBuffer>) {
-        guard let store = stateStore else { return }
-        store.createRing(
-            RingMeta(
-                kind: channel.isUnlimited ? .unlimited : .private, id: channel.id, name: channel.name, epoch: channel.epoch,
-                session: channel.session, capacity: channel.size, creator: PeerImage(channel.creator),
-                tokenHigh: channel.producerToken.high, tokenLow: channel.producerToken.low, numberedFrom: channel.numbering.origin),
-            first: channel.ring.firstSequence, messages: Self.messages(of: channel.ring), flags: Self.flags(channel),
-            acknowledged: channel.acknowledged)
-    }
-
-    static func flags(_ channel: PrivateChannel<ByteBuffer>) -> UInt32 {
+    static func flags(_ channel: PrivateChannel<ByteRing>) -> UInt32 {
         (channel.isClosed ? RingFile.closedFlag : 0) | (channel.isFull ? RingFile.fullFlag : 0)
     }
 
-    /// Messages `first...` just appended to a private channel's ring (those it still keeps),
-    /// written into the channel's file and published at once: one lookup and one publication per batch.
-    func storePushed(_ id: UInt64, _ ring: MessageRing<ByteBuffer>, from first: UInt64, numbering: ProducerNumbering) {
-        guard let store = stateStore, var file = store.ringFile(id) else { return }
-        file.setNumberedFrom(numbering.origin)
-        let kept = ring.firstSequence
-        let start = max(first, kept)
-        var batch = file.beginBatch(from: start, first: kept)
-        _ = ring.forEach(from: start) { payload in
-            payload.withUnsafeReadableBytes { store.write($0, id, file: &file, batch: &batch) }
-        }
-        file.publish(batch)
-    }
-
-    func storePrivateState(_ channel: PrivateChannel<ByteBuffer>) {
+    func storePrivateState(_ channel: PrivateChannel<ByteRing>) {
         guard let store = stateStore else { return }
         store.setAcknowledged(channel.id, channel.acknowledged)
         store.setFlags(channel.id, Self.flags(channel))
         if channel.isFull { store.restart(channel.id, at: channel.lastSequence + 1) }
     }
 
-    func storeGone(_ id: UInt64) { stateStore?.removeRing(id) }
-
-    /// A site channel leaves the store (closed): its ring's later files stay out of it too.
-    func storeGone(_ channel: SiteChannel<ByteRing>) {
-        channel.ring.moved = nil
-        storeGone(channel.id)
+    /// A channel leaves the store (closed, forgotten): its ring's later files stay out of it too.
+    func storeGone(_ id: UInt64, ring: ByteRing) {
+        ring.moved = nil
+        stateStore?.removeRing(id)
     }
 
     func stored(_ session: Session) {

@@ -1,4 +1,5 @@
 import CometChannels
+import CometState
 import CometWire
 import NIOCore
 
@@ -105,7 +106,7 @@ extension Broker {
 
     /// Closes a private channel whose producer closed it or went away: the reader gets what is
     /// unacknowledged, then CLOSED; the channel is forgotten once that is delivered or the session ends.
-    func closePrivate(_ channel: PrivateChannel<ByteBuffer>) {
+    func closePrivate(_ channel: PrivateChannel<ByteRing>) {
         channel.close()
         storePrivateState(channel)
         if let reader = channel.reader, let conn = connections[reader] {
@@ -115,7 +116,7 @@ extension Broker {
         }
     }
 
-    func forgetPrivate(_ channel: PrivateChannel<ByteBuffer>) {
+    func forgetPrivate(_ channel: PrivateChannel<ByteRing>) {
         dropPrivate(channel)
         if let session = sessions.session(channel.session), session.channels[channel.name] == channel.id {
             sessions.removeChannel(channel.name, from: session)
@@ -141,9 +142,14 @@ extension Broker {
             throw ChannelRefusal(.limitExceeded, "this connection already owns \(configuration.maxChannelsPerConnection) channels")
         }
         try charge(.channels, conn)
-        let channel = PrivateChannel<ByteBuffer>(
-            id: privateChannels.nextHandle(), name: name, epoch: UInt64.random(in: 1...UInt64.max), session: sessionID,
-            owner: conn.id, size: size, unlimited: kind == .unlimited, creator: conn.identity, weigh: weigh)
+        let id = privateChannels.nextHandle()
+        let epoch = UInt64.random(in: 1...UInt64.max)
+        let ring = makeRing(
+            kind == .unlimited ? .unlimited : .private, id: id, name: name, epoch: epoch, session: sessionID,
+            capacity: kind == .unlimited ? 1 : size, creator: conn.identity, stored: true)
+        let channel = PrivateChannel<ByteRing>(
+            id: id, name: name, epoch: epoch, session: sessionID, owner: conn.id, unlimited: kind == .unlimited,
+            creator: conn.identity, ring: ring)
         channel.producerToken = .random()
         privateChannels.insert(channel)
         stored(channel)
@@ -191,7 +197,7 @@ extension Broker {
     }
 
     /// Asks the producer of an unlimited channel for one more message when its reader is ready.
-    func pullIfReady(_ channel: PrivateChannel<ByteBuffer>) {
+    func pullIfReady(_ channel: PrivateChannel<ByteRing>) {
         guard let pull = channel.pullIfReady(), let owner = connections[channel.owner] else { return }
         ServerFrame.pull(channel: channel.id, pull: pull).encode(into: &owner.outbox)
         markDirty(owner)
@@ -206,8 +212,8 @@ extension Broker {
             throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
         }
         try checkBuffered([payload], in: channel.ring, uid: channel.creator.uid)
-        let seq = try channel.answer(pull, with: Self.copy(payload, conn.context.channel.allocator))
-        if stateStore != nil { storePushed(channel.id, channel.ring, from: seq, numbering: channel.numbering) }
+        // The payload stays alive (and unchanged) while the ring copies it.
+        let seq = try channel.answer(pull, with: payload.withUnsafeReadableBytes { $0 })
         syncCharge(channel)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { PushReply(firstSequence: seq, count: 1).write(to: &$0) }
         wakeReader(of: channel)
