@@ -66,7 +66,7 @@ public final class RingFile {
     static let headerSize = 4096
     /// The largest data area a growing file jumps to at once (beyond it, it doubles).
     static let largestEstimate = 64 << 20
-    static let entrySize = 16
+    @usableFromInline static let entrySize = 16
 
     enum Field: Int {
         case magic = 0, layout = 8, kind = 12, capacity = 16, dataSize = 24, epoch = 32, id = 40, session = 48
@@ -80,12 +80,12 @@ public final class RingFile {
     /// The memfd (-1 for a ring in the heap).
     public let fd: Int32
     public let backing: Backing
-    let base: UnsafeMutableRawPointer
+    @usableFromInline let base: UnsafeMutableRawPointer
     let length: Int
     public let capacity: Int
     public let dataSize: Int
-    let indexOffset: Int
-    let dataOffset: Int
+    @usableFromInline let indexOffset: Int
+    @usableFromInline let dataOffset: Int
 
     /// Where a ring's bytes live.
     public enum Backing: Sendable {
@@ -331,7 +331,7 @@ public final class RingFile {
 
     /// Calls `body` with each message from `start` through `last` (all kept, in a file whose data
     /// area is a power of two) until it returns false; returns the first not handed over.
-    @inline(__always)
+    @inlinable
     public func forEach(from start: UInt64, through last: UInt64, _ body: (UnsafeRawBufferPointer) -> Bool) -> UInt64 {
         let mask = UInt64(dataSize - 1)
         let data = UnsafeRawPointer(base + dataOffset)
