@@ -58,6 +58,8 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     let connections = ConnectionTable()
     let delivery = DeliveryQueue()
     let holds: ProducerHolds
+    /// Tickets of mapped readers for their rings' descriptors.
+    var mappedRings = MappedRings()
 
     // Accounting.
     let accounts: ResourceAccounts
@@ -205,6 +207,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
         accounts.release(.subscriptions, uid: conn.uid)
+        if sub.mappedGeneration != nil { mappedRings.drop(connection: conn.id, subscription: sub.id) }
         switch sub.source {
         case .site(let channel):
             channel.removeReader(conn.id)

@@ -24,6 +24,9 @@ public final class ByteRing: ChannelRing {
     private let clock: () -> UInt64
     /// Told of every new file the ring moved to (bigger, emptied, or out of the memfd it could not grow).
     public var moved: ((RingFile) -> Void)?
+    /// Counts the files the ring moved to: a mapped reader holding another generation's file
+    /// must be given the current one.
+    public private(set) var generation: UInt64 = 1
 
     /// An empty ring for `meta` (its capacity), its data area starting at `dataSize` bytes.
     public init(
@@ -104,8 +107,7 @@ public final class ByteRing: ChannelRing {
         if file.dataSize > 4096, let small = try? RingFile.create(file.meta, dataSize: 4096, created: clock(), backing: file.backing) {
             small.setFlags(file.flags)
             small.setAcknowledged(file.acknowledged)
-            file = small
-            moved?(small)
+            replace(with: small)
         }
         restart(at: next)
     }
@@ -156,7 +158,21 @@ public final class ByteRing: ChannelRing {
                 fatalError("cannot grow a ring in the heap: \(error)")
             }
         }
-        file = bigger
-        moved?(bigger)
+        replace(with: bigger)
+    }
+
+    private func replace(with other: RingFile) {
+        file = other
+        generation += 1
+        moved?(other)
+    }
+
+    /// Makes the ring shareable with readers that map it: a ring in the heap moves into a
+    /// memfd. False when no memfd could be made.
+    public func share() -> Bool {
+        guard file.backing == .heap else { return true }
+        guard let shared = try? file.grown(need: 0, created: clock(), backing: .memfd) else { return false }
+        replace(with: shared)
+        return true
     }
 }

@@ -64,6 +64,11 @@ public final class RingFile {
     public static let magic: UInt64 = 0x474e_5254_454d_4f43  // "COMETRNG" little-endian
     public static let layout: UInt32 = 1
     static let headerSize = 4096
+    // fcntl(2) sealing, from <linux/fcntl.h>.
+    static let addSeals: Int32 = 1033
+    static let sealShrink: Int32 = 0x2
+    static let sealGrow: Int32 = 0x4
+    static let sealFutureWrite: Int32 = 0x10
     /// The largest data area a growing file jumps to at once (beyond it, it doubles).
     static let largestEstimate = 64 << 20
     @usableFromInline static let entrySize = 16
@@ -105,7 +110,7 @@ public final class RingFile {
         let file: RingFile
         switch backing {
         case .memfd:
-            let fd = Int32(memfdCreate("comet-ring"))
+            let fd = Int32(memfdCreate("comet-ring", sealable: true))
             guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
             guard ftruncate(fd, off_t(length)) == 0 else {
                 let reason = String(cString: strerror(errno))
@@ -113,6 +118,9 @@ public final class RingFile {
                 throw StateError(.system, "ftruncate: \(reason)")
             }
             file = try RingFile(fd: fd, length: length, header: header(meta, capacity: capacity, data: data, created: created))
+            // The daemon's mapping stays writable; nobody (a reader's descriptor reopened through
+            // /proc included) can write, map it writable, or resize it from now on.
+            _ = fcntl(fd, Self.addSeals, Self.sealShrink | Self.sealGrow | Self.sealFutureWrite)
         case .heap:
             let memory = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 64)
             file = RingFile(heap: memory, length: length, header: header(meta, capacity: capacity, data: data, created: created))
@@ -174,16 +182,17 @@ public final class RingFile {
         self.backing = .heap
     }
 
-    /// Maps an existing file (one passed back by the store), checking its header.
+    /// Maps an existing file read-only (one passed back by the store, or handed to a reader),
+    /// checking its header. Only reads are allowed on it.
     public convenience init(fd: Int32) throws(StateError) {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw StateError(.system, "fstat: errno \(errno)") }
-        try self.init(fd: fd, length: Int(info.st_size))
+        try self.init(fd: fd, length: Int(info.st_size), writable: false)
     }
 
-    init(fd: Int32, length: Int) throws(StateError) {
+    init(fd: Int32, length: Int, writable: Bool = true) throws(StateError) {
         guard length >= Self.headerSize + 4096 else { throw StateError(.notStorage, "a ring file has at least two pages") }
-        guard let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+        guard let mapped = mmap(nil, length, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw StateError(.system, "mmap: \(String(cString: strerror(errno)))")
         }
         // Sizes are checked before any arithmetic: a damaged file is refused, never trusted.
@@ -215,6 +224,16 @@ public final class RingFile {
         case .heap:
             base.deallocate()
         }
+    }
+
+    /// A new read-only descriptor of the file (for a mapped reader): the memfd reopened through
+    /// /proc with O_RDONLY; -1 with `errno` when that fails or the ring is in the heap.
+    public func readOnlyDescriptor() -> Int32 {
+        guard fd >= 0 else {
+            errno = EBADF
+            return -1
+        }
+        return open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
     }
 
     /// Whether the header is complete and of a layout this binary reads.
@@ -450,12 +469,14 @@ public final class RingFile {
     }
 }
 
-/// memfd_create(2) by system call (glibc declares it only under _GNU_SOURCE), close-on-exec.
-func memfdCreate(_ name: String) -> Int {
+/// memfd_create(2) by system call (glibc declares it only under _GNU_SOURCE), close-on-exec;
+/// `sealable`: MFD_ALLOW_SEALING.
+func memfdCreate(_ name: String, sealable: Bool = false) -> Int {
+    let flags = sealable ? 3 : 1  // MFD_CLOEXEC | MFD_ALLOW_SEALING
     #if arch(x86_64)
-    return name.withCString { syscall(319, $0, 1 /* MFD_CLOEXEC */) }
+    return name.withCString { syscall(319, $0, flags) }
     #elseif arch(arm64)
-    return name.withCString { syscall(279, $0, 1 /* MFD_CLOEXEC */) }
+    return name.withCString { syscall(279, $0, flags) }
     #else
     return -1
     #endif

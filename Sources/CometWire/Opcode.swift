@@ -29,6 +29,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case mirrorPush = 0x17
     case mirrorState = 0x18
     case bridgeReport = 0x19
+    case ring = 0x1A
     // Responses.
     case ok = 0x80
     case error = 0x81
@@ -42,4 +43,5 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case pull = 0x96
     case reset = 0x97
     case failed = 0x98
+    case ringAdvanced = 0x99
 }

@@ -35,10 +35,13 @@ public struct HelloReply: Reply, Hashable {
         public static let numberedPushes: UInt64 = 1
         /// MIRROR, MIRROR_PUSH and MIRROR_STATE: imports a bridge feeds (comet 0.7).
         public static let mirrors: UInt64 = 2
+        /// SUBSCRIBE's MAPPED, RING and RING_ADVANCED: readers of shared-memory rings (comet 0.9).
+        public static let mappedRings: UInt64 = 4
     }
 
     public var servesNumberedPushes: Bool { features & Features.numberedPushes != 0 }
     public var servesMirrors: Bool { features & Features.mirrors != 0 }
+    public var servesMappedRings: Bool { features & Features.mappedRings != 0 }
 
     public init(
         version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,

@@ -74,8 +74,11 @@ public struct Request: Sendable {
         /// daemon skips those it applied already (an idempotent resend).
         case pushNumbered(channel: UInt64, number: UInt64, payloads: [ByteBuffer])
         case close(channel: UInt64)
-        /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid.
-        case subscribe(name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site, owner: UInt32? = nil)
+        /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid. `mapped`: ask to
+        /// read the channel's ring from shared memory (RING_ADVANCED events instead of MESSAGE).
+        case subscribe(
+            name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site, owner: UInt32? = nil,
+            mapped: Bool = false)
         case resume(session: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
         case createPrivate(name: String, kind: ChannelKind, size: UInt32, session: UInt64)
         case ack(subscription: UInt32, sequence: UInt64)
@@ -104,6 +107,9 @@ public struct Request: Sendable {
         case mirrorState(mirror: UInt64, state: MirrorState, last: UInt64, reason: String)
         /// BRIDGE_REPORT: a bridge's counters, shown by STATS.
         case bridgeReport(BridgeReport)
+        /// RING: the first and only request of a connection: the ring descriptor a RING_ADVANCED
+        /// event's `ticket` stands for, sent with the answer (SCM_RIGHTS).
+        case ring(ticket: UInt64)
     }
 
     public var id: UInt32
@@ -141,6 +147,7 @@ public struct Request: Sendable {
         case .mirrorPush: return .mirrorPush
         case .mirrorState: return .mirrorState
         case .bridgeReport: return .bridgeReport
+        case .ring: return .ring
         }
     }
 }
@@ -185,6 +192,7 @@ extension Request {
     static let subscribeWaitFlag: UInt8 = 0x01
     static let subscribePrivateFlag: UInt8 = 0x02
     static let subscribeOwnerFlag: UInt8 = 0x04
+    static let subscribeMappedFlag: UInt8 = 0x08
 
     /// Appends this request as one frame.
     public func encode(into buffer: inout ByteBuffer) {
@@ -210,10 +218,10 @@ extension Request {
                 out.writeBatch(payloads)
             case .close(let channel):
                 out.writeInteger(channel)
-            case .subscribe(let name, let position, let epoch, let wait, let scope, let owner):
+            case .subscribe(let name, let position, let epoch, let wait, let scope, let owner, let mapped):
                 out.writeInteger(
                     (wait ? Request.subscribeWaitFlag : 0) | (scope == .clientProcess ? Request.subscribePrivateFlag : 0)
-                        | (owner != nil ? Request.subscribeOwnerFlag : 0))
+                        | (owner != nil ? Request.subscribeOwnerFlag : 0) | (mapped ? Request.subscribeMappedFlag : 0))
                 out.writeInteger(position.wireKind)
                 out.writeInteger(position.wireArgument)
                 out.writeInteger(epoch)
@@ -255,6 +263,8 @@ extension Request {
                 out.writeWireString(reason)
             case .bridgeReport(let report):
                 report.write(to: &out)
+            case .ring(let ticket):
+                out.writeInteger(ticket)
             case .list, .ping, .sessions, .stats:
                 break
             }
@@ -305,13 +315,18 @@ extension Request {
             let epoch = try body.readWire(UInt64.self, "epoch")
             let name = try body.readWireString()
             let owner = flags & Request.subscribeOwnerFlag != 0 ? try body.readWire(UInt32.self, "owner uid") : nil
-            guard flags & ~(Request.subscribeWaitFlag | Request.subscribePrivateFlag | Request.subscribeOwnerFlag) == 0 else {
+            let known = Request.subscribeWaitFlag | Request.subscribePrivateFlag | Request.subscribeOwnerFlag | Request.subscribeMappedFlag
+            guard flags & ~known == 0 else {
                 throw WireError(.invalidArgument, "unknown subscribe flags 0x\(String(flags, radix: 16))")
+            }
+            guard flags & (Request.subscribeMappedFlag | Request.subscribePrivateFlag) != Request.subscribeMappedFlag | Request.subscribePrivateFlag else {
+                throw WireError(.invalidArgument, "private channels are never mapped: MAPPED with PRIVATE")
             }
             operation = .subscribe(
                 name: name, position: try SubscribePosition(kind: kind, argument: argument), epoch: epoch,
                 wait: flags & Request.subscribeWaitFlag != 0,
-                scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site, owner: owner)
+                scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site, owner: owner,
+                mapped: flags & Request.subscribeMappedFlag != 0)
         case .resume:
             operation = .resume(
                 session: try body.readWire(UInt64.self, "session"), tokenHigh: try body.readWire(UInt64.self, "token"),
@@ -381,12 +396,14 @@ extension Request {
             operation = .mirrorState(mirror: mirror, state: state, last: last, reason: reason)
         case .bridgeReport:
             operation = .bridgeReport(try BridgeReport(from: &body))
+        case .ring:
+            operation = .ring(ticket: try body.readWire(UInt64.self, "ticket"))
         case .listFrom:
             let scope = try body.readWire(UInt8.self, "scope")
             operation = .listFrom(name: try body.readWireString(), scope: scope)
         case .sessionsFrom:
             operation = .sessionsFrom(session: try body.readWire(UInt64.self, "session"))
-        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset, .failed:
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset, .failed, .ringAdvanced:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

@@ -27,6 +27,9 @@ public enum ServerFrame: Sendable {
     /// The subscription ended with an error (e.g. OWNER_MISMATCH when a waiting subscription's
     /// channel was created by another owner).
     case failed(subscription: UInt32, code: ErrorCode, message: String)
+    /// A mapped subscription's channel holds messages up to `last`, to be read from the ring;
+    /// `ticket` ≠ 0: fetch the ring's descriptor (RING) first — the first event, or the ring moved.
+    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64)
 }
 
 extension ServerFrame {
@@ -79,6 +82,8 @@ extension ServerFrame {
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
         case .reset(let subscription, let epoch):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.reset.rawValue, subscription, epoch) }
+        case .ringAdvanced(let subscription, let last, let ticket):
+            buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.ringAdvanced.rawValue, subscription, last, ticket) }
         }
     }
 
@@ -175,6 +180,10 @@ extension ServerFrame {
             return .reset(subscription: try body.readWire(UInt32.self, "subscription"), epoch: try body.readWire(UInt64.self, "epoch"))
         case .pull:
             return .pull(channel: try body.readWire(UInt64.self, "channel"), pull: try body.readWire(UInt64.self, "pull"))
+        case .ringAdvanced:
+            return .ringAdvanced(
+                subscription: try body.readWire(UInt32.self, "subscription"), last: try body.readWire(UInt64.self, "last"),
+                ticket: try body.readWire(UInt64.self, "ticket"))
         default:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
         }

@@ -21,6 +21,9 @@ struct Subscription {
     /// A waiting subscription that resumes (`from N` with an epoch): where it starts when a
     /// channel of that epoch appears (an import rebuilt after a restart); any other epoch ends it.
     var resumeAt: (sequence: UInt64, epoch: UInt64)? = nil
+    /// A mapped reader (SUBSCRIBE MAPPED): the generation of the ring file it was last given a
+    /// ticket for (0: none yet). Its cursor is then the first message it was not told of.
+    var mappedGeneration: UInt64? = nil
 }
 
 /// Identifies a waiting subscription in the registry.

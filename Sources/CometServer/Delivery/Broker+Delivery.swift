@@ -57,11 +57,27 @@ extension Broker {
             let limit = out.writerIndex + configuration.deliveryBudget
             var ended: [UInt32] = []
             var advanced: [(UInt32, UInt64)] = []
+            var regenerated: [(UInt32, UInt64)] = []
             var more = false
             for (id, sub) in conn.subscriptions {
                 let cursor: UInt64
                 let state: ReadResult<Void>
                 switch sub.source {
+                case .site(let channel) where sub.mappedGeneration != nil:
+                    // A mapped reader is told how far the ring goes, once per pass, and given a
+                    // ticket for the ring's current file when it has not got that one.
+                    let last = channel.lastSequence
+                    var ticket: UInt64 = 0
+                    if sub.mappedGeneration != channel.ring.generation {
+                        ticket = mappedRings.issue(channel.ring.file, uid: conn.uid, connection: conn.id, subscription: id)
+                        regenerated.append((id, channel.ring.generation))
+                    }
+                    if last >= sub.cursor || ticket != 0 {
+                        ServerFrame.ringAdvanced(subscription: id, last: last, ticket: ticket).encode(into: &out)
+                    }
+                    cursor = max(sub.cursor, last + 1)
+                    channel.deliveredCount &+= cursor &- sub.cursor
+                    state = channel.read(at: cursor).state
                 case .site(let channel):
                     let start = channel.catchUp(sub.cursor)
                     (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
@@ -107,6 +123,7 @@ extension Broker {
             }
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
+            for (id, generation) in regenerated { conn.subscriptions[id]?.mappedGeneration = generation }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

@@ -130,7 +130,7 @@ extension Broker {
             guard let conn = connections[reader], !conn.isClosing else { continue }
             let mayHold = ProducerHolds.mayHold(readerUID: conn.uid, producerUID: producer)
             for (id, sub) in conn.subscriptions {
-                guard case .site(let read) = sub.source, read === channel else { continue }
+                guard case .site(let read) = sub.source, read === channel, sub.mappedGeneration == nil else { continue }
                 var cursor = sub.cursor
                 let room = min(bound - conn.pendingOutput, budget)
                 if cursor <= last, room > 0, !outputStarved(conn) {

@@ -10,6 +10,7 @@ extension Broker {
         conn.lastRequest = uptime()
         trimmer.count(1)
         guard conn.handshaken else {
+            if case .ring(let ticket) = request.operation { return handOverRing(request.id, ticket: ticket, conn) }
             guard case .hello(let versions) = request.operation else {
                 fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
                 return
@@ -44,10 +45,13 @@ extension Broker {
                     CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
                 }
                 channelClosed(channel)
-            case .subscribe(let name, _, _, _, .clientProcess, let owner):
+            case .subscribe(let name, _, _, _, .clientProcess, let owner, _):
                 try subscribePrivate(request.id, name: name, owner: owner, conn)
-            case .subscribe(let name, let position, let epoch, let wait, .site, let owner):
-                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, owner: owner, conn)
+            case .subscribe(let name, let position, let epoch, let wait, .site, let owner, let mapped):
+                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, owner: owner, mapped: mapped, conn)
+            case .ring:
+                fail(conn, WireError(.invalidArgument, "RING is the first and only request of a connection"))
+                return
             case .resume(let session, let high, let low):
                 resume(request.id, session: session, token: SessionToken(high: high, low: low), conn)
             case .createPrivate(let name, let kind, let size, let session):
@@ -237,7 +241,7 @@ extension Broker {
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
             sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance,
-            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors)
+            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors | HelloReply.Features.mappedRings)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }
@@ -284,7 +288,7 @@ extension Broker {
 
     func subscribe(
         _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
-        _ conn: ConnectionState
+        mapped: Bool = false, _ conn: ConnectionState
     ) throws(ChannelRefusal) {
         try ChannelName.validate(name)
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
@@ -326,8 +330,12 @@ extension Broker {
         case .at(let seq):
             try charge(.subscriptions, conn)
             let id = conn.allocateSubscriptionID()
-            conn.subscriptions[id] = Subscription(id: id, name: name, source: .site(channel), cursor: seq)
-            channel.addReader(conn.id, at: seq)
+            // A mapped reader reads the ring itself: it is never protected from eviction (nor
+            // holds a producer); it finds out it was overtaken by itself (FULL).
+            let mapped = mapped && channel.ring.share()
+            conn.subscriptions[id] = Subscription(
+                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil)
+            channel.addReader(conn.id, at: mapped ? .max : seq)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }
