@@ -1,0 +1,171 @@
+import Comet
+import Foundation
+import XCTest
+
+/// Readers that map a channel's ring (SUBSCRIBE MAPPED, RING; docs/PROTOCOL.md "Mapped
+/// readers"), driven by Tests/mapped/mapped_reader.py, a reader written from the documents alone.
+final class MappedReaderTests: XCTestCase {
+    static var script: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("mapped/mapped_reader.py").path
+    }
+
+    /// Starts the reader; its JSON result (the last line it prints) comes from `finish`.
+    final class Reader: @unchecked Sendable {
+        let process = Process()
+        let out = Pipe()
+        let err = Pipe()
+
+        init(_ arguments: [String], uid: UInt32? = nil) throws {
+            if let uid {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/usr/bin/python3", MappedReaderTests.script] + arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+                process.arguments = [MappedReaderTests.script] + arguments
+            }
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+        }
+
+        func finish(within seconds: TimeInterval = 60) throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(seconds)
+            while process.isRunning, Date() < deadline { usleep(20_000) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            guard let line = text.split(separator: "\n").last,
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            else { throw DaemonFailure("the mapped reader printed no result (status \(process.terminationStatus)): \(text)\n\(errors)") }
+            return object
+        }
+    }
+
+    func push(_ channel: ChannelProducer, _ range: ClosedRange<Int>, batch: Int = 500) async throws {
+        var start = range.lowerBound
+        while start <= range.upperBound {
+            let end = min(range.upperBound, start + batch - 1)
+            try await channel.push(batch: (start...end).map { Array("m\($0)".utf8) })
+            start = end + 1
+        }
+    }
+
+    /// Everything pushed is read from the mapping, once, in order, while the ring grows (the
+    /// reader is given the ring's new file each time); a reader that starts late ends with CLOSED.
+    func testAMappedReaderReadsEveryMessageAcrossRingGrowth() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 100_000)
+        let reader = try Reader(["read", daemon.socketPath, "news", "30000"])
+        try await Task.sleep(for: .milliseconds(300))
+        try await push(news, 1...30000)
+        let result = try reader.finish()
+        XCTAssertEqual(result["count"] as? Int, 30000, "\(result)")
+        XCTAssertEqual(result["first"] as? Int, 1)
+        XCTAssertEqual(result["in_order"] as? Bool, true)
+        XCTAssertEqual(result["payloads"] as? Bool, true)
+        XCTAssertGreaterThan(result["tickets"] as? Int ?? 0, 1, "the ring moved to bigger files and the reader followed: \(result)")
+        XCTAssertEqual(result["socket_messages"] as? Int, 0, "nothing came as MESSAGE frames")
+        // A mapped reader ends as a socket reader does: CLOSED after the last message.
+        let late = try Reader(["read", daemon.socketPath, "news", "1000000", "29990"])
+        try await Task.sleep(for: .milliseconds(300))
+        try await news.close()
+        let closed = try late.finish()
+        XCTAssertEqual(closed["count"] as? Int, 11, "\(closed)")
+        XCTAssertEqual(closed["closed"] as? Int, 30000)
+        await client.close()
+    }
+
+    /// A mapped reader that stops reading is not waited for: the producer goes on, the ring moves
+    /// past the reader, and the reader finds FULL itself, at the first message the ring still has.
+    func testAnOvertakenMappedReaderGetsFullAtTheRightSequence() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let ring = try await client.create("small", size: 100)
+        try await push(ring, 1...50)
+        let reader = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "2.0"])
+        try await Task.sleep(for: .milliseconds(700))
+        try await push(ring, 51...1050, batch: 10)  // not held by the paused reader
+        let result = try reader.finish()
+        XCTAssertEqual(result["count"] as? Int, 20, "\(result)")
+        XCTAssertEqual(result["full"] as? Int, 951, "FULL names the oldest message the ring keeps")
+        await client.close()
+    }
+
+    /// Nothing a reader does with its descriptor reaches the daemon's ring or other readers.
+    func testTheDescriptorCannotWriteTheRing() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 1000)
+        try await push(news, 1...100)
+        for uid: UInt32? in [nil, Hostile.uid] {
+            let result = try Reader(["tamper", daemon.socketPath, "news"], uid: uid).finish()
+            let who = uid.map { "uid \($0)" } ?? "root"
+            print("tampering as \(who): \(result)")
+            XCTAssertEqual(result["mmap_shared_writable"] as? String, "EACCES", "\(who): \(result)")
+            XCTAssertEqual(result["mprotect_writable"] as? String, "EACCES", "\(who): \(result)")
+            XCTAssertEqual(result["write"] as? String, "EBADF", "\(who): \(result)")
+            XCTAssertNotEqual(result["truncate"] as? String, "allowed", "\(who): \(result)")
+            if result["reopen_rw"] as? String == "allowed" {
+                // Reopened writable through /proc: the seals still refuse every way of writing.
+                XCTAssertEqual(result["reopen_write"] as? String, "EPERM", "\(who): \(result)")
+                XCTAssertEqual(result["reopen_mmap_writable"] as? String, "EPERM", "\(who): \(result)")
+                XCTAssertEqual(result["reopen_truncate"] as? String, "EPERM", "\(who): \(result)")
+            }
+            XCTAssertEqual(result["private_scribbled"] as? Bool, true, "a private copy is the reader's own")
+            XCTAssertEqual(result["shared_last_after"] as? Int, 100, "the shared ring is untouched")
+        }
+        try await push(news, 101...200)
+        let reader = try Reader(["read", daemon.socketPath, "news", "200"]).finish()
+        XCTAssertEqual(reader["count"] as? Int, 200)
+        XCTAssertEqual(reader["payloads"] as? Bool, true, "every reader still reads what was pushed")
+        await client.close()
+    }
+
+    /// Only a reader the policy lets subscribe is given a ticket, and only its own user can
+    /// redeem it, once.
+    func testOnlyAllowedReadersGetTheRing() async throws {
+        let daemon = try Daemon(arguments: ["--policy", try policyFile("subscribe secret.* user:0\n")], executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let secret = try await client.create("secret.plans", size: 1000)
+        try await push(secret, 1...10)
+        chmod(daemon.directory.path, 0o755)
+        chmod(daemon.socketPath, 0o777)
+        let denied = try Reader(["read", daemon.socketPath, "secret.plans", "10"], uid: Hostile.uid).finish()
+        XCTAssertEqual(denied["error"] as? String, "PERMISSION_DENIED", "\(denied)")
+        let stolen = try Reader(["steal", daemon.socketPath, "secret.plans", "\(Hostile.uid)"]).finish()
+        XCTAssertEqual(stolen["other_uid_refused"] as? Bool, true, "\(stolen)")
+        XCTAssertEqual(stolen["owner_got_descriptor"] as? Bool, true, "\(stolen)")
+        XCTAssertEqual(stolen["second_use"] as? String, "BAD_TOKEN", "a ticket is used once: \(stolen)")
+        await client.close()
+    }
+
+    /// A live upgrade keeps a mapped reader's subscription: the new process serves it over the
+    /// socket from the first message the reader was not told of — nothing lost, nothing twice.
+    func testALiveUpgradeCarriesAMappedReader() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 100_000)
+        let reader = try Reader(["read", daemon.socketPath, "news", "6000"])
+        try await Task.sleep(for: .milliseconds(500))
+        try await push(news, 1...3000)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(20)
+        while !daemon.log.contains("state taken over"), Date() < deadline { usleep(20_000) }
+        try await push(news, 3001...6000)
+        let result = try reader.finish()
+        XCTAssertEqual(result["count"] as? Int, 6000, "\(result)")
+        XCTAssertEqual(result["in_order"] as? Bool, true, "\(result)")
+        XCTAssertEqual(result["payloads"] as? Bool, true)
+        XCTAssertGreaterThan(result["socket_messages"] as? Int ?? 0, 0, "served over the socket after the upgrade: \(result)")
+        await client.close()
+    }
+}

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""A mapped reader of cometd speaking docs/PROTOCOL.md directly, for MappedReaderTests.
+
+Subscribes with MAPPED, fetches ring descriptors with RING, reads messages from its own read-only
+mapping as docs/RESTARTS.md ("Ring file") says, and prints one JSON object with what it got.
+Modes:
+  read SOCKET NAME COUNT [FROM] [PAUSE_AFTER PAUSE_SECONDS]  read COUNT messages (or to CLOSED/FULL)
+  tamper SOCKET NAME                                          try to write through the descriptor
+  steal SOCKET NAME UID                                       another uid redeems this reader's ticket
+"""
+import ctypes, errno, json, mmap, os, socket, struct, sys, time
+
+HEADER_FIRST, HEADER_LAST, HEADER_CAPACITY, HEADER_DATA_SIZE = 104, 112, 16, 24
+ERRORS = {20: "BAD_TOKEN", 30: "PERMISSION_DENIED", 9: "NO_SUCH_CHANNEL", 7: "INVALID_ARGUMENT", 17: "UNSUPPORTED"}
+
+
+def frame(op, rid, body=b""):
+    payload = bytes([op]) + struct.pack(">I", rid) + body
+    return struct.pack(">I", len(payload)) + payload
+
+
+class Conn:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b""
+        self.sock.sendall(frame(0x01, 1, b"\x01\x00\x01"))
+        body = self.read_frame()
+        assert body[0] == 0x80, "hello refused"
+        self.features = struct.unpack(">Q", body[49:57])[0] if len(body) >= 57 else 0
+
+    def read_frame(self, timeout=20):
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    return body
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise EOFError("closed")
+            self.buf += data
+
+    def subscribe_mapped(self, name, start):
+        position, argument = (2, start) if start else (1, 0)  # from N, or oldest
+        n = name.encode()
+        self.sock.sendall(frame(0x06, 2, bytes([0x08, position]) + struct.pack(">QQH", argument, 0, len(n)) + n))
+        while True:
+            body = self.read_frame()
+            if body[0] == 0x81:
+                return None, ERRORS.get(struct.unpack(">H", body[5:7])[0], "error")
+            if body[0] == 0x80:
+                sub, state, epoch, nxt = struct.unpack(">IBQQ", body[5:26])
+                return (sub, nxt), None
+
+
+def fetch(path, ticket):
+    """RING: the descriptor a ticket stands for, or the error name."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(frame(0x1A, 1, struct.pack(">Q", ticket)))
+    data, fds, _, _ = socket.recv_fds(s, 4096, 1)
+    s.close()
+    if len(data) < 5 or data[4] != 0x80:
+        for fd in fds:
+            os.close(fd)
+        code = struct.unpack(">H", data[9:11])[0] if len(data) >= 11 else 0
+        return None, ERRORS.get(code, "error %d" % code)
+    return fds[0], None
+
+
+class Ring:
+    def __init__(self, fd):
+        self.map = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
+        os.close(fd)
+        self.capacity = self.u64(HEADER_CAPACITY)
+        self.size = self.u64(HEADER_DATA_SIZE)
+        self.data = 4096 + ((self.capacity * 16 + 4095) & ~4095)
+
+    def u64(self, at):
+        return struct.unpack_from("<Q", self.map, at)[0]
+
+    def read(self, s):
+        """Message s, or ('full', first available): copy, then check `first` again (x86: loads in order)."""
+        first = self.u64(HEADER_FIRST)
+        if s < first:
+            return None, first
+        offset, length = struct.unpack_from("<QI", self.map, 4096 + ((s - 1) % self.capacity) * 16)
+        at = offset & (self.size - 1)
+        data = bytes(self.map[self.data + at:self.data + at + length]) if at + length <= self.size else None
+        first = self.u64(HEADER_FIRST)
+        if s < first or data is None:
+            return None, max(first, s + 1)
+        return data, None
+
+
+def read(path, name, count, start=0, pause_after=-1, pause=0.0):
+    c = Conn(path)
+    if not c.features & 4:
+        return {"error": "the daemon does not serve mapped rings"}
+    sub, error = c.subscribe_mapped(name, start)
+    if error:
+        return {"error": error}
+    sid, cursor = sub
+    ring, got, ok, result = None, [], True, {"tickets": 0, "socket_messages": 0, "full": None, "closed": None}
+    while len(got) < count:
+        body = c.read_frame()
+        op = body[0]
+        if op == 0x99:
+            _, last, ticket = struct.unpack(">IQQ", body[1:21])
+            if ticket:
+                fd, error = fetch(path, ticket)
+                if error:
+                    return {"error": error}
+                ring = Ring(fd)
+                result["tickets"] += 1
+            while cursor <= last and len(got) < count:
+                if len(got) == pause_after:
+                    print(json.dumps({"paused": cursor}), flush=True)
+                    time.sleep(pause)
+                data, full = ring.read(cursor)
+                if data is None:
+                    result["full"] = full
+                    break
+                got.append(cursor)
+                ok = ok and data == b"m%d" % cursor
+                cursor += 1
+            if result["full"] is not None:
+                break
+        elif op == 0x90:  # after a live upgrade the daemon serves the subscription over the socket
+            seq = struct.unpack(">Q", body[5:13])[0]
+            ok = ok and seq == cursor and body[13:] == b"m%d" % seq
+            got.append(seq)
+            cursor = seq + 1
+            result["socket_messages"] += 1
+        elif op == 0x91:
+            result["full"] = struct.unpack(">Q", body[5:13])[0]
+            break
+        elif op == 0x92:
+            result["closed"] = struct.unpack(">Q", body[5:13])[0]
+            break
+        elif op in (0x97, 0x98):
+            result["ended"] = op
+            break
+    result.update(count=len(got), first=got[0] if got else 0, last=got[-1] if got else 0,
+                  in_order=got == list(range(got[0], got[0] + len(got))) if got else True, payloads=ok)
+    return result
+
+
+def first_ticket(path, name):
+    c = Conn(path)
+    sub, error = c.subscribe_mapped(name, 0)
+    if error:
+        return c, None
+    while True:
+        body = c.read_frame()
+        if body[0] == 0x99:
+            return c, struct.unpack(">IQQ", body[1:21])[2]
+
+
+def outcome(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def tamper(path, name):
+    keep, ticket = first_ticket(path, name)
+    fd, error = fetch(path, ticket)
+    if error:
+        return {"error": error}
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    size = os.fstat(fd).st_size
+    result = {"mode": oct(os.fstat(fd).st_mode & 0o777)}
+    result["mmap_shared_writable"] = outcome(lambda: mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
+    address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+
+    def protect():
+        if libc.mprotect(address, size, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect")
+    result["mprotect_writable"] = outcome(protect)
+    result["write"] = outcome(lambda: os.pwrite(fd, b"x", 4096 + 16))
+    result["truncate"] = outcome(lambda: os.ftruncate(fd, 0))
+    try:
+        again = os.open("/proc/self/fd/%d" % fd, os.O_RDWR)
+        result["reopen_rw"] = "allowed"
+        result["reopen_write"] = outcome(lambda: os.pwrite(again, b"x", 4096 + 16))
+        result["reopen_mmap_writable"] = outcome(lambda: mmap.mmap(again, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
+        result["reopen_truncate"] = outcome(lambda: os.ftruncate(again, 0))
+        os.close(again)
+    except OSError as e:
+        result["reopen_rw"] = errno.errorcode.get(e.errno, str(e.errno))
+    # A private copy may be scribbled on: nobody else sees it.
+    private = mmap.mmap(fd, 0, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
+    private[:size] = b"\xff" * size
+    shared = Ring(os.dup(fd))
+    result["private_scribbled"] = private[HEADER_LAST] == 0xff
+    result["shared_last_after"] = shared.u64(HEADER_LAST)
+    os.close(fd)
+    keep.sock.close()
+    return result
+
+
+def steal(path, name, uid):
+    keep, ticket = first_ticket(path, name)
+    child = os.fork()
+    if child == 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        fd, error = fetch(path, ticket)
+        os._exit(0 if error == "BAD_TOKEN" and fd is None else 1)
+    _, status = os.waitpid(child, 0)
+    fd, error = fetch(path, ticket)
+    again, again_error = fetch(path, ticket) if fd is not None else (None, None)
+    keep.sock.close()
+    return {"other_uid_refused": os.waitstatus_to_exitcode(status) == 0, "owner_error": error,
+            "owner_got_descriptor": fd is not None, "second_use": again_error}
+
+
+if __name__ == "__main__":
+    mode, path, name = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "read":
+        rest = [int(a) if "." not in a else float(a) for a in sys.argv[5:]]
+        print(json.dumps(read(path, name, int(sys.argv[4]), *rest)), flush=True)
+    elif mode == "tamper":
+        print(json.dumps(tamper(path, name)), flush=True)
+    elif mode == "steal":
+        print(json.dumps(steal(path, name, int(sys.argv[4]))), flush=True)
