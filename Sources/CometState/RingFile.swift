@@ -86,7 +86,8 @@ public final class RingFile {
     public let fd: Int32
     public let backing: Backing
     @usableFromInline let base: UnsafeMutableRawPointer
-    let length: Int
+    /// The file's size in bytes (what a reader maps).
+    public let length: Int
     public let capacity: Int
     public let dataSize: Int
     @usableFromInline let indexOffset: Int

@@ -146,6 +146,19 @@ public struct PushReply: Reply, Hashable {
     public func write(to body: inout ByteBuffer) { body.writeMultipleIntegers(firstSequence, count) }
 }
 
+/// Reply to RING: the ring file's size in bytes (what to map); its descriptor comes with it.
+public struct RingReply: Reply, Hashable {
+    public var length: UInt64
+
+    public init(length: UInt64) { self.length = length }
+
+    public init(from body: inout ByteBuffer) throws(WireError) {
+        length = try body.readWire(UInt64.self, "length")
+    }
+
+    public func write(to body: inout ByteBuffer) { body.writeInteger(length) }
+}
+
 /// Reply to CLOSE: the last sequence number the channel gave (0 if none).
 public struct CloseReply: Reply, Hashable {
     public var lastSequence: UInt64

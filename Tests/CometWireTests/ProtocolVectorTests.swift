@@ -34,6 +34,8 @@ final class ProtocolVectorTests: XCTestCase {
         "mirror": Request(id: 0x18, .mirror(name: "remote.news", epoch: epoch, next: 1, size: 1000, newest: false)),
         "mirror-push": Request(id: 0x19, .mirrorPush(mirror: 0x4000_0000_0000_0001, first: 5, payloads: [ByteBuffer(string: "a"), ByteBuffer(string: "bc")])),
         "mirror-state": Request(id: 0x1a, .mirrorState(mirror: 0x4000_0000_0000_0001, state: .stalled, last: 5, reason: "no stream!")),
+        "subscribe-mapped": Request(id: 0x1b, .subscribe(name: "news", position: .oldest, epoch: 0, wait: false, mapped: true)),
+        "ring": Request(id: 0x1c, .ring(ticket: 0x0102_0304_0506_0708)),
     ]
     static let owner = Owner(uid: 1000, gid: 100)
 
@@ -58,6 +60,8 @@ final class ProtocolVectorTests: XCTestCase {
         "adopt-ok": ok(0x16, AdoptReply(channel: 1, epoch: epoch, lastSequence: 150, lastNumber: 144)),
         "push-numbered-ok": ok(0x17, PushReply(firstSequence: 5, count: 2)),
         "mirror-ok": ok(0x18, MirrorReply(mirror: 0x4000_0000_0000_0001, lastSequence: 0)),
+        "ring-ok": ok(0x1c, RingReply(length: 0x12000)),
+        "ring-advanced": .ringAdvanced(subscription: 1, last: 100, ticket: 0x0102_0304_0506_0708),
         "ack-ok": ok(13),
         "wait-timeout-ok": ok(16, WaitTimeoutReply(ended: false)),
         "pull": .pull(channel: 0x8000_0000_0000_0002, pull: 1),

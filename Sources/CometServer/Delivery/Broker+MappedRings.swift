@@ -16,7 +16,7 @@ extension Broker {
             return
         }
         var frame = ByteBuffer()
-        ServerFrame.writeOK(requestID: requestID, into: &frame) { $0.writeInteger(UInt64(file.dataSize)) }
+        ServerFrame.writeOK(requestID: requestID, into: &frame) { RingReply(length: UInt64(file.length)).write(to: &$0) }
         let descriptor = file.readOnlyDescriptor()
         guard descriptor >= 0 else {
             let reason = String(cString: strerror(errno))
