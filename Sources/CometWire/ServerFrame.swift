@@ -29,7 +29,8 @@ public enum ServerFrame: Sendable {
     case failed(subscription: UInt32, code: ErrorCode, message: String)
     /// A mapped subscription's channel holds messages up to `last`, to be read from the ring;
     /// `ticket` ≠ 0: fetch the ring's descriptor (RING) first — the first event, or the ring moved.
-    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64)
+    /// `reportRead`: acknowledge (ACK) `last` once read — a producer of the reader's user waits.
+    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64, reportRead: Bool = false)
 }
 
 extension ServerFrame {
@@ -82,8 +83,10 @@ extension ServerFrame {
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
         case .reset(let subscription, let epoch):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.reset.rawValue, subscription, epoch) }
-        case .ringAdvanced(let subscription, let last, let ticket):
-            buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.ringAdvanced.rawValue, subscription, last, ticket) }
+        case .ringAdvanced(let subscription, let last, let ticket, let reportRead):
+            buffer.writeFrame { out in
+                out.writeMultipleIntegers(Opcode.ringAdvanced.rawValue, subscription, last, ticket, UInt8(reportRead ? 1 : 0))
+            }
         }
     }
 
@@ -183,7 +186,7 @@ extension ServerFrame {
         case .ringAdvanced:
             return .ringAdvanced(
                 subscription: try body.readWire(UInt32.self, "subscription"), last: try body.readWire(UInt64.self, "last"),
-                ticket: try body.readWire(UInt64.self, "ticket"))
+                ticket: try body.readWire(UInt64.self, "ticket"), reportRead: (body.readInteger(as: UInt8.self) ?? 0) & 1 != 0)
         default:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
         }

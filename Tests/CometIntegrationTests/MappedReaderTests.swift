@@ -79,20 +79,53 @@ final class MappedReaderTests: XCTestCase {
         await client.close()
     }
 
-    /// A mapped reader that stops reading is not waited for: the producer goes on, the ring moves
-    /// past the reader, and the reader finds FULL itself, at the first message the ring still has.
+    /// A mapped reader of another user that stops reading is not waited for: the producer goes
+    /// on, the ring moves past the reader, and the reader finds FULL itself, at the first message
+    /// the ring still has.
     func testAnOvertakenMappedReaderGetsFullAtTheRightSequence() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        chmod(daemon.directory.path, 0o755)
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let ring = try await client.create("small", size: 100)
+        try await push(ring, 1...50)
+        let reader = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "2.0"], uid: Hostile.uid)
+        try await Task.sleep(for: .milliseconds(700))
+        let started = Date()
+        try await push(ring, 51...1050, batch: 10)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.5, "a reader of another user never holds the producer")
+        let result = try reader.finish()
+        XCTAssertEqual(result["count"] as? Int, 20, "\(result)")
+        XCTAssertEqual(result["full"] as? Int, 951, "FULL names the oldest message the ring keeps")
+        await client.close()
+    }
+
+    /// A mapped reader of the producer's own user holds it, as a socket reader does: paused for
+    /// less than the grace, it loses nothing; paused for longer, it finds FULL once the grace is over.
+    func testAMappedReaderOfTheProducersUserHoldsItForTheGrace() async throws {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let ring = try await client.create("small", size: 100)
         try await push(ring, 1...50)
-        let reader = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "2.0"])
-        try await Task.sleep(for: .milliseconds(700))
-        try await push(ring, 51...1050, batch: 10)  // not held by the paused reader
+        let reader = try Reader(["read", daemon.socketPath, "small", "1050", "1", "20", "0.5"])
+        try await Task.sleep(for: .milliseconds(200))
+        let started = Date()
+        try await push(ring, 51...1050, batch: 10)
+        let held = Date().timeIntervalSince(started)
         let result = try reader.finish()
-        XCTAssertEqual(result["count"] as? Int, 20, "\(result)")
-        XCTAssertEqual(result["full"] as? Int, 951, "FULL names the oldest message the ring keeps")
+        XCTAssertEqual(result["count"] as? Int, 1050, "\(result)")
+        XCTAssertNil(result["full"] as? Int, "\(result)")
+        XCTAssertEqual(result["in_order"] as? Bool, true)
+        XCTAssertGreaterThan(result["reports"] as? Int ?? 0, 0, "the reader said how far it read: \(result)")
+        XCTAssertGreaterThan(held, 0.2, "the producer waited for the paused reader")
+        // Paused past the grace (1 s): the producer goes on and the reader finds FULL.
+        let slow = try Reader(["read", daemon.socketPath, "small", "100000", "1001", "10", "2.5"])
+        try await Task.sleep(for: .milliseconds(300))
+        try await push(ring, 1051...3050, batch: 10)
+        let overtaken = try slow.finish()
+        XCTAssertEqual(overtaken["count"] as? Int, 10, "\(overtaken)")
+        XCTAssertEqual(overtaken["full"] as? Int, 2951, "\(overtaken)")
         await client.close()
     }
 

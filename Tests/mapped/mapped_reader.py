@@ -109,6 +109,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
         op = body[0]
         if op == 0x99:
             _, last, ticket = struct.unpack(">IQQ", body[1:21])
+            report = len(body) > 21 and body[21] & 1
             if ticket:
                 fd, error = fetch(path, ticket)
                 if error:
@@ -128,6 +129,9 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                 cursor += 1
             if result["full"] is not None:
                 break
+            if report and cursor > last:  # a producer of our user waits for this
+                c.sock.sendall(frame(0x0C, 3, struct.pack(">IQ", sid, last)))
+                result["reports"] = result.get("reports", 0) + 1
         elif op == 0x90:  # after a live upgrade the daemon serves the subscription over the socket
             seq = struct.unpack(">Q", body[5:13])[0]
             ok = ok and seq == cursor and body[13:] == b"m%d" % seq

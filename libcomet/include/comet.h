@@ -111,6 +111,12 @@ typedef enum comet_position {
  * -COMET_E_OWNER_MISMATCH, a channel whose creator the rule for its name does not allow; pin that
  * creator with comet_subscribe_owned() to read it anyway.) */
 #define COMET_SUBSCRIBE_ANY_OWNER 0x100u
+/* (0.9) By default a site channel is read from shared memory when the daemon offers it (a mapped
+ * reader, docs/PROTOCOL.md §6.23): the handler gets the same messages, in the same order, copied
+ * out of a read-only mapping of the channel's ring, and the same end events. With this flag the
+ * subscription reads MESSAGE frames from the socket instead. A mapped reader never holds a
+ * producer (docs/SEMANTICS.md): one that must, reads from the socket. */
+#define COMET_SUBSCRIBE_SOCKET 0x200u
 
 /* Why a subscription ended (the `reason` of comet_end_handler). */
 typedef enum comet_end {
@@ -351,6 +357,14 @@ COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_positio
  * Returns -ENODATA while a waiting subscription's channel does not exist yet or when the daemon
  * does not say, -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking. */
 COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid);
+
+/* (0.9) 1 if `subscription` reads its channel's ring from shared memory now (a mapped reader,
+ * COMET_SUBSCRIBE_SOCKET), 0 if it reads the socket (a private channel, a daemon that does not
+ * map rings, a subscription not started yet, or after the daemon's live upgrade until the next
+ * reconnect). -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking.
+ * A mapped reader's fetch of the ring needs a second connection to the daemon's socket for a
+ * moment (RING); if that fails the subscription ends with COMET_END_FAILED and the error. */
+COMET_PUBLIC int comet_subscription_is_mapped(comet *c, uint32_t subscription);
 
 /* Ends a subscription; its handlers are not called again. Blocking. */
 COMET_PUBLIC int comet_unsubscribe(comet *c, uint32_t subscription);

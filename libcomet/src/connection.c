@@ -133,8 +133,11 @@ COMET_PUBLIC comet *comet_unref(comet *c) {
                 if (p->id != 0)
                         free(p->name);
         }
-        for (size_t i = 0; i < c->sub_count; i++)
+        for (size_t i = 0; i < c->sub_count; i++) {
                 free(c->subs[i].name);
+                ring_release(&c->subs[i].ring);
+        }
+        free(c->ring_copy);
         free(c->produced);
         free(c->pending);
         free(c->subs);

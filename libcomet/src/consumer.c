@@ -59,11 +59,14 @@ static int implied_owner(const char *name, uint32_t *uid) {
 }
 
 /* SUBSCRIBE's wire flags and owner for comet_subscribe()'s `flags`: the implied owner is pinned
- * unless COMET_SUBSCRIBE_ANY_OWNER. */
-static uint8_t wire_flags(const char *name, unsigned flags, uint32_t *owner_uid) {
+ * unless COMET_SUBSCRIBE_ANY_OWNER; the ring is mapped when the daemon offers it, unless
+ * COMET_SUBSCRIBE_SOCKET. */
+static uint8_t wire_flags(const comet *c, const char *name, unsigned flags, uint32_t *owner_uid) {
         uint8_t wire = (uint8_t)(flags & COMET_SUBSCRIBE_WAIT);
         if (!(flags & COMET_SUBSCRIBE_ANY_OWNER) && name && implied_owner(name, owner_uid))
                 wire |= 0x4;
+        if (!(flags & COMET_SUBSCRIBE_SOCKET) && c && (c->features & FEATURE_MAPPED_RINGS))
+                wire |= SUBSCRIBE_MAPPED;
         return wire;
 }
 
@@ -131,20 +134,21 @@ static int finish_subscribe(comet *c, uint32_t id, int is_private, const char *n
 COMET_PUBLIC int comet_subscribe(comet *c, const char *name, comet_position position, uint64_t argument, uint64_t epoch,
                                  unsigned flags, comet_message_handler on_message, comet_end_handler on_end, void *userdata,
                                  uint32_t *ret_subscription) {
-        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER))
+        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER | COMET_SUBSCRIBE_SOCKET))
                 return -EINVAL;
         uint32_t owner = 0;
-        uint8_t wire = wire_flags(name, flags, &owner);
+        uint8_t wire = wire_flags(c, name, flags, &owner);
         return subscribe(c, name, wire, position, argument, epoch, owner, on_message, on_end, userdata, ret_subscription);
 }
 
 COMET_PUBLIC int comet_subscribe_owned(comet *c, const char *name, comet_position position, uint64_t argument,
                                        uint64_t epoch, unsigned flags, uint32_t owner_uid, comet_message_handler on_message,
                                        comet_end_handler on_end, void *userdata, uint32_t *ret_subscription) {
-        if (flags & ~COMET_SUBSCRIBE_WAIT)
+        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_SOCKET))
                 return -EINVAL;
-        return subscribe(c, name, (uint8_t)(flags | 0x4), position, argument, epoch, owner_uid, on_message, on_end, userdata,
-                         ret_subscription);
+        uint32_t unused = 0;
+        uint8_t wire = (uint8_t)(wire_flags(c, NULL, flags, &unused) | 0x4);
+        return subscribe(c, name, wire, position, argument, epoch, owner_uid, on_message, on_end, userdata, ret_subscription);
 }
 
 COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, uint32_t *ret_uid, uint32_t *ret_gid) {
@@ -226,10 +230,10 @@ COMET_PUBLIC int comet_subscribe_async(comet *c, const char *name, comet_positio
                                        uint64_t epoch, unsigned flags, comet_message_handler on_message,
                                        comet_end_handler on_end, void *userdata, comet_done_handler done,
                                        void *done_userdata) {
-        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER))
+        if (flags & ~(COMET_SUBSCRIBE_WAIT | COMET_SUBSCRIBE_ANY_OWNER | COMET_SUBSCRIBE_SOCKET))
                 return -EINVAL;
         uint32_t owner = 0;
-        uint8_t wire = wire_flags(name, flags, &owner);
+        uint8_t wire = wire_flags(c, name, flags, &owner);
         return subscribe_async(c, name, wire, position, argument, epoch, owner, on_message, on_end, userdata, done,
                                done_userdata);
 }

@@ -32,6 +32,7 @@ void remove_sub(comet *c, uint32_t id) {
         for (size_t i = 0; i < c->sub_count; i++)
                 if (c->subs[i].id == id) {
                         free(c->subs[i].name);
+                        ring_release(&c->subs[i].ring);
                         c->subs[i] = c->subs[--c->sub_count];
                         return;
                 }
@@ -174,6 +175,12 @@ static int dispatch(comet *c, struct reader *r) {
                 if (c->on_error)
                         c->on_error(c, a, -(COMET_E_BASE + code), c->error_userdata);
                 return 0;
+        }
+        case OP_RING_ADVANCED: {
+                uint64_t ticket;
+                if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0 || get_u64(r, &ticket) < 0)
+                        return -EBADMSG;
+                return ring_advanced(c, sub, a, ticket);
         }
         case OP_PULL: {
                 if (get_u64(r, &a) < 0 || get_u64(r, &b) < 0)

@@ -10,10 +10,10 @@ enum {
         OP_HELLO = 0x01, OP_CREATE = 0x02, OP_PUSH = 0x03, OP_PUSH_BATCH = 0x04, OP_CLOSE = 0x05, OP_SUBSCRIBE = 0x06,
         OP_UNSUBSCRIBE = 0x07, OP_LIST = 0x08, OP_PING = 0x09, OP_RESUME = 0x0A, OP_CREATE_PRIVATE = 0x0B, OP_ACK = 0x0C,
         OP_SESSIONS = 0x0D, OP_ANSWER = 0x0E, OP_WAIT_TIMEOUT = 0x0F, OP_SUBSCRIBE_EXTERNAL = 0x10, OP_LIST_FROM = 0x11,
-        OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14, OP_PUSH_NUMBERED = 0x15,
+        OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14, OP_PUSH_NUMBERED = 0x15, OP_RING = 0x1A,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
-        OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98,
+        OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98, OP_RING_ADVANCED = 0x99,
 };
 
 #define OUTPUT_LIMIT (4u << 20)
@@ -23,6 +23,18 @@ enum {
 #define BATCH_LIMIT (64u << 10)
 #define DEFAULT_MAX_FRAME (1u << 20)
 
+/* HELLO feature bits. */
+#define FEATURE_MAPPED_RINGS 0x4u
+/* SUBSCRIBE's MAPPED flag. */
+#define SUBSCRIBE_MAPPED 0x8u
+
+/* A ring file mapped read-only (mapped.c); `base` NULL when the subscription reads the socket. */
+struct mapped_ring {
+        uint8_t *base;
+        size_t length;
+        uint64_t capacity, size, data;
+};
+
 struct subscription {
         uint32_t id;        /* what the application knows it by */
         uint32_t server_id; /* what the daemon knows it by (another one after a reconnect) */
@@ -30,7 +42,7 @@ struct subscription {
         /* To subscribe again after a reconnect (reconnect.c): the request, the epoch and the last
          * sequence number handed on (anything at or below it that comes again is dropped). */
         char *name;         /* NULL: not made again (an external channel) */
-        uint8_t flags;      /* SUBSCRIBE flags: 0x1 wait, 0x2 private, 0x4 owner */
+        uint8_t flags;      /* SUBSCRIBE flags: 0x1 wait, 0x2 private, 0x4 owner, 0x8 mapped */
         uint32_t pinned_owner;
         uint64_t epoch;
         uint64_t last;
@@ -40,6 +52,7 @@ struct subscription {
         comet_end_handler on_end;
         void *userdata;
         uint32_t owner_uid, owner_gid; /* the channel's creator; 0xffffffff when not known */
+        struct mapped_ring ring;
 };
 
 struct puller {
@@ -131,7 +144,9 @@ struct comet {
         int reconnect, reconnecting, reconnected;
         struct produced *produced;
         size_t produced_count, produced_capacity;
-        uint64_t features; /* HELLO's features: bit 0, numbered pushes */
+        uint64_t features; /* HELLO's features: bit 0, numbered pushes; bit 2, mapped rings */
+        uint8_t *ring_copy; /* where a mapped message is copied before its handler sees it */
+        size_t ring_copy_capacity;
         /* The frames of numbered pushes without an answer, in order: sent again after a reconnect. */
         struct buf journal;
         uint32_t next_local_id;
@@ -162,6 +177,10 @@ int add_sub(comet *c, const struct subscription *s, uint32_t *ret_id);
 void remove_puller(comet *c, uint64_t channel);
 int fail(comet *c, int error);
 int queue_acks(comet *c);
+
+/* mapped.c */
+void ring_release(struct mapped_ring *ring);
+int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket);
 
 /* producer.c */
 int check_name(const char *name);

@@ -109,7 +109,10 @@ static int restore(comet *c) {
                 uint8_t fields[2 + 8 + 8 + 2 + 255 + 4];
                 size_t n = 0;
                 int waiting = s->last == 0 && s->epoch == 0;
-                uint8_t flags = (uint8_t)(s->flags & (waiting ? 0x7 : 0x6));
+                uint8_t flags = (uint8_t)(s->flags & (waiting ? 0xF : 0xE));
+                /* Mapped again if this daemon maps rings (the old mapping is replaced when it says so). */
+                if (!(c->features & FEATURE_MAPPED_RINGS) || s->is_private)
+                        flags &= (uint8_t)~SUBSCRIBE_MAPPED;
                 fields[n++] = flags;
                 if (s->is_private || waiting) {
                         fields[n++] = COMET_FROM_NEXT;

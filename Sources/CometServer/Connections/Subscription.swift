@@ -24,6 +24,10 @@ struct Subscription {
     /// A mapped reader (SUBSCRIBE MAPPED): the generation of the ring file it was last given a
     /// ticket for (0: none yet). Its cursor is then the first message it was not told of.
     var mappedGeneration: UInt64? = nil
+    /// A mapped reader: the first message it has not said it read (ACK), and whether it was asked
+    /// to say so (it holds its producer meanwhile: same user only, docs/SEMANTICS.md).
+    var mappedRead: UInt64 = 0
+    var readReportAsked = false
 }
 
 /// Identifies a waiting subscription in the registry.

@@ -130,7 +130,21 @@ extension Broker {
             guard let conn = connections[reader], !conn.isClosing else { continue }
             let mayHold = ProducerHolds.mayHold(readerUID: conn.uid, producerUID: producer)
             for (id, sub) in conn.subscriptions {
-                guard case .site(let read) = sub.source, read === channel, sub.mappedGeneration == nil else { continue }
+                guard case .site(let read) = sub.source, read === channel else { continue }
+                if sub.mappedGeneration != nil {
+                    // A mapped reader has what the ring holds; one that may hold the producer is
+                    // protected down to what it said it read, and asked to say how far it got.
+                    let cursor = sub.mappedRead
+                    guard mayHold, cursor >= first, cursor <= last else { continue }
+                    floor = min(floor, cursor)
+                    pass.holding.append(conn)
+                    pass.holdingFloor = min(pass.holdingFloor, cursor)
+                    if !sub.readReportAsked {
+                        conn.subscriptions[id]?.readReportAsked = true
+                        markDirty(conn)
+                    }
+                    continue
+                }
                 var cursor = sub.cursor
                 let room = min(bound - conn.pendingOutput, budget)
                 if cursor <= last, room > 0, !outputStarved(conn) {

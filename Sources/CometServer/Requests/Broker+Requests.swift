@@ -334,8 +334,9 @@ extension Broker {
             // holds a producer); it finds out it was overtaken by itself (FULL).
             let mapped = mapped && channel.ring.share()
             conn.subscriptions[id] = Subscription(
-                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil)
-            channel.addReader(conn.id, at: mapped ? .max : seq)
+                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil, mappedRead: seq)
+            let protected = !mapped || ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
+            channel.addReader(conn.id, at: protected ? seq : .max)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }
