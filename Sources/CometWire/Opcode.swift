@@ -44,4 +44,5 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case reset = 0x97
     case failed = 0x98
     case ringAdvanced = 0x99
+    case ringDetached = 0x9A
 }

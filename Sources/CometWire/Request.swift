@@ -403,7 +403,7 @@ extension Request {
             operation = .listFrom(name: try body.readWireString(), scope: scope)
         case .sessionsFrom:
             operation = .sessionsFrom(session: try body.readWire(UInt64.self, "session"))
-        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset, .failed, .ringAdvanced:
+        case .ok, .error, .message, .full, .closed, .started, .offer, .ended, .pull, .reset, .failed, .ringAdvanced, .ringDetached:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a request")
         }
         try body.expectEnd("request")

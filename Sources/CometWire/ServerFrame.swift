@@ -29,8 +29,12 @@ public enum ServerFrame: Sendable {
     case failed(subscription: UInt32, code: ErrorCode, message: String)
     /// A mapped subscription's channel holds messages up to `last`, to be read from the ring;
     /// `ticket` ≠ 0: fetch the ring's descriptor (RING) first — the first event, or the ring moved.
-    /// `reportRead`: acknowledge (ACK) `last` once read — a producer of the reader's user waits.
-    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64, reportRead: Bool = false)
+    /// `reportRead`: acknowledge (ACK) `last` once read. `held`: the reader is protected — it never
+    /// concludes FULL from the ring: the server detaches it (RING_DETACHED) or says FULL.
+    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64, reportRead: Bool = false, held: Bool = false)
+    /// A mapped subscription is served over the socket from now on: MESSAGE frames from
+    /// `nextSequence` (drop those already read from the ring).
+    case ringDetached(subscription: UInt32, nextSequence: UInt64)
 }
 
 extension ServerFrame {
@@ -83,10 +87,13 @@ extension ServerFrame {
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
         case .reset(let subscription, let epoch):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.reset.rawValue, subscription, epoch) }
-        case .ringAdvanced(let subscription, let last, let ticket, let reportRead):
+        case .ringAdvanced(let subscription, let last, let ticket, let reportRead, let held):
             buffer.writeFrame { out in
-                out.writeMultipleIntegers(Opcode.ringAdvanced.rawValue, subscription, last, ticket, UInt8(reportRead ? 1 : 0))
+                out.writeMultipleIntegers(
+                    Opcode.ringAdvanced.rawValue, subscription, last, ticket, UInt8((reportRead ? 1 : 0) | (held ? 2 : 0)))
             }
+        case .ringDetached(let subscription, let next):
+            buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.ringDetached.rawValue, subscription, next) }
         }
     }
 
@@ -184,9 +191,14 @@ extension ServerFrame {
         case .pull:
             return .pull(channel: try body.readWire(UInt64.self, "channel"), pull: try body.readWire(UInt64.self, "pull"))
         case .ringAdvanced:
-            return .ringAdvanced(
-                subscription: try body.readWire(UInt32.self, "subscription"), last: try body.readWire(UInt64.self, "last"),
-                ticket: try body.readWire(UInt64.self, "ticket"), reportRead: (body.readInteger(as: UInt8.self) ?? 0) & 1 != 0)
+            let subscription = try body.readWire(UInt32.self, "subscription")
+            let last = try body.readWire(UInt64.self, "last")
+            let ticket = try body.readWire(UInt64.self, "ticket")
+            let flags = body.readInteger(as: UInt8.self) ?? 0
+            return .ringAdvanced(subscription: subscription, last: last, ticket: ticket, reportRead: flags & 1 != 0, held: flags & 2 != 0)
+        case .ringDetached:
+            return .ringDetached(
+                subscription: try body.readWire(UInt32.self, "subscription"), nextSequence: try body.readWire(UInt64.self, "next sequence"))
         default:
             throw WireError(.unknownOperation, "opcode 0x\(String(rawOp, radix: 16)) is not a server frame")
         }

@@ -109,7 +109,8 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
         op = body[0]
         if op == 0x99:
             _, last, ticket = struct.unpack(">IQQ", body[1:21])
-            report = len(body) > 21 and body[21] & 1
+            flags = body[21] if len(body) > 21 else 0
+            report, held = flags & 1, flags & 2
             if ticket:
                 fd, error = fetch(path, ticket)
                 if error:
@@ -122,8 +123,9 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                     time.sleep(pause)
                 data, full = ring.read(cursor)
                 if data is None:
-                    result["full"] = full
-                    break
+                    if not held:
+                        result["full"] = full
+                    break  # held: RING_DETACHED (or FULL) follows on the socket
                 got.append(cursor)
                 ok = ok and data == b"m%d" % cursor
                 cursor += 1
@@ -132,8 +134,13 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             if report and cursor > last:  # a producer of our user waits for this
                 c.sock.sendall(frame(0x0C, 3, struct.pack(">IQ", sid, last)))
                 result["reports"] = result.get("reports", 0) + 1
-        elif op == 0x90:  # after a live upgrade the daemon serves the subscription over the socket
+        elif op == 0x9A:  # detached from the ring: served over the socket from here
+            ring = None
+            result["detached"] = struct.unpack(">Q", body[5:13])[0]
+        elif op == 0x90:  # detached, or after a live upgrade: served over the socket
             seq = struct.unpack(">Q", body[5:13])[0]
+            if seq < cursor:
+                continue  # read from the ring already
             ok = ok and seq == cursor and body[13:] == b"m%d" % seq
             got.append(seq)
             cursor = seq + 1

@@ -178,9 +178,11 @@ static int dispatch(comet *c, struct reader *r) {
         }
         case OP_RING_ADVANCED: {
                 uint64_t ticket;
+                uint8_t flags = 0;
                 if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0 || get_u64(r, &ticket) < 0)
                         return -EBADMSG;
-                return ring_advanced(c, sub, a, ticket);
+                (void)get_u8(r, &flags);
+                return ring_advanced(c, sub, a, ticket, flags & 1);
         }
         case OP_PULL: {
                 if (get_u64(r, &a) < 0 || get_u64(r, &b) < 0)
@@ -286,7 +288,8 @@ COMET_PUBLIC int comet_process(comet *c) {
 int queue_acks(comet *c) {
         for (size_t i = 0; i < c->sub_count; i++) {
                 struct subscription *s = &c->subs[i];
-                if (!s->is_private || s->acked <= s->ack_sent)
+                /* Private channels' acknowledgements, and how far mapped readers read when asked. */
+                if ((!s->is_private && !s->ring.base) || s->acked <= s->ack_sent)
                         continue;
                 int r = pending_reserve(c);
                 uint32_t id;

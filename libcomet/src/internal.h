@@ -180,7 +180,7 @@ int queue_acks(comet *c);
 
 /* mapped.c */
 void ring_release(struct mapped_ring *ring);
-int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket);
+int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, int report);
 
 /* producer.c */
 int check_name(const char *name);

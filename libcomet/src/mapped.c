@@ -143,8 +143,10 @@ static int ring_read(comet *c, const struct mapped_ring *ring, uint64_t seq, siz
         return 1;
 }
 
-/* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping. */
-int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket) {
+/* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping;
+ * with `report`, then says how far it read (ACK, sent with the next acknowledgements): a producer
+ * of this user waits for it. */
+int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, int report) {
         struct subscription *s = find_sub(c, server_sub);
         if (!s)
                 return 0;
@@ -187,6 +189,8 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket)
                 s->last = seq;
                 s->on_message(c, id, seq, c->ring_copy, length, s->userdata);
         }
+        if (report && (s = find_local(c, id)) && s->ring.base && s->last >= last && s->last > s->acked)
+                s->acked = s->last;
         return 0;
 }
 

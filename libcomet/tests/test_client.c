@@ -155,6 +155,57 @@ static void test_site_channel_in_a_poll_loop(void) {
         comet_unref(consumer);
 }
 
+/* Mapped by default (the daemon offers it): the same messages, from shared memory, across the
+ * ring's growth; COMET_SUBSCRIBE_SOCKET reads the socket; a mapped reader of the producer's user
+ * holds it (a 50-message ring, 3000 pushes, nothing lost); CLOSED as usual. */
+static void test_mapped_readers(void) {
+        comet *producer = connect_or_die(), *consumer = connect_or_die();
+        uint64_t ch = 0, small = 0;
+        check(comet_create(producer, "c.mapped", 100000, &ch) == 0 && comet_create(producer, "c.tight", 50, &small) == 0,
+              "create");
+        struct inbox mapped = {0}, socket_in = {0}, tight = {0};
+        uint32_t m = 0, s = 0, t = 0;
+        check(comet_subscribe(consumer, "c.mapped", COMET_FROM_OLDEST, 0, 0, 0, on_message, on_end, &mapped, &m) == 0,
+              "subscribe (mapped by default)");
+        check(comet_subscribe(consumer, "c.mapped", COMET_FROM_OLDEST, 0, 0, COMET_SUBSCRIBE_SOCKET, on_message, on_end,
+                              &socket_in, &s) == 0,
+              "subscribe with COMET_SUBSCRIBE_SOCKET");
+        check(comet_subscribe(consumer, "c.tight", COMET_FROM_OLDEST, 0, 0, 0, on_message, on_end, &tight, &t) == 0,
+              "subscribe to a 50-message ring");
+        char text[64];
+        for (int i = 1; i <= 3000; i++) {
+                snprintf(text, sizeof text, "m%d %0*d", i, i % 200, 0);
+                if (comet_push(producer, ch, text, strlen(text)) < 0 || comet_push(producer, small, text, strlen(text)) < 0)
+                        break;
+        }
+        /* The daemon holds the producer for the tight ring's reader: both sides run, as two
+         * processes' loops would, until everything is read. */
+        for (int i = 0; i < 5000 && (mapped.count < 3000 || socket_in.count < 3000 || tight.count < 3000); i++) {
+                struct pollfd p[2] = {{.fd = comet_get_fd(producer), .events = (short)comet_get_events(producer)},
+                                      {.fd = comet_get_fd(consumer), .events = (short)comet_get_events(consumer)}};
+                poll(p, 2, 10);
+                comet_process(producer);
+                comet_process(consumer);
+        }
+        check(comet_flush(producer) == 0, "every push applied");
+        pump(consumer, &tight.count, 3000, NULL);
+        check(comet_subscription_is_mapped(consumer, m) == 1, "the default subscription is mapped");
+        check(comet_subscription_is_mapped(consumer, s) == 0, "COMET_SUBSCRIBE_SOCKET reads the socket");
+        int ordered = mapped.count == 3000 && socket_in.count == 3000;
+        for (size_t i = 0; ordered && i < 3000; i++)
+                ordered = mapped.sequences[i] == i + 1 && socket_in.sequences[i] == i + 1;
+        check(ordered, "3000 messages in order, mapped and from the socket (%zu, %zu)", mapped.count, socket_in.count);
+        check(strcmp(mapped.last, socket_in.last) == 0 && strncmp(mapped.last, "m3000 ", 6) == 0, "the same payloads");
+        check(tight.count == 3000 && tight.end == 0, "a mapped reader of the producer's user loses nothing (%zu, end %d)",
+              tight.count, (int)tight.end);
+        check(comet_subscription_is_mapped(consumer, 9999) == -COMET_E_NO_SUCH_SUBSCRIPTION, "unknown subscription");
+        check(comet_close_channel(producer, ch) == 0, "close");
+        pump(consumer, NULL, 0, &mapped.end);
+        check(mapped.end == COMET_END_CLOSED && mapped.end_sequence == 3000, "a mapped reader ends with CLOSED");
+        comet_unref(producer);
+        comet_unref(consumer);
+}
+
 static int async_error_seen;
 static void record_error(comet *c, uint64_t channel, int error, void *userdata) {
         (void)c, (void)channel, (void)userdata;
@@ -577,6 +628,7 @@ int main(int argc, char **argv) {
         sock = argv[1];
         test_connect_errors();
         test_site_channel_in_a_poll_loop();
+        test_mapped_readers();
         test_async_errors_and_backpressure();
         test_batch_ping_list_sessions();
         test_async_calls();

@@ -24,10 +24,12 @@ struct Subscription {
     /// A mapped reader (SUBSCRIBE MAPPED): the generation of the ring file it was last given a
     /// ticket for (0: none yet). Its cursor is then the first message it was not told of.
     var mappedGeneration: UInt64? = nil
-    /// A mapped reader: the first message it has not said it read (ACK), and whether it was asked
-    /// to say so (it holds its producer meanwhile: same user only, docs/SEMANTICS.md).
+    /// A mapped reader: whether it is protected (it may hold the producer: same user, a channel
+    /// with a producer), and the first message it has not said it read (ACK). A protected reader
+    /// that would lose a message it has not said it read is detached from the ring and served
+    /// over the socket from there (docs/SEMANTICS.md).
+    var mappedHeld = false
     var mappedRead: UInt64 = 0
-    var readReportAsked = false
 }
 
 /// Identifies a waiting subscription in the registry.

@@ -58,7 +58,6 @@ extension Broker {
             var ended: [UInt32] = []
             var advanced: [(UInt32, UInt64)] = []
             var regenerated: [(UInt32, UInt64)] = []
-            var reportsAsked: [UInt32] = []
             var more = false
             for (id, sub) in conn.subscriptions {
                 let cursor: UInt64
@@ -73,10 +72,13 @@ extension Broker {
                         ticket = mappedRings.issue(channel.ring.file, uid: conn.uid, connection: conn.id, subscription: id)
                         regenerated.append((id, channel.ring.generation))
                     }
-                    if last >= sub.cursor || ticket != 0 || sub.readReportAsked {
-                        ServerFrame.ringAdvanced(subscription: id, last: last, ticket: ticket, reportRead: sub.readReportAsked)
+                    // A protected reader says how far it read every quarter ring, so that it stays
+                    // on the ring (it is detached only if a push would evict what it did not say).
+                    let report = sub.mappedHeld && last >= sub.mappedRead + UInt64(max(1, channel.size / 4))
+                        && last >= sub.cursor
+                    if last >= sub.cursor || ticket != 0 {
+                        ServerFrame.ringAdvanced(subscription: id, last: last, ticket: ticket, reportRead: report, held: sub.mappedHeld)
                             .encode(into: &out)
-                        if sub.readReportAsked { reportsAsked.append(id) }
                     }
                     cursor = max(sub.cursor, last + 1)
                     channel.deliveredCount &+= cursor &- sub.cursor
@@ -127,7 +129,6 @@ extension Broker {
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
             for (id, generation) in regenerated { conn.subscriptions[id]?.mappedGeneration = generation }
-            for id in reportsAsked { conn.subscriptions[id]?.readReportAsked = false }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

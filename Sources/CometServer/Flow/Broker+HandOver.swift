@@ -103,6 +103,17 @@ extension Broker {
         payload.withUnsafeReadableBytes { channel.pushRelayed($0, sequence: sequence) }
     }
 
+    /// A mapped reader served over the socket from `next` on (RING_DETACHED, then MESSAGE frames).
+    func detach(_ sub: Subscription, of conn: ConnectionState, at next: UInt64) -> Subscription {
+        var detached = sub
+        detached.mappedGeneration = nil
+        detached.cursor = next
+        conn.subscriptions[sub.id] = detached
+        mappedRings.drop(connection: conn.id, subscription: sub.id)
+        ServerFrame.ringDetached(subscription: sub.id, nextSequence: next).encode(into: &conn.outbox)
+        return detached
+    }
+
     /// What one hand-over pass found.
     struct HandOverPass {
         /// Readers that may hold the producer, whose queue is full while they still miss
@@ -129,21 +140,20 @@ extension Broker {
         for reader in channel.readers.keys {
             guard let conn = connections[reader], !conn.isClosing else { continue }
             let mayHold = ProducerHolds.mayHold(readerUID: conn.uid, producerUID: producer)
-            for (id, sub) in conn.subscriptions {
-                guard case .site(let read) = sub.source, read === channel else { continue }
+            for (id, found) in conn.subscriptions {
+                guard case .site(let read) = found.source, read === channel else { continue }
+                var sub = found
                 if sub.mappedGeneration != nil {
-                    // A mapped reader has what the ring holds; one that may hold the producer is
-                    // protected down to what it said it read, and asked to say how far it got.
+                    // A mapped reader has what the ring holds. A protected one about to lose what
+                    // it has not said it read is detached from the ring: from there it is handed
+                    // messages (and holds the producer) as any socket reader.
                     let cursor = sub.mappedRead
-                    guard mayHold, cursor >= first, cursor <= last else { continue }
-                    floor = min(floor, cursor)
-                    pass.holding.append(conn)
-                    pass.holdingFloor = min(pass.holdingFloor, cursor)
-                    if !sub.readReportAsked {
-                        conn.subscriptions[id]?.readReportAsked = true
-                        markDirty(conn)
+                    guard mayHold, sub.mappedHeld, cursor >= first else { continue }
+                    guard cursor <= last else {
+                        floor = min(floor, cursor)
+                        continue
                     }
-                    continue
+                    sub = detach(sub, of: conn, at: cursor)
                 }
                 var cursor = sub.cursor
                 let room = min(bound - conn.pendingOutput, budget)

@@ -333,10 +333,13 @@ extension Broker {
             // A mapped reader reads the ring itself: it is never protected from eviction (nor
             // holds a producer); it finds out it was overtaken by itself (FULL).
             let mapped = mapped && channel.ring.share()
+            // Protected as a socket reader would be: a reader of the producer's user, on a channel
+            // with a producer (not a relay's or an import's).
+            let held = mapped && !Self.isMirror(channel.id) && ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
             conn.subscriptions[id] = Subscription(
-                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil, mappedRead: seq)
-            let protected = !mapped || ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
-            channel.addReader(conn.id, at: protected ? seq : .max)
+                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil, mappedHeld: held,
+                mappedRead: seq)
+            channel.addReader(conn.id, at: !mapped || held ? seq : .max)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
             }

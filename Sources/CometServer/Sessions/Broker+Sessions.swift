@@ -279,14 +279,13 @@ extension Broker {
             reply(error: .noSuchSubscription, "no subscription \(subscription) on this connection", to: requestID, conn)
             return
         }
-        if case .site = sub.source, sub.mappedGeneration != nil {
-            // A mapped reader says how far it read: producers that waited for it go on.
+        if case .site = sub.source {
+            // A mapped reader says how far it read (one detached meanwhile: nothing to do).
             guard sequence < sub.cursor else {
                 throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): the ring was announced up to \(sub.cursor - 1)")
             }
-            conn.subscriptions[subscription]?.mappedRead = max(sub.mappedRead, sequence + 1)
+            if sub.mappedGeneration != nil { conn.subscriptions[subscription]?.mappedRead = max(sub.mappedRead, sequence + 1) }
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
-            readerDrained(conn)
             return
         }
         guard case .clientProcess(let channel) = sub.source else {
