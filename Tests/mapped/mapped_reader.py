@@ -82,7 +82,11 @@ class Ring:
         return struct.unpack_from("<Q", self.map, at)[0]
 
     def read(self, s):
-        """Message s, or ('full', first available): copy, then check `first` again (x86: loads in order)."""
+        """Message s; (None, first available) when overtaken; (None, None) when this file does not
+        hold it (the ring moved: the next ticket follows). Copy, then check `first` again (x86:
+        loads stay in order)."""
+        if s > self.u64(HEADER_LAST):
+            return None, None
         first = self.u64(HEADER_FIRST)
         if s < first:
             return None, first
@@ -113,19 +117,20 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             report, held = flags & 1, flags & 2
             if ticket:
                 fd, error = fetch(path, ticket)
-                if error:
+                if error and error != "BAD_TOKEN":  # BAD_TOKEN: superseded, the next ticket follows
                     return {"error": error}
-                ring = Ring(fd)
-                result["tickets"] += 1
+                if fd is not None:
+                    ring = Ring(fd)
+                    result["tickets"] += 1
             while cursor <= last and len(got) < count:
                 if len(got) == pause_after:
                     print(json.dumps({"paused": cursor}), flush=True)
                     time.sleep(pause)
                 data, full = ring.read(cursor)
                 if data is None:
-                    if not held:
+                    if full is not None and not held:
                         result["full"] = full
-                    break  # held: RING_DETACHED (or FULL) follows on the socket
+                    break  # held: RING_DETACHED (or FULL) follows; moved: the next ticket
                 got.append(cursor)
                 ok = ok and data == b"m%d" % cursor
                 cursor += 1

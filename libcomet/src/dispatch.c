@@ -182,7 +182,16 @@ static int dispatch(comet *c, struct reader *r) {
                 if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0 || get_u64(r, &ticket) < 0)
                         return -EBADMSG;
                 (void)get_u8(r, &flags);
-                return ring_advanced(c, sub, a, ticket, flags & 1);
+                return ring_advanced(c, sub, a, ticket, flags);
+        }
+        case OP_RING_DETACHED: {
+                /* Served over the socket from here: MESSAGE frames already read are dropped below. */
+                if (get_u32(r, &sub) < 0 || get_u64(r, &a) < 0)
+                        return -EBADMSG;
+                struct subscription *s = find_sub(c, sub);
+                if (s)
+                        ring_release(&s->ring);
+                return 0;
         }
         case OP_PULL: {
                 if (get_u64(r, &a) < 0 || get_u64(r, &b) < 0)

@@ -13,7 +13,7 @@ enum {
         OP_SESSIONS_FROM = 0x12, OP_ADOPT = 0x14, OP_PUSH_NUMBERED = 0x15, OP_RING = 0x1A,
         OP_OK = 0x80, OP_ERROR = 0x81,
         OP_MESSAGE = 0x90, OP_FULL = 0x91, OP_CLOSED = 0x92, OP_STARTED = 0x93, OP_OFFER = 0x94, OP_ENDED = 0x95,
-        OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98, OP_RING_ADVANCED = 0x99,
+        OP_PULL = 0x96, OP_RESET = 0x97, OP_FAILED = 0x98, OP_RING_ADVANCED = 0x99, OP_RING_DETACHED = 0x9A,
 };
 
 #define OUTPUT_LIMIT (4u << 20)
@@ -180,7 +180,7 @@ int queue_acks(comet *c);
 
 /* mapped.c */
 void ring_release(struct mapped_ring *ring);
-int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, int report);
+int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, uint8_t flags);
 
 /* producer.c */
 int check_name(const char *name);

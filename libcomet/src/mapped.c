@@ -16,6 +16,7 @@
 #define AT_CAPACITY 16
 #define AT_DATA_SIZE 24
 #define AT_FIRST 104
+#define AT_LAST 112
 #define RING_HEADER 4096u
 
 static uint64_t field(const uint8_t *base, size_t at) {
@@ -107,10 +108,13 @@ done:
         return r;
 }
 
-/* Copies message `seq` into `c->ring_copy`; returns its length, or 0 with `*first` set when the
- * reader was overtaken (the copy could be torn). */
+/* Copies message `seq` into `c->ring_copy`: 1 with its length; 0 with `*first` set when the
+ * reader was overtaken (the copy could be torn); 2 when this file does not hold it (the ring moved
+ * to another file, whose ticket is on its way). */
 static int ring_read(comet *c, const struct mapped_ring *ring, uint64_t seq, size_t *length, uint64_t *first) {
         const uint8_t *base = ring->base;
+        if (seq > __atomic_load_n((const uint64_t *)(base + AT_LAST), __ATOMIC_ACQUIRE))
+                return 2;
         uint64_t oldest = __atomic_load_n((const uint64_t *)(base + AT_FIRST), __ATOMIC_ACQUIRE);
         if (seq < oldest) {
                 *first = oldest;
@@ -143,10 +147,11 @@ static int ring_read(comet *c, const struct mapped_ring *ring, uint64_t seq, siz
         return 1;
 }
 
-/* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping;
- * with `report`, then says how far it read (ACK, sent with the next acknowledgements): a producer
- * of this user waits for it. */
-int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, int report) {
+/* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping.
+ * Flags: bit 0, then say how far it read (ACK, sent with the next acknowledgements); bit 1, the
+ * reader is held: overtaken in the ring, it waits for the daemon's RING_DETACHED (or FULL). */
+int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, uint8_t flags) {
+        int report = flags & 1, held = (flags & 2) != 0;
         struct subscription *s = find_sub(c, server_sub);
         if (!s)
                 return 0;
@@ -154,7 +159,10 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
         if (ticket) {
                 struct mapped_ring ring;
                 int r = ring_fetch(c, ticket, &ring);
-                if (r < 0) {
+                if (r == -COMET_E_BAD_TOKEN) {
+                        /* The ring moved again since: the newer ticket follows. Read what this file holds. */
+                        ticket = 0;
+                } else if (r < 0) {
                         /* The subscription cannot be read: it ends, saying why. */
                         struct subscription copy = *s;
                         remove_sub(c, id);
@@ -162,8 +170,10 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                                 copy.on_end(c, id, COMET_END_FAILED, (uint64_t)-r, copy.userdata);
                         return 0;
                 }
-                ring_release(&s->ring);
-                s->ring = ring;
+                if (ticket) {
+                        ring_release(&s->ring);
+                        s->ring = ring;
+                }
         }
         while ((s = find_local(c, id)) && s->ring.base && s->last < last) {
                 uint64_t seq = s->last + 1, first = 0;
@@ -171,6 +181,10 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                 int r = ring_read(c, &s->ring, seq, &length, &first);
                 if (r < 0)
                         return r;
+                if (r == 2)
+                        return 0;
+                if (r == 0 && held)
+                        return 0; /* the daemon detached it: the rest comes over the socket */
                 if (r == 0) {
                         /* Overtaken: FULL, as a socket reader would get it; the daemon forgets it too. */
                         uint32_t server_id = s->server_id;

@@ -291,7 +291,7 @@ static void test_owner_pinning(void) {
               "user.UID.… created by another uid is refused with OWNER_MISMATCH without a pin");
         check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, COMET_SUBSCRIBE_ANY_OWNER, on_message, on_end, &in, NULL) == 0,
               "COMET_SUBSCRIBE_ANY_OWNER reads it anyway");
-        check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, 0x200u, on_message, on_end, &in, NULL) == -EINVAL,
+        check(comet_subscribe(consumer, others, COMET_FROM_NEXT, 0, 0, 0x400u, on_message, on_end, &in, NULL) == -EINVAL,
               "unknown flags are refused");
         if (getpwnam("nobody") && getuid() != getpwnam("nobody")->pw_uid) {
                 uint64_t named;
