@@ -65,10 +65,12 @@ static void on_end(comet *c, uint32_t subscription, comet_end reason, uint64_t s
         ((struct sub *)userdata)->ended = 1;
 }
 
-static struct sub *sub_open(const char *address, const char *topic) {
+/* `flags`: 0, mapped readers (libcomet's default when the daemon offers it); or
+ * COMET_SUBSCRIBE_SOCKET, MESSAGE frames from the socket. */
+static struct sub *sub_open_with(const char *address, const char *topic, unsigned flags) {
         struct sub *s = calloc(1, sizeof *s);
         if (comet_connect(&s->c, address) < 0 ||
-            comet_subscribe(s->c, topic, COMET_FROM_NEXT, 0, 0, 0, on_message, on_end, s, NULL) < 0) {
+            comet_subscribe(s->c, topic, COMET_FROM_NEXT, 0, 0, flags, on_message, on_end, s, NULL) < 0) {
                 comet_unref(s->c);
                 free(s);
                 return NULL;
@@ -108,5 +110,13 @@ static void sub_close(struct sub *s) {
         free(s);
 }
 
+static struct sub *sub_open(const char *address, const char *topic) { return sub_open_with(address, topic, 0); }
+static struct sub *sub_open_socket(const char *address, const char *topic) {
+        return sub_open_with(address, topic, COMET_SUBSCRIBE_SOCKET);
+}
+
 const struct backend comet_backend = {"comet", pub_open, pub_ready, publish, pub_kick, pub_flush, pub_close,
                                       sub_open, sub_next, sub_close};
+/* The same daemon read from the socket: what readers get without mapped rings. */
+const struct backend comet_socket_backend = {"comet-socket", pub_open, pub_ready, publish, pub_kick, pub_flush, pub_close,
+                                             sub_open_socket, sub_next, sub_close};

@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s comet|redis|zeromq|nats|raw ADDRESS SERVER_PID\n", argv[0]);
                 return 2;
         }
-        const struct backend *all[] = {&comet_backend, &redis_backend, &zmq_backend, &nats_backend, &dbus_backend, &raw_backend};
+        const struct backend *all[] = {&comet_backend, &comet_socket_backend, &redis_backend, &zmq_backend, &nats_backend, &dbus_backend, &raw_backend};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
                 if (strcmp(all[i]->name, argv[1]) == 0)
                         b = all[i];

@@ -3,8 +3,8 @@
 figures as ratios to the best peer, against the targets of issue 9."""
 import sys
 
-SYSTEMS = ["comet", "zeromq", "redis", "nats", "dbus", "raw"]
-TITLES = {"comet": "comet (libcomet)", "zeromq": "ZeroMQ XPUB_NODROP", "redis": "Redis pub/sub (unix)",
+SYSTEMS = ["comet", "comet-socket", "zeromq", "redis", "nats", "dbus", "raw"]
+TITLES = {"comet": "comet (libcomet, mapped readers)", "comet-socket": "comet (libcomet, socket readers)", "zeromq": "ZeroMQ XPUB_NODROP", "redis": "Redis pub/sub (unix)",
           "nats": "NATS core", "dbus": "dbus-broker signals", "raw": "raw AF_UNIX relay"}
 PEERS = ["zeromq", "redis", "nats", "dbus"]
 
