@@ -1,5 +1,8 @@
 import Comet
+import CometSupervision
+import CometWire
 import Foundation
+import NIOCore
 import XCTest
 
 /// Readers that map a channel's ring (SUBSCRIBE MAPPED, RING; docs/PROTOCOL.md "Mapped
@@ -182,6 +185,42 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertEqual(stolen["owner_got_descriptor"] as? Bool, true, "\(stolen)")
         XCTAssertEqual(stolen["second_use"] as? String, "BAD_TOKEN", "a ticket is used once: \(stolen)")
         await client.close()
+    }
+
+    /// kill -9 under the test supervisor (the file-descriptor store): the mapped reader's
+    /// connection resets, it subscribes again after its last message, mapped, in the same epoch;
+    /// the producer takes its channel back; every message is read once, in order.
+    func testAMappedReaderGoesOnAfterKillNine() throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        defer { _ = supervisor.stop(SIGTERM) }
+        let producer = try RawConnection(supervisor.socketPath)
+        _ = try producer.hello()
+        var body = try producer.expectOK(producer.send(.create(name: "crashy", kind: .buffered, size: 100_000)))
+        let created = try CreateReply(from: &body)
+        func push(_ connection: RawConnection, _ channel: UInt64, _ range: ClosedRange<Int>) throws {
+            for start in stride(from: range.lowerBound, through: range.upperBound, by: 100) {
+                let payloads = (start...min(range.upperBound, start + 99)).map { ByteBuffer(string: "m\($0)") }
+                _ = try connection.expectOK(connection.send(.pushBatch(channel: channel, payloads: payloads)))
+            }
+        }
+        let reader = try Reader(["read", supervisor.socketPath, "crashy", "2000"])
+        usleep(300_000)
+        try push(producer, created.channel, 1...1000)
+        usleep(500_000)
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        let again = try RawConnection(supervisor.socketPath)
+        _ = try again.hello()
+        var adopted = try again.expectOK(again.send(.adopt(channel: created.channel, tokenHigh: created.tokenHigh, tokenLow: created.tokenLow)))
+        XCTAssertEqual(try AdoptReply(from: &adopted).lastSequence, 1000)
+        try push(again, created.channel, 1001...2000)
+        let result = try reader.finish()
+        XCTAssertEqual(result["count"] as? Int, 2000, "\(result)\n\(supervisor.log)")
+        XCTAssertEqual(result["in_order"] as? Bool, true, "\(result)")
+        XCTAssertEqual(result["payloads"] as? Bool, true)
+        XCTAssertEqual(result["reconnects"] as? Int, 1, "\(result)")
+        XCTAssertGreaterThanOrEqual(result["tickets"] as? Int ?? 0, 2, "mapped again after the crash: \(result)")
     }
 
     /// A live upgrade keeps a mapped reader's subscription: the new process serves it over the

@@ -71,22 +71,45 @@ final class StorageTests: XCTestCase {
         XCTAssertEqual(again.meta.kind, .private)
     }
 
+    /// The bytes of `file` in a memfd of their own, without the seals: what damage could look like.
+    private func unsealedCopy(of file: RingFile) -> Int32 {
+        var bytes = [UInt8](repeating: 0, count: file.length)
+        XCTAssertEqual(pread(file.fd, &bytes, file.length, 0), file.length)
+        let fd = Int32(memfdCreate("damaged"))
+        XCTAssertEqual(pwrite(fd, bytes, bytes.count, 0), bytes.count)
+        return fd
+    }
+
+    func testRingFilesAreSealedAgainstWriting() throws {
+        let file = try RingFile.create(meta(capacity: 10), dataSize: 4096, created: 1)
+        var byte: UInt8 = 1
+        XCTAssertEqual(pwrite(file.fd, &byte, 1, 16), -1)
+        XCTAssertEqual(errno, EPERM)
+        XCTAssertEqual(ftruncate(file.fd, 0), -1)
+        XCTAssertEqual(mmap(nil, file.length, PROT_READ | PROT_WRITE, MAP_SHARED, file.fd, 0), MAP_FAILED)
+        // The daemon's own mapping still writes.
+        file.setFlags(RingFile.closedFlag)
+        XCTAssertEqual(try RingFile(fd: dup(file.fd)).flags, RingFile.closedFlag)
+    }
+
     func testDamagedFilesAreRefusedNotTrusted() throws {
         let file = try RingFile.create(meta(capacity: 10), dataSize: 4096, created: 1)
         // Absurd sizes in the header: refused when mapped.
+        let damaged = unsealedCopy(of: file)
         var huge = UInt64.max
-        XCTAssertEqual(pwrite(file.fd, &huge, 8, 16), 8)
-        XCTAssertThrowsError(try RingFile(fd: dup(file.fd)))
+        XCTAssertEqual(pwrite(damaged, &huge, 8, 16), 8)
+        XCTAssertThrowsError(try RingFile(fd: damaged))
         // A sane file whose numbers and index entries are garbage: what it holds whole, nothing else.
         let other = try RingFile.create(meta(capacity: 10), dataSize: 4096, created: 1)
         var batch = other.beginBatch(from: 1, first: 1)
         for text in ["a", "b", "c"] { _ = Array(text.utf8).withUnsafeBytes { other.write($0, into: &batch) } }
         other.publish(batch)
+        let garbled = unsealedCopy(of: other)
         var junk: [UInt8] = Array(repeating: 0xff, count: 16)
-        XCTAssertEqual(pwrite(other.fd, &junk, 16, 4096 + 16), 16)  // entry of message 2
+        XCTAssertEqual(pwrite(garbled, &junk, 16, 4096 + 16), 16)  // entry of message 2
         var last = UInt64.max
-        XCTAssertEqual(pwrite(other.fd, &last, 8, 112), 8)
-        let again = try RingFile(fd: dup(other.fd))
+        XCTAssertEqual(pwrite(garbled, &last, 8, 112), 8)
+        let again = try RingFile(fd: garbled)
         XCTAssertLessThanOrEqual(again.messages().payloads.count, 10)
     }
 
@@ -97,9 +120,10 @@ final class StorageTests: XCTestCase {
         close(fd)
         // One whose header was written but not its magic (made when the process died): not valid.
         let made = try RingFile.create(meta(capacity: 4), dataSize: 4096, created: 1)
+        let unfinished = unsealedCopy(of: made)
         var zero: UInt64 = 0
-        XCTAssertEqual(pwrite(made.fd, &zero, 8, 0), 8)
-        XCTAssertFalse(try RingFile(fd: dup(made.fd)).isValid)
+        XCTAssertEqual(pwrite(unfinished, &zero, 8, 0), 8)
+        XCTAssertFalse(try RingFile(fd: unfinished).isValid)
         let tiny = Int32(memfdCreate("tiny"))
         XCTAssertThrowsError(try RingFile(fd: tiny))
         close(tiny)

@@ -42,16 +42,17 @@ class Conn:
                 raise EOFError("closed")
             self.buf += data
 
-    def subscribe_mapped(self, name, start):
+    def subscribe_mapped(self, name, start, epoch=0):
         position, argument = (2, start) if start else (1, 0)  # from N, or oldest
         n = name.encode()
-        self.sock.sendall(frame(0x06, 2, bytes([0x08, position]) + struct.pack(">QQH", argument, 0, len(n)) + n))
+        self.sock.sendall(frame(0x06, 2, bytes([0x08, position]) + struct.pack(">QQH", argument, epoch, len(n)) + n))
         while True:
             body = self.read_frame()
             if body[0] == 0x81:
                 return None, ERRORS.get(struct.unpack(">H", body[5:7])[0], "error")
             if body[0] == 0x80:
                 sub, state, epoch, nxt = struct.unpack(">IBQQ", body[5:26])
+                self.epoch = epoch
                 return (sub, nxt), None
 
 
@@ -109,7 +110,15 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
     sid, cursor = sub
     ring, got, ok, result = None, [], True, {"tickets": 0, "socket_messages": 0, "full": None, "closed": None}
     while len(got) < count:
-        body = c.read_frame()
+        try:
+            body = c.read_frame()
+        except (EOFError, ConnectionError):
+            # The daemon went away (a crash): connect again and go on after the last message read,
+            # mapped again, in the same epoch.
+            c, sid = reconnect(path, name, cursor, c.epoch)
+            ring = None
+            result["reconnects"] = result.get("reconnects", 0) + 1
+            continue
         op = body[0]
         if op == 0x99:
             _, last, ticket = struct.unpack(">IQQ", body[1:21])
@@ -162,6 +171,21 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
     result.update(count=len(got), first=got[0] if got else 0, last=got[-1] if got else 0,
                   in_order=got == list(range(got[0], got[0] + len(got))) if got else True, payloads=ok)
     return result
+
+
+def reconnect(path, name, cursor, epoch, within=20):
+    deadline = time.time() + within
+    while True:
+        try:
+            c = Conn(path)
+            sub, error = c.subscribe_mapped(name, cursor, epoch)
+            if error:
+                raise RuntimeError(error)
+            return c, sub[0]
+        except (OSError, EOFError, AssertionError, RuntimeError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def first_ticket(path, name):

@@ -37,7 +37,7 @@ extern "C" {
 #define COMET_VERSION_MAJOR 0
 #define COMET_VERSION_MINOR 8
 #define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.8.0"
+#define COMET_VERSION_STRING "0.9.0"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -113,9 +113,12 @@ typedef enum comet_position {
 #define COMET_SUBSCRIBE_ANY_OWNER 0x100u
 /* (0.9) By default a site channel is read from shared memory when the daemon offers it (a mapped
  * reader, docs/PROTOCOL.md §6.23): the handler gets the same messages, in the same order, copied
- * out of a read-only mapping of the channel's ring, and the same end events. With this flag the
- * subscription reads MESSAGE frames from the socket instead. A mapped reader never holds a
- * producer (docs/SEMANTICS.md): one that must, reads from the socket. */
+ * out of a read-only mapping of the channel's ring, and the same end events, with the same
+ * guarantees (docs/SEMANTICS.md): a reader of the producer's user that falls behind is moved back
+ * to the socket by the daemon before it could lose a message; a reader of another user that is
+ * overtaken ends with COMET_END_FULL at the oldest message the ring keeps. The mapping needs a
+ * second, brief connection to the daemon's socket per ring (RING). With this flag the
+ * subscription reads MESSAGE frames from the socket instead. Private channels are never mapped. */
 #define COMET_SUBSCRIBE_SOCKET 0x200u
 
 /* Why a subscription ended (the `reason` of comet_end_handler). */
