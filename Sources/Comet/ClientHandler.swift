@@ -191,7 +191,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             pullSinks[channel]?.yield(pull)
         case .reset(let subscription, let epoch):
             end(subscription, EpochChanged(channel: sinks[subscription]?.name ?? "", epoch: epoch))
-        case .ringAdvanced(let subscription, _, _, _, _), .ringDetached(let subscription, _):
+        case .ringAdvanced(let subscription, _, _, _, _, _), .ringDetached(let subscription, _):
             // This client reads from the socket only and never asks for a mapped subscription.
             end(subscription, CometError(code: .unsupported, message: "the daemon sent RING_ADVANCED for a socket subscription"))
         }

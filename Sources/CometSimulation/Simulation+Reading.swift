@@ -126,7 +126,7 @@ extension Simulation {
             peer.produced[channel]?.closed = true
         case .offer, .pull:
             break
-        case .ringAdvanced(let sub, _, _, _, _), .ringDetached(let sub, _):
+        case .ringAdvanced(let sub, _, _, _, _, _), .ringDetached(let sub, _):
             throw fail("peer \(peer.id) got RING_ADVANCED for subscription \(sub), which it reads from the socket")
         }
     }

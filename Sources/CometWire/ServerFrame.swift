@@ -31,7 +31,9 @@ public enum ServerFrame: Sendable {
     /// `ticket` ≠ 0: fetch the ring's descriptor (RING) first — the first event, or the ring moved.
     /// `reportRead`: acknowledge (ACK) `last` once read. `held`: the reader is protected — it never
     /// concludes FULL from the ring: the server detaches it (RING_DETACHED) or says FULL.
-    case ringAdvanced(subscription: UInt32, last: UInt64, ticket: UInt64, reportRead: Bool = false, held: Bool = false)
+    /// `newest`: a newest channel — overtaken, the reader skips to the oldest message kept.
+    case ringAdvanced(
+        subscription: UInt32, last: UInt64, ticket: UInt64, reportRead: Bool = false, held: Bool = false, newest: Bool = false)
     /// A mapped subscription is served over the socket from now on: MESSAGE frames from
     /// `nextSequence` (drop those already read from the ring).
     case ringDetached(subscription: UInt32, nextSequence: UInt64)
@@ -87,10 +89,11 @@ extension ServerFrame {
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.pull.rawValue, channel, pull) }
         case .reset(let subscription, let epoch):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.reset.rawValue, subscription, epoch) }
-        case .ringAdvanced(let subscription, let last, let ticket, let reportRead, let held):
+        case .ringAdvanced(let subscription, let last, let ticket, let reportRead, let held, let newest):
             buffer.writeFrame { out in
                 out.writeMultipleIntegers(
-                    Opcode.ringAdvanced.rawValue, subscription, last, ticket, UInt8((reportRead ? 1 : 0) | (held ? 2 : 0)))
+                    Opcode.ringAdvanced.rawValue, subscription, last, ticket,
+                    UInt8((reportRead ? 1 : 0) | (held ? 2 : 0) | (newest ? 4 : 0)))
             }
         case .ringDetached(let subscription, let next):
             buffer.writeFrame { out in out.writeMultipleIntegers(Opcode.ringDetached.rawValue, subscription, next) }
@@ -195,7 +198,9 @@ extension ServerFrame {
             let last = try body.readWire(UInt64.self, "last")
             let ticket = try body.readWire(UInt64.self, "ticket")
             let flags = body.readInteger(as: UInt8.self) ?? 0
-            return .ringAdvanced(subscription: subscription, last: last, ticket: ticket, reportRead: flags & 1 != 0, held: flags & 2 != 0)
+            return .ringAdvanced(
+                subscription: subscription, last: last, ticket: ticket, reportRead: flags & 1 != 0, held: flags & 2 != 0,
+                newest: flags & 4 != 0)
         case .ringDetached:
             return .ringDetached(
                 subscription: try body.readWire(UInt32.self, "subscription"), nextSequence: try body.readWire(UInt64.self, "next sequence"))

@@ -21,8 +21,14 @@ final class MappedReaderTests: XCTestCase {
 
         init(_ arguments: [String], uid: UInt32? = nil) throws {
             if let uid {
+                // Another user reads the script from a copy it can reach (the checkout may not be).
+                let directory = try Daemon.temporaryDirectory()
+                chmod(directory.path, 0o755)
+                let copy = directory.appendingPathComponent("mapped_reader.py")
+                try FileManager.default.copyItem(atPath: MappedReaderTests.script, toPath: copy.path)
+                chmod(copy.path, 0o644)
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-                process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/usr/bin/python3", MappedReaderTests.script] + arguments
+                process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/usr/bin/python3", copy.path] + arguments
             } else {
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
                 process.arguments = [MappedReaderTests.script] + arguments
@@ -134,6 +140,27 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertEqual(kept["count"] as? Int, 2000, "\(kept)")
         XCTAssertEqual(kept["in_order"] as? Bool, true)
         XCTAssertGreaterThan(kept["reports"] as? Int ?? 0, 0, "it said how far it read: \(kept)")
+        await client.close()
+    }
+
+    /// A newest channel read from its ring: a reader that was away skips to the latest value, as a
+    /// socket reader does, without FULL.
+    func testAMappedReaderOfANewestChannelSkipsToTheLatestValue() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        chmod(daemon.directory.path, 0o755)
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let value = try await client.createNewest("temperature")
+        try await push(value, 1...3, batch: 1)
+        // Another user's reader (never held): reads 1 value, pauses while 500 more come.
+        let reader = try Reader(["read", daemon.socketPath, "temperature", "2", "1", "1", "1.0"], uid: Hostile.uid)
+        try await Task.sleep(for: .milliseconds(500))
+        try await push(value, 4...503, batch: 1)
+        let result = try reader.finish()
+        XCTAssertNil(result["full"] as? Int, "\(result)")
+        XCTAssertEqual(result["count"] as? Int, 2, "\(result)")
+        XCTAssertEqual(result["last"] as? Int, 503, "the latest value after the pause: \(result)")
+        XCTAssertEqual(result["payloads"] as? Bool, true)
         await client.close()
     }
 

@@ -123,7 +123,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
         if op == 0x99:
             _, last, ticket = struct.unpack(">IQQ", body[1:21])
             flags = body[21] if len(body) > 21 else 0
-            report, held = flags & 1, flags & 2
+            report, held, newest = flags & 1, flags & 2, flags & 4
             if ticket:
                 fd, error = fetch(path, ticket)
                 if error and error != "BAD_TOKEN":  # BAD_TOKEN: superseded, the next ticket follows
@@ -136,6 +136,10 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                     print(json.dumps({"paused": cursor}), flush=True)
                     time.sleep(pause)
                 data, full = ring.read(cursor)
+                if data is None and full is not None and newest:
+                    cursor = full  # a newest channel moved on: skip to its latest value
+                    result["skipped"] = result.get("skipped", 0) + 1
+                    continue
                 if data is None:
                     if full is not None and not held:
                         result["full"] = full

@@ -151,7 +151,7 @@ static int ring_read(comet *c, const struct mapped_ring *ring, uint64_t seq, siz
  * Flags: bit 0, then say how far it read (ACK, sent with the next acknowledgements); bit 1, the
  * reader is held: overtaken in the ring, it waits for the daemon's RING_DETACHED (or FULL). */
 int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket, uint8_t flags) {
-        int report = flags & 1, held = (flags & 2) != 0;
+        int report = flags & 1, held = (flags & 2) != 0, newest = (flags & 4) != 0;
         struct subscription *s = find_sub(c, server_sub);
         if (!s)
                 return 0;
@@ -183,6 +183,11 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                         return r;
                 if (r == 2)
                         return 0;
+                if (r == 0 && newest) {
+                        /* A newest channel moved on: its latest value is what there is to read. */
+                        s->last = first - 1;
+                        continue;
+                }
                 if (r == 0 && held)
                         return 0; /* the daemon detached it: the rest comes over the socket */
                 if (r == 0) {

@@ -77,8 +77,10 @@ extension Broker {
                     let report = sub.mappedHeld && last >= sub.mappedRead + UInt64(max(1, channel.size / 4))
                         && last >= sub.cursor
                     if last >= sub.cursor || ticket != 0 {
-                        ServerFrame.ringAdvanced(subscription: id, last: last, ticket: ticket, reportRead: report, held: sub.mappedHeld)
-                            .encode(into: &out)
+                        ServerFrame.ringAdvanced(
+                            subscription: id, last: last, ticket: ticket, reportRead: report, held: sub.mappedHeld,
+                            newest: channel.keepsNewestOnly
+                        ).encode(into: &out)
                     }
                     cursor = max(sub.cursor, last + 1)
                     channel.deliveredCount &+= cursor &- sub.cursor

@@ -103,8 +103,9 @@ extension Broker {
         payload.withUnsafeReadableBytes { channel.pushRelayed($0, sequence: sequence) }
     }
 
-    /// A mapped reader served over the socket from `next` on (RING_DETACHED, then MESSAGE frames).
-    func detach(_ sub: Subscription, of conn: ConnectionState, at next: UInt64) -> Subscription {
+    /// A mapped reader detached from its ring: served over the socket from `next` on
+    /// (RING_DETACHED, then MESSAGE frames).
+    func moveToSocket(_ sub: Subscription, of conn: ConnectionState, from next: UInt64) -> Subscription {
         var detached = sub
         detached.mappedGeneration = nil
         detached.cursor = next
@@ -153,7 +154,7 @@ extension Broker {
                         floor = min(floor, cursor)
                         continue
                     }
-                    sub = detach(sub, of: conn, at: cursor)
+                    sub = moveToSocket(sub, of: conn, from: cursor)
                 }
                 var cursor = sub.cursor
                 let room = min(bound - conn.pendingOutput, budget)
