@@ -11,10 +11,6 @@ extension SiteChannel {
         if let replacedByEpoch { replace(byEpoch: replacedByEpoch) }
     }
 
-    /// Puts back a channel as it was, from its messages.
-    public func restore(first: UInt64, messages: [Payload], closed: Bool, replacedByEpoch: UInt64?) {
-        restore(first: first, count: messages.count, { messages[$0] }, closed: closed, replacedByEpoch: replacedByEpoch)
-    }
 }
 
 extension PrivateChannel {

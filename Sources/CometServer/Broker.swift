@@ -207,7 +207,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
         accounts.release(.subscriptions, uid: conn.uid)
-        if sub.mappedGeneration != nil { mappedRings.drop(connection: conn.id, subscription: sub.id) }
+        if sub.mapped != nil { mappedRings.drop(connection: conn.id, subscription: sub.id) }
         switch sub.source {
         case .site(let channel):
             channel.removeReader(conn.id)

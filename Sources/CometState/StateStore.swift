@@ -1,4 +1,3 @@
-import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -55,33 +54,6 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
 
     // MARK: Rings
 
-    /// A ring file for a new (or restored) channel holding `messages` from `first` on.
-    @discardableResult
-    public func createRing(_ meta: RingMeta, first: UInt64 = 1, messages: [ByteBuffer] = [], flags: UInt32 = 0, acknowledged: UInt64 = 0) -> Bool {
-        let bytes = messages.reduce(0) { $0 + $1.readableBytes }
-        // Room for the ring's messages at 96 bytes each (up to 1 MiB to start with); a file whose
-        // messages do not fit moves to one twice as big.
-        let size = max(min(meta.capacity * 96, 1 << 20), 2 * bytes)
-        let file: RingFile
-        do {
-            file = try RingFile.create(meta, dataSize: size, created: clock())
-        } catch {
-            failures += 1
-            return false
-        }
-        file.setFlags(flags)
-        file.setAcknowledged(acknowledged)
-        file.restart(at: first)
-        var batch = file.beginBatch(from: first, first: first)
-        for message in messages {
-            _ = message.withUnsafeReadableBytes { file.write($0, into: &batch) }
-        }
-        file.publish(batch)
-        guard let name = place(file.fd) else { return false }
-        if let old = rings.updateValue((file, name), forKey: meta.id) { forget(old.name) }
-        return true
-    }
-
     /// Keeps `file`, a channel's own ring (a `ByteRing`'s current file), as channel `id`'s: the
     /// file it replaces is forgotten once this one is in the store. A file in the heap (a ring
     /// that could not stay in a memfd) only makes the store forget the channel's.
@@ -95,44 +67,6 @@ public final class StateStore: @unchecked Sendable {  // used by one thread (the
         if let old = rings.updateValue((file, name), forKey: id) { forget(old.name) }
         return true
     }
-
-    /// Channel `id`'s file, for a caller that writes a batch itself (`RingFile.write`, `publish`).
-    @inline(__always)
-    public func ringFile(_ id: UInt64) -> RingFile? { rings[id]?.file }
-
-    /// Writes the next message of `batch` into channel `id`'s `file`; when the data area is full
-    /// of messages still kept, publishes what is in and moves to a bigger file. False when the
-    /// message could not be kept (the file could not grow).
-    @inline(__always)
-    public func write(_ message: UnsafeRawBufferPointer, _ id: UInt64, file: inout RingFile, batch: inout RingFile.Batch) -> Bool {
-        if file.write(message, into: &batch) { return true }
-        file.publish(batch)
-        guard let bigger = grow(id, need: message.count) else { return false }
-        file = bigger
-        batch = file.beginBatch(from: batch.sequence, first: batch.first)
-        return file.write(message, into: &batch)
-    }
-
-    /// Moves channel `id` to a bigger file (what is published in the current one is copied),
-    /// room for a message of `need` bytes; nil if that failed (the current file stays).
-    public func grow(_ id: UInt64, need: Int) -> RingFile? {
-        guard let ring = rings[id] else { return nil }
-        do {
-            let bigger = try ring.file.grown(need: need, created: clock())
-            guard let name = place(bigger.fd) else { return nil }
-            rings[id] = (bigger, name)
-            forget(ring.name)
-            return bigger
-        } catch {
-            failures += 1
-            return nil
-        }
-    }
-
-    /// The ring was emptied so that the next message is `next`.
-    public func restart(_ id: UInt64, at next: UInt64) { rings[id]?.file.restart(at: next) }
-    public func setAcknowledged(_ id: UInt64, _ sequence: UInt64) { rings[id]?.file.setAcknowledged(sequence) }
-    public func setFlags(_ id: UInt64, _ flags: UInt32) { rings[id]?.file.setFlags(flags) }
 
     /// The channel is gone: its file is forgotten.
     public func removeRing(_ id: UInt64) {

@@ -70,7 +70,7 @@ void remove_puller(comet *c, uint64_t channel) {
 
 /* Forgets the subscription the daemon knows as `sub` and tells its end handler why (the handler
  * may subscribe again). */
-static void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value) {
+void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value) {
         struct subscription *s = find_sub(c, sub);
         if (!s)
                 return;

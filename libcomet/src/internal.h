@@ -172,6 +172,8 @@ uint32_t new_id(comet *c);
 struct subscription *find_sub(comet *c, uint32_t server_id);
 struct subscription *find_local(comet *c, uint32_t id);
 void remove_sub(comet *c, uint32_t id); /* by the application's id; frees the name */
+/* Forgets the subscription the daemon knows as `sub` and tells its end handler why. */
+void end_subscription(comet *c, uint32_t sub, comet_end reason, uint64_t value);
 /* Registers a subscription the daemon accepted; returns the application's id for it. */
 int add_sub(comet *c, const struct subscription *s, uint32_t *ret_id);
 void remove_puller(comet *c, uint64_t channel);

@@ -164,10 +164,7 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                         ticket = 0;
                 } else if (r < 0) {
                         /* The subscription cannot be read: it ends, saying why. */
-                        struct subscription copy = *s;
-                        remove_sub(c, id);
-                        if (copy.on_end)
-                                copy.on_end(c, id, COMET_END_FAILED, (uint64_t)-r, copy.userdata);
+                        end_subscription(c, server_sub, COMET_END_FAILED, (uint64_t)-r);
                         return 0;
                 }
                 if (ticket) {
@@ -192,17 +189,12 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                         return 0; /* the daemon detached it: the rest comes over the socket */
                 if (r == 0) {
                         /* Overtaken: FULL, as a socket reader would get it; the daemon forgets it too. */
-                        uint32_t server_id = s->server_id;
-                        struct subscription copy = *s;
-                        copy.name = NULL;
-                        size_t mark;
-                        uint32_t request;
-                        if (pending_reserve(c) == 0 && request_begin(c, OP_UNSUBSCRIBE, &request, &mark) == 0 &&
-                            put_u32(&c->out, server_id) == 0)
-                                send_async(c, request, mark, REQ_UNSUBSCRIBE, NULL, NULL);
-                        remove_sub(c, id);
-                        if (copy.on_end)
-                                copy.on_end(c, id, COMET_END_FULL, first, copy.userdata);
+                        comet_end_handler on_end = s->on_end;
+                        void *userdata = s->userdata;
+                        if (comet_unsubscribe_async(c, id, NULL, NULL) < 0)
+                                remove_sub(c, id);
+                        if (on_end)
+                                on_end(c, id, COMET_END_FULL, first, userdata);
                         return 0;
                 }
                 s->last = seq;

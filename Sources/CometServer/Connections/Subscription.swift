@@ -21,15 +21,21 @@ struct Subscription {
     /// A waiting subscription that resumes (`from N` with an epoch): where it starts when a
     /// channel of that epoch appears (an import rebuilt after a restart); any other epoch ends it.
     var resumeAt: (sequence: UInt64, epoch: UInt64)? = nil
-    /// A mapped reader (SUBSCRIBE MAPPED): the generation of the ring file it was last given a
-    /// ticket for (0: none yet). Its cursor is then the first message it was not told of.
-    var mappedGeneration: UInt64? = nil
-    /// A mapped reader: whether it is protected (it may hold the producer: same user, a channel
-    /// with a producer), and the first message it has not said it read (ACK). A protected reader
-    /// that would lose a message it has not said it read is detached from the ring and served
-    /// over the socket from there (docs/SEMANTICS.md).
-    var mappedHeld = false
-    var mappedRead: UInt64 = 0
+    /// A mapped reader's state (SUBSCRIBE MAPPED); its cursor is then the first message it was
+    /// not told of. nil: it reads from the socket.
+    var mapped: MappedReading? = nil
+}
+
+/// What the daemon knows of a reader that maps its channel's ring.
+struct MappedReading {
+    /// The generation of the ring file it was last given a ticket for (0: none yet).
+    var generation: UInt64 = 0
+    /// Whether it is protected (it may hold the producer: same user, a channel with a producer).
+    /// A protected reader that would lose a message it has not said it read is detached from the
+    /// ring and served over the socket from there (docs/SEMANTICS.md).
+    let held: Bool
+    /// The first message it has not said it read (ACK).
+    var read: UInt64
 }
 
 /// Identifies a waiting subscription in the registry.

@@ -63,31 +63,17 @@ extension Broker {
                 let cursor: UInt64
                 let state: ReadResult<Void>
                 switch sub.source {
-                case .site(let channel) where sub.mappedGeneration != nil:
-                    // A mapped reader is told how far the ring goes, once per pass, and given a
-                    // ticket for the ring's current file when it has not got that one.
-                    let last = channel.lastSequence
-                    var ticket: UInt64 = 0
-                    if sub.mappedGeneration != channel.ring.generation {
-                        ticket = mappedRings.issue(channel.ring.file, uid: conn.uid, connection: conn.id, subscription: id)
-                        regenerated.append((id, channel.ring.generation))
-                    }
-                    // A protected reader says how far it read every quarter ring, so that it stays
-                    // on the ring (it is detached only if a push would evict what it did not say).
-                    let report = sub.mappedHeld && last >= sub.mappedRead + UInt64(max(1, channel.size / 4))
-                        && last >= sub.cursor
-                    if last >= sub.cursor || ticket != 0 {
-                        ServerFrame.ringAdvanced(
-                            subscription: id, last: last, ticket: ticket, reportRead: report, held: sub.mappedHeld,
-                            newest: channel.keepsNewestOnly
-                        ).encode(into: &out)
-                    }
-                    cursor = max(sub.cursor, last + 1)
-                    channel.deliveredCount &+= cursor &- sub.cursor
-                    state = channel.read(at: cursor).state
                 case .site(let channel):
-                    let start = channel.catchUp(sub.cursor)
-                    (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
+                    let start: UInt64
+                    if let mapped = sub.mapped {
+                        start = sub.cursor
+                        let generation: UInt64?
+                        (cursor, generation) = announceRing(of: channel, to: id, mapped, from: start, conn, into: &out)
+                        if let generation { regenerated.append((id, generation)) }
+                    } else {
+                        start = channel.catchUp(sub.cursor)
+                        (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
+                    }
                     channel.deliveredCount &+= cursor &- start
                     state = channel.read(at: cursor).state
                 case .clientProcess(let channel):
@@ -130,7 +116,7 @@ extension Broker {
             }
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
-            for (id, generation) in regenerated { conn.subscriptions[id]?.mappedGeneration = generation }
+            for (id, generation) in regenerated { conn.subscriptions[id]?.mapped?.generation = generation }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

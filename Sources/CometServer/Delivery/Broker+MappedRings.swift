@@ -1,3 +1,4 @@
+import CometChannels
 import CometState
 import CometWire
 import NIOCore
@@ -9,6 +10,32 @@ import Glibc
 /// Mapped readers' descriptors: RING, the first and only request of a connection, is answered
 /// with the ring file a ticket stands for, as a read-only descriptor passed with the OK frame.
 extension Broker {
+    /// Tells mapped reader `id`, whose first message not announced is `cursor`, how far the ring
+    /// goes (RING_ADVANCED, once per delivery pass), with a ticket when it has not got the ring's
+    /// current file. Returns the new cursor and the file generation it now has a ticket for.
+    func announceRing(
+        of channel: SiteChannel<ByteRing>, to id: UInt32, _ mapped: MappedReading, from cursor: UInt64, _ conn: ConnectionState,
+        into out: inout ByteBuffer
+    ) -> (cursor: UInt64, generation: UInt64?) {
+        let last = channel.lastSequence
+        var ticket: UInt64 = 0
+        var generation: UInt64?
+        if mapped.generation != channel.ring.generation {
+            ticket = mappedRings.issue(channel.ring.file, uid: conn.uid, connection: conn.id, subscription: id)
+            generation = channel.ring.generation
+        }
+        // A protected reader says how far it read every quarter ring, so that it stays on the ring
+        // (it is detached only if a push would evict what it did not say).
+        let report = mapped.held && last >= cursor && last >= mapped.read + UInt64(max(1, channel.size / 4))
+        if last >= cursor || ticket != 0 {
+            ServerFrame.ringAdvanced(
+                subscription: id, last: last, ticket: ticket, reportRead: report, held: mapped.held, newest: channel.keepsNewestOnly
+            ).encode(into: &out)
+        }
+        return (max(cursor, last + 1), generation)
+    }
+
+    /// RING: the descriptor a ticket stands for, then the connection closes.
     func handOverRing(_ requestID: UInt32, ticket: UInt64, _ conn: ConnectionState) {
         guard let file = mappedRings.redeem(ticket, uid: conn.uid) else {
             logLimiter.log(logger, .notice, kind: "ring", "RING with a ticket this user was not given", metadata: ["uid": "\(conn.uid)"])
@@ -58,22 +85,5 @@ extension Broker {
                 }
             }
         }
-    }
-}
-
-extension SocketCookies {
-    /// The descriptor of this process whose socket has `cookie`, if any.
-    static func descriptor(withCookie cookie: UInt64) -> Int32? {
-        guard let dir = opendir("/proc/self/fd") else { return nil }
-        defer { closedir(dir) }
-        let own = dirfd(dir)
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd != own else { continue }
-            var found: UInt64 = 0
-            var length = socklen_t(MemoryLayout<UInt64>.size)
-            if getsockopt(fd, SOL_SOCKET, option, &found, &length) == 0, found == cookie { return fd }
-        }
-        return nil
     }
 }

@@ -107,7 +107,7 @@ extension Broker {
     /// (RING_DETACHED, then MESSAGE frames).
     func moveToSocket(_ sub: Subscription, of conn: ConnectionState, from next: UInt64) -> Subscription {
         var detached = sub
-        detached.mappedGeneration = nil
+        detached.mapped = nil
         detached.cursor = next
         conn.subscriptions[sub.id] = detached
         mappedRings.drop(connection: conn.id, subscription: sub.id)
@@ -144,12 +144,12 @@ extension Broker {
             for (id, found) in conn.subscriptions {
                 guard case .site(let read) = found.source, read === channel else { continue }
                 var sub = found
-                if sub.mappedGeneration != nil {
+                if let mapped = sub.mapped {
                     // A mapped reader has what the ring holds. A protected one about to lose what
                     // it has not said it read is detached from the ring: from there it is handed
                     // messages (and holds the producer) as any socket reader.
-                    let cursor = sub.mappedRead
-                    guard mayHold, sub.mappedHeld, cursor >= first else { continue }
+                    let cursor = mapped.read
+                    guard mayHold, mapped.held, cursor >= first else { continue }
                     guard cursor <= last else {
                         floor = min(floor, cursor)
                         continue

@@ -330,15 +330,13 @@ extension Broker {
         case .at(let seq):
             try charge(.subscriptions, conn)
             let id = conn.allocateSubscriptionID()
-            // A mapped reader reads the ring itself: it is never protected from eviction (nor
-            // holds a producer); it finds out it was overtaken by itself (FULL).
+            // A mapped reader reads the ring itself (a ring in the heap moves into a memfd for it).
             let mapped = mapped && channel.ring.share()
             // Protected as a socket reader would be: a reader of the producer's user, on a channel
             // with a producer (not a relay's or an import's).
             let held = mapped && !Self.isMirror(channel.id) && ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
             conn.subscriptions[id] = Subscription(
-                id: id, name: name, source: .site(channel), cursor: seq, mappedGeneration: mapped ? 0 : nil, mappedHeld: held,
-                mappedRead: seq)
+                id: id, name: name, source: .site(channel), cursor: seq, mapped: mapped ? MappedReading(held: held, read: seq) : nil)
             channel.addReader(conn.id, at: !mapped || held ? seq : .max)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)

@@ -46,8 +46,7 @@ extension Broker {
     }
 
     func stored(_ channel: PrivateChannel<ByteRing>) {
-        channel.ring.setFlags(Self.flags(channel))
-        channel.ring.setAcknowledged(channel.acknowledged)
+        storePrivateState(channel)
         keepInStore(channel.ring, id: channel.id, token: channel.producerToken, numbering: channel.numbering)
     }
 
@@ -63,11 +62,12 @@ extension Broker {
         (channel.isClosed ? RingFile.closedFlag : 0) | (channel.isFull ? RingFile.fullFlag : 0)
     }
 
+    /// A private channel's acknowledgement point and flags, in its ring's header (an overflow
+    /// emptied the ring itself).
     func storePrivateState(_ channel: PrivateChannel<ByteRing>) {
-        guard let store = stateStore else { return }
-        store.setAcknowledged(channel.id, channel.acknowledged)
-        store.setFlags(channel.id, Self.flags(channel))
-        if channel.isFull { store.restart(channel.id, at: channel.lastSequence + 1) }
+        guard stateStore != nil else { return }
+        channel.ring.setAcknowledged(channel.acknowledged)
+        channel.ring.setFlags(Self.flags(channel))
     }
 
     /// A channel leaves the store (closed, forgotten): its ring's later files stay out of it too.

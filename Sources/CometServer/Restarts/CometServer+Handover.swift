@@ -117,7 +117,27 @@ enum SocketCookies {
     /// Every open socket descriptor of this process, by cookie.
     static func descriptorsByCookie() -> [UInt64: Int32] {
         var result: [UInt64: Int32] = [:]
-        guard let dir = opendir("/proc/self/fd") else { return result }
+        forEachSocket { fd, cookie in
+            result[cookie] = fd
+            return true
+        }
+        return result
+    }
+
+    /// The descriptor of this process whose socket has `cookie`, if any.
+    static func descriptor(withCookie cookie: UInt64) -> Int32? {
+        var found: Int32?
+        forEachSocket { fd, other in
+            if other == cookie { found = fd }
+            return found == nil
+        }
+        return found
+    }
+
+    /// Calls `body` with each open socket descriptor of this process and its cookie, until it
+    /// returns false.
+    private static func forEachSocket(_ body: (Int32, UInt64) -> Bool) {
+        guard let dir = opendir("/proc/self/fd") else { return }
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
@@ -125,9 +145,8 @@ enum SocketCookies {
             guard let fd = Int32(name), fd != own else { continue }
             var cookie: UInt64 = 0
             var length = socklen_t(MemoryLayout<UInt64>.size)
-            if getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0 { result[cookie] = fd }
+            if getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0, !body(fd, cookie) { return }
         }
-        return result
     }
 }
 

@@ -284,7 +284,7 @@ extension Broker {
             guard sequence < sub.cursor else {
                 throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): the ring was announced up to \(sub.cursor - 1)")
             }
-            if sub.mappedGeneration != nil { conn.subscriptions[subscription]?.mappedRead = max(sub.mappedRead, sequence + 1) }
+            if let mapped = sub.mapped { conn.subscriptions[subscription]?.mapped?.read = max(mapped.read, sequence + 1) }
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
             return
         }
@@ -295,7 +295,7 @@ extension Broker {
             throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): only messages up to \(sub.cursor - 1) were delivered")
         }
         try channel.acknowledge(through: sequence)
-        stateStore?.setAcknowledged(channel.id, channel.acknowledged)
+        storePrivateState(channel)
         touch(channel.session)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
         pullIfReady(channel)
