@@ -22,11 +22,19 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     var byLocalID: [UInt32: SubscriptionSink] = [:]
     /// Automatic reconnection (`Reconnection.swift`); nil: a lost connection ends everything.
     var reconnection: Reconnection?
-    private var touched: [SubscriptionSink] = []
+    var touched: [SubscriptionSink] = []
     var outbound: ByteBuffer?
     private var flushScheduled = false
-    private var pausedSinks = 0
-    private var readHeld = false
+    var pausedSinks = 0
+    var readHeld = false
+    /// A mapped subscription's ring is being fetched (RING): input waits in `pendingBytes` until
+    /// it is mapped, so that every later event finds it (`ClientHandler+Mapped.swift`).
+    var fetchingRing = false
+    /// Counts the connections this handler served (a reconnect makes another): what was begun on
+    /// an earlier one does not touch the current one.
+    var connections = 0
+    /// The daemon's socket (RING goes on a connection of its own).
+    let socketPath: String
     /// Why the connection ended, once it did.
     var failure: ConnectionError?
     /// Numbered pushes without an answer, by channel handle (`ClientHandler+Numbered.swift`).
@@ -41,13 +49,15 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     let events: AsyncStream<ClientEvent>.Continuation
     let eventStream: AsyncStream<ClientEvent>
 
-    init() {
+    init(socketPath: String) {
+        self.socketPath = socketPath
         (eventStream, events) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         pendingBytes = nil
+        connections += 1
     }
 
     func setMaxFrameSize(_ size: UInt32) { decoder.maxFrameSize = size }
@@ -112,6 +122,16 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             input = carried
             pendingBytes = nil
         }
+        if fetchingRing {
+            pendingBytes = input
+            return
+        }
+        consume(&input, context: context)
+    }
+
+    /// Decodes and routes every whole frame of `input`; keeps the rest for the next read (all of
+    /// it, undecoded, from where a ring fetch begins).
+    func consume(_ input: inout ByteBuffer, context: ChannelHandlerContext) {
         do {
             var last: SubscriptionSink?
             while let body = try decoder.nextFrame(from: &input) {
@@ -122,6 +142,13 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                 {
                     if last?.serverID != subscription { last = sinks[subscription] }
                     guard let sink = last else { continue }
+                    if case .mapped = sink.path {
+                        leaveRing(sink)
+                        guard sinks[subscription] === sink else {
+                            last = nil
+                            continue
+                        }
+                    }
                     guard sequence > sink.last else {
                         redelivered(sink, sequence)
                         continue
@@ -134,6 +161,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
                 }
                 last = nil
                 try dispatch(try ServerFrame.decode(body: body))
+                if fetchingRing { break }
             }
         } catch {
             fail(ConnectionError(.protocolViolation, "cometd sent a malformed frame: \(error)"))
@@ -160,6 +188,10 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
         case .message(let subscription, let sequence, let payload):
             guard let sink = sinks[subscription] else { return }
+            if case .mapped = sink.path {
+                leaveRing(sink)
+                guard sinks[subscription] === sink else { return }
+            }
             guard sequence > sink.last else {
                 redelivered(sink, sequence)
                 return
@@ -191,9 +223,12 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
             pullSinks[channel]?.yield(pull)
         case .reset(let subscription, let epoch):
             end(subscription, EpochChanged(channel: sinks[subscription]?.name ?? "", epoch: epoch))
-        case .ringAdvanced(let subscription, _, _, _, _, _), .ringDetached(let subscription, _):
-            // This client reads from the socket only and never asks for a mapped subscription.
-            end(subscription, CometError(code: .unsupported, message: "the daemon sent RING_ADVANCED for a socket subscription"))
+        case .ringAdvanced(let subscription, let last, let ticket, let report, let held, let newest):
+            ringAdvanced(subscription, last: last, ticket: ticket, report: report, held: held, newest: newest)
+        case .ringDetached(let subscription, _):
+            guard let sink = sinks[subscription] else { return }
+            // MESSAGE frames follow from the first message not reported; those read are dropped.
+            leaveRing(sink, drain: false)
         }
     }
 
@@ -209,7 +244,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         context.fireChannelReadComplete()
     }
 
-    private func deliverBatches() {
+    func deliverBatches() {
         let list = touched
         touched = []
         for sink in list where !sink.batch.isEmpty {
@@ -222,9 +257,15 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    /// Ends the subscription the daemon knows as `subscription`.
+    /// Ends the subscription the daemon knows as `subscription` (a mapped one after what its
+    /// ring still holds for it).
     func end(_ subscription: UInt32, _ error: Error?) {
-        guard let sink = sinks.removeValue(forKey: subscription) else { return }
+        guard let sink = sinks[subscription] else { return }
+        if case .mapped = sink.path {
+            pump(sink, all: true)
+            guard sinks[subscription] === sink else { return }
+        }
+        sinks[subscription] = nil
         finish(sink, error)
     }
 
@@ -251,7 +292,7 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     // MARK: Flow control
 
     func read(context: ChannelHandlerContext) {
-        if pausedSinks > 0 {
+        if pausedSinks > 0 || fetchingRing {
             readHeld = true
         } else {
             context.read()
@@ -262,13 +303,17 @@ final class ClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     func resume(_ localID: UInt32) {
         guard let sink = byLocalID[localID] else { return }
         unpause(sink)
+        if case .mapped = sink.path {
+            pump(sink)
+            deliverBatches()
+        }
     }
 
     func unpause(_ sink: SubscriptionSink) {
         guard sink.paused else { return }
         sink.paused = false
         pausedSinks -= 1
-        if pausedSinks == 0, readHeld, let context {
+        if pausedSinks == 0, !fetchingRing, readHeld, let context {
             readHeld = false
             context.read()
         }

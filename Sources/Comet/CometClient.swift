@@ -48,7 +48,7 @@ public final class CometClient: Sendable {
         guard let path = socketPath ?? defaultSocketPath else {
             throw ConnectionError(.unreachable, "no socket path: set COMET_SOCKET or XDG_RUNTIME_DIR, or name one")
         }
-        let handler = ClientHandler()
+        let handler = ClientHandler(socketPath: path)
         let channel: Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -331,31 +331,40 @@ public final class CometClient: Sendable {
     ///   - owner: whose channel to accept (`.implied` by default: `user.NAME.…` only from user
     ///     NAME). Another creator is refused with `.ownerMismatch` (when the channel exists), or
     ///     ends a waiting subscription with that error when it appears.
+    ///   - mapped: read the channel's ring from shared memory when the daemon offers it
+    ///     (docs/PROTOCOL.md §6.23; `info.mapped` says whether it does): the same messages and
+    ///     endings, without a copy through the socket. `false`: MESSAGE frames only.
     public func subscribe(
-        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: OwnerPin = .implied
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: OwnerPin = .implied,
+        mapped: Bool = true
     ) async throws -> CometSubscription {
-        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site, owner: owner.uid(for: name))
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, scope: .site, owner: owner.uid(for: name), mapped: mapped)
     }
 
     /// Subscribes to the channel `name` created by uid `owner` (nil: the owner the name implies,
     /// as `OwnerPin.implied`).
     public func subscribe(
-        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: UInt32?
+        _ name: String, from position: SubscribePosition = .next, epoch: UInt64? = nil, wait: Bool = false, owner: UInt32?,
+        mapped: Bool = true
     ) async throws -> CometSubscription {
-        try await subscribe(name, from: position, epoch: epoch, wait: wait, owner: owner.map(OwnerPin.uid) ?? .implied)
+        try await subscribe(name, from: position, epoch: epoch, wait: wait, owner: owner.map(OwnerPin.uid) ?? .implied, mapped: mapped)
     }
 
     private func subscribe(
-        _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope, owner: UInt32?
+        _ name: String, from position: SubscribePosition, epoch: UInt64?, wait: Bool, scope: Scope, owner: UInt32?, mapped: Bool = false
     ) async throws -> CometSubscription {
-        try await subscribe(
-            name, operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner),
-            acknowledges: scope == .clientProcess, again: Resubscription(scope: scope, wait: wait, owner: owner))
+        let mapping = mapped && scope == .site && server.servesMappedRings
+        return try await subscribe(
+            name,
+            operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner, mapped: mapping),
+            acknowledges: scope == .clientProcess, again: Resubscription(scope: scope, wait: wait, owner: owner, mapped: mapped && scope == .site))
     }
 
     private func subscribe(
         _ name: String, operation: Request.Operation, acknowledges: Bool, again: Resubscription? = nil
     ) async throws -> CometSubscription {
+        let mapping: Bool
+        if case .subscribe(_, _, _, _, _, _, let mapped) = operation { mapping = mapped } else { mapping = false }
         let handler = self.handler
         let loop = eventLoop
         let client = self
@@ -367,7 +376,12 @@ public final class CometClient: Sendable {
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8),
                 finishOnDeinit: true,
                 delegate: SinkDelegate(eventLoop: loop, handler: handler, subscription: reply.subscription))
-            handler.addSink(SubscriptionSink(id: reply.subscription, name: name, source: made.source, info: info, again: again))
+            let sink = SubscriptionSink(
+                id: reply.subscription, name: name, source: made.source, info: info, again: again,
+                path: mapping ? .mapped(MappedReading()) : .socket)
+            // A mapped reader reads from the ring itself, from the first message the daemon named.
+            if mapping, reply.nextSequence > 0 { sink.last = reply.nextSequence - 1 }
+            handler.addSink(sink)
             return CometSubscription(
                 client: client, id: reply.subscription, name: name, info: info, messages: made.sequence,
                 acknowledges: acknowledges)

@@ -68,9 +68,16 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
         handler.pending = [:]
         let lost = ConnectionError(.lost, "the connection to cometd was lost (\(error.message)); reconnecting: this request may or may not have been applied")
         for completion in inFlight.values { completion(.failure(lost)) }
-        // The daemon's subscription ids are void; sinks wait under their own.
+        // The daemon's subscription ids are void; sinks wait under their own. A ring's mapping
+        // goes: a subscription is made again from just after its last message.
         handler.sinks = [:]
-        for sink in handler.byLocalID.values where !sink.batch.isEmpty {
+        handler.fetchingRing = false
+        for sink in handler.byLocalID.values {
+            if case .mapped = sink.path {
+                sink.path = .socket
+                sink.info.withLockedValue { $0.mapped = false }
+            }
+            guard !sink.batch.isEmpty else { continue }
             _ = sink.source.yield(contentsOf: CollectionOfOne(sink.batch))
             sink.batch = []
         }
@@ -167,20 +174,27 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
             }
             let info = sink.info.withLockedValue { $0 }
             let operation: Request.Operation
+            let mapped = again.mapped && server.withLockedValue({ $0 }).servesMappedRings
             if again.scope == .clientProcess {
                 operation = .subscribe(name: sink.name, position: .next, epoch: 0, wait: false, scope: .clientProcess, owner: again.owner)
             } else if info.waiting && sink.last == 0 {
-                operation = .subscribe(name: sink.name, position: .next, epoch: 0, wait: again.wait, scope: .site, owner: again.owner)
+                operation = .subscribe(
+                    name: sink.name, position: .next, epoch: 0, wait: again.wait, scope: .site, owner: again.owner, mapped: mapped)
             } else {
                 let next = sink.last > 0 ? sink.last + 1 : info.nextSequence
                 operation = .subscribe(
-                    name: sink.name, position: .from(max(1, next)), epoch: info.epoch, wait: false, scope: .site, owner: again.owner)
+                    name: sink.name, position: .from(max(1, next)), epoch: info.epoch, wait: false, scope: .site, owner: again.owner,
+                    mapped: mapped)
             }
             handler.sendNow(completion: { result in
                 switch result {
                 case .success(var body):
                     guard let reply = try? SubscribeReply(from: &body), handler.byLocalID[sink.id] === sink else { return }
                     sink.serverID = reply.subscription
+                    if mapped {
+                        sink.path = .mapped(MappedReading())
+                        if reply.nextSequence > 0 { sink.last = max(sink.last, reply.nextSequence - 1) }
+                    }
                     handler.sinks[reply.subscription] = sink
                     sink.info.withLockedValue {
                         $0.waiting = reply.waiting

@@ -14,6 +14,9 @@ public struct SubscriptionInfo: Sendable, Hashable {
     public var owner: Owner = .unknown
     /// Set when the channel closed: the last message it had (iteration then simply ends).
     public var closedAfter: UInt64? = nil
+    /// Whether messages are read now from the channel's ring, mapped from shared memory
+    /// (docs/PROTOCOL.md §6.23), rather than from the socket.
+    public var mapped = false
 }
 
 /// A subscription's messages cross from the event loop to the consumer in chunks (all that one
@@ -38,15 +41,43 @@ final class SubscriptionSink: @unchecked Sendable {  // used on the connection's
     var last: UInt64 = 0
     /// How to make the subscription again after a reconnect (nil: it cannot be, e.g. external).
     let again: Resubscription?
+    /// Where its messages come from now.
+    var path: ReadPath
 
-    init(id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>, again: Resubscription?) {
+    init(
+        id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>, again: Resubscription?,
+        path: ReadPath = .socket
+    ) {
         self.id = id
         self.serverID = id
         self.name = name
         self.source = source
         self.info = info
         self.again = again
+        self.path = path
     }
+}
+
+/// Where a subscription's messages come from.
+enum ReadPath {
+    /// MESSAGE frames on the connection.
+    case socket
+    /// The channel's ring, mapped (SUBSCRIBE `MAPPED`, docs/PROTOCOL.md §6.23).
+    case mapped(MappedReading)
+}
+
+/// A mapped subscription's reading: the ring (nil until its first ticket is redeemed) and what
+/// RING_ADVANCED said.
+struct MappedReading {
+    var ring: MappedRing?
+    /// The newest message announced: the reader copies no further.
+    var announced: UInt64 = 0
+    /// The daemon protects this reader: overtaken in the ring, it waits for RING_DETACHED or FULL.
+    var held = false
+    /// A newest channel: overtaken, skip to the latest value.
+    var newest = false
+    /// Say (ACK) how far it read once it has read through `announced`.
+    var reportWanted = false
 }
 
 /// What a subscription asked for, to ask again after a reconnect.
@@ -54,6 +85,8 @@ struct Resubscription: Sendable {
     var scope: Scope
     var wait: Bool
     var owner: UInt32?
+    /// Read the ring mapped when the daemon offers it.
+    var mapped = false
 }
 
 /// Tells the handler when a subscriber wants more or has gone.

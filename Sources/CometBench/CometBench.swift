@@ -98,12 +98,12 @@ struct CometBench: ParsableCommand {
             try isolation()
         }
         if selected.contains("swift") {
-            let read = try withDaemon { s, _ in try s.swiftReader(total: swiftMessages) }
-            print(String(format: "Swift client, for-try-await reader 1→1: %10.0f msgs/s%@  (%d messages, default ring; a task of the global executor)",
-                         read.rate, read.complete ? "" : " INCOMPLETE", swiftMessages))
-            let onMain = try withDaemon { s, _ in try s.swiftReader(total: swiftMessages, onMainActor: true) }
-            print(String(format: "Swift client, the same on the main actor: %10.0f msgs/s%@  (%d messages; Task { @MainActor in … } under a run loop)",
-                         onMain.rate, onMain.complete ? "" : " INCOMPLETE", swiftMessages))
+            for (onMain, mapped) in [(false, false), (false, true), (true, false), (true, true)] {
+                let read = try withDaemon { s, _ in try s.swiftReader(total: swiftMessages, onMainActor: onMain, mapped: mapped) }
+                print(String(format: "Swift client, for-try-await reader 1→1, %@: %10.0f msgs/s%@  (%d messages, default ring; %@)",
+                             mapped ? "mapped" : "socket", read.rate, read.complete ? "" : " INCOMPLETE", swiftMessages,
+                             onMain ? "Task { @MainActor in … } under a run loop" : "a task of the global executor"))
+            }
             for onMain in [false, true] {
                 let rate = try withDaemon { s, _ in try s.swiftAwaitedPushes(count: 50_000, onMainActor: onMain) }
                 print(String(format: "Swift client, awaited push, one at a time: %9.0f round trips/s  (50000; %@)", rate,

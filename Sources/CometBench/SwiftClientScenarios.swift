@@ -41,8 +41,9 @@ func runOnMainActor<T: Sendable>(_ body: @escaping @MainActor @Sendable () async
 extension Scenarios {
     /// A `for try await` reader (Swift) of `total` messages pushed in batches by the raw-codec
     /// producer, at the default ring: messages per second, and whether it got them all in order.
-    /// `onMainActor`: the loop runs on the main actor (else in a task of the global executor).
-    func swiftReader(total: Int, onMainActor: Bool = false) throws -> (rate: Double, complete: Bool) {
+    /// `onMainActor`: the loop runs on the main actor (else in a task of the global executor);
+    /// `mapped`: it reads the ring mapped (the default) or from the socket.
+    func swiftReader(total: Int, onMainActor: Bool = false, mapped: Bool = true) throws -> (rate: Double, complete: Bool) {
         let socket = self.socket
         let producer = try BenchSocket(path: socket)
         try producer.handshake()
@@ -53,17 +54,17 @@ extension Scenarios {
             }.start()
         }
         if onMainActor {
-            return try runOnMainActor { try await Self.read(socket: socket, total: total, start: start) }
+            return try runOnMainActor { try await Self.read(socket: socket, total: total, mapped: mapped, start: start) }
         }
-        return try blocking { try await Self.read(socket: socket, total: total, start: start) }
+        return try blocking { try await Self.read(socket: socket, total: total, mapped: mapped, start: start) }
     }
 
     /// The reader's loop, in the caller's isolation (the main actor's, or none).
     static func read(
-        socket: String, total: Int, start: @Sendable () -> Void, isolation: isolated (any Actor)? = #isolation
+        socket: String, total: Int, mapped: Bool, start: @Sendable () -> Void, isolation: isolated (any Actor)? = #isolation
     ) async throws -> (rate: Double, complete: Bool) {
         let client = try await CometClient.connect(to: socket)
-        let subscription = try await client.subscribe("bench.swift.read")
+        let subscription = try await client.subscribe("bench.swift.read", mapped: mapped)
         let began = DispatchTime.now().uptimeNanoseconds
         start()
         var expected: UInt64 = 1

@@ -56,6 +56,9 @@ struct Listen: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds: status 0, or 5 when --count messages did not come in time.")
     var timeout: Double?
 
+    @Flag(inversion: .prefixedNo, help: "Read the channel's ring from shared memory when cometd offers it (a site or newest channel; docs/PROTOCOL.md, mapped readers): the same messages and endings; --no-mapped reads every message from the socket.")
+    var mapped = true
+
     @Flag(inversion: .prefixedNo, help: "When the connection to cometd is lost (a crash of the daemon), connect again and go on from the last message, for up to a minute (docs/RESTARTS.md).")
     var reconnect = true
 
@@ -71,7 +74,8 @@ struct Listen: AsyncParsableCommand {
                 printError("session \(String(client.session.id, radix: 16))")
                 subscription = try await privateSubscription(client)
             } else {
-                subscription = try await client.subscribe(channel, from: from.position, epoch: epoch?.value, wait: wait, owner: owner?.pin ?? .implied)
+                subscription = try await client.subscribe(
+                    channel, from: from.position, epoch: epoch?.value, wait: wait, owner: owner?.pin ?? .implied, mapped: mapped)
             }
             // An import (fed by comet-bridge) may stall or be rebuilt after a restart: then the
             // reader waits and goes on from its last message instead of ending.
@@ -150,7 +154,8 @@ struct Listen: AsyncParsableCommand {
                     while true {
                         do {
                             try await Task.sleep(for: .seconds(1))
-                            current = try await client.subscribe(channel, from: position, epoch: epochToKeep, wait: true, owner: owner?.pin ?? .implied)
+                            current = try await client.subscribe(
+                                channel, from: position, epoch: epochToKeep, wait: true, owner: owner?.pin ?? .implied, mapped: mapped)
                             messages = current.makeAsyncIterator()
                             break
                         } catch let again as CometError where Self.importPauses(again.code) {

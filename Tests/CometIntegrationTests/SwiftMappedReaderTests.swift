@@ -1,0 +1,255 @@
+import Comet
+import CometSupervision
+import CometWire
+import Foundation
+import NIOCore
+import XCTest
+
+/// The Swift client and `comet listen` read site channels from the ring, mapped (docs/PROTOCOL.md
+/// §6.23), by default: the same messages, order and endings as from the socket.
+final class SwiftMappedReaderTests: XCTestCase {
+    func push(_ channel: ChannelProducer, _ range: ClosedRange<Int>, batch: Int = 500) async throws {
+        var start = range.lowerBound
+        while start <= range.upperBound {
+            let end = min(range.upperBound, start + batch - 1)
+            try await channel.push(batch: (start...end).map { Array("m\($0)".utf8) })
+            start = end + 1
+        }
+    }
+
+    /// Fails unless `sequences` is exactly 1…`count`, naming the first place it is not.
+    func assertWhole(_ sequences: [UInt64], _ count: Int, _ context: String = "", line: UInt = #line) {
+        let wrong = sequences.enumerated().first { $0.element != UInt64($0.offset + 1) }
+        XCTAssertTrue(
+            sequences.count == count && wrong == nil,
+            "\(sequences.count) of \(count) messages; first out of place: \(wrong.map { "\($0.element) at \($0.offset)" } ?? "none") \(context)",
+            line: line)
+    }
+
+    /// Reads `subscription` to its end: the sequence numbers, whether each payload matched, how
+    /// it ended, and whether it was mapped while reading.
+    static func readAll(_ subscription: CometSubscription, pauseEvery: Int = 0) async -> (sequences: [UInt64], payloads: Bool, error: Error?, mapped: Bool) {
+        var sequences: [UInt64] = []
+        var payloads = true
+        var mapped = false
+        do {
+            for try await message in subscription {
+                sequences.append(message.sequence)
+                payloads = payloads && message.payload == Array("m\(message.sequence)".utf8)
+                mapped = mapped || subscription.info.mapped
+                if pauseEvery > 0, sequences.count % pauseEvery == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            }
+            return (sequences, payloads, nil, mapped)
+        } catch {
+            return (sequences, payloads, error, mapped)
+        }
+    }
+
+    /// 30,000 messages across ring growth, read mapped (the default) and from the socket
+    /// (`mapped: false`) side by side: the same messages, in order; CLOSED ends both.
+    func testTheSwiftClientReadsTheRingMappedByDefault() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 100_000)
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        XCTAssertTrue(reader.server.servesMappedRings)
+        let mapped = try await reader.subscribe("news")
+        let socket = try await reader.subscribe("news", mapped: false)
+        async let fromRing = Self.readAll(mapped)
+        async let fromSocket = Self.readAll(socket)
+        try await push(news, 1...30000)
+        try await news.close()
+        let (ring, plain) = await (fromRing, fromSocket)
+        XCTAssertNil(ring.error)
+        XCTAssertNil(plain.error)
+        assertWhole(ring.sequences, 30000)
+        assertWhole(plain.sequences, 30000)
+        XCTAssertTrue(ring.payloads && plain.payloads)
+        XCTAssertTrue(ring.mapped, "read from the ring")
+        XCTAssertFalse(plain.mapped, "mapped: false reads the socket")
+        XCTAssertEqual(mapped.info.closedAfter, 30000)
+        await reader.close()
+        await client.close()
+    }
+
+    /// Mapped readers start where the daemon says: the last K, a sequence number, the oldest.
+    func testMappedReadersStartWhereAsked() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 200)
+        try await push(news, 1...100)
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let lastFive = try await reader.subscribe("news", from: .last(5))
+        let fromSeventy = try await reader.subscribe("news", from: .from(70))
+        let oldest = try await reader.subscribe("news", from: .oldest)
+        try await push(news, 101...101)
+        try await news.close()
+        for (subscription, first) in [(lastFive, 96), (fromSeventy, 70), (oldest, 1)] {
+            let result = await Self.readAll(subscription)
+            XCTAssertNil(result.error)
+            XCTAssertEqual(result.sequences, (UInt64(first)...101).map { $0 }, "from \(first)")
+            XCTAssertTrue(result.mapped, "from \(first): read from the ring")
+            XCTAssertTrue(result.payloads, "from \(first)")
+        }
+        await reader.close()
+        await client.close()
+    }
+
+    /// A Swift reader of the producer's own user that reads slowly from a 100-message ring loses
+    /// nothing: it is detached from the ring before it could be overtaken and read on from the
+    /// socket (the producer waits for it as for any reader of its user).
+    func testASlowSwiftReaderOfTheProducersUserLosesNothing() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let small = try await client.create("small", size: 100)
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let subscription = try await reader.subscribe("small")
+        async let read = Self.readAll(subscription, pauseEvery: 10)
+        try await push(small, 1...3000, batch: 10)
+        try await small.close()
+        let result = await read
+        XCTAssertNil(result.error, "\(String(describing: result.error))")
+        assertWhole(result.sequences, 3000)
+        XCTAssertTrue(result.payloads)
+        XCTAssertTrue(result.mapped, "it started on the ring")
+        await reader.close()
+        await client.close()
+    }
+
+    /// A newest channel read from the ring skips to the latest value, as from the socket.
+    func testASwiftReaderOfANewestChannelSkipsToTheLatestValue() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let latest = try await client.createNewest("latest")
+        try await latest.push(Array("m1".utf8))
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let subscription = try await reader.subscribe("latest", from: .oldest)
+        var iterator = subscription.makeAsyncIterator()
+        let first = try await iterator.next()
+        XCTAssertEqual(first?.sequence, 1)
+        XCTAssertTrue(subscription.info.mapped)
+        for n in 2...500 { try await latest.push(Array("m\(n)".utf8)) }
+        try await client.ping()
+        var seen: [UInt64] = []
+        while let message = try await iterator.next() {
+            seen.append(message.sequence)
+            XCTAssertEqual(message.payload, Array("m\(message.sequence)".utf8))
+            if message.sequence == 500 { break }
+        }
+        XCTAssertEqual(seen.last, 500)
+        XCTAssertEqual(seen, seen.sorted(), "in order, skipping what was replaced")
+        await reader.close()
+        await client.close()
+    }
+
+    /// `comet listen` as another user (never protected): its output not read, it stops reading
+    /// while the producer pushes 50,000 messages through a 100-message ring without waiting; read
+    /// again, it prints what it had, in order, then finds itself overtaken: FULL (status 2) at the
+    /// oldest message the ring keeps, 49,901.
+    func testAnOvertakenListenOfAnotherUserEndsFullAtTheRightSequence() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let comet = daemon.directory.appendingPathComponent("comet").path
+        try FileManager.default.copyItem(atPath: Daemon.executable("comet").path, toPath: comet)
+        chmod(daemon.directory.path, 0o755)
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let small = try await client.create("small", size: 100)
+        let listen = Process()
+        listen.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        listen.arguments = ["--reuid=\(Hostile.uid)", "--regid=\(Hostile.uid)", "--clear-groups", comet,
+                            "listen", "small", "--show-seq", "--socket", daemon.socketPath]
+        let out = Pipe()
+        let err = Pipe()
+        listen.standardOutput = out
+        listen.standardError = err
+        try listen.run()
+        defer { if listen.isRunning { listen.terminate() } }
+        for _ in 0..<250 {
+            if try await client.channels().first(where: { $0.name == "small" })?.subscribers ?? 0 > 0 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Nobody reads its output: it blocks once the pipe is full, and so stops reading.
+        try await push(small, 1...50000, batch: 50)
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        listen.waitUntilExit()
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(listen.terminationStatus, 2, "FULL: \(errors)")
+        XCTAssertTrue(errors.contains("oldest buffered is 49901"), errors)
+        let sequences = printed.split(separator: "\n").compactMap { $0.split(separator: "\t").first.flatMap { UInt64($0) } }
+        XCTAssertFalse(sequences.isEmpty)
+        assertWhole(sequences, sequences.count, "(what it printed is whole and in order)")
+        XCTAssertLessThan(sequences.count, 49901)
+        await client.close()
+    }
+
+    /// kill -9 under the test supervisor: the Swift reader reconnects by itself, subscribes again
+    /// after its last message, mapped, and reads every message once, in order.
+    func testASwiftMappedReaderGoesOnAfterKillNine() async throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        defer { _ = supervisor.stop(SIGTERM) }
+        let producer = try await CometClient.connect(to: supervisor.socketPath, reconnect: .default)
+        let news = try await producer.create("crashy", size: 100_000)
+        let reader = try await CometClient.connect(to: supervisor.socketPath, reconnect: .default)
+        let subscription = try await reader.subscribe("crashy")
+        let read = Task { () -> [UInt64] in
+            var sequences: [UInt64] = []
+            for try await message in subscription {
+                XCTAssertEqual(message.payload, Array("m\(message.sequence)".utf8))
+                sequences.append(message.sequence)
+                if sequences.count == 2000 { break }
+            }
+            return sequences
+        }
+        try await push(news, 1...1000, batch: 100)
+        try await Task.sleep(for: .milliseconds(500))
+        XCTAssertTrue(subscription.info.mapped)
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        var adopted = false
+        for await event in producer.events {
+            if case .adopted(_, let last) = event {
+                XCTAssertEqual(last, 1000)
+                adopted = true
+                break
+            }
+        }
+        XCTAssertTrue(adopted)
+        try await push(news, 1001...2000, batch: 100)
+        let sequences = try await read.value
+        assertWhole(sequences, 2000, supervisor.log)
+        XCTAssertTrue(subscription.info.mapped, "mapped again after the crash")
+        await reader.close()
+        await producer.close()
+    }
+
+    /// A live upgrade: the new process serves the Swift reader's subscription over the socket
+    /// from the first message it was not told of; nothing lost, nothing twice.
+    func testALiveUpgradeCarriesASwiftMappedReader() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 100_000)
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        let subscription = try await reader.subscribe("news")
+        async let read = Self.readAll(subscription)
+        try await push(news, 1...3000)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(20)
+        while !daemon.log.contains("state taken over"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await push(news, 3001...6000)
+        try await news.close()
+        let result = await read
+        XCTAssertNil(result.error)
+        assertWhole(result.sequences, 6000)
+        XCTAssertTrue(result.payloads && result.mapped)
+        XCTAssertFalse(subscription.info.mapped, "served over the socket after the upgrade")
+        await reader.close()
+        await client.close()
+    }
+}
