@@ -154,7 +154,11 @@ extension Broker {
                         floor = min(floor, cursor)
                         continue
                     }
+                    let announced = sub.cursor
                     sub = moveToSocket(sub, of: conn, from: cursor)
+                    // Counted as delivered when announced; written again over the socket, they
+                    // are counted there once more.
+                    if announced > cursor { channel.deliveredCount -= min(channel.deliveredCount, announced - cursor) }
                 }
                 var cursor = sub.cursor
                 let room = min(bound - conn.pendingOutput, budget)
