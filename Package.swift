@@ -180,7 +180,7 @@ let package = Package(
         .testTarget(name: "CometStateTests", dependencies: ["CometState"]),
         .testTarget(name: "CometSimulationTests", dependencies: ["CometSimulation"]),
         .testTarget(name: "CometClientTests", dependencies: ["Comet", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "CometServerTests", dependencies: ["CometServer", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "CometServerTests", dependencies: ["CometServer", "CometState", .product(name: "NIOCore", package: "swift-nio")]),
         // What systemd does for cometd (socket, NOTIFY_SOCKET, file-descriptor store), for the tests and comet-bench.
         .target(name: "CometSupervision", swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(

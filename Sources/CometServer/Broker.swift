@@ -186,6 +186,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
             detach(sub, of: conn)
         }
         conn.subscriptions = [:]
+        mappedRings.dropAll(connection: conn.id)
         for channel in registry.closeAll(ownedBy: conn.id) {
             channelClosed(channel)
         }
@@ -207,7 +208,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
 
     func detach(_ sub: Subscription, of conn: ConnectionState) {
         accounts.release(.subscriptions, uid: conn.uid)
-        if sub.mapped != nil { mappedRings.drop(connection: conn.id, subscription: sub.id) }
+        if sub.mapped != nil { mappedRings.ended(connection: conn.id, subscription: sub.id) }
         switch sub.source {
         case .site(let channel):
             channel.removeReader(conn.id)

@@ -1,5 +1,6 @@
 import XCTest
 
+import CometState
 @testable import CometServer
 
 /// The broker's small parts, each alone.
@@ -43,5 +44,51 @@ final class PartsTests: XCTestCase {
         let links = FederationLinks()
         XCTAssertEqual(links.nextMirrorID(), 1 << 62 | 1)
         XCTAssertEqual(links.nextMirrorID(), 1 << 62 | 2)
+    }
+}
+
+/// Ring tickets (docs/PROTOCOL.md §6.23): once, by their uid; still redeemable after their
+/// subscription ended, until their connection closes; not after a detach or a newer ticket.
+final class MappedRingTicketTests: XCTestCase {
+    func ring() -> RingFile {
+        let meta = RingMeta(
+            kind: .buffered, id: 1, name: "t", epoch: 1, capacity: 8, creator: PeerImage(pid: 1, uid: 0, gid: 0), tokenHigh: 0, tokenLow: 0)
+        return try! ByteRing(meta, overhead: 48, backing: .heap).file
+    }
+
+    func testTicketsAreRedeemedOnceByTheirUserEvenAfterTheirSubscriptionEnded() {
+        var rings = MappedRings()
+        let file = ring()
+        let first = rings.issue(file, uid: 1000, connection: 1, subscription: 1)
+        let newer = rings.issue(file, uid: 1000, connection: 1, subscription: 1)
+        XCTAssertNil(rings.redeem(first, uid: 1000), "superseded by the subscription's newer ticket")
+        XCTAssertNil(rings.redeem(newer, uid: 1001), "another user")
+        rings.ended(connection: 1, subscription: 1)
+        XCTAssertTrue(rings.redeem(newer, uid: 1000) === file, "the end came before the RING: still redeemable")
+        XCTAssertNil(rings.redeem(newer, uid: 1000), "once")
+        let detached = rings.issue(file, uid: 1000, connection: 1, subscription: 2)
+        rings.drop(connection: 1, subscription: 2)
+        XCTAssertNil(rings.redeem(detached, uid: 1000), "a detached subscription's ticket goes")
+        XCTAssertEqual(rings.count, 0)
+    }
+
+    func testEndedSubscriptionsKeepABoundedNumberOfTicketsUntilTheirConnectionCloses() {
+        var rings = MappedRings()
+        let file = ring()
+        var tickets: [UInt64] = []
+        for subscription in UInt32(1)...20 {
+            tickets.append(rings.issue(file, uid: 0, connection: 7, subscription: subscription))
+            rings.ended(connection: 7, subscription: subscription)
+        }
+        let live = rings.issue(file, uid: 0, connection: 7, subscription: 21)
+        let other = rings.issue(file, uid: 0, connection: 8, subscription: 1)
+        XCTAssertEqual(rings.count, MappedRings.orphansPerConnection + 2)
+        XCTAssertNil(rings.redeem(tickets[0], uid: 0), "the oldest ended ones went")
+        XCTAssertTrue(rings.redeem(tickets[19], uid: 0) === file)
+        rings.dropAll(connection: 7)
+        XCTAssertNil(rings.redeem(tickets[18], uid: 0))
+        XCTAssertNil(rings.redeem(live, uid: 0))
+        XCTAssertTrue(rings.redeem(other, uid: 0) === file, "another connection's tickets stay")
+        XCTAssertEqual(rings.count, 0)
     }
 }

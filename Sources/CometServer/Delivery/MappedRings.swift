@@ -3,7 +3,8 @@ import CometState
 /// Tickets for ring descriptors (docs/PROTOCOL.md, "Mapped readers"): a mapped subscription is
 /// told a ticket in RING_ADVANCED; a new connection of the same user redeems it once (RING) for
 /// a read-only descriptor of that ring file. A subscription holds at most one ticket (a newer one
-/// replaces it); its tickets go when it ends.
+/// replaces it); a ticket stays redeemable after its subscription ended, until its connection
+/// closes (at most `orphansPerConnection` such per connection).
 struct MappedRings {
     struct Holder: Hashable {
         let connection: UInt64
@@ -37,13 +38,43 @@ struct MappedRings {
     mutating func redeem(_ ticket: UInt64, uid: UInt32) -> RingFile? {
         guard let found = tickets[ticket], found.uid == uid else { return nil }
         tickets[ticket] = nil
-        byHolder[found.holder] = nil
+        if byHolder[found.holder] == ticket { byHolder[found.holder] = nil }
+        if var kept = orphans[found.holder.connection], let at = kept.firstIndex(of: ticket) {
+            kept.remove(at: at)
+            orphans[found.holder.connection] = kept.isEmpty ? nil : kept
+        }
         return found.file
     }
 
-    /// The subscription ended: its ticket goes.
+    /// Tickets of ended subscriptions, per connection, oldest first.
+    private var orphans: [UInt64: [UInt64]] = [:]
+    /// At most this many tickets of ended subscriptions stay redeemable per connection.
+    static let orphansPerConnection = 16
+
+    /// The subscription is no longer mapped (detached to the socket): its ticket goes.
     mutating func drop(connection: UInt64, subscription: UInt32) {
         guard let ticket = byHolder.removeValue(forKey: Holder(connection: connection, subscription: subscription)) else { return }
         tickets[ticket] = nil
+    }
+
+    /// The subscription ended (CLOSED, RESET, FAILED, UNSUBSCRIBE): its ticket stays redeemable
+    /// while the connection lives, so that the reader can still read what the last RING_ADVANCED
+    /// announced (the ticket may be on its way when the end is sent); the oldest of more than
+    /// `orphansPerConnection` go.
+    mutating func ended(connection: UInt64, subscription: UInt32) {
+        guard let ticket = byHolder.removeValue(forKey: Holder(connection: connection, subscription: subscription)) else { return }
+        var kept = orphans[connection, default: []]
+        kept.append(ticket)
+        if kept.count > Self.orphansPerConnection { tickets[kept.removeFirst()] = nil }
+        orphans[connection] = kept
+    }
+
+    /// The connection closed: every ticket issued on it goes.
+    mutating func dropAll(connection: UInt64) {
+        for ticket in orphans.removeValue(forKey: connection) ?? [] { tickets[ticket] = nil }
+        for (holder, ticket) in byHolder where holder.connection == connection {
+            byHolder[holder] = nil
+            tickets[ticket] = nil
+        }
     }
 }
