@@ -34,10 +34,11 @@ static uint64_t header_u64(natsMsg *m, const char *key, bool *present) {
     return (uint64_t)n;
 }
 
-/* Reads the Comet-* headers of m into d (event, epoch, seq). */
+/* Reads the Comet-* headers of m into d (event, epoch, seq, count). */
 void cn_parse(natsMsg *m, cn_delivery *d) {
-    bool has_epoch = true, has_seq = true;
+    bool has_epoch = true, has_seq = true, has_count = true;
     const char *event = NULL;
+    d->count = 1;
     d->epoch = header_u64(m, "Comet-Epoch", &has_epoch);
     if (!has_epoch || d->epoch == 0) {
         d->event = CN_FOREIGN;
@@ -50,6 +51,12 @@ void cn_parse(natsMsg *m, cn_delivery *d) {
         } else if (strcmp(event, "close") == 0) {
             d->event = CN_CLOSE;
             d->seq = header_u64(m, "Comet-Last", &has_seq);
+        } else if (strcmp(event, "run") == 0) {
+            /* Several messages in one: older importers skip it as foreign (a gap, never a wrong message). */
+            d->event = CN_MESSAGE;
+            d->seq = header_u64(m, "Comet-Seq", &has_seq);
+            d->count = header_u64(m, "Comet-Count", &has_count);
+            if (d->seq == 0 || !has_count || d->count < 2 || d->count > CN_MAX_RUN) has_seq = false;
         } else {
             d->event = CN_FOREIGN;
             return;

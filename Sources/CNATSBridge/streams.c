@@ -67,7 +67,7 @@ int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *ou
     return CN_OK;
 }
 
-int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *msg_id,
+int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, uint64_t count, const char *msg_id,
                uint64_t expect_last_seq, const void *data, size_t len, char *err, size_t errlen) {
     natsMsg *m = NULL;
     char number[24];
@@ -86,6 +86,11 @@ int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint6
             if (s == NATS_OK) s = natsMsgHeader_Set(m, "Comet-Last", number);
         } else {
             s = natsMsgHeader_Set(m, "Comet-Seq", number);
+            if (s == NATS_OK && count > 1) {
+                s = natsMsgHeader_Set(m, "Comet-Event", "run");
+                snprintf(number, sizeof number, "%" PRIu64, count);
+                if (s == NATS_OK) s = natsMsgHeader_Set(m, "Comet-Count", number);
+            }
         }
     }
     if (s == NATS_OK) {

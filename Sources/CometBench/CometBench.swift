@@ -120,8 +120,8 @@ struct CometBench: ParsableCommand {
                 let report = try bench.run(messages: federationMessages, rate: 1000, seconds: 5)
                 for (label, r) in [("A → B, unix: relay:            ", report.unix), ("A → bridge → JetStream R1 → B: ", report.r1),
                                    ("A → bridge → JetStream R3 → B: ", report.r3)] {
-                    print(String(format: "%@%10.0f msgs/s  (%d messages); latency at 1000 msgs/s p50 %.1f µs, p99 %.1f µs (%d samples)",
-                                 label, r.throughput, federationMessages, r.p50, r.p99, r.samples))
+                    print(String(format: "%@%10.0f msgs/s  (%d messages); latency at 1000 msgs/s p50 %.1f µs, p99 %.1f µs (%d samples); first message of a new channel %.0f ms",
+                                 label, r.throughput, federationMessages, r.p50, r.p99, r.samples, r.firstMilliseconds))
                 }
                 print(String(format: "plain nats.c JetStream publisher:  R1 %10.0f msgs/s, R3 %10.0f msgs/s (64 B, 1024 in flight); comet A → B: %.2f× and %.2f× of it",
                              report.ceilingR1, report.ceilingR3, report.r1.throughput / report.ceilingR1, report.r3.throughput / report.ceilingR3))

@@ -44,9 +44,9 @@ struct Scenarios {
     }
 
     /// Counts MESSAGE frames on `socket` until `total`, checking they arrive in sequence order.
-    static func consume(_ socket: BenchSocket, total: Int, progress: AtomicCounter?) -> Bool {
+    static func consume(_ socket: BenchSocket, total: Int, progress: AtomicCounter?, from first: UInt64 = 1) -> Bool {
         var received = 0
-        var expected: UInt64 = 1
+        var expected = first
         while received < total, let (op, body) = socket.nextFrame() {
             if op == Opcode.message.rawValue {
                 let seq = socket.u64(at: body.lowerBound + 5)
@@ -77,13 +77,15 @@ struct Scenarios {
 
     /// Pushes `total` messages in batches while another thread reads them on `consumer`, checked
     /// in order; messages per second from the first push to the last read, nil on a gap or FULL.
-    func streamRate(channel: UInt64, producer: BenchSocket, consumer: BenchSocket, total: Int, lead: Int, numbered: Bool = false) -> Double? {
+    func streamRate(
+        channel: UInt64, producer: BenchSocket, consumer: BenchSocket, total: Int, lead: Int, numbered: Bool = false, from first: UInt64 = 1
+    ) -> Double? {
         let consumed = AtomicCounter()
         let ok = AtomicCounter()
         let done = DispatchSemaphore(value: 0)
         let start = now()
         let reader = Thread {
-            ok.store(Scenarios.consume(consumer, total: total, progress: consumed) ? 1 : 0)
+            ok.store(Scenarios.consume(consumer, total: total, progress: consumed, from: first) ? 1 : 0)
             done.signal()
         }
         reader.start()

@@ -58,6 +58,13 @@ struct InFlight: Hashable {
     let sequence: UInt64
 }
 
+/// What a publish in flight stands for: the generation it was sent under (acknowledgements of an
+/// older one are stale) and how many messages it carries (a run carries several).
+struct Sent {
+    let generation: Int
+    let count: UInt64
+}
+
 /// One exported channel epoch, as the link's worker keeps it: the last `size` messages (the
 /// same buffers as the channel's ring), what was published and acknowledged.
 final class ExportState {
@@ -80,7 +87,7 @@ final class ExportState {
     var lastStreamSequence: UInt64?
     /// Ids in flight, with the generation they were sent under (acknowledgements of an older
     /// generation are stale: a resynchronisation already accounted for them).
-    var inFlight: [InFlight: Int] = [:]
+    var inFlight: [InFlight: Sent] = [:]
     var generation = 0
     var needsResync = true
     /// After a resynchronisation, one message is published alone until JetStream takes it: a

@@ -64,6 +64,15 @@ public final class ImportFeed: @unchecked Sendable {  // inbox under `lock`; `su
         if hop { loop.execute { self.flush() } }
     }
 
+    func post(contentsOf events: [FeedEvent]) {
+        let hop = lock.withLock {
+            inbox.append(contentsOf: events)
+            defer { hopScheduled = true }
+            return !hopScheduled
+        }
+        if hop { loop.execute { self.flush() } }
+    }
+
     private func flush() {
         let events = lock.withLock {
             hopScheduled = false

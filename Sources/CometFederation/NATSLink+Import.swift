@@ -21,6 +21,13 @@ extension NATSLink {
             let token = Unmanaged<FeedToken>.fromOpaque(ctx!).takeUnretainedValue()
             guard let feed = token.feed, let d = delivery?.pointee else { return }
             switch d.event {
+            case Int32(CN_MESSAGE) where d.count > 1:
+                let bytes = UnsafeRawBufferPointer(start: d.data, count: Int(d.len))
+                if let messages = MessageRun.split(bytes, count: Int(d.count), allocator: token.allocator) {
+                    feed.post(contentsOf: messages.enumerated().map { .message(epoch: d.epoch, sequence: d.seq + UInt64($0.offset), payload: $0.element) })
+                } else {
+                    feed.post(.foreign)
+                }
             case Int32(CN_MESSAGE):
                 let payload = d.len > 0
                     ? token.allocator.buffer(bytes: UnsafeRawBufferPointer(start: d.data, count: Int(d.len)))

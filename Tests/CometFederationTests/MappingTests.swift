@@ -106,3 +106,32 @@ extension MappingTests {
         XCTAssertThrowsError(try FederationConfiguration.parse("[nats a]\nurl = nats://h:1\npassword-file = \(path)\n", file: "f"))
     }
 }
+
+/// Runs: several messages in one NATS message (docs/FEDERATION.md "Runs").
+final class MessageRunTests: XCTestCase {
+    func split(_ buffer: ByteBuffer, _ count: Int) -> [ByteBuffer]? {
+        buffer.withUnsafeReadableBytes { MessageRun.split($0, count: count) }
+    }
+
+    func testARunSplitsBackIntoItsMessages() {
+        let messages = [ByteBuffer(string: "a"), ByteBuffer(), ByteBuffer(string: String(repeating: "x", count: 70_000)), ByteBuffer(string: "end")]
+        let run = MessageRun.encode(messages)
+        XCTAssertEqual(run.readableBytes, 4 * 4 + 1 + 70_000 + 3)
+        XCTAssertEqual(run.getInteger(at: 0, as: UInt32.self), 1, "big-endian lengths")
+        XCTAssertEqual(split(run, 4), messages)
+    }
+
+    func testAnythingButAnExactRunIsRefused() {
+        let run = MessageRun.encode([ByteBuffer(string: "ab"), ByteBuffer(string: "cd")])
+        XCTAssertNil(split(run, 1), "bytes left over")
+        XCTAssertNil(split(run, 3), "a message missing")
+        XCTAssertNil(split(run, 0))
+        var cut = run
+        cut.moveWriterIndex(to: cut.writerIndex - 1)
+        XCTAssertNil(split(cut, 2), "the last message cut short")
+        var lying = run
+        lying.setInteger(UInt32.max, at: 0)
+        XCTAssertNil(split(lying, 2), "a length past the end")
+        XCTAssertNil(split(ByteBuffer(), 5000), "a count the bytes cannot hold")
+    }
+}

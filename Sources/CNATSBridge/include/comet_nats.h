@@ -30,6 +30,9 @@ enum { CN_FOREIGN = -1, CN_MESSAGE = 0, CN_OPEN = 1, CN_CLOSE = 2 };
 /* Results of calls that can find nothing. */
 enum { CN_OK = 0, CN_NONE = 1, CN_ERROR = -1, CN_NO_STREAM = -2 };
 
+/* The most messages one run (Comet-Event: run) carries. */
+enum { CN_MAX_RUN = 4096 };
+
 typedef struct cn_options {
     const char *url;      /* nats://host:port (required unless servers is given) */
     const char *const *servers; /* several: any of them may be used (and those the cluster announces) */
@@ -63,6 +66,8 @@ typedef struct cn_delivery {
     uint64_t seq;        /* message: its sequence; open: the first sequence; close: the last */
     uint64_t stream_seq;
     uint64_t pending;    /* messages of the subject after this one, when it was sent */
+    uint64_t count;      /* message: how many it carries (a run, Comet-Event: run: `count` messages from `seq`,
+                            each a u32 big-endian length then its bytes, in data); else 1 */
     const void *data;
     int len;
 } cn_delivery;
@@ -90,8 +95,10 @@ int cn_last(cn_link *l, const char *stream, const char *subject, cn_delivery *ou
  * cn_ack_cb.
  * With `expect_last_seq` != 0 JetStream stores it only if the stream's last message has that
  * stream sequence (Nats-Expected-Last-Sequence: replicated, so it holds across a leader change,
- * unlike the last message id). For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last. */
-int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, const char *msg_id,
+ * unlike the last message id). For CN_OPEN `seq` is the next sequence, for CN_CLOSE the last.
+ * A CN_MESSAGE with `count` > 1 is a run: `data` holds `count` messages from `seq`, each a u32
+ * big-endian length then its bytes. */
+int cn_publish(cn_link *l, const char *subject, int event, uint64_t epoch, uint64_t seq, uint64_t count, const char *msg_id,
                uint64_t expect_last_seq, const void *data, size_t len, char *err, size_t errlen);
 /* Waits up to timeout_ms for the publishes in flight to be acknowledged. */
 int cn_publish_complete(cn_link *l, int64_t timeout_ms);
