@@ -131,10 +131,27 @@ public final class CometClient: Sendable {
 
     // MARK: Requests
 
+    /// Sends a request from any task and waits for its answer: one hop to the event loop (the
+    /// completion resumes the caller directly, without a future's own hop to register on it).
     func request<T: Sendable>(_ operation: Request.Operation, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) async throws -> T {
-        let promise = eventLoop.makePromise(of: T.self)
-        send(operation, promise: promise, decode)
-        return try await promise.futureResult.get()
+        let handler = self.handler
+        return try await withUnsafeThrowingContinuation { continuation in
+            eventLoop.execute { handler.send(operation, completion: Self.resuming(continuation, decode)) }
+        }
+    }
+
+    /// A completion that decodes the OK body into `continuation`, or throws the error there.
+    static func resuming<T: Sendable>(
+        _ continuation: UnsafeContinuation<T, Error>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T
+    ) -> ClientHandler.Completion {
+        { result in
+            switch result {
+            case .success(var body):
+                continuation.resume(with: Result { try decode(&body) })
+            case .failure(let error):
+                continuation.resume(throwing: error)
+            }
+        }
     }
 
     func send<T: Sendable>(_ operation: Request.Operation, promise: EventLoopPromise<T>, _ decode: @escaping @Sendable (inout ByteBuffer) throws -> T) {
@@ -162,9 +179,13 @@ public final class CometClient: Sendable {
 
     /// A numbered push of `count` messages laid out in `messages`, from any task.
     func pushNumbered(channel: UInt64, count: UInt32, messages: ByteBuffer) async throws -> PushReply {
-        let promise = eventLoop.makePromise(of: PushReply.self)
-        sendNumbered(channel: channel, count: count, messages: messages, promise: promise) { try PushReply(from: &$0) }
-        return try await promise.futureResult.get()
+        let handler = self.handler
+        return try await withUnsafeThrowingContinuation { continuation in
+            eventLoop.execute {
+                handler.sendNumbered(
+                    channel: channel, count: count, messages: messages, completion: Self.resuming(continuation) { try PushReply(from: &$0) })
+            }
+        }
     }
 
     /// A numbered push from any task, its answer decoded into `promise` (as `send`).
