@@ -52,15 +52,6 @@ final class MappedReaderTests: XCTestCase {
         }
     }
 
-    func push(_ channel: ChannelProducer, _ range: ClosedRange<Int>, batch: Int = 500) async throws {
-        var start = range.lowerBound
-        while start <= range.upperBound {
-            let end = min(range.upperBound, start + batch - 1)
-            try await channel.push(batch: (start...end).map { Array("m\($0)".utf8) })
-            start = end + 1
-        }
-    }
-
     /// Everything pushed is read from the mapping, once, in order, while the ring grows (the
     /// reader is given the ring's new file each time); a reader that starts late ends with CLOSED.
     func testAMappedReaderReadsEveryMessageAcrossRingGrowth() async throws {
@@ -70,7 +61,7 @@ final class MappedReaderTests: XCTestCase {
         let news = try await client.create("news", size: 100_000)
         let reader = try Reader(["read", daemon.socketPath, "news", "30000"])
         try await Task.sleep(for: .milliseconds(300))
-        try await push(news, 1...30000)
+        try await pushNumbered(news, 1...30000)
         let result = try reader.finish()
         XCTAssertEqual(result["count"] as? Int, 30000, "\(result)")
         XCTAssertEqual(result["first"] as? Int, 1)
@@ -97,11 +88,11 @@ final class MappedReaderTests: XCTestCase {
         chmod(daemon.directory.path, 0o755)
         let client = try await CometClient.connect(to: daemon.socketPath)
         let ring = try await client.create("small", size: 100)
-        try await push(ring, 1...50)
+        try await pushNumbered(ring, 1...50)
         let reader = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "2.0"], uid: Hostile.uid)
         try await Task.sleep(for: .milliseconds(700))
         let started = Date()
-        try await push(ring, 51...1050, batch: 10)
+        try await pushNumbered(ring, 51...1050, batch: 10)
         XCTAssertLessThan(Date().timeIntervalSince(started), 0.5, "a reader of another user never holds the producer")
         let result = try reader.finish()
         XCTAssertEqual(result["count"] as? Int, 20, "\(result)")
@@ -118,10 +109,10 @@ final class MappedReaderTests: XCTestCase {
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let ring = try await client.create("small", size: 100)
-        try await push(ring, 1...50)
+        try await pushNumbered(ring, 1...50)
         let reader = try Reader(["read", daemon.socketPath, "small", "1050", "1", "20", "0.5"])
         try await Task.sleep(for: .milliseconds(200))
-        try await push(ring, 51...1050, batch: 10)
+        try await pushNumbered(ring, 51...1050, batch: 10)
         let result = try reader.finish()
         XCTAssertEqual(result["count"] as? Int, 1050, "\(result)")
         XCTAssertNil(result["full"] as? Int, "\(result)")
@@ -133,7 +124,7 @@ final class MappedReaderTests: XCTestCase {
         let steady = try Reader(["read", daemon.socketPath, "small", "2000", "1051"])
         try await Task.sleep(for: .milliseconds(200))
         for start in stride(from: 1051, through: 3041, by: 10) {
-            try await push(ring, start...(start + 9), batch: 10)
+            try await pushNumbered(ring, start...(start + 9), batch: 10)
             if start % 50 == 1 { try await Task.sleep(for: .milliseconds(2)) }
         }
         let kept = try steady.finish()
@@ -151,11 +142,11 @@ final class MappedReaderTests: XCTestCase {
         chmod(daemon.directory.path, 0o755)
         let client = try await CometClient.connect(to: daemon.socketPath)
         let value = try await client.createNewest("temperature")
-        try await push(value, 1...3, batch: 1)
+        try await pushNumbered(value, 1...3, batch: 1)
         // Another user's reader (never held): reads 1 value, pauses while 500 more come.
         let reader = try Reader(["read", daemon.socketPath, "temperature", "2", "1", "1", "1.0"], uid: Hostile.uid)
         try await Task.sleep(for: .milliseconds(500))
-        try await push(value, 4...503, batch: 1)
+        try await pushNumbered(value, 4...503, batch: 1)
         let result = try reader.finish()
         XCTAssertNil(result["full"] as? Int, "\(result)")
         XCTAssertEqual(result["count"] as? Int, 2, "\(result)")
@@ -170,7 +161,7 @@ final class MappedReaderTests: XCTestCase {
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let news = try await client.create("news", size: 1000)
-        try await push(news, 1...100)
+        try await pushNumbered(news, 1...100)
         for uid: UInt32? in [nil, Hostile.uid] {
             let result = try Reader(["tamper", daemon.socketPath, "news"], uid: uid).finish()
             let who = uid.map { "uid \($0)" } ?? "root"
@@ -188,7 +179,7 @@ final class MappedReaderTests: XCTestCase {
             XCTAssertEqual(result["private_scribbled"] as? Bool, true, "a private copy is the reader's own")
             XCTAssertEqual(result["shared_last_after"] as? Int, 100, "the shared ring is untouched")
         }
-        try await push(news, 101...200)
+        try await pushNumbered(news, 101...200)
         let reader = try Reader(["read", daemon.socketPath, "news", "200"]).finish()
         XCTAssertEqual(reader["count"] as? Int, 200)
         XCTAssertEqual(reader["payloads"] as? Bool, true, "every reader still reads what was pushed")
@@ -202,7 +193,7 @@ final class MappedReaderTests: XCTestCase {
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let secret = try await client.create("secret.plans", size: 1000)
-        try await push(secret, 1...10)
+        try await pushNumbered(secret, 1...10)
         chmod(daemon.directory.path, 0o755)
         chmod(daemon.socketPath, 0o777)
         let denied = try Reader(["read", daemon.socketPath, "secret.plans", "10"], uid: Hostile.uid).finish()
@@ -259,12 +250,12 @@ final class MappedReaderTests: XCTestCase {
         let news = try await client.create("news", size: 100_000)
         let reader = try Reader(["read", daemon.socketPath, "news", "6000"])
         try await Task.sleep(for: .milliseconds(500))
-        try await push(news, 1...3000)
+        try await pushNumbered(news, 1...3000)
         try await Task.sleep(for: .milliseconds(300))
         kill(daemon.process.processIdentifier, SIGHUP)
         let deadline = Date().addingTimeInterval(20)
         while !daemon.log.contains("state taken over"), Date() < deadline { usleep(20_000) }
-        try await push(news, 3001...6000)
+        try await pushNumbered(news, 3001...6000)
         let result = try reader.finish()
         XCTAssertEqual(result["count"] as? Int, 6000, "\(result)")
         XCTAssertEqual(result["in_order"] as? Bool, true, "\(result)")

@@ -8,15 +8,6 @@ import XCTest
 /// The Swift client and `comet listen` read site channels from the ring, mapped (docs/PROTOCOL.md
 /// §6.23), by default: the same messages, order and endings as from the socket.
 final class SwiftMappedReaderTests: XCTestCase {
-    func push(_ channel: ChannelProducer, _ range: ClosedRange<Int>, batch: Int = 500) async throws {
-        var start = range.lowerBound
-        while start <= range.upperBound {
-            let end = min(range.upperBound, start + batch - 1)
-            try await channel.push(batch: (start...end).map { Array("m\($0)".utf8) })
-            start = end + 1
-        }
-    }
-
     /// Fails unless `sequences` is exactly 1…`count`, naming the first place it is not.
     func assertWhole(_ sequences: [UInt64], _ count: Int, _ context: String = "", line: UInt = #line) {
         let wrong = sequences.enumerated().first { $0.element != UInt64($0.offset + 1) }
@@ -58,7 +49,7 @@ final class SwiftMappedReaderTests: XCTestCase {
         let socket = try await reader.subscribe("news", mapped: false)
         async let fromRing = Self.readAll(mapped)
         async let fromSocket = Self.readAll(socket)
-        try await push(news, 1...30000)
+        try await pushNumbered(news, 1...30000)
         try await news.close()
         let (ring, plain) = await (fromRing, fromSocket)
         XCTAssertNil(ring.error)
@@ -79,12 +70,12 @@ final class SwiftMappedReaderTests: XCTestCase {
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let news = try await client.create("news", size: 200)
-        try await push(news, 1...100)
+        try await pushNumbered(news, 1...100)
         let reader = try await CometClient.connect(to: daemon.socketPath)
         let lastFive = try await reader.subscribe("news", from: .last(5))
         let fromSeventy = try await reader.subscribe("news", from: .from(70))
         let oldest = try await reader.subscribe("news", from: .oldest)
-        try await push(news, 101...101)
+        try await pushNumbered(news, 101...101)
         try await news.close()
         for (subscription, first) in [(lastFive, 96), (fromSeventy, 70), (oldest, 1)] {
             let result = await Self.readAll(subscription)
@@ -108,7 +99,7 @@ final class SwiftMappedReaderTests: XCTestCase {
         let reader = try await CometClient.connect(to: daemon.socketPath)
         let subscription = try await reader.subscribe("small")
         async let read = Self.readAll(subscription, pauseEvery: 10)
-        try await push(small, 1...3000, batch: 10)
+        try await pushNumbered(small, 1...3000, batch: 10)
         try await small.close()
         let result = await read
         XCTAssertNil(result.error, "\(String(describing: result.error))")
@@ -173,7 +164,7 @@ final class SwiftMappedReaderTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(20))
         }
         // Nobody reads its output: it blocks once the pipe is full, and so stops reading.
-        try await push(small, 1...50000, batch: 50)
+        try await pushNumbered(small, 1...50000, batch: 50)
         let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         listen.waitUntilExit()
         let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -205,7 +196,7 @@ final class SwiftMappedReaderTests: XCTestCase {
             }
             return sequences
         }
-        try await push(news, 1...1000, batch: 100)
+        try await pushNumbered(news, 1...1000, batch: 100)
         try await Task.sleep(for: .milliseconds(500))
         XCTAssertTrue(subscription.info.mapped)
         supervisor.stop(SIGKILL)
@@ -219,7 +210,7 @@ final class SwiftMappedReaderTests: XCTestCase {
             }
         }
         XCTAssertTrue(adopted)
-        try await push(news, 1001...2000, batch: 100)
+        try await pushNumbered(news, 1001...2000, batch: 100)
         let sequences = try await read.value
         assertWhole(sequences, 2000, supervisor.log)
         XCTAssertTrue(subscription.info.mapped, "mapped again after the crash")
@@ -237,12 +228,12 @@ final class SwiftMappedReaderTests: XCTestCase {
         let reader = try await CometClient.connect(to: daemon.socketPath)
         let subscription = try await reader.subscribe("news")
         async let read = Self.readAll(subscription)
-        try await push(news, 1...3000)
+        try await pushNumbered(news, 1...3000)
         try await Task.sleep(for: .milliseconds(300))
         kill(daemon.process.processIdentifier, SIGHUP)
         let deadline = Date().addingTimeInterval(20)
         while !daemon.log.contains("state taken over"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        try await push(news, 3001...6000)
+        try await pushNumbered(news, 3001...6000)
         try await news.close()
         let result = await read
         XCTAssertNil(result.error)
