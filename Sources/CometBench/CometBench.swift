@@ -42,6 +42,9 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages for the Swift-client runs.")
     var swiftMessages: Int = 2_000_000
 
+    @Option(help: "Messages each of the 10 Swift readers reads in the Swift fan-out run.")
+    var swiftFanOutMessages: Int = 500_000
+
     @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, isolation, memory, swift, federation, store, upgrade, crash.")
     var only: String = "1to1,fanout,latency,isolation,memory,swift,federation,store,upgrade,crash"
 
@@ -103,6 +106,11 @@ struct CometBench: ParsableCommand {
                 print(String(format: "Swift client, for-try-await reader 1→1, %@: %10.0f msgs/s%@  (%d messages, default ring; %@)",
                              mapped ? "mapped" : "socket", read.rate, read.complete ? "" : " INCOMPLETE", swiftMessages,
                              onMain ? "Task { @MainActor in … } under a run loop" : "a task of the global executor"))
+            }
+            for mapped in [false, true] {
+                let fan = try withDaemon { s, _ in try s.swiftFanOut(total: swiftFanOutMessages, readers: 10, mapped: mapped) }
+                print(String(format: "Swift client, 10 for-try-await readers, %@: %10.0f delivered msgs/s%@  (%d messages each; tasks of the global executor)",
+                             mapped ? "mapped" : "socket", fan.rate, fan.complete ? "" : " INCOMPLETE", swiftFanOutMessages))
             }
             for onMain in [false, true] {
                 let rate = try withDaemon { s, _ in try s.swiftAwaitedPushes(count: 50_000, onMainActor: onMain) }

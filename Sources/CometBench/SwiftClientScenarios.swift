@@ -83,6 +83,51 @@ extension Scenarios {
         return (Double(expected - 1) / seconds, complete && expected == UInt64(total) + 1)
     }
 
+    /// `readers` Swift clients, each a `for try await` reader in a task of its own, read the same
+    /// `total` messages pushed by the raw-codec producer into a ring that keeps them all:
+    /// delivered messages per second, and whether every reader got every message in order.
+    func swiftFanOut(total: Int, readers: Int, mapped: Bool) throws -> (rate: Double, complete: Bool) {
+        let socket = self.socket
+        let producer = try BenchSocket(path: socket)
+        try producer.handshake()
+        let channel = try producer.create("bench.swift.fanout", size: 1_000_000)
+        let start = { @Sendable in
+            Thread {
+                self.produce(channel: channel, producer: producer, total: total, batch: 256, consumed: AtomicCounter(), lead: Int.max)
+            }.start()
+        }
+        return try blocking {
+            var clients: [CometClient] = []
+            var subscriptions: [CometSubscription] = []
+            for _ in 0..<readers {
+                let client = try await CometClient.connect(to: socket)
+                clients.append(client)
+                subscriptions.append(try await client.subscribe("bench.swift.fanout", mapped: mapped))
+            }
+            let began = DispatchTime.now().uptimeNanoseconds
+            start()
+            let complete = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for subscription in subscriptions {
+                    group.addTask {
+                        var expected: UInt64 = 1
+                        for try await message in subscription {
+                            guard message.sequence == expected else { return false }
+                            expected += 1
+                            if expected > UInt64(total) { break }
+                        }
+                        return expected == UInt64(total) + 1
+                    }
+                }
+                var all = true
+                for try await done in group { all = all && done }
+                return all
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+            for client in clients { await client.close() }
+            return (Double(total * readers) / seconds, complete)
+        }
+    }
+
     /// A Swift producer pushing `total` messages, timed until every one is in (a raw-codec reader
     /// drains them): `push(contentsOf:)` when `contentsOf`, else `publish` then `flush`.
     func swiftProducer(total: Int, contentsOf: Bool) throws -> Double {
