@@ -20,7 +20,7 @@ public enum MessageRun {
 
     /// The `count` messages of a run; nil unless `bytes` is exactly that.
     public static func split(_ bytes: UnsafeRawBufferPointer, count: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> [ByteBuffer]? {
-        guard count >= 1, count <= bytes.count / 4 + 1 else { return nil }
+        guard count >= 1, count <= bytes.count / 4 else { return nil }  // each message takes 4 bytes at least
         var messages: [ByteBuffer] = []
         messages.reserveCapacity(count)
         var at = 0
