@@ -103,8 +103,15 @@ extension ClientHandler {
                 return  // the ring moved to another file; its ticket is on its way
             }
         }
+        if ring.say(readUpTo: sink.last + 1), sink.last > reading.acknowledged {
+            // A producer waits for this reader: say so on the socket too.
+            reading.acknowledged = sink.last
+            sink.path = .mapped(reading)
+            send(.ack(subscription: sink.serverID, sequence: sink.last)) { _ in }
+        }
         if reading.reportWanted, sink.last >= reading.announced {
             reading.reportWanted = false
+            reading.acknowledged = max(reading.acknowledged, reading.announced)
             sink.path = .mapped(reading)
             send(.ack(subscription: sink.serverID, sequence: reading.announced)) { _ in }
         }

@@ -16,14 +16,19 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
     private let capacity: UInt64
     private let size: UInt64
     private let data: Int
+    /// A protected reader's position page (docs/PROTOCOL.md §6.23), mapped read-write: how far it
+    /// read goes there, and the daemon's request for an ACK comes from there.
+    private let position: UnsafeMutableRawPointer?
+    private static let positionLength = 4096, atRead = 0, atWanted = 64
 
     /// Header offsets (native byte order, as the daemon writes them).
     private static let magic: UInt64 = 0x474e_5254_454d_4f43
     private static let atCapacity = 16, atDataSize = 24, atFirst = 104, atLast = 112, header = 4096
 
-    /// Maps `descriptor` (closed by the caller); nil when the file is not a ring this client
-    /// understands. Nothing in the file is trusted before it is checked.
-    init?(descriptor: Int32) {
+    /// Maps `descriptor` (closed by the caller), and `positionDescriptor` when the daemon gave
+    /// one; nil when the file is not a ring this client understands. Nothing in the file is
+    /// trusted before it is checked.
+    init?(descriptor: Int32, positionDescriptor: Int32 = -1) {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { return nil }
         let length = Int(info.st_size)
@@ -40,14 +45,40 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
             munmap(mapped, length)
             return nil
         }
+        var page: UnsafeMutableRawPointer?
+        if positionDescriptor >= 0 {
+            guard fstat(positionDescriptor, &info) == 0, Int(info.st_size) >= Self.positionLength,
+                let mappedPage = mmap(nil, Self.positionLength, PROT_READ | PROT_WRITE, MAP_SHARED, positionDescriptor, 0),
+                mappedPage != MAP_FAILED
+            else {
+                munmap(mapped, length)
+                return nil
+            }
+            page = mappedPage
+        }
         self.base = base
         self.length = length
         self.capacity = capacity
         self.size = size
         self.data = Self.header + Int(index)
+        self.position = page
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: base), length)
+        if let position { munmap(position, Self.positionLength) }
+    }
+
+    /// Says in the position page that every message before `next` was read; true when the daemon
+    /// also wants an ACK (a producer waits). The fence pairs with the daemon's between its request
+    /// and its second look: one of the two sees the other. False without a page.
+    func say(readUpTo next: UInt64) -> Bool {
+        guard let position else { return false }
+        atomicMemoryFence(ordering: .releasing)
+        position.storeBytes(of: next, toByteOffset: Self.atRead, as: UInt64.self)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return position.load(fromByteOffset: Self.atWanted, as: UInt64.self) != 0
+    }
 
     /// What reading one message found.
     enum Read {
@@ -111,9 +142,13 @@ extension MappedRing {
         guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
             throw ConnectionError(.lost, "RING could not be sent: \(String(cString: strerror(errno)))")
         }
-        // The answer, its descriptor with its first bytes.
+        // The answer, its descriptors (the ring, then a position page) with its first bytes.
         var ring: Int32 = -1
-        defer { if ring >= 0 { close(ring) } }
+        var page: Int32 = -1
+        defer {
+            if ring >= 0 { close(ring) }
+            if page >= 0 { close(page) }
+        }
         let decoder = FrameDecoder()
         var input = ByteBuffer()
         while true {
@@ -138,10 +173,21 @@ extension MappedRing {
             if count < 0, errno == EINTR || errno == EAGAIN { continue }
             guard count > 0 else { throw ConnectionError(.lost, "cometd closed the RING connection without an answer") }
             if ring < 0, controlLength >= 20 {
-                // struct cmsghdr { size_t len; int level; int type; } then one descriptor.
+                // struct cmsghdr { size_t len; int level; int type; } then the descriptors.
                 control.withUnsafeBytes { raw in
-                    if raw.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET, raw.load(fromByteOffset: 12, as: Int32.self) == Int32(SCM_RIGHTS) {
-                        ring = raw.load(fromByteOffset: 16, as: Int32.self)
+                    guard raw.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
+                        raw.load(fromByteOffset: 12, as: Int32.self) == Int32(SCM_RIGHTS)
+                    else { return }
+                    let passed = (min(raw.load(fromByteOffset: 0, as: Int.self), controlLength) - 16) / 4
+                    for i in 0..<passed {
+                        let descriptor = raw.load(fromByteOffset: 16 + 4 * i, as: Int32.self)
+                        if ring < 0 {
+                            ring = descriptor
+                        } else if page < 0 {
+                            page = descriptor
+                        } else {
+                            close(descriptor)
+                        }
                     }
                 }
             }
@@ -152,8 +198,10 @@ extension MappedRing {
             }
             guard let body = frame else { continue }
             switch try? ServerFrame.decode(body: body) {
-            case .ok:
-                guard ring >= 0, let mapped = MappedRing(descriptor: ring) else {
+            case .ok(_, var body):
+                let reply = try? RingReply(from: &body)
+                let wantsPage = (reply?.positionLength ?? 0) > 0
+                guard ring >= 0, !wantsPage || page >= 0, let mapped = MappedRing(descriptor: ring, positionDescriptor: wantsPage ? page : -1) else {
                     throw ConnectionError(.protocolViolation, "cometd's answer to RING carried no ring this client can read")
                 }
                 return mapped

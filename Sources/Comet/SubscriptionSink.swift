@@ -78,6 +78,8 @@ struct MappedReading {
     var newest = false
     /// Say (ACK) how far it read once it has read through `announced`.
     var reportWanted = false
+    /// The last sequence an ACK said was read.
+    var acknowledged: UInt64 = 0
 }
 
 /// What a subscription asked for, to ask again after a reconnect.

@@ -148,15 +148,25 @@ public struct PushReply: Reply, Hashable {
 
 /// Reply to RING: the ring file's size in bytes (what to map); its descriptor comes with it.
 public struct RingReply: Reply, Hashable {
+    /// Bytes of the ring file (the first descriptor).
     public var length: UInt64
+    /// Bytes of the reader's position page (the second descriptor), 0 when none follows.
+    public var positionLength: UInt64
 
-    public init(length: UInt64) { self.length = length }
+    public init(length: UInt64, positionLength: UInt64 = 0) {
+        self.length = length
+        self.positionLength = positionLength
+    }
 
     public init(from body: inout ByteBuffer) throws(WireError) {
         length = try body.readWire(UInt64.self, "length")
+        positionLength = body.readableBytes >= 8 ? try body.readWire(UInt64.self, "position length") : 0
     }
 
-    public func write(to body: inout ByteBuffer) { body.writeInteger(length) }
+    public func write(to body: inout ByteBuffer) {
+        body.writeInteger(length)
+        body.writeInteger(positionLength)
+    }
 }
 
 /// Reply to CLOSE: the last sequence number the channel gave (0 if none).

@@ -100,37 +100,55 @@ final class MappedReaderTests: XCTestCase {
         await client.close()
     }
 
-    /// A mapped reader of the producer's own user is protected as a socket reader is: paused
-    /// while the ring moves on, it is detached from the ring before it could lose a message and
-    /// served over the socket from the first message it had not said it read — nothing lost,
-    /// nothing twice (it drops what it had read from the ring already).
+    /// A mapped reader of the producer's own user is protected as a socket reader is. Paused for
+    /// less than the reader grace while the ring moves on, it holds the producer and stays on the
+    /// ring (it says how far it read in its position page, and with ACK when the page asks).
+    /// Paused for longer, it is detached from the ring once the grace is over and served over the
+    /// socket from the first message it had not read — nothing lost, nothing twice (it drops what
+    /// it had read from the ring already).
     func testAPausedMappedReaderOfTheProducersUserLosesNothing() async throws {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
         let ring = try await client.create("small", size: 100)
         try await pushNumbered(ring, 1...50)
-        let reader = try Reader(["read", daemon.socketPath, "small", "1050", "1", "20", "0.5"])
+        let brief = try Reader(["read", daemon.socketPath, "small", "1050", "1", "20", "0.5"])
         try await Task.sleep(for: .milliseconds(200))
+        let started = Date()
         try await pushNumbered(ring, 51...1050, batch: 10)
-        let result = try reader.finish()
-        XCTAssertEqual(result["count"] as? Int, 1050, "\(result)")
+        XCTAssertGreaterThan(Date().timeIntervalSince(started), 0.2, "the producer waited for the paused reader")
+        let held = try brief.finish()
+        XCTAssertEqual(held["count"] as? Int, 1050, "\(held)")
+        XCTAssertNil(held["full"] as? Int, "\(held)")
+        XCTAssertEqual(held["in_order"] as? Bool, true)
+        XCTAssertEqual(held["payloads"] as? Bool, true)
+        XCTAssertEqual(held["position_page"] as? Bool, true, "\(held)")
+        XCTAssertNil(held["detached"] as? Int, "a pause within the grace keeps it on the ring: \(held)")
+        XCTAssertEqual(held["socket_messages"] as? Int, 0, "\(held)")
+        XCTAssertGreaterThan(held["reports"] as? Int ?? 0, 0, "it said how far it read when asked: \(held)")
+        // Paused beyond the grace (1 s): detached, then served over the socket.
+        let long = try Reader(["read", daemon.socketPath, "small", "1000", "1051", "20", "1.8"])
+        try await Task.sleep(for: .milliseconds(200))
+        try await pushNumbered(ring, 1051...2050, batch: 10)
+        let result = try long.finish()
+        XCTAssertEqual(result["count"] as? Int, 1000, "\(result)")
         XCTAssertNil(result["full"] as? Int, "\(result)")
         XCTAssertEqual(result["in_order"] as? Bool, true)
         XCTAssertEqual(result["payloads"] as? Bool, true)
         XCTAssertNotNil(result["detached"] as? Int, "detached from the ring: \(result)")
         XCTAssertGreaterThan(result["socket_messages"] as? Int ?? 0, 0, "then served over the socket: \(result)")
         // A reader that keeps up says how far it read and stays on the ring.
-        let steady = try Reader(["read", daemon.socketPath, "small", "2000", "1051"])
+        let steady = try Reader(["read", daemon.socketPath, "small", "2000", "2051"])
         try await Task.sleep(for: .milliseconds(200))
-        for start in stride(from: 1051, through: 3041, by: 10) {
+        for start in stride(from: 2051, through: 4041, by: 10) {
             try await pushNumbered(ring, start...(start + 9), batch: 10)
             if start % 50 == 1 { try await Task.sleep(for: .milliseconds(2)) }
         }
         let kept = try steady.finish()
         XCTAssertEqual(kept["count"] as? Int, 2000, "\(kept)")
         XCTAssertEqual(kept["in_order"] as? Bool, true)
-        XCTAssertGreaterThan(kept["reports"] as? Int ?? 0, 0, "it said how far it read: \(kept)")
+        XCTAssertNil(kept["detached"] as? Int, "it stays on the ring: \(kept)")
+        XCTAssertEqual(kept["socket_messages"] as? Int, 0, "\(kept)")
         await client.close()
     }
 
@@ -178,6 +196,14 @@ final class MappedReaderTests: XCTestCase {
             }
             XCTAssertEqual(result["private_scribbled"] as? Bool, true, "a private copy is the reader's own")
             XCTAssertEqual(result["shared_last_after"] as? Int, 100, "the shared ring is untouched")
+            if uid == nil {
+                // The producer's user is protected: it has a position page to write, never to resize.
+                XCTAssertEqual(result["page_write"] as? String, "allowed", "\(who): \(result)")
+                XCTAssertEqual(result["page_truncate"] as? String, "EPERM", "\(who): \(result)")
+                XCTAssertEqual(result["page_grow"] as? String, "EPERM", "\(who): \(result)")
+            } else {
+                XCTAssertNil(result["page_write"], "a reader of another user is never waited for: no page: \(result)")
+            }
         }
         try await pushNumbered(news, 101...200)
         let reader = try Reader(["read", daemon.socketPath, "news", "200"]).finish()

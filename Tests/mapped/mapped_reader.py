@@ -61,14 +61,43 @@ def fetch(path, ticket):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
     s.sendall(frame(0x1A, 1, struct.pack(">Q", ticket)))
-    data, fds, _, _ = socket.recv_fds(s, 4096, 1)
+    data, fds, _, _ = socket.recv_fds(s, 4096, 2)
     s.close()
     if len(data) < 5 or data[4] != 0x80:
         for fd in fds:
             os.close(fd)
         code = struct.unpack(">H", data[9:11])[0] if len(data) >= 11 else 0
         return None, ERRORS.get(code, "error %d" % code)
-    return fds[0], None
+    # OK: u64 length, u64 position_length (a protected reader's position page, the second descriptor).
+    position_length = struct.unpack(">Q", data[17:25])[0] if len(data) >= 25 else 0
+    page = fds[1] if position_length and len(fds) > 1 else None
+    return (fds[0], page), None
+
+
+LIBC = ctypes.CDLL(None)
+FENCE_LOCK = ctypes.c_int(0)
+LIBC.pthread_spin_init(ctypes.byref(FENCE_LOCK), 0)
+
+
+def full_fence():
+    """A locked instruction: the store before it is visible before the load after it."""
+    LIBC.pthread_spin_lock(ctypes.byref(FENCE_LOCK))
+    LIBC.pthread_spin_unlock(ctypes.byref(FENCE_LOCK))
+
+
+class Position:
+    """A protected reader's position page: how far it read (offset 0), whether a producer waits
+    for its ACK (offset 64)."""
+
+    def __init__(self, fd):
+        self.map = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        os.close(fd)
+
+    def say(self, next_sequence):
+        """Stores how far it read; True when the daemon wants an ACK too."""
+        struct.pack_into("<Q", self.map, 0, next_sequence)
+        full_fence()
+        return struct.unpack_from("<Q", self.map, 64)[0] != 0
 
 
 class Ring:
@@ -108,7 +137,8 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
     if error:
         return {"error": error}
     sid, cursor = sub
-    ring, got, ok, result = None, [], True, {"tickets": 0, "socket_messages": 0, "full": None, "closed": None}
+    ring, position, acked, got, ok = None, None, 0, [], True
+    result = {"tickets": 0, "socket_messages": 0, "full": None, "closed": None}
     while len(got) < count:
         try:
             body = c.read_frame()
@@ -125,12 +155,15 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             flags = body[21] if len(body) > 21 else 0
             report, held, newest = flags & 1, flags & 2, flags & 4
             if ticket:
-                fd, error = fetch(path, ticket)
+                fds, error = fetch(path, ticket)
                 if error and error != "BAD_TOKEN":  # BAD_TOKEN: superseded, the next ticket follows
                     return {"error": error}
-                if fd is not None:
-                    ring = Ring(fd)
+                if fds is not None:
+                    ring = Ring(fds[0])
+                    position = Position(fds[1]) if fds[1] is not None else None
                     result["tickets"] += 1
+                    if position:
+                        result["position_page"] = True
             while cursor <= last and len(got) < count:
                 if len(got) == pause_after:
                     print(json.dumps({"paused": cursor}), flush=True)
@@ -149,7 +182,12 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                 cursor += 1
             if result["full"] is not None:
                 break
-            if report and cursor > last:  # a producer of our user waits for this
+            if ring is not None and position is not None and position.say(cursor) and cursor - 1 > acked:
+                acked = cursor - 1  # a producer of our user waits for this reader: ACK too
+                c.sock.sendall(frame(0x0C, 3, struct.pack(">IQ", sid, acked)))
+                result["reports"] = result.get("reports", 0) + 1
+            if report and cursor > last:  # asked to say how far it read
+                acked = max(acked, last)
                 c.sock.sendall(frame(0x0C, 3, struct.pack(">IQ", sid, last)))
                 result["reports"] = result.get("reports", 0) + 1
         elif op == 0x9A:  # detached from the ring: served over the socket from here
@@ -213,9 +251,10 @@ def outcome(action):
 
 def tamper(path, name):
     keep, ticket = first_ticket(path, name)
-    fd, error = fetch(path, ticket)
+    fds, error = fetch(path, ticket)
     if error:
         return {"error": error}
+    fd, page = fds
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -246,6 +285,12 @@ def tamper(path, name):
     shared = Ring(os.dup(fd))
     result["private_scribbled"] = private[HEADER_LAST] == 0xff
     result["shared_last_after"] = shared.u64(HEADER_LAST)
+    if page is not None:
+        # The position page is the reader's to write, never to resize (the daemon reads it).
+        result["page_write"] = outcome(lambda: os.pwrite(page, struct.pack("<Q", 1 << 62), 0))
+        result["page_truncate"] = outcome(lambda: os.ftruncate(page, 0))
+        result["page_grow"] = outcome(lambda: os.ftruncate(page, 1 << 20))
+        os.close(page)
     os.close(fd)
     keep.sock.close()
     return result

@@ -33,6 +33,8 @@ struct mapped_ring {
         uint8_t *base;
         size_t length;
         uint64_t capacity, size, data;
+        /* A protected reader's position page (read-write, shared with the daemon), or NULL. */
+        uint8_t *position;
 };
 
 struct subscription {

@@ -18,6 +18,10 @@
 #define AT_FIRST 104
 #define AT_LAST 112
 #define RING_HEADER 4096u
+/* Position page fields (docs/PROTOCOL.md §6.23, "Position page"). */
+#define POSITION_LENGTH 4096u
+#define AT_READ 0
+#define AT_WANTED 64
 
 static uint64_t field(const uint8_t *base, size_t at) {
         uint64_t v;
@@ -28,6 +32,8 @@ static uint64_t field(const uint8_t *base, size_t at) {
 void ring_release(struct mapped_ring *ring) {
         if (ring->base)
                 munmap(ring->base, ring->length);
+        if (ring->position)
+                munmap(ring->position, POSITION_LENGTH);
         memset(ring, 0, sizeof *ring);
 }
 
@@ -39,7 +45,7 @@ static int ring_fetch(comet *c, uint64_t ticket, struct mapped_ring *out) {
         uint8_t frame[17] = {0, 0, 0, 13, OP_RING, 0, 0, 0, 1};
         for (int i = 0; i < 8; i++)
                 frame[9 + i] = (uint8_t)(ticket >> (56 - 8 * i));
-        int r = 0, ring_fd = -1;
+        int r = 0, ring_fd = -1, position_fd = -1;
         uint8_t reply[1024];
         size_t got = 0;
         if (send(fd, frame, sizeof frame, MSG_NOSIGNAL) != (ssize_t)sizeof frame) {
@@ -55,7 +61,7 @@ static int ring_fetch(comet *c, uint64_t ticket, struct mapped_ring *out) {
                         r = -ETIMEDOUT;
                         goto done;
                 }
-                char control[CMSG_SPACE(sizeof(int))];
+                char control[CMSG_SPACE(2 * sizeof(int))];
                 struct iovec v = {.iov_base = reply + got, .iov_len = sizeof reply - got};
                 struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
                 ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
@@ -65,9 +71,21 @@ static int ring_fetch(comet *c, uint64_t ticket, struct mapped_ring *out) {
                         r = n < 0 ? -errno : -ECONNRESET;
                         goto done;
                 }
-                for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
-                        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS && ring_fd < 0)
-                                memcpy(&ring_fd, CMSG_DATA(h), sizeof ring_fd);
+                for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+                        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        size_t fds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; i < fds; i++) {
+                                int passed;
+                                memcpy(&passed, CMSG_DATA(h) + i * sizeof(int), sizeof passed);
+                                if (ring_fd < 0)
+                                        ring_fd = passed;
+                                else if (position_fd < 0)
+                                        position_fd = passed;
+                                else
+                                        close(passed);
+                        }
+                }
                 got += (size_t)n;
                 if (got >= sizeof reply)
                         break;
@@ -100,8 +118,22 @@ static int ring_fetch(comet *c, uint64_t ticket, struct mapped_ring *out) {
                 r = -EBADMSG;
                 goto done;
         }
-        *out = (struct mapped_ring){.base = base, .length = length, .capacity = capacity, .size = size, .data = data};
+        /* A protected reader's position page: the answer says its size after the ring's. */
+        uint8_t *position = NULL;
+        uint64_t position_length = got >= 25 ? be64(reply + 17) : 0;
+        if (position_length) {
+                if (position_fd < 0 || position_length != POSITION_LENGTH ||
+                    fstat(position_fd, &info) < 0 || (uint64_t)info.st_size < POSITION_LENGTH ||
+                    (position = mmap(NULL, POSITION_LENGTH, PROT_READ | PROT_WRITE, MAP_SHARED, position_fd, 0)) == MAP_FAILED) {
+                        munmap(base, length);
+                        r = -EBADMSG;
+                        goto done;
+                }
+        }
+        *out = (struct mapped_ring){.base = base, .length = length, .capacity = capacity, .size = size, .data = data, .position = position};
 done:
+        if (position_fd >= 0)
+                close(position_fd);
         if (ring_fd >= 0)
                 close(ring_fd);
         close(fd);
@@ -200,7 +232,17 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                 s->last = seq;
                 s->on_message(c, id, seq, c->ring_copy, length, s->userdata);
         }
-        if (report && (s = find_local(c, id)) && s->ring.base && s->last >= last && s->last > s->acked)
+        if (!(s = find_local(c, id)) || !s->ring.base)
+                return 0;
+        if (s->ring.position) {
+                /* Say how far it read; a producer waiting for that also wants an ACK (the fence
+                 * pairs with the daemon's between asking and looking again). */
+                __atomic_store_n((uint64_t *)(s->ring.position + AT_READ), s->last + 1, __ATOMIC_RELEASE);
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                if (__atomic_load_n((const uint64_t *)(s->ring.position + AT_WANTED), __ATOMIC_ACQUIRE) && s->last > s->acked)
+                        s->acked = s->last;
+        }
+        if (report && s->last >= last && s->last > s->acked)
                 s->acked = s->last;
         return 0;
 }

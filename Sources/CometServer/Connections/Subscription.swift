@@ -31,11 +31,27 @@ struct MappedReading {
     /// The generation of the ring file it was last given a ticket for (0: none yet).
     var generation: UInt64 = 0
     /// Whether it is protected (it may hold the producer: same user, a channel with a producer).
-    /// A protected reader that would lose a message it has not said it read is detached from the
-    /// ring and served over the socket from there (docs/SEMANTICS.md).
+    /// A push that would evict a message a protected reader has not said it read waits for its
+    /// ACK, for at most the reader grace; then the reader is detached from the ring and served
+    /// over the socket from there (docs/SEMANTICS.md).
     let held: Bool
     /// The first message it has not said it read (ACK).
     var read: UInt64
+    /// A producer waits for its ACK: the next RING_ADVANCED asks for one (REPORT), even if it
+    /// announces nothing new.
+    var reportNow = false
+    /// The highest `last` a RING_ADVANCED asked it to report (0: none).
+    var reportAsked: UInt64 = 0
+    /// Where a protected reader says how far it read without a request (nil: it reports with
+    /// ACK when RING_ADVANCED asks, REPORT).
+    var position: PositionPage? = nil
+
+    /// The first message it has read up to, by what it said (ACK, or its position page clamped
+    /// to what was announced before `announcedUpTo`).
+    func readUpTo(announcedUpTo cursor: UInt64) -> UInt64 {
+        guard let position else { return read }
+        return max(read, min(position.read, cursor))
+    }
 }
 
 /// Identifies a waiting subscription in the registry.

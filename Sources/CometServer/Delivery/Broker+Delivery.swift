@@ -57,7 +57,7 @@ extension Broker {
             let limit = out.writerIndex + configuration.deliveryBudget
             var ended: [UInt32] = []
             var advanced: [(UInt32, UInt64)] = []
-            var regenerated: [(UInt32, UInt64)] = []
+            var remapped: [(UInt32, MappedReading)] = []
             var more = false
             for (id, sub) in conn.subscriptions {
                 let cursor: UInt64
@@ -67,9 +67,9 @@ extension Broker {
                     let start: UInt64
                     if let mapped = sub.mapped {
                         start = sub.cursor
-                        let generation: UInt64?
-                        (cursor, generation) = announceRing(of: channel, to: id, mapped, from: start, conn, into: &out)
-                        if let generation { regenerated.append((id, generation)) }
+                        let reading: MappedReading
+                        (cursor, reading) = announceRing(of: channel, to: id, mapped, from: start, conn, into: &out)
+                        remapped.append((id, reading))
                     } else {
                         start = channel.catchUp(sub.cursor)
                         (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
@@ -116,7 +116,7 @@ extension Broker {
             }
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
-            for (id, generation) in regenerated { conn.subscriptions[id]?.mapped?.generation = generation }
+            for (id, reading) in remapped { conn.subscriptions[id]?.mapped = reading }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

@@ -34,7 +34,11 @@ extension Broker {
         guard count > 0, channel.room(above: channel.protectedFloor) < count else { return false }
         // Bytes this pass may copy: many slow readers cannot stall the loop all at once; those
         // left over are served at the next turn.
-        let pass = handOver(channel, producer: conn.uid, budget: configuration.handOverBudget)
+        var pass = handOver(channel, producer: conn.uid, budget: configuration.handOverBudget, detaching: false)
+        if pass.holdingFloor != .max, channel.room(above: pass.holdingFloor) < count, !pass.positions.isEmpty {
+            // Mapped readers in the way are asked to say how far they read: they may have read on.
+            pass.recountAsking(channel)
+        }
         guard pass.holdingFloor != .max, channel.room(above: pass.holdingFloor) < count else {
             holds.end(conn.id)
             return false
@@ -59,7 +63,8 @@ extension Broker {
         return true
     }
 
-    /// A reader's queue drained (or it left): producers that waited for it go on.
+    /// A reader's queue drained, a mapped reader said how far it read, or it left: producers that
+    /// waited for it go on (and look again).
     func readerDrained(_ reader: ConnectionState) {
         for id in holds.drained(reader.id) { connections[id]?.holdReleased?() }
     }
@@ -118,11 +123,44 @@ extension Broker {
     /// What one hand-over pass found.
     struct HandOverPass {
         /// Readers that may hold the producer, whose queue is full while they still miss
-        /// messages the ring holds, and the lowest of their cursors.
+        /// messages the ring holds (or, mapped, have not said they read them), and the lowest of
+        /// their cursors.
         var holding: [ConnectionState] = []
         var holdingFloor = UInt64.max
+        /// Among them, mapped readers with a position page (connection, subscription, how far
+        /// they read), and the lowest cursor of the others.
+        var positions: [(ConnectionState, UInt32, UInt64)] = []
+        var otherFloor = UInt64.max
+        /// The channel's protected floor without the mapped readers with a page.
+        var baseFloor = UInt64.max
         /// Whether the pass stopped at its budget with readers left to serve.
         var budgetUsed = false
+
+        /// Asks the mapped readers with a page to say how far they read (ACK once they read on,
+        /// `PositionPage.want`) and reads their pages again: those that read everything up to
+        /// `last` no longer hold (they stay in `holding`: a report from them only makes the
+        /// producer look again). Raises `channel`'s protected floor to match.
+        mutating func recountAsking(_ channel: SiteChannel<ByteRing>) {
+            let last = channel.lastSequence
+            // Those that read everything still bound the next pushes (from their cursor on).
+            var caughtUp = UInt64.max
+            defer { channel.protectedFloor = min(baseFloor, holdingFloor, caughtUp) }
+            holdingFloor = otherFloor
+            var still: [(ConnectionState, UInt32, UInt64)] = []
+            for (conn, id, before) in positions {
+                guard let sub = conn.subscriptions[id], let position = sub.mapped?.position else { continue }
+                let cursor = max(before, min(position.want(), sub.cursor))
+                if cursor != sub.mapped?.read { conn.subscriptions[id]?.mapped?.read = cursor }
+                guard cursor <= last else {
+                    position.settle()
+                    caughtUp = min(caughtUp, cursor)
+                    continue
+                }
+                still.append((conn, id, cursor))
+                holdingFloor = min(holdingFloor, cursor)
+            }
+            positions = still
+        }
     }
 
     /// Copies every message of `channel` its readers have not been handed into their connections'
@@ -130,12 +168,20 @@ extension Broker {
     /// floor: the lowest cursor among the readers the next push must not overtake (those that
     /// may hold `producer`, and those whose queue still has room). A reader of another user
     /// whose queue is full is not protected: the ring moves past it and it gets FULL.
+    ///
+    /// A protected mapped reader that has not said it read what the push would evict holds the
+    /// producer like a socket reader whose queue is full, and is asked to say how far it read;
+    /// once the producer may wait no longer (`detaching`: the push goes in now) it is detached
+    /// from the ring and handed what it misses over the socket instead.
     @discardableResult
-    func handOver(_ channel: SiteChannel<ByteRing>, producer: UInt32?, budget: Int = .max) -> HandOverPass {
+    func handOver(_ channel: SiteChannel<ByteRing>, producer: UInt32?, budget: Int = .max, detaching: Bool = true) -> HandOverPass {
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence
         var floor = UInt64.max
+        // Mapped readers with a position page that have not read everything: kept apart, so that
+        // the floor can be raised when they say they read on (`HandOverPass.recountAsking`).
+        var pagedFloor = UInt64.max
         var pass = HandOverPass()
         var budget = budget
         for reader in channel.readers.keys {
@@ -145,13 +191,34 @@ extension Broker {
                 guard case .site(let read) = found.source, read === channel else { continue }
                 var sub = found
                 if let mapped = sub.mapped {
-                    // A mapped reader has what the ring holds. A protected one about to lose what
-                    // it has not said it read is detached from the ring: from there it is handed
-                    // messages (and holds the producer) as any socket reader.
-                    let cursor = mapped.read
-                    guard mayHold, mapped.held, cursor >= first else { continue }
+                    // A mapped reader has what the ring holds. A protected one that has not said it
+                    // read the oldest messages holds the producer until it does (asked now if need
+                    // be); when the producer may wait no longer, it is detached from the ring: from
+                    // there it is handed messages (and holds the producer) as any socket reader.
+                    guard mayHold, mapped.held else { continue }
+                    let cursor = mapped.readUpTo(announcedUpTo: sub.cursor)
+                    if cursor != mapped.read { conn.subscriptions[id]?.mapped?.read = cursor }
+                    guard cursor >= first else { continue }
                     guard cursor <= last else {
+                        mapped.position?.settle()
                         floor = min(floor, cursor)
+                        continue
+                    }
+                    if !detaching {
+                        if mapped.position != nil {
+                            // Asked to say how far it read only if the producer would wait for it.
+                            pass.positions.append((conn, id, cursor))
+                            pagedFloor = min(pagedFloor, cursor)
+                        } else {
+                            if mapped.reportAsked < last, !mapped.reportNow {
+                                conn.subscriptions[id]?.mapped?.reportNow = true
+                                markDirty(conn)
+                            }
+                            pass.otherFloor = min(pass.otherFloor, cursor)
+                            floor = min(floor, cursor)
+                        }
+                        pass.holding.append(conn)
+                        pass.holdingFloor = min(pass.holdingFloor, cursor)
                         continue
                     }
                     let announced = sub.cursor
@@ -183,13 +250,15 @@ extension Broker {
                     floor = min(floor, cursor)
                     pass.holding.append(conn)
                     pass.holdingFloor = min(pass.holdingFloor, cursor)
+                    pass.otherFloor = min(pass.otherFloor, cursor)
                 } else if conn.pendingOutput < bound, !conn.starved {
                     // Room left (the budget stopped it): protected until its queue is full.
                     floor = min(floor, cursor)
                 }
             }
         }
-        channel.protectedFloor = floor
+        channel.protectedFloor = min(floor, pagedFloor)
+        pass.baseFloor = floor
         return pass
     }
 }

@@ -284,8 +284,13 @@ extension Broker {
             guard sequence < sub.cursor else {
                 throw ChannelRefusal(.invalidPosition, "cannot acknowledge \(sequence): the ring was announced up to \(sub.cursor - 1)")
             }
-            if let mapped = sub.mapped { conn.subscriptions[subscription]?.mapped?.read = max(mapped.read, sequence + 1) }
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
+            if let mapped = sub.mapped {
+                mapped.position?.settle()
+                if sequence + 1 > mapped.read { conn.subscriptions[subscription]?.mapped?.read = sequence + 1 }
+                // A producer may be waiting for this report.
+                if mapped.held { readerDrained(conn) }
+            }
             return
         }
         guard case .clientProcess(let channel) = sub.source else {
