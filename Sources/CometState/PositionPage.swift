@@ -8,7 +8,8 @@ import Glibc
 /// §6.23, "Position page"): one page of shared memory per subscription, written by the reader
 /// (`read`) and by the daemon (`wanted`), read by both. Sealed against resizing, so that nothing
 /// a reader does to it can fault the daemon; what the reader writes is a claim about itself only
-/// (the daemon clamps it to what it announced).
+/// (the daemon clamps it to what it announced). The daemon keeps the mapping, not the descriptor:
+/// a page costs no file descriptor once handed over.
 public final class PositionPage: @unchecked Sendable {  // used on the broker's loop only
     /// Bytes of the file (and of the mapping).
     public static let length = 4096
@@ -16,17 +17,18 @@ public final class PositionPage: @unchecked Sendable {  // used on the broker's 
     public static let readOffset = 0
     public static let wantedOffset = 64
 
-    /// The memfd (handed to the reader with its ring, read-write).
-    public let fd: Int32
     private let base: UnsafeMutableRawPointer
+    /// Called once the page is gone (its owner's count of pages goes down).
+    private let released: () -> Void
 
-    private init(fd: Int32, base: UnsafeMutableRawPointer) {
-        self.fd = fd
+    private init(base: UnsafeMutableRawPointer, released: @escaping () -> Void) {
         self.base = base
+        self.released = released
     }
 
-    /// A new page whose `read` starts at `start` (the subscription's first message).
-    public static func create(start: UInt64) throws(StateError) -> PositionPage {
+    /// A new page whose `read` starts at `start`, and its descriptor (read-write, close-on-exec):
+    /// hand it to the reader, then close it. `released` runs when the page is gone.
+    public static func create(start: UInt64, released: @escaping () -> Void = {}) throws(StateError) -> (PositionPage, Int32) {
         let fd = Int32(memfdCreate("comet-position", sealable: true))
         guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
         guard ftruncate(fd, off_t(length)) == 0,
@@ -45,12 +47,12 @@ public final class PositionPage: @unchecked Sendable {  // used on the broker's 
         }
         mapped.storeBytes(of: start, toByteOffset: readOffset, as: UInt64.self)
         atomicMemoryFence(ordering: .releasing)
-        return PositionPage(fd: fd, base: mapped)
+        return (PositionPage(base: mapped, released: released), fd)
     }
 
     deinit {
         munmap(base, Self.length)
-        close(fd)
+        released()
     }
 
     @inline(__always) private func load(_ offset: Int) -> UInt64 { base.load(fromByteOffset: offset, as: UInt64.self) }

@@ -66,9 +66,8 @@ final class MappedRingTicketTests: XCTestCase {
         rings.ended(connection: 1, subscription: 1)
         XCTAssertTrue(rings.redeem(newer, uid: 1000)?.file === file, "the end came before the RING: still redeemable")
         XCTAssertNil(rings.redeem(newer, uid: 1000), "once")
-        let page = try! PositionPage.create(start: 1)
-        let paged = rings.issue(file, position: page, uid: 1000, connection: 1, subscription: 3)
-        XCTAssertTrue(rings.redeem(paged, uid: 1000)?.position === page, "a protected reader's page goes with its ring")
+        let named = rings.issue(file, uid: 1000, connection: 1, subscription: 3)
+        XCTAssertEqual(rings.redeem(named, uid: 1000)?.holder, MappedRings.Holder(connection: 1, subscription: 3), "says whose it was")
         let detached = rings.issue(file, uid: 1000, connection: 1, subscription: 2)
         rings.drop(connection: 1, subscription: 2)
         XCTAssertNil(rings.redeem(detached, uid: 1000), "a detached subscription's ticket goes")
@@ -93,5 +92,23 @@ final class MappedRingTicketTests: XCTestCase {
         XCTAssertNil(rings.redeem(live, uid: 0))
         XCTAssertTrue(rings.redeem(other, uid: 0)?.file === file, "another connection's tickets stay")
         XCTAssertEqual(rings.count, 0)
+    }
+}
+
+/// Position pages are bounded per user; a page given back makes room for another.
+final class PositionPagesTests: XCTestCase {
+    func testEachUserHoldsABoundedNumberOfPages() {
+        let pages = PositionPages()
+        var kept: [PositionPage] = []
+        for _ in 0..<PositionPages.perUser {
+            guard let (page, fd) = pages.make(uid: 7, start: 1) else { return XCTFail("refused below the bound") }
+            close(fd)
+            kept.append(page)
+        }
+        XCTAssertNil(pages.make(uid: 7, start: 1), "beyond the bound: no page (the reader reports when asked instead)")
+        if let (_, fd) = pages.make(uid: 8, start: 1) { close(fd) } else { XCTFail("another user is not affected") }
+        kept.removeLast()
+        XCTAssertEqual(pages.count(uid: 7), PositionPages.perUser - 1)
+        if let (_, fd) = pages.make(uid: 7, start: 1) { close(fd) } else { XCTFail("a page given back makes room") }
     }
 }

@@ -61,6 +61,7 @@ final class ProtocolVectorTests: XCTestCase {
         "push-numbered-ok": ok(0x17, PushReply(firstSequence: 5, count: 2)),
         "mirror-ok": ok(0x18, MirrorReply(mirror: 0x4000_0000_0000_0001, lastSequence: 0)),
         "ring-ok": ok(0x1c, RingReply(length: 0x12000)),
+        "ring-ok-position": ok(0x1c, RingReply(length: 0x12000, positionLength: 0x1000)),
         "ring-advanced": .ringAdvanced(subscription: 1, last: 100, ticket: 0x0102_0304_0506_0708, reportRead: true, held: true),
         "ring-detached": .ringDetached(subscription: 1, nextSequence: 101),
         "ack-ok": ok(13),

@@ -114,11 +114,14 @@ typedef enum comet_position {
 /* (0.9) By default a site channel is read from shared memory when the daemon offers it (a mapped
  * reader, docs/PROTOCOL.md §6.23): the handler gets the same messages, in the same order, copied
  * out of a read-only mapping of the channel's ring, and the same end events, with the same
- * guarantees (docs/SEMANTICS.md): a reader of the producer's user that falls behind is moved back
- * to the socket by the daemon before it could lose a message; a reader of another user that is
- * overtaken ends with COMET_END_FULL at the oldest message the ring keeps. The mapping needs a
- * second, brief connection to the daemon's socket per ring (RING). With this flag the
- * subscription reads MESSAGE frames from the socket instead. Private channels are never mapped. */
+ * guarantees (docs/SEMANTICS.md): a reader of the producer's user says how far it read in a page
+ * shared with the daemon, and the producer waits for it when it falls a ring behind (for at most
+ * the daemon's reader grace; then the daemon moves it back to the socket before it could lose a
+ * message) — its ring is its only buffer, so a channel read this way by the producer's own user
+ * wants a ring sized for its bursts; a reader of another user that is overtaken ends with
+ * COMET_END_FULL at the oldest message the ring keeps. The mapping needs a second, brief
+ * connection to the daemon's socket per ring (RING). With this flag the subscription reads
+ * MESSAGE frames from the socket instead. Private channels are never mapped. */
 #define COMET_SUBSCRIBE_SOCKET 0x200u
 
 /* Why a subscription ended (the `reason` of comet_end_handler). */

@@ -22,7 +22,7 @@ extension Broker {
         var reading = mapped
         var ticket: UInt64 = 0
         if mapped.generation != channel.ring.generation {
-            ticket = mappedRings.issue(channel.ring.file, position: mapped.position, uid: conn.uid, connection: conn.id, subscription: id)
+            ticket = mappedRings.issue(channel.ring.file, uid: conn.uid, connection: conn.id, subscription: id)
             reading.generation = channel.ring.generation
         }
         // A protected reader without a position page says how far it read every quarter ring, so
@@ -41,17 +41,31 @@ extension Broker {
         return (max(cursor, last + 1), reading)
     }
 
-    /// RING: the descriptor a ticket stands for (and the reader's position page, read-write, for
-    /// a protected reader), then the connection closes.
+    /// RING: the descriptor a ticket stands for (and, for a protected reader, a new position page,
+    /// read-write), then the connection closes.
     func handOverRing(_ requestID: UInt32, ticket: UInt64, _ conn: ConnectionState) {
-        guard let (file, position) = mappedRings.redeem(ticket, uid: conn.uid) else {
+        guard let (file, holder) = mappedRings.redeem(ticket, uid: conn.uid) else {
             logLimiter.log(logger, .notice, kind: "ring", "RING with a ticket this user was not given", metadata: ["uid": "\(conn.uid)"])
             fail(conn, WireError(.badToken, "no ring descriptor waits under ticket \(ticket) for uid \(conn.uid)"), log: false)
             return
         }
+        // A protected reader gets a new page with each ring: from there it says how far it read
+        // there (the page replaces the one it had; it starts where the reader is known to be).
+        var pageDescriptor: Int32 = -1
+        defer { if pageDescriptor >= 0 { close(pageDescriptor) } }
+        if let reader = connections[holder.connection], let sub = reader.subscriptions[holder.subscription],
+            let mapped = sub.mapped, mapped.held,
+            let (page, descriptor) = mappedRings.pages.make(uid: reader.uid, start: mapped.readUpTo(announcedUpTo: sub.cursor))
+        {
+            // A producer waiting for the old page's reader waits on the new one.
+            if mapped.position?.wanted == true { _ = page.want() }
+            reader.subscriptions[holder.subscription]?.mapped?.read = mapped.readUpTo(announcedUpTo: sub.cursor)
+            reader.subscriptions[holder.subscription]?.mapped?.position = page
+            pageDescriptor = descriptor
+        }
         var frame = ByteBuffer()
         ServerFrame.writeOK(requestID: requestID, into: &frame) {
-            RingReply(length: UInt64(file.length), positionLength: position == nil ? 0 : UInt64(PositionPage.length)).write(to: &$0)
+            RingReply(length: UInt64(file.length), positionLength: pageDescriptor >= 0 ? UInt64(PositionPage.length) : 0).write(to: &$0)
         }
         let descriptor = file.readOnlyDescriptor()
         guard descriptor >= 0 else {
@@ -61,7 +75,7 @@ extension Broker {
             return
         }
         defer { close(descriptor) }
-        let descriptors = position.map { [descriptor, $0.fd] } ?? [descriptor]
+        let descriptors = pageDescriptor >= 0 ? [descriptor, pageDescriptor] : [descriptor]
         guard let cookie = SocketCookies.cookie(of: conn.context.channel), let socket = SocketCookies.descriptor(withCookie: cookie),
             Self.send(frame, with: descriptors, over: socket)
         else {

@@ -13,32 +13,32 @@ struct MappedRings {
 
     private struct Ticket {
         let file: RingFile
-        let position: PositionPage?
         let uid: UInt32
         let holder: Holder
     }
 
     private var tickets: [UInt64: Ticket] = [:]
+    /// The position pages of protected readers, counted per user.
+    let pages = PositionPages()
     private var byHolder: [Holder: UInt64] = [:]
 
     /// Tickets not yet redeemed.
     var count: Int { tickets.count }
 
-    /// A ticket for `file` (and the reader's position page, if it has one), redeemable by `uid`,
-    /// replacing the subscription's previous one.
-    mutating func issue(_ file: RingFile, position: PositionPage? = nil, uid: UInt32, connection: UInt64, subscription: UInt32) -> UInt64 {
+    /// A ticket for `file`, redeemable by `uid`, replacing the subscription's previous one.
+    mutating func issue(_ file: RingFile, uid: UInt32, connection: UInt64, subscription: UInt32) -> UInt64 {
         let holder = Holder(connection: connection, subscription: subscription)
         if let old = byHolder[holder] { tickets[old] = nil }
         var ticket: UInt64 = 0
         while ticket == 0 || tickets[ticket] != nil { ticket = UInt64.random(in: 1...UInt64.max) }
-        tickets[ticket] = Ticket(file: file, position: position, uid: uid, holder: holder)
+        tickets[ticket] = Ticket(file: file, uid: uid, holder: holder)
         byHolder[holder] = ticket
         return ticket
     }
 
-    /// The file (and position page) `ticket` stands for, if it was issued to `uid` and not
-    /// redeemed yet (it is then used up).
-    mutating func redeem(_ ticket: UInt64, uid: UInt32) -> (file: RingFile, position: PositionPage?)? {
+    /// The file `ticket` stands for and the subscription it was issued to, if it was issued to
+    /// `uid` and not redeemed yet (it is then used up).
+    mutating func redeem(_ ticket: UInt64, uid: UInt32) -> (file: RingFile, holder: Holder)? {
         guard let found = tickets[ticket], found.uid == uid else { return nil }
         tickets[ticket] = nil
         if byHolder[found.holder] == ticket { byHolder[found.holder] = nil }
@@ -46,7 +46,7 @@ struct MappedRings {
             kept.remove(at: at)
             orphans[found.holder.connection] = kept.isEmpty ? nil : kept
         }
-        return (found.file, found.position)
+        return (found.file, found.holder)
     }
 
     /// Tickets of ended subscriptions, per connection, oldest first.

@@ -335,11 +335,8 @@ extension Broker {
             // Protected as a socket reader would be: a reader of the producer's user, on a channel
             // with a producer (not a relay's or an import's).
             let held = mapped && !Self.isMirror(channel.id) && ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
-            // It says how far it read in a page of its own (without one, when asked: REPORT).
-            let position = held ? try? PositionPage.create(start: seq) : nil
             conn.subscriptions[id] = Subscription(
-                id: id, name: name, source: .site(channel), cursor: seq,
-                mapped: mapped ? MappedReading(held: held, read: seq, position: position) : nil)
+                id: id, name: name, source: .site(channel), cursor: seq, mapped: mapped ? MappedReading(held: held, read: seq) : nil)
             channel.addReader(conn.id, at: !mapped || held ? seq : .max)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
