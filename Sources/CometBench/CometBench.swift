@@ -112,10 +112,10 @@ struct CometBench: ParsableCommand {
                 print(String(format: "Swift client, 10 for-try-await readers, %@: %10.0f delivered msgs/s%@  (%d messages each; tasks of the global executor)",
                              mapped ? "mapped" : "socket", fan.rate, fan.complete ? "" : " INCOMPLETE", swiftFanOutMessages))
             }
-            for onMain in [false, true] {
-                let rate = try withDaemon { s, _ in try s.swiftAwaitedPushes(count: 50_000, onMainActor: onMain) }
-                print(String(format: "Swift client, awaited push, one at a time: %9.0f round trips/s  (50000; %@)", rate,
-                             onMain ? "on the main actor" : "a task of the global executor"))
+            for (onMain, onConnection) in [(false, false), (true, false), (false, true)] {
+                let rate = try withDaemon { s, _ in try s.swiftAwaitedPushes(count: 50_000, onMainActor: onMain, onConnection: onConnection) }
+                let where_ = onMain ? "on the main actor" : onConnection ? "a task preferring client.executor" : "a task of the global executor"
+                print(String(format: "Swift client, awaited push, one at a time: %9.0f round trips/s  (50000; %@)", rate, where_))
             }
             let contents = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: true) }
             print(String(format: "Swift client, push(contentsOf:):          %10.0f msgs/s  (%d messages, until all are in)", contents, swiftMessages))

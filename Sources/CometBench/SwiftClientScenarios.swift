@@ -157,19 +157,25 @@ extension Scenarios {
 
     /// Awaited round trips: `count` single `push`es, each awaited before the next (an app's
     /// "send and wait for the answer"), from the main actor or a task of the global executor.
-    func swiftAwaitedPushes(count: Int, onMainActor: Bool) throws -> Double {
+    /// `onConnection`: the loop runs in a task that prefers the connection's executor.
+    func swiftAwaitedPushes(count: Int, onMainActor: Bool, onConnection: Bool = false) throws -> Double {
         let socket = self.socket
         if onMainActor { return try runOnMainActor { try await Self.awaitedPushes(socket: socket, count: count) } }
-        return try blocking { try await Self.awaitedPushes(socket: socket, count: count) }
+        return try blocking { try await Self.awaitedPushes(socket: socket, count: count, onConnection: onConnection) }
     }
 
-    static func awaitedPushes(socket: String, count: Int, isolation: isolated (any Actor)? = #isolation) async throws -> Double {
+    static func awaitedPushes(
+        socket: String, count: Int, onConnection: Bool = false, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> Double {
         let client = try await CometClient.connect(to: socket)
         let producer = try await client.create("bench.swift.awaited", size: 1000)
         let payload = [UInt8](repeating: 0x6D, count: 64)
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<count { _ = try await producer.push(payload) }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let push = { @Sendable () async throws -> Double in
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<count { _ = try await producer.push(payload) }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        let seconds = onConnection ? try await Task(executorPreference: client.executor) { try await push() }.value : try await push()
         await client.close()
         return Double(count) / seconds
     }
