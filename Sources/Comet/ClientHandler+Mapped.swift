@@ -52,6 +52,11 @@ extension ClientHandler {
                 case .failure(let error as CometError) where error.code == .badToken:
                     // The ring moved again since: the newer ticket follows. Read what this file holds.
                     self.pump(sink)
+                case .failure(let error as ConnectionError):
+                    // The daemon closed or refused the ring's connection: it is most likely going
+                    // away (a crash, a restart), and this connection with it — a reconnection then
+                    // subscribes again. Still connected a second later: the ring cannot be had.
+                    self.endUnlessReconnecting(sink, error, generation: connection)
                 case .failure(let error):
                     self.sinks[serverID] = nil
                     self.finish(sink, error)
@@ -59,6 +64,20 @@ extension ClientHandler {
                 }
             }
             self.resumeInput()
+        }
+    }
+
+    /// Ends `sink` with `error` in a second, unless its connection went away meanwhile (the
+    /// reconnection, if any, subscribes it again) or it got a ring after all.
+    private func endUnlessReconnecting(_ sink: SubscriptionSink, _ error: Error, generation: Int) {
+        guard let loop = context?.eventLoop else { return }
+        loop.scheduleTask(in: .seconds(1)) {
+            guard generation == self.connections, self.context != nil, self.sinks[sink.serverID] === sink,
+                self.reconnection?.isReconnecting != true, case .mapped(let reading) = sink.path, reading.ring == nil
+            else { return }
+            self.sinks[sink.serverID] = nil
+            self.finish(sink, error)
+            self.send(.unsubscribe(subscription: sink.serverID)) { _ in }
         }
     }
 

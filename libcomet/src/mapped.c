@@ -179,6 +179,27 @@ static int ring_read(comet *c, const struct mapped_ring *ring, uint64_t seq, siz
         return 1;
 }
 
+/* Whether a failed RING (`error`) means the daemon is gone: its connection was closed or refused,
+ * and this connection is hung up too (waiting a moment for that, as both close together). */
+static int daemon_gone(comet *c, int error) {
+        if (error != -ECONNRESET && error != -ECONNREFUSED && error != -ENOENT && error != -EPIPE)
+                return 0;
+        struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+        return poll(&p, 1, 200) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Stores in the position page that everything before `next` was read; a producer waiting for
+ * that also wants an ACK (the fence pairs with the daemon's between asking and looking again):
+ * then the acknowledgement is due (queue_acks sends it) and 1 is returned. */
+static int say_read(struct subscription *s, uint64_t next) {
+        __atomic_store_n((uint64_t *)(s->ring.position + AT_READ), next, __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (!__atomic_load_n((const uint64_t *)(s->ring.position + AT_WANTED), __ATOMIC_ACQUIRE) || next - 1 <= s->acked)
+                return 0;
+        s->acked = next - 1;
+        return 1;
+}
+
 /* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping.
  * Flags: bit 0, then say how far it read (ACK, sent with the next acknowledgements); bit 1, the
  * reader is held: overtaken in the ring, it waits for the daemon's RING_DETACHED (or FULL). */
@@ -194,6 +215,10 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
                 if (r == -COMET_E_BAD_TOKEN) {
                         /* The ring moved again since: the newer ticket follows. Read what this file holds. */
                         ticket = 0;
+                } else if (r < 0 && daemon_gone(c, r)) {
+                        /* The daemon went away (a crash, a restart): this connection's end follows,
+                         * and with it the reconnection, which subscribes again. */
+                        return 0;
                 } else if (r < 0) {
                         /* The subscription cannot be read: it ends, saying why. */
                         end_subscription(c, server_sub, COMET_END_FAILED, (uint64_t)-r);
@@ -234,14 +259,8 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
         }
         if (!(s = find_local(c, id)) || !s->ring.base)
                 return 0;
-        if (s->ring.position) {
-                /* Say how far it read; a producer waiting for that also wants an ACK (the fence
-                 * pairs with the daemon's between asking and looking again). */
-                __atomic_store_n((uint64_t *)(s->ring.position + AT_READ), s->last + 1, __ATOMIC_RELEASE);
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                if (__atomic_load_n((const uint64_t *)(s->ring.position + AT_WANTED), __ATOMIC_ACQUIRE) && s->last > s->acked)
-                        s->acked = s->last;
-        }
+        if (s->ring.position)
+                (void)say_read(s, s->last + 1);
         if (report && s->last >= last && s->last > s->acked)
                 s->acked = s->last;
         return 0;
