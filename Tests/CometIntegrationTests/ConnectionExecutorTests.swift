@@ -8,7 +8,7 @@ final class ConnectionExecutorTests: XCTestCase {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
-        let news = try await client.create("news", size: 100)
+        let news = try await client.create("news", size: 4096)
         let mapped = try await Task(executorPreference: client.executor) { try await client.subscribe("news") }.value
         let socket = try await Task(executorPreference: client.executor) { try await client.subscribe("news", mapped: false) }.value
         let readers = [mapped, socket].map { subscription in
@@ -34,7 +34,7 @@ final class ConnectionExecutorTests: XCTestCase {
             XCTAssertEqual(seen.last, 3000, name)
             XCTAssertTrue(zip(seen, seen.dropFirst()).allSatisfy { $1 == $0 + 1 }, "\(name): in order")
         }
-        XCTAssertTrue(mapped.info.mapped, "the ring was read mapped")
+        XCTAssertTrue(mapped.info.mapped, "the ring was read mapped throughout")
         await client.close()
     }
 }

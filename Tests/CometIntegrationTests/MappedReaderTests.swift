@@ -100,25 +100,26 @@ final class MappedReaderTests: XCTestCase {
         await client.close()
     }
 
-    /// A mapped reader of the producer's own user is protected as a socket reader is. Paused for
-    /// less than the reader grace while the ring moves on, it holds the producer and stays on the
-    /// ring (it says how far it read in its position page, and with ACK when the page asks).
-    /// Paused for longer, it is detached from the ring once the grace is over and served over the
-    /// socket from the first message it had not read — nothing lost, nothing twice (it drops what
-    /// it had read from the ring already).
+    /// A mapped reader of the producer's own user is protected as a socket reader is. On a ring of
+    /// at least 4096 messages, paused for less than the reader grace while the ring moves on, it
+    /// holds the producer and stays on the ring (it says how far it read in its position page, and
+    /// with ACK when the page asks); paused for longer, it is detached from the ring once the grace
+    /// is over and served over the socket from the first message it had not read. On a smaller
+    /// ring it is detached at once. Nothing lost, nothing twice (it drops what it had read from
+    /// the ring already).
     func testAPausedMappedReaderOfTheProducersUserLosesNothing() async throws {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
-        let ring = try await client.create("small", size: 100)
+        let ring = try await client.create("ring", size: 4096)
         try await pushNumbered(ring, 1...50)
-        let brief = try Reader(["read", daemon.socketPath, "small", "1050", "1", "20", "0.5"])
+        let brief = try Reader(["read", daemon.socketPath, "ring", "10000", "1", "20", "0.5"])
         try await Task.sleep(for: .milliseconds(200))
         let started = Date()
-        try await pushNumbered(ring, 51...1050, batch: 10)
+        try await pushNumbered(ring, 51...10000, batch: 50)
         XCTAssertGreaterThan(Date().timeIntervalSince(started), 0.2, "the producer waited for the paused reader")
         let held = try brief.finish()
-        XCTAssertEqual(held["count"] as? Int, 1050, "\(held)")
+        XCTAssertEqual(held["count"] as? Int, 10000, "\(held)")
         XCTAssertNil(held["full"] as? Int, "\(held)")
         XCTAssertEqual(held["in_order"] as? Bool, true)
         XCTAssertEqual(held["payloads"] as? Bool, true)
@@ -127,20 +128,30 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertEqual(held["socket_messages"] as? Int, 0, "\(held)")
         XCTAssertGreaterThan(held["reports"] as? Int ?? 0, 0, "it said how far it read when asked: \(held)")
         // Paused beyond the grace (1 s): detached, then served over the socket.
-        let long = try Reader(["read", daemon.socketPath, "small", "1000", "1051", "20", "1.8"])
+        let long = try Reader(["read", daemon.socketPath, "ring", "10000", "10001", "20", "1.8"])
         try await Task.sleep(for: .milliseconds(200))
-        try await pushNumbered(ring, 1051...2050, batch: 10)
+        try await pushNumbered(ring, 10001...20000, batch: 50)
         let result = try long.finish()
-        XCTAssertEqual(result["count"] as? Int, 1000, "\(result)")
+        XCTAssertEqual(result["count"] as? Int, 10000, "\(result)")
         XCTAssertNil(result["full"] as? Int, "\(result)")
         XCTAssertEqual(result["in_order"] as? Bool, true)
         XCTAssertEqual(result["payloads"] as? Bool, true)
         XCTAssertNotNil(result["detached"] as? Int, "detached from the ring: \(result)")
         XCTAssertGreaterThan(result["socket_messages"] as? Int ?? 0, 0, "then served over the socket: \(result)")
-        // A reader that keeps up says how far it read and stays on the ring.
-        let steady = try Reader(["read", daemon.socketPath, "small", "2000", "2051"])
+        // On a 100-message ring the same pause detaches it at once.
+        let small = try await client.create("small", size: 100)
+        let hurried = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "0.5"])
         try await Task.sleep(for: .milliseconds(200))
-        for start in stride(from: 2051, through: 4041, by: 10) {
+        try await pushNumbered(small, 1...1000, batch: 10)
+        let moved = try hurried.finish()
+        XCTAssertEqual(moved["count"] as? Int, 1000, "\(moved)")
+        XCTAssertNil(moved["full"] as? Int, "\(moved)")
+        XCTAssertEqual(moved["in_order"] as? Bool, true)
+        XCTAssertNotNil(moved["detached"] as? Int, "a ring under 4096 messages is no buffer to wait on: \(moved)")
+        // A reader that keeps up says how far it read and stays on the ring.
+        let steady = try Reader(["read", daemon.socketPath, "ring", "2000", "20001"])
+        try await Task.sleep(for: .milliseconds(200))
+        for start in stride(from: 20001, through: 21991, by: 10) {
             try await pushNumbered(ring, start...(start + 9), batch: 10)
             if start % 50 == 1 { try await Task.sleep(for: .milliseconds(2)) }
         }

@@ -92,26 +92,33 @@ final class SwiftMappedReaderTests: XCTestCase {
         await client.close()
     }
 
-    /// A Swift reader of the producer's own user that reads slowly from a 100-message ring loses
-    /// nothing and stays on the ring: the producer waits for it as for any reader of its user (it
-    /// says how far it read in its position page, with ACK when the page asks).
+    /// A Swift reader of the producer's own user that reads slowly loses nothing: on a ring of
+    /// 4096 messages it stays on the ring, the producer waiting for it as for any reader of its
+    /// user (it says how far it read in its position page, with ACK when the page asks); on a
+    /// 100-message ring it is detached at once and reads on from the socket.
     func testASlowSwiftReaderOfTheProducersUserLosesNothing() async throws {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)
         defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
         let client = try await CometClient.connect(to: daemon.socketPath)
-        let small = try await client.create("small", size: 100)
-        let reader = try await CometClient.connect(to: daemon.socketPath)
-        let subscription = try await reader.subscribe("small")
-        async let read = Self.readAll(subscription, pauseEvery: 10)
-        try await pushNumbered(small, 1...3000, batch: 10)
-        try await small.close()
-        let result = await read
-        XCTAssertNil(result.error, "\(String(describing: result.error))")
-        assertWhole(result.sequences, 3000)
-        XCTAssertTrue(result.payloads)
-        XCTAssertTrue(result.mapped, "it started on the ring")
-        XCTAssertTrue(result.alwaysMapped, "pauses far shorter than the reader grace keep it on the ring")
-        await reader.close()
+        for (name, size, count) in [("ring", 4096, 30000), ("small", 100, 3000)] {
+            let channel = try await client.create(name, size: size)
+            let reader = try await CometClient.connect(to: daemon.socketPath)
+            let subscription = try await reader.subscribe(name)
+            async let read = Self.readAll(subscription, pauseEvery: size == 100 ? 10 : 500)
+            try await pushNumbered(channel, 1...count, batch: 10)
+            try await channel.close()
+            let result = await read
+            XCTAssertNil(result.error, "\(name): \(String(describing: result.error))")
+            assertWhole(result.sequences, count, name)
+            XCTAssertTrue(result.payloads)
+            XCTAssertTrue(result.mapped, "\(name): it started on the ring")
+            if size >= 4096 {
+                XCTAssertTrue(result.alwaysMapped, "pauses far shorter than the reader grace keep it on a 4096-message ring")
+            } else {
+                XCTAssertFalse(result.alwaysMapped, "a 100-message ring is no buffer to wait on: detached at once")
+            }
+            await reader.close()
+        }
         await client.close()
     }
 

@@ -117,8 +117,9 @@ typedef enum comet_position {
  * guarantees (docs/SEMANTICS.md): a reader of the producer's user says how far it read in a page
  * shared with the daemon, and the producer waits for it when it falls a ring behind (for at most
  * the daemon's reader grace; then the daemon moves it back to the socket before it could lose a
- * message) — its ring is its only buffer, so a channel read this way by the producer's own user
- * wants a ring sized for its bursts; a reader of another user that is overtaken ends with
+ * message; on a ring of fewer than 4096 messages it is moved at once) — its ring is its only
+ * buffer, so a channel read this way by the producer's own user wants a ring sized for its
+ * bursts; a reader of another user that is overtaken ends with
  * COMET_END_FULL at the oldest message the ring keeps. The mapping needs a second, brief
  * connection to the daemon's socket per ring (RING). With this flag the subscription reads
  * MESSAGE frames from the socket instead. Private channels are never mapped. */

@@ -171,10 +171,13 @@ extension Broker {
     ///
     /// A protected mapped reader that has not said it read what the push would evict holds the
     /// producer like a socket reader whose queue is full, and is asked to say how far it read;
-    /// once the producer may wait no longer (`detaching`: the push goes in now) it is detached
-    /// from the ring and handed what it misses over the socket instead.
+    /// once the producer may wait no longer (`detaching`: the push goes in now), or at once on a
+    /// ring smaller than `mappedHoldMinimumRing`, it is detached from the ring and handed what it
+    /// misses over the socket instead.
     @discardableResult
     func handOver(_ channel: SiteChannel<ByteRing>, producer: UInt32?, budget: Int = .max, detaching: Bool = true) -> HandOverPass {
+        // A ring too small to be a mapped reader's only buffer: its readers go to the socket at once.
+        let detaching = detaching || channel.size < configuration.mappedHoldMinimumRing
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence
