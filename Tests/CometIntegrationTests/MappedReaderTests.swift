@@ -100,6 +100,25 @@ final class MappedReaderTests: XCTestCase {
         await client.close()
     }
 
+    /// A reader of `range` that pauses `pause` seconds after 20 messages while `range` is pushed;
+    /// what it got, checked whole.
+    private func pausedRead(_ channel: ChannelProducer, _ range: ClosedRange<Int>, pause: Double, _ daemon: Daemon) async throws -> [String: Any] {
+        let reader = try Reader(["read", daemon.socketPath, channel.name, "\(range.count)", "\(range.lowerBound)", "20", "\(pause)"])
+        try await Task.sleep(for: .milliseconds(200))
+        try await pushNumbered(channel, range, batch: 50)
+        let result = try reader.finish()
+        assertEverything(result, range.count)
+        return result
+    }
+
+    /// The reader got `count` messages, in order, with their payloads, and no FULL.
+    private func assertEverything(_ result: [String: Any], _ count: Int, line: UInt = #line) {
+        XCTAssertEqual(result["count"] as? Int, count, "\(result)", line: line)
+        XCTAssertNil(result["full"] as? Int, "\(result)", line: line)
+        XCTAssertEqual(result["in_order"] as? Bool, true, "\(result)", line: line)
+        XCTAssertEqual(result["payloads"] as? Bool, true, "\(result)", line: line)
+    }
+
     /// A mapped reader of the producer's own user is protected as a socket reader is. On a ring of
     /// at least 4096 messages, paused for less than the reader grace while the ring moves on, it
     /// holds the producer and stays on the ring (it says how far it read in its position page, and
@@ -119,34 +138,17 @@ final class MappedReaderTests: XCTestCase {
         try await pushNumbered(ring, 51...10000, batch: 50)
         XCTAssertGreaterThan(Date().timeIntervalSince(started), 0.2, "the producer waited for the paused reader")
         let held = try brief.finish()
-        XCTAssertEqual(held["count"] as? Int, 10000, "\(held)")
-        XCTAssertNil(held["full"] as? Int, "\(held)")
-        XCTAssertEqual(held["in_order"] as? Bool, true)
-        XCTAssertEqual(held["payloads"] as? Bool, true)
+        assertEverything(held, 10000)
         XCTAssertEqual(held["position_page"] as? Bool, true, "\(held)")
         XCTAssertNil(held["detached"] as? Int, "a pause within the grace keeps it on the ring: \(held)")
         XCTAssertEqual(held["socket_messages"] as? Int, 0, "\(held)")
         XCTAssertGreaterThan(held["reports"] as? Int ?? 0, 0, "it said how far it read when asked: \(held)")
         // Paused beyond the grace (1 s): detached, then served over the socket.
-        let long = try Reader(["read", daemon.socketPath, "ring", "10000", "10001", "20", "1.8"])
-        try await Task.sleep(for: .milliseconds(200))
-        try await pushNumbered(ring, 10001...20000, batch: 50)
-        let result = try long.finish()
-        XCTAssertEqual(result["count"] as? Int, 10000, "\(result)")
-        XCTAssertNil(result["full"] as? Int, "\(result)")
-        XCTAssertEqual(result["in_order"] as? Bool, true)
-        XCTAssertEqual(result["payloads"] as? Bool, true)
+        let result = try await pausedRead(ring, 10001...20000, pause: 1.8, daemon)
         XCTAssertNotNil(result["detached"] as? Int, "detached from the ring: \(result)")
         XCTAssertGreaterThan(result["socket_messages"] as? Int ?? 0, 0, "then served over the socket: \(result)")
         // On a 100-message ring the same pause detaches it at once.
-        let small = try await client.create("small", size: 100)
-        let hurried = try Reader(["read", daemon.socketPath, "small", "1000", "1", "20", "0.5"])
-        try await Task.sleep(for: .milliseconds(200))
-        try await pushNumbered(small, 1...1000, batch: 10)
-        let moved = try hurried.finish()
-        XCTAssertEqual(moved["count"] as? Int, 1000, "\(moved)")
-        XCTAssertNil(moved["full"] as? Int, "\(moved)")
-        XCTAssertEqual(moved["in_order"] as? Bool, true)
+        let moved = try await pausedRead(try await client.create("small", size: 100), 1...1000, pause: 0.5, daemon)
         XCTAssertNotNil(moved["detached"] as? Int, "a ring under 4096 messages is no buffer to wait on: \(moved)")
         // A reader that keeps up says how far it read and stays on the ring.
         let steady = try Reader(["read", daemon.socketPath, "ring", "2000", "20001"])
