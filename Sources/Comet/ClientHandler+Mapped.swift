@@ -122,18 +122,18 @@ extension ClientHandler {
                 return  // the ring moved to another file; its ticket is on its way
             }
         }
-        if ring.say(readUpTo: sink.last + 1), sink.last > reading.acknowledged {
-            // A producer waits for this reader: say so on the socket too.
-            reading.acknowledged = sink.last
-            sink.path = .mapped(reading)
-            send(.ack(subscription: sink.serverID, sequence: sink.last)) { _ in }
-        }
+        // How far it read goes into the position page; an ACK too when the page asks (a producer
+        // waits) or, without a page, when RING_ADVANCED asked and all it announced was read.
+        var due = ring.say(readUpTo: sink.last + 1)
         if reading.reportWanted, sink.last >= reading.announced {
             reading.reportWanted = false
-            reading.acknowledged = max(reading.acknowledged, reading.announced)
-            sink.path = .mapped(reading)
-            send(.ack(subscription: sink.serverID, sequence: reading.announced)) { _ in }
+            due = true
         }
+        if due, sink.last > reading.acknowledged {
+            reading.acknowledged = sink.last
+            send(.ack(subscription: sink.serverID, sequence: sink.last)) { _ in }
+        }
+        sink.path = .mapped(reading)
     }
 
     /// Hands `sink`'s batch to its subscriber now; pauses it when the subscriber has enough.

@@ -189,15 +189,13 @@ static int daemon_gone(comet *c, int error) {
 }
 
 /* Stores in the position page that everything before `next` was read; a producer waiting for
- * that also wants an ACK (the fence pairs with the daemon's between asking and looking again):
- * then the acknowledgement is due (queue_acks sends it) and 1 is returned. */
-static int say_read(struct subscription *s, uint64_t next) {
+ * that also wants an ACK (the fence pairs with the daemon's between asking and looking again),
+ * which queue_acks then sends. */
+static void say_read(struct subscription *s, uint64_t next) {
         __atomic_store_n((uint64_t *)(s->ring.position + AT_READ), next, __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (!__atomic_load_n((const uint64_t *)(s->ring.position + AT_WANTED), __ATOMIC_ACQUIRE) || next - 1 <= s->acked)
-                return 0;
-        s->acked = next - 1;
-        return 1;
+        if (__atomic_load_n((const uint64_t *)(s->ring.position + AT_WANTED), __ATOMIC_ACQUIRE) && next - 1 > s->acked)
+                s->acked = next - 1;
 }
 
 /* RING_ADVANCED: hands the subscription's handler every message up to `last`, from the mapping.
@@ -260,7 +258,7 @@ int ring_advanced(comet *c, uint32_t server_sub, uint64_t last, uint64_t ticket,
         if (!(s = find_local(c, id)) || !s->ring.base)
                 return 0;
         if (s->ring.position)
-                (void)say_read(s, s->last + 1);
+                say_read(s, s->last + 1);
         if (report && s->last >= last && s->last > s->acked)
                 s->acked = s->last;
         return 0;

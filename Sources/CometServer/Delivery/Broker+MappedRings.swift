@@ -54,14 +54,16 @@ extension Broker {
         var pageDescriptor: Int32 = -1
         defer { if pageDescriptor >= 0 { close(pageDescriptor) } }
         if let reader = connections[holder.connection], let sub = reader.subscriptions[holder.subscription],
-            let mapped = sub.mapped, mapped.held,
-            let (page, descriptor) = mappedRings.pages.make(uid: reader.uid, start: mapped.readUpTo(announcedUpTo: sub.cursor))
+            let mapped = sub.mapped, mapped.held
         {
-            // A producer waiting for the old page's reader waits on the new one.
-            if mapped.position?.wanted == true { _ = page.want() }
-            reader.subscriptions[holder.subscription]?.mapped?.read = mapped.readUpTo(announcedUpTo: sub.cursor)
-            reader.subscriptions[holder.subscription]?.mapped?.position = page
-            pageDescriptor = descriptor
+            let start = mapped.readUpTo(announcedUpTo: sub.cursor)
+            if let (page, descriptor) = mappedRings.pages.make(uid: reader.uid, start: start) {
+                // A producer waiting for the old page's reader waits on the new one.
+                if mapped.position?.wanted == true { _ = page.want() }
+                reader.subscriptions[holder.subscription]?.mapped?.read = start
+                reader.subscriptions[holder.subscription]?.mapped?.position = page
+                pageDescriptor = descriptor
+            }
         }
         var frame = ByteBuffer()
         ServerFrame.writeOK(requestID: requestID, into: &frame) {

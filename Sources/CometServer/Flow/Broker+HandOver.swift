@@ -35,11 +35,12 @@ extension Broker {
         // Bytes this pass may copy: many slow readers cannot stall the loop all at once; those
         // left over are served at the next turn.
         var pass = handOver(channel, producer: conn.uid, budget: configuration.handOverBudget, detaching: false)
-        if pass.holdingFloor != .max, channel.room(above: pass.holdingFloor) < count, !pass.positions.isEmpty {
+        let blocked = { (pass: HandOverPass) in pass.holdingFloor != .max && channel.room(above: pass.holdingFloor) < count }
+        if blocked(pass), !pass.positions.isEmpty {
             // Mapped readers in the way are asked to say how far they read: they may have read on.
             pass.recountAsking(channel)
         }
-        guard pass.holdingFloor != .max, channel.room(above: pass.holdingFloor) < count else {
+        guard blocked(pass) else {
             holds.end(conn.id)
             return false
         }
@@ -123,14 +124,14 @@ extension Broker {
     /// What one hand-over pass found.
     struct HandOverPass {
         /// Readers that may hold the producer, whose queue is full while they still miss
-        /// messages the ring holds (or, mapped, have not said they read them), and the lowest of
-        /// their cursors.
+        /// messages the ring holds (or, mapped, have not said they read them).
         var holding: [ConnectionState] = []
-        var holdingFloor = UInt64.max
         /// Among them, mapped readers with a position page (connection, subscription, how far
         /// they read), and the lowest cursor of the others.
-        var positions: [(ConnectionState, UInt32, UInt64)] = []
+        var positions: [(conn: ConnectionState, subscription: UInt32, read: UInt64)] = []
         var otherFloor = UInt64.max
+        /// The lowest cursor of the readers in `holding`.
+        var holdingFloor: UInt64 { positions.reduce(otherFloor) { min($0, $1.read) } }
         /// The channel's protected floor without the mapped readers with a page.
         var baseFloor = UInt64.max
         /// Whether the pass stopped at its budget with readers left to serve.
@@ -145,8 +146,7 @@ extension Broker {
             // Those that read everything still bound the next pushes (from their cursor on).
             var caughtUp = UInt64.max
             defer { channel.protectedFloor = min(baseFloor, holdingFloor, caughtUp) }
-            holdingFloor = otherFloor
-            var still: [(ConnectionState, UInt32, UInt64)] = []
+            var still: [(conn: ConnectionState, subscription: UInt32, read: UInt64)] = []
             for (conn, id, before) in positions {
                 guard let sub = conn.subscriptions[id], let position = sub.mapped?.position else { continue }
                 let cursor = max(before, min(position.want(), sub.cursor))
@@ -157,7 +157,6 @@ extension Broker {
                     continue
                 }
                 still.append((conn, id, cursor))
-                holdingFloor = min(holdingFloor, cursor)
             }
             positions = still
         }
@@ -181,10 +180,9 @@ extension Broker {
         let bound = configuration.readerQueueBound
         let last = channel.lastSequence
         let first = channel.ring.firstSequence
+        // Mapped readers with a position page that have not read everything are kept apart
+        // (`HandOverPass.positions`), so that the floor can be raised when they say they read on.
         var floor = UInt64.max
-        // Mapped readers with a position page that have not read everything: kept apart, so that
-        // the floor can be raised when they say they read on (`HandOverPass.recountAsking`).
-        var pagedFloor = UInt64.max
         var pass = HandOverPass()
         var budget = budget
         for reader in channel.readers.keys {
@@ -211,7 +209,6 @@ extension Broker {
                         if mapped.position != nil {
                             // Asked to say how far it read only if the producer would wait for it.
                             pass.positions.append((conn, id, cursor))
-                            pagedFloor = min(pagedFloor, cursor)
                         } else {
                             if mapped.reportAsked < last, !mapped.reportNow {
                                 conn.subscriptions[id]?.mapped?.reportNow = true
@@ -221,7 +218,6 @@ extension Broker {
                             floor = min(floor, cursor)
                         }
                         pass.holding.append(conn)
-                        pass.holdingFloor = min(pass.holdingFloor, cursor)
                         continue
                     }
                     let announced = sub.cursor
@@ -252,7 +248,6 @@ extension Broker {
                 if mayHold {
                     floor = min(floor, cursor)
                     pass.holding.append(conn)
-                    pass.holdingFloor = min(pass.holdingFloor, cursor)
                     pass.otherFloor = min(pass.otherFloor, cursor)
                 } else if conn.pendingOutput < bound, !conn.starved {
                     // Room left (the budget stopped it): protected until its queue is full.
@@ -260,7 +255,7 @@ extension Broker {
                 }
             }
         }
-        channel.protectedFloor = min(floor, pagedFloor)
+        channel.protectedFloor = min(floor, pass.holdingFloor)
         pass.baseFloor = floor
         return pass
     }
