@@ -12,7 +12,7 @@ import Glibc
 /// and is changed only through its operations; the broker decides nothing they can decide alone
 /// and wires them together (docs/FLOW.md, "Parts and what they own"):
 ///
-/// - channels: `registry` (site channels), `privateChannels`, `sessions`;
+/// - channels: `registry` (site channels), `closedChannels`, `privateChannels`, `sessions`;
 /// - connections: `connections`, and each connection's `InputFlow` in its handler;
 /// - delivery: `delivery` (who has something to write), `holds` (who waits for whom);
 /// - accounting: `accounts` (per-uid usage), `starved` (who waits for its user's output quota),
@@ -48,6 +48,8 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
 
     // Channels and sessions.
     let registry: ChannelRegistry<ByteRing, WaiterKey>
+    /// Closed site channels kept for readers a crash may cut off (with a store only).
+    let closedChannels = ClosedChannels<ByteRing>()
     let privateChannels = PrivateChannelTable()
     let sessions = SessionRegistry()
     /// Sessions charged to their user's session quota.

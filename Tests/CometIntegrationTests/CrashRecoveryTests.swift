@@ -104,6 +104,92 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertTrue(sawClosed)
         supervisor.stop(SIGTERM)
     }
+
+    /// A channel closed while a reader is far behind: a planned restart, then a kill -9, do not
+    /// take the rest from that reader. It resumes by name and epoch and reads every message, then
+    /// CLOSED, even though a new channel of that name exists by then. Once no reader reads it and
+    /// the grace period is over, the closed channel is gone, from memory and from the store.
+    func testAClosedChannelsReaderResumesAfterKillNine() throws {
+        let supervisor = try Supervisor(arguments: ["--session-grace", "2"], executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        let producer = try RawConnection(supervisor.socketPath)
+        _ = try producer.hello()
+        var body = try producer.expectOK(producer.send(.create(name: "closing", kind: .buffered, size: 1000)))
+        let created = try CreateReply(from: &body)
+        let reader = try RawConnection(supervisor.socketPath)
+        _ = try reader.hello()
+        _ = try reader.expectOK(reader.send(.subscribe(name: "closing", position: .oldest, epoch: 0, wait: false)))
+        // 1000 messages of 4 KiB: far more than the reader's socket holds, so the daemon's cursor
+        // for it stays behind while it does not read.
+        let filler = String(repeating: "x", count: 4096)
+        for i in 1...1000 { _ = try producer.expectOK(producer.send(.push(channel: created.channel, payload: ByteBuffer(string: "m\(i) \(filler)")))) }
+        let firstTen = try messages(reader, count: 10)
+        XCTAssertEqual(firstTen.map(\.0), Array(1...10))
+        _ = try producer.expectOK(producer.send(.close(channel: created.channel)))
+
+        // A planned restart carries the closed channel and the reader's subscription; a kill -9
+        // then cuts the reader off.
+        try supervisor.restart(SIGTERM)
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        XCTAssertTrue(supervisor.log.contains("recovered after a crash"), supervisor.log)
+
+        // Its name is free: a new channel of that name, another epoch.
+        let next = try RawConnection(supervisor.socketPath)
+        _ = try next.hello()
+        var nextBody = try next.expectOK(next.send(.create(name: "closing", kind: .buffered, size: 10)))
+        XCTAssertNotEqual(try CreateReply(from: &nextBody).epoch, created.epoch)
+
+        // The reader resumes the closed channel by its epoch: everything from 11, then CLOSED.
+        let again = try RawConnection(supervisor.socketPath)
+        _ = try again.hello()
+        _ = try again.expectOK(again.send(.subscribe(name: "closing", position: .from(11), epoch: created.epoch, wait: false)))
+        var sequences: [UInt64] = []
+        var closedAt: UInt64?
+        while closedAt == nil, let frame = try again.read() {
+            switch frame {
+            case .message(_, let sequence, let payload):
+                XCTAssertTrue(String(buffer: payload).hasPrefix("m\(sequence) "))
+                sequences.append(sequence)
+            case .closed(_, let last): closedAt = last
+            default: continue
+            }
+        }
+        XCTAssertEqual(sequences, Array(11...1000))
+        XCTAssertEqual(closedAt, 1000)
+
+        // Nobody reads it and the grace period is over: it is gone, also after another crash.
+        Thread.sleep(forTimeInterval: 2.5)
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        let late = try RawConnection(supervisor.socketPath)
+        _ = try late.hello()
+        XCTAssertEqual(
+            try late.expectError(late.send(.subscribe(name: "closing", position: .from(11), epoch: created.epoch, wait: false))),
+            .epochMismatch)
+        XCTAssertEqual(supervisor.stop(SIGTERM) & 0x7f, 0)
+    }
+
+    /// Without a reader, a closed channel is not kept: after a kill -9 a reader resuming it finds
+    /// no channel (nothing was owed to anyone).
+    func testAClosedChannelWithoutReadersIsNotKept() throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        let producer = try RawConnection(supervisor.socketPath)
+        _ = try producer.hello()
+        var body = try producer.expectOK(producer.send(.create(name: "unread", kind: .buffered, size: 10)))
+        let created = try CreateReply(from: &body)
+        _ = try producer.expectOK(producer.send(.push(channel: created.channel, payload: ByteBuffer(string: "m1"))))
+        _ = try producer.expectOK(producer.send(.close(channel: created.channel)))
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        let reader = try RawConnection(supervisor.socketPath)
+        _ = try reader.hello()
+        XCTAssertEqual(
+            try reader.expectError(reader.send(.subscribe(name: "unread", position: .from(1), epoch: created.epoch, wait: false))),
+            .noSuchChannel)
+        XCTAssertEqual(supervisor.stop(SIGTERM) & 0x7f, 0)
+    }
 }
 
 import Comet

@@ -27,17 +27,41 @@ extension Broker {
     }
 
     /// A site channel was closed (CLOSE, its producer left, shutdown): its name is free, its
-    /// creator's channel count goes down, readers are woken to drain it.
+    /// creator's channel count goes down, readers are woken to drain it. With a store, a channel
+    /// that readers still read stays in it, marked closed, and resumable by name and epoch for the
+    /// session grace period (`keepClosed`): a crash meanwhile costs its readers nothing.
     func channelClosed(_ channel: SiteChannel<ByteRing>) {
         accounts.release(.channels, uid: channel.creator.uid)
-        storeGone(channel.id, ring: channel.ring)
+        if stateStore != nil, !isShuttingDown, channel.subscriberCount > 0, !Self.isMirror(channel.id) {
+            channel.ring.setFlags(RingFile.closedFlag)
+            keepClosed(channel)
+        } else {
+            storeGone(channel.id, ring: channel.ring)
+        }
         wakeReaders(of: channel)
         releaseIfDrained(channel)
     }
 
-    /// Frees the messages of a closed channel that no reader needs any more.
+    /// Keeps a closed channel resumable for the session grace period from now, and for as long
+    /// as readers read it.
+    func keepClosed(_ channel: SiteChannel<ByteRing>) {
+        let grace = configuration.sessionGrace
+        closedChannels.keep(channel, until: uptime() + UInt64(max(0, grace.nanoseconds)))
+        eventLoop.scheduleTask(in: grace) { [weak self] in
+            guard let self else { return }
+            for kept in self.closedChannels.channels { self.releaseIfDrained(kept) }
+        }
+    }
+
+    /// Frees a closed channel that no reader needs any more: its messages, and its place among
+    /// the kept closed channels and in the store.
     func releaseIfDrained(_ channel: SiteChannel<ByteRing>) {
-        guard channel.isClosed, channel.subscriberCount == 0, channel.bufferedBytes > 0 || channel.chargedBytes > 0 else { return }
+        guard channel.isClosed, closedChannels.mayRelease(channel, now: uptime()) else { return }
+        if closedChannels.contains(channel) {
+            closedChannels.remove(channel)
+            storeGone(channel.id, ring: channel.ring)
+        }
+        guard channel.bufferedBytes > 0 || channel.chargedBytes > 0 else { return }
         channel.discardMessages()
         syncCharge(channel)
     }

@@ -303,14 +303,17 @@ extension Broker {
         {
             return
         }
-        guard let channel = registry.channel(named: name) ?? importedChannel(name) else {
+        // A reader resuming an epoch the live channel does not have may be resuming a closed one.
+        let live = registry.channel(named: name) ?? importedChannel(name)
+        let resumed = epoch != 0 && live?.epoch != epoch ? closedChannels.channel(named: name, epoch: epoch) : nil
+        guard let channel = resumed ?? live else {
             guard wait else { throw ChannelRefusal(.noSuchChannel, "no channel named '\(name)'") }
             return try subscribeWaiting(requestID, name: name, owner: pinned, resumeAt: Self.resumption(position, epoch), conn)
         }
         if let pinned, pinned != channel.creator.uid {
             throw ChannelRefusal(.ownerMismatch, "channel '\(name)' was created by uid \(channel.creator.uid), not by uid \(pinned)")
         }
-        if pinned == nil, registry.channel(named: name) === channel {
+        if pinned == nil, registry.channel(named: name) === channel || resumed != nil {
             // Without a pin of its own the reader trusts the policy's owner for the name.
             let judged = standing(of: name, creator: channel.creator)
             if judged.standing == .notAllowed {

@@ -24,6 +24,7 @@ extension Broker {
     func image(listeners: [Int32], descriptor: (ConnectionState) -> (fd: Int32, cookie: UInt64)?) -> DaemonImage {
         var sites: [UInt64: SiteChannel<ByteRing>] = [:]
         for channel in registry.byName.values { sites[channel.id] = channel }
+        for channel in closedChannels.channels { sites[channel.id] = channel }
         var kept: [ConnectionImage] = []
         for conn in connections.values.sorted(by: { $0.id < $1.id }) where !conn.isClosing {
             guard let (fd, cookie) = descriptor(conn) else { continue }
@@ -110,7 +111,7 @@ extension Broker {
             let creator = Identity(saved.creator)
             let ring = makeRing(
                 id: saved.id, name: saved.name, epoch: saved.epoch, capacity: saved.size, newest: saved.newestOnly, creator: creator,
-                stored: saved.registered && !saved.closed && !Self.isMirror(saved.id))
+                stored: (saved.registered || saved.closed) && !Self.isMirror(saved.id))
             let channel = SiteChannel<ByteRing>(
                 id: saved.id, name: saved.name, epoch: saved.epoch, owner: saved.owner, newestOnly: saved.newestOnly, creator: creator,
                 ring: ring)
@@ -132,6 +133,9 @@ extension Broker {
                     logger.warning("restored channel not registered", metadata: ["channel": "\(saved.name)", "error": "\(error.message)"])
                 }
             }
+            // A closed one is kept for readers that come back (the time it had left is not
+            // carried: it gets the whole grace period again).
+            if saved.closed, stateStore != nil, !Self.isMirror(saved.id) { keepClosed(channel) }
             syncCharge(channel)
             restore.restored(channel)
         }

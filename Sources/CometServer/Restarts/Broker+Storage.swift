@@ -42,6 +42,7 @@ extension Broker {
     /// The channel's ring goes into the store (its file is the ring itself: nothing is copied),
     /// and so does every file it moves to.
     func stored(_ channel: SiteChannel<ByteRing>) {
+        if stateStore != nil { channel.ring.setFlags(channel.isClosed ? RingFile.closedFlag : 0) }
         keepInStore(channel.ring, id: channel.id, token: channel.producerToken, numbering: channel.numbering)
     }
 
@@ -87,6 +88,7 @@ extension Broker {
     func storeEverything(forgetting oldNames: [String]) {
         guard let store = stateStore else { return }
         for channel in registry.byName.values where !Self.isMirror(channel.id) { stored(channel) }
+        for channel in closedChannels.channels { stored(channel) }
         for channel in privateChannels.values { stored(channel) }
         for session in sessions.sessions.values { stored(session) }
         let fresh = Set(store.names)
@@ -110,10 +112,11 @@ extension Broker {
             let closed = ring.flags & RingFile.closedFlag != 0
             switch meta.kind {
             case .buffered, .newest:
-                guard !closed, !isPrivateHandle(meta.id), !isMirror(meta.id) else { continue }
+                // A closed one was kept for its readers: it is kept again, not registered.
+                guard !isPrivateHandle(meta.id), !isMirror(meta.id) else { continue }
                 var site = SiteChannelImage(
                     id: meta.id, name: meta.name, epoch: meta.epoch, owner: 0, newestOnly: meta.kind == .newest,
-                    size: meta.capacity, creator: meta.creator, closed: false, registered: true, replacedByEpoch: nil,
+                    size: meta.capacity, creator: meta.creator, closed: closed, registered: !closed, replacedByEpoch: nil,
                     firstSequence: first, messages: messages)
                 site.tokenHigh = meta.tokenHigh
                 site.tokenLow = meta.tokenLow
