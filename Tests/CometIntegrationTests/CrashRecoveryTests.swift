@@ -313,6 +313,59 @@ final class CLIReconnectTests: XCTestCase {
         XCTAssertEqual(got, (1...total).map { "line \($0)" })
         supervisor.stop(SIGTERM)
     }
+
+    /// The systemd fault test's case, by hand: `comet push` pushes every line and exits (its
+    /// channel closes) while two `comet listen` (mapped, and --no-mapped) are stopped far behind;
+    /// then a kill -9. Once they go on, each still prints every line once, in order.
+    func testListenersBehindAChannelClosedBeforeKillNineGetEveryLine() throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        let comet = Daemon.executable("comet").path
+        let total = 3000
+        // About 660 KB: more than a reader's socket takes, so the daemon has a backlog for it.
+        let pad = String(repeating: "p", count: 200)
+        let expected = (1...total).map { "line \($0) \(pad)" }
+        var listeners: [(Process, Pipe, Pipe)] = []
+        for extra in [[], ["--no-mapped"]] {
+            let listen = Process()
+            listen.executableURL = URL(fileURLWithPath: comet)
+            listen.arguments = ["listen", "closing", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath] + extra
+            let out = Pipe()
+            let errors = Pipe()
+            listen.standardOutput = out
+            listen.standardError = errors
+            try listen.run()
+            listeners.append((listen, out, errors))
+        }
+        usleep(300_000)
+        for (listen, _, _) in listeners { kill(listen.processIdentifier, SIGSTOP) }
+        let push = Process()
+        push.executableURL = URL(fileURLWithPath: comet)
+        push.arguments = ["push", "closing", "--size", "5000", "--socket", supervisor.socketPath]
+        let input = Pipe()
+        push.standardInput = input
+        let pushErrors = Pipe()
+        push.standardError = pushErrors
+        try push.run()
+        input.fileHandleForWriting.write(Data(expected.map { $0 + "\n" }.joined().utf8))
+        try input.fileHandleForWriting.close()
+        push.waitUntilExit()
+        XCTAssertEqual(push.terminationStatus, 0, String(decoding: pushErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        supervisor.stop(SIGKILL)
+        try supervisor.start()
+        for (listen, _, _) in listeners { kill(listen.processIdentifier, SIGCONT) }
+        // One after the other: the second waits on its full pipe meanwhile, which costs it nothing.
+        for (index, (listen, out, errors)) in listeners.enumerated() {
+            let output = out.fileHandleForReading.readDataToEndOfFile()
+            listen.waitUntilExit()
+            let got = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
+            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            XCTAssertEqual(listen.terminationStatus, 0, "reader \(index): \(said)")
+            XCTAssertEqual(got.count, total, "reader \(index): \(said)")
+            XCTAssertTrue(got == expected, "reader \(index): lines out of order or missing")
+        }
+        supervisor.stop(SIGTERM)
+    }
 }
 
 import CComet
