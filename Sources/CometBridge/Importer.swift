@@ -10,7 +10,8 @@ import NIOCore
 ///
 /// The subject's state decides what local readers see: a new epoch → MIRROR (readers of the old
 /// one get RESET); messages → MIRROR_PUSH with their origin's numbers (cometd skips those it has
-/// and turns a jump into FULL for readers that needed the gap); a close marker → CLOSED after
+/// and turns a jump into FULL for readers that needed the gap — a jump is passed on only once a
+/// fresh read of the subject shows it again, `ImportOrder`); a close marker → CLOSED after
 /// the last message; everything the stream held read → live. When the subject cannot be read
 /// for `stallAfter` (connection lost, stream gone, subscription in trouble, or never read since
 /// this connection began), the import is declared stalled: readers that have every message are
@@ -32,6 +33,8 @@ actor Importer {
     private var batch: [ByteBuffer] = []
     private var batchBytes = 0
     private var batchFirst: UInt64 = 0
+    /// Whether what the subject delivers is in order, and what to do when it is not.
+    private var order = ImportOrder()
     /// Since when the subject has not been read, and why (nil: reading).
     private var troubleSince: NIODeadline? = .now()
     private var trouble = "the JetStream subject has not been read yet"
@@ -78,11 +81,28 @@ actor Importer {
 
     private func apply(_ event: FeedEvent) async throws {
         switch event {
+        case .restarted:
+            order.restarted()
         case .open(let epoch, let next):
+            guard !order.ignoresEvents else { return }
             if epoch != self.epoch { try await declare(epoch: epoch, next: next) }
         case .message(let epoch, let sequence, let payload):
+            guard !order.ignoresEvents else { return }
             if epoch != self.epoch { try await declare(epoch: epoch, next: sequence) }
-            guard sequence > last else { return }
+            switch order.admit(sequence, after: last) {
+            case .ignore, .duplicate:
+                return
+            case .refetch:
+                try flush()
+                refetch(jumpingTo: sequence)
+                return
+            case .takeAcrossGap:
+                logger.warning("the JetStream stream lacks messages of the import: readers that need them get FULL", metadata: [
+                    "channel": "\(rule.localName)", "epoch": "\(epoch)", "after": "\(last)", "next": "\(sequence)",
+                ])
+            case .take:
+                break
+            }
             if !batch.isEmpty, batchFirst + UInt64(batch.count) != sequence || batchBytes + payload.readableBytes + 4 > maxBatchBytes {
                 try flush()
             }
@@ -91,6 +111,7 @@ actor Importer {
                 logger.warning("skipping an imported message larger than cometd's frame limit", metadata: [
                     "channel": "\(rule.localName)", "sequence": "\(sequence)", "bytes": "\(payload.readableBytes)",
                 ])
+                last = sequence
                 return
             }
             if batch.isEmpty { batchFirst = sequence }
@@ -98,10 +119,20 @@ actor Importer {
             batchBytes += payload.readableBytes + 4
             last = sequence
         case .close(let epoch, let lastSequence):
+            guard !order.ignoresEvents else { return }
             try flush()
             guard epoch == self.epoch, let handle else { return }
+            // Closed after a message not read yet: the same jump as a message's.
+            switch order.admit(lastSequence + 1, after: last) {
+            case .ignore: return
+            case .refetch:
+                refetch(jumpingTo: lastSequence + 1)
+                return
+            case .take, .duplicate, .takeAcrossGap: break
+            }
             watch(client.mirrorState(handle, .closed, last: lastSequence), "MIRROR_STATE closed")
         case .caughtUp:
+            guard !order.ignoresEvents else { return }
             try flush()
             troubleSince = nil
             if stalled { logger.notice("import reads its subject again", metadata: ["channel": "\(rule.localName)"]) }
@@ -128,8 +159,18 @@ actor Importer {
         let reply = try await client.mirror(rule.localName, epoch: epoch, next: next, size: rule.size, newest: rule.newest)
         handle = reply.mirror
         self.epoch = epoch
-        last = reply.lastSequence
+        // A new epoch for cometd starts at `next` (nothing before it is owed to anyone).
+        last = reply.lastSequence > 0 ? reply.lastSequence : (next > 0 ? next - 1 : 0)
         logger.info("import epoch", metadata: ["channel": "\(rule.localName)", "epoch": "\(epoch)", "after": "\(last)"])
+    }
+
+    /// A jump in the numbers, not seen before: read the subject again from its start, to tell a
+    /// loss in transit (the stream has the messages) from a gap in the stream.
+    private func refetch(jumpingTo sequence: UInt64) {
+        logger.notice("a jump in the import's numbers; reading the JetStream subject again from its start", metadata: [
+            "channel": "\(rule.localName)", "epoch": "\(epoch)", "after": "\(last)", "next": "\(sequence)",
+        ])
+        if let feed { link.resubscribe(feed) }
     }
 
     private func flush() throws {

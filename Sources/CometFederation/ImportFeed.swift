@@ -17,6 +17,9 @@ public enum FeedEvent: Sendable {
     /// The subject cannot be read now (connection lost, subscription in trouble or refused):
     /// the link keeps trying; `caughtUp` follows when it reads again.
     case trouble(String)
+    /// A new subscription reads the subject from its start: every event after this one comes
+    /// from it, none from the one it replaced.
+    case restarted
 }
 
 /// Why an import could not start.

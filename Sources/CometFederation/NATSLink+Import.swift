@@ -13,6 +13,7 @@ extension NATSLink {
             }
             return
         }
+        feed.post(.restarted)
         let token = Unmanaged.passRetained(FeedToken(feed: feed))
         var empty = false
         var noStream = false

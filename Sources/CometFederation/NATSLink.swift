@@ -84,6 +84,10 @@ public final class NATSLink: @unchecked Sendable {  // `events`/`scheduled`/`tab
     /// Stops reading `feed.subject` (its consumer is deleted).
     public func remove(_ feed: ImportFeed) { post(.removeFeed(feed)) }
 
+    /// Reads `feed.subject` again from its start with a new subscription (`FeedEvent.restarted`
+    /// marks where its events begin).
+    public func resubscribe(_ feed: ImportFeed) { post(.resubscribe(feed)) }
+
     /// Counters of every channel exported through this link.
     public var exportStats: [ExportStats] { lock.withLock { Array(table.values) } }
 
