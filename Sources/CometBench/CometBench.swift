@@ -45,7 +45,7 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages each of the 10 Swift readers reads in the Swift fan-out run.")
     var swiftFanOutMessages: Int = 500_000
 
-    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, isolation, memory, swift, federation, store, upgrade, crash.")
+    @Option(help: "Scenarios to run, comma-separated: 1to1, fanout, latency, isolation, memory, swift, federation, store, upgrade, crash; also awaited (only the Swift client's awaited pushes, which swift includes).")
     var only: String = "1to1,fanout,latency,isolation,memory,swift,federation,store,upgrade,crash"
 
     @Option(help: "Messages for the isolation runs.")
@@ -112,11 +112,15 @@ struct CometBench: ParsableCommand {
                 print(String(format: "Swift client, 10 for-try-await readers, %@: %10.0f delivered msgs/s%@  (%d messages each; tasks of the global executor)",
                              mapped ? "mapped" : "socket", fan.rate, fan.complete ? "" : " INCOMPLETE", swiftFanOutMessages))
             }
+        }
+        if selected.contains("swift") || selected.contains("awaited") {
             for (onMain, onConnection) in [(false, false), (true, false), (false, true)] {
                 let rate = try withDaemon { s, _ in try s.swiftAwaitedPushes(count: 50_000, onMainActor: onMain, onConnection: onConnection) }
                 let where_ = onMain ? "on the main actor" : onConnection ? "a task preferring client.executor" : "a task of the global executor"
                 print(String(format: "Swift client, awaited push, one at a time: %9.0f round trips/s  (50000; %@)", rate, where_))
             }
+        }
+        if selected.contains("swift") {
             let contents = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: true) }
             print(String(format: "Swift client, push(contentsOf:):          %10.0f msgs/s  (%d messages, until all are in)", contents, swiftMessages))
             let published = try withDaemon { s, _ in try s.swiftProducer(total: swiftMessages, contentsOf: false) }
