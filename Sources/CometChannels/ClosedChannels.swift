@@ -41,11 +41,6 @@ public final class ClosedChannels<Ring: ChannelRing> {
         byName[name]?.first { $0.channel.epoch == epoch }?.channel
     }
 
-    /// Whether `channel` is kept here.
-    public func contains(_ channel: SiteChannel<Ring>) -> Bool {
-        byName[channel.name]?.contains { $0.channel === channel } ?? false
-    }
-
     /// Whether `channel` may go at `now`: no reader reads it and its time has come (a channel not
     /// kept here may always go).
     public func mayRelease(_ channel: SiteChannel<Ring>, now: UInt64) -> Bool {
@@ -54,10 +49,12 @@ public final class ClosedChannels<Ring: ChannelRing> {
         return now >= entry.keptUntil
     }
 
-    /// Stops keeping `channel`.
-    public func remove(_ channel: SiteChannel<Ring>) {
-        guard var entries = byName[channel.name] else { return }
-        entries.removeAll { $0.channel === channel }
+    /// Stops keeping `channel`; false if it was not kept.
+    @discardableResult
+    public func remove(_ channel: SiteChannel<Ring>) -> Bool {
+        guard var entries = byName[channel.name], let index = entries.firstIndex(where: { $0.channel === channel }) else { return false }
+        entries.remove(at: index)
         byName[channel.name] = entries.isEmpty ? nil : entries
+        return true
     }
 }

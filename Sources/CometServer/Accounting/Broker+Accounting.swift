@@ -57,10 +57,7 @@ extension Broker {
     /// the kept closed channels and in the store.
     func releaseIfDrained(_ channel: SiteChannel<ByteRing>) {
         guard channel.isClosed, closedChannels.mayRelease(channel, now: uptime()) else { return }
-        if closedChannels.contains(channel) {
-            closedChannels.remove(channel)
-            storeGone(channel.id, ring: channel.ring)
-        }
+        if closedChannels.remove(channel) { storeGone(channel.id, ring: channel.ring) }
         guard channel.bufferedBytes > 0 || channel.chargedBytes > 0 else { return }
         channel.discardMessages()
         syncCharge(channel)
