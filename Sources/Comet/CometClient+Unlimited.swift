@@ -52,6 +52,10 @@ extension CometClient {
                     } catch let error as ConnectionError where error.kind == .lost {
                         let last = try await producer.lastSequence()
                         if last > answered { answered = last } else { unanswered = element }
+                    } catch let refusal as CometError where refusal.code == .pullNotRequested {
+                        // A pull asked again after a reconnect whose answer landed meanwhile: this
+                        // element goes with the next pull.
+                        unanswered = element
                     }
                 }
             } catch {}

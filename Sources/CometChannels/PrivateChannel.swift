@@ -31,7 +31,12 @@ public final class PrivateChannel<Ring: ChannelRing> {
     /// asked of the producer (a pull) when the reader has acknowledged the previous one.
     public let isUnlimited: Bool
     /// The pull the producer owes an answer to, if any.
-    public internal(set) var outstandingPull: UInt64?
+    public internal(set) var outstandingPull: UInt64? {
+        didSet { pullAskedOf = nil }
+    }
+    /// The owner the outstanding pull was sent to; nil when no owner has been asked yet (it came
+    /// due while the channel had none, or it was restored). Another owner is asked again.
+    var pullAskedOf: UInt64?
     var nextPull: UInt64 = 1
 
     /// Who created it (SO_PEERCRED of the producer), shown to the reader.
@@ -90,12 +95,22 @@ public final class PrivateChannel<Ring: ChannelRing> {
         guard !isFull else { throw ChannelRefusal(.channelFull, "private channel '\(name)' is full: its reader fell \(size) messages behind") }
     }
 
-    /// For an unlimited channel: a new pull id if the reader is ready for one more message (it has
-    /// acknowledged everything and no pull is outstanding), else nil.
-    public func pullIfReady() -> UInt64? {
-        guard isUnlimited, reader != nil, outstandingPull == nil, unacknowledged == 0, !isClosed else { return nil }
+    /// For an unlimited channel, the pull to send to its owner now, if any: the outstanding one
+    /// when this owner was not asked for it yet (the channel changed hands: the answer may have
+    /// been lost with the previous producer connection), else a new one when the reader is ready
+    /// for one more message (it has acknowledged everything). Nil while the channel has no owner:
+    /// nothing comes due until one takes it (ADOPT).
+    public func pullToAsk() -> UInt64? {
+        guard isUnlimited, owner != 0, !isClosed else { return nil }
+        if let outstandingPull {
+            guard pullAskedOf != owner else { return nil }
+            pullAskedOf = owner
+            return outstandingPull
+        }
+        guard reader != nil, unacknowledged == 0 else { return nil }
         defer { nextPull += 1 }
         outstandingPull = nextPull
+        pullAskedOf = owner
         return nextPull
     }
 

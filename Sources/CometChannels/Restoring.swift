@@ -25,6 +25,8 @@ extension PrivateChannel {
         self.isClosed = closed
         self.isFull = full
         self.outstandingPull = outstandingPull
+        // Asked of the owner it had, when that connection was carried over.
+        if outstandingPull != nil, owner != 0 { pullAskedOf = owner }
         self.nextPull = max(nextPull, 1)
     }
 

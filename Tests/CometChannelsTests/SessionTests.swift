@@ -83,19 +83,60 @@ final class UnlimitedChannelTests: XCTestCase {
     func testPullsOnlyWhenTheReaderIsReadyAndAnswersOnlyWhatWasAsked() throws {
         let c = PrivateChannel<MessageRing<String>>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 3, size: 500, unlimited: true)
         XCTAssertEqual(c.size, 1)
-        XCTAssertNil(c.pullIfReady(), "no reader, no pull")
+        XCTAssertNil(c.pullToAsk(), "no reader, no pull")
         XCTAssertThrowsError(try c.push("x")) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .pullNotRequested) }
         c.reader = 9
-        let first = try XCTUnwrap(c.pullIfReady())
-        XCTAssertNil(c.pullIfReady(), "one pull outstanding at most")
+        let first = try XCTUnwrap(c.pullToAsk())
+        XCTAssertNil(c.pullToAsk(), "one pull outstanding at most")
         XCTAssertThrowsError(try c.answer(first + 1, with: "wrong")) { XCTAssertEqual(($0 as? ChannelRefusal)?.code, .pullNotRequested) }
         XCTAssertEqual(try c.answer(first, with: "one"), 1)
         XCTAssertThrowsError(try c.answer(first, with: "again"))
-        XCTAssertNil(c.pullIfReady(), "the reader has not acknowledged message 1")
+        XCTAssertNil(c.pullToAsk(), "the reader has not acknowledged message 1")
         try c.acknowledge(through: 1)
-        let second = try XCTUnwrap(c.pullIfReady())
+        let second = try XCTUnwrap(c.pullToAsk())
         XCTAssertNotEqual(second, first)
         c.close()
         XCTAssertThrowsError(try c.answer(second, with: "late"))
+    }
+
+    /// A pull that comes due while the channel has no producer (it waits for ADOPT after a
+    /// restart) is asked of the producer that takes it; one asked of a producer whose connection
+    /// went is asked again of the next, with the same id; the same owner is asked once.
+    func testAPullIsAskedOfWhoeverOwnsTheChannel() throws {
+        let c = PrivateChannel<MessageRing<String>>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 0, size: 1, unlimited: true)
+        c.reader = 9
+        XCTAssertNil(c.pullToAsk(), "nobody to ask")
+        XCTAssertNil(c.outstandingPull, "no pull comes due without a producer")
+        c.transfer(to: 4)
+        let first = try XCTUnwrap(c.pullToAsk())
+        XCTAssertNil(c.pullToAsk(), "asked of this owner already")
+        c.transfer(to: 0)
+        XCTAssertNil(c.pullToAsk())
+        c.transfer(to: 5)
+        XCTAssertEqual(c.pullToAsk(), first, "the new owner is asked the same pull: the answer may have been lost")
+        XCTAssertNil(c.pullToAsk())
+        XCTAssertEqual(try c.answer(first, with: "one"), 1)
+        try c.acknowledge(through: 1)
+        let second = try XCTUnwrap(c.pullToAsk())
+        XCTAssertNotEqual(second, first)
+    }
+
+    /// A restored outstanding pull is asked again of a producer that takes the channel back, not of
+    /// the connection it was asked of.
+    func testARestoredPullIsAskedAgain() throws {
+        let c = PrivateChannel<MessageRing<String>>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 0, size: 1, unlimited: true)
+        c.restore(first: 1, count: 2, { ["a", "b"][$0] }, acknowledged: 2, closed: false, full: false, outstandingPull: 7, nextPull: 8)
+        c.reader = 9
+        c.transfer(to: 4)
+        XCTAssertEqual(c.pullToAsk(), 7)
+        XCTAssertNil(c.pullToAsk())
+        // Restored with the connection that was asked (a planned restart carries it): not again.
+        let carried = PrivateChannel<MessageRing<String>>(id: 1 << 63, name: "u", epoch: 1, session: 2, owner: 4, size: 1, unlimited: true)
+        carried.restore(first: 1, count: 2, { ["a", "b"][$0] }, acknowledged: 2, closed: false, full: false, outstandingPull: 7, nextPull: 8)
+        carried.reader = 9
+        XCTAssertNil(carried.pullToAsk())
+        carried.transfer(to: 0)
+        carried.transfer(to: 5)
+        XCTAssertEqual(carried.pullToAsk(), 7, "its connection was not carried: the producer that adopts it is asked")
     }
 }

@@ -60,23 +60,92 @@ final class ReconnectTests: XCTestCase {
 extension ReconnectTests {
     /// An unlimited channel (pulled) goes on after kill -9: every element of its source once.
     func testUnlimitedChannelCarriesOnAcrossKillNine() async throws {
+        try await unlimitedChannelAcrossKillNine(producerDelay: .milliseconds(10))
+    }
+
+    /// The reader is back (and acknowledges) before the producer takes its channel back: the pull
+    /// that comes due then is asked of the producer once it has adopted the channel.
+    func testUnlimitedChannelWhoseReaderIsBackFirstCarriesOn() async throws {
+        try await unlimitedChannelAcrossKillNine(producerDelay: .milliseconds(1500))
+    }
+
+    /// A pull outstanding at a kill -9 is forgotten: the restarted daemon asks a new one of the
+    /// producer that takes the channel back, while the producer still works on the old one. Its
+    /// answer to the old one is refused; the element goes with the new pull: every element once.
+    func testUnlimitedChannelsOutstandingPullAcrossKillNine() async throws {
+        try await unlimitedChannelWithAPullOutstanding(across: SIGKILL)
+    }
+
+    /// A planned restart (SIGTERM through the store) carries the connections and the outstanding
+    /// pull: the producer answers it after the restart.
+    func testUnlimitedChannelsOutstandingPullAcrossAPlannedRestart() async throws {
+        try await unlimitedChannelWithAPullOutstanding(across: SIGTERM)
+    }
+
+    private func unlimitedChannelWithAPullOutstanding(across signal: Int32) async throws {
         let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
         let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(200), giveUpAfter: .seconds(30))
         let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
+        let (source, feed) = AsyncStream<[UInt8]>.makeStream()
+        for i in 1...3 { feed.yield(Array("u\(i)".utf8)) }
+        _ = try await producerClient.createUnlimited("pulled", for: readerClient.session.id, from: source)
+        let subscription = try await readerClient.subscribePrivate("pulled")
+        let reading = Task {
+            var got: [String] = []
+            for try await message in subscription { got.append(message.string) }
+            return got
+        }
+        // u3 read and acknowledged (the fourth `next`), pull 4 outstanding: the source has nothing yet.
+        try await Task.sleep(for: .milliseconds(500))
+        supervisor.stop(signal)
+        try supervisor.start()
+        try await Task.sleep(for: .milliseconds(1000))
+        for i in 4...6 { feed.yield(Array("u\(i)".utf8)) }
+        feed.finish()
+        do {
+            let got = try await within(30, "reading across the restart") {
+                try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
+            }
+            XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
+        } catch {
+            XCTFail("\(error)\n\(supervisor.log)")
+        }
+        await readerClient.close()
+        await producerClient.close()
+        supervisor.stop(SIGTERM)
+    }
+
+    private func unlimitedChannelAcrossKillNine(producerDelay: TimeAmount) async throws {
+        let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
+        try supervisor.start()
+        let policy = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(200), giveUpAfter: .seconds(30))
+        let producerPolicy = ReconnectPolicy(initialDelay: producerDelay, maxDelay: producerDelay, giveUpAfter: .seconds(30))
+        let producerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: producerPolicy)
         let readerClient = try await CometClient.connect(to: supervisor.socketPath, reconnect: policy)
         let source = AsyncStream<[UInt8]> { continuation in
             for i in 1...6 { continuation.yield(Array("u\(i)".utf8)) }
         }
         _ = try await producerClient.createUnlimited("pulled", for: readerClient.session.id, from: source)
         let subscription = try await readerClient.subscribePrivate("pulled")
-        var iterator = subscription.makeAsyncIterator()
-        var got: [String] = []
-        for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
-        supervisor.stop(SIGKILL)
-        try supervisor.start()
-        for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
-        XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
+        let reading = Task {
+            var iterator = subscription.makeAsyncIterator()
+            var got: [String] = []
+            for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
+            supervisor.stop(SIGKILL)
+            try supervisor.start()
+            for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
+            return got
+        }
+        do {
+            let got = try await within(30, "reading across the kill -9") {
+                try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
+            }
+            XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
+        } catch {
+            XCTFail("\(error)\n\(supervisor.log)")
+        }
         await readerClient.close()
         await producerClient.close()
         supervisor.stop(SIGTERM)

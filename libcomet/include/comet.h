@@ -152,7 +152,10 @@ typedef void (*comet_end_handler)(comet *c, uint32_t subscription, comet_end rea
 typedef void (*comet_offer_handler)(comet *c, uint64_t channel, const char *name, int kind, void *userdata);
 
 /* Called when the reader of an unlimited channel this connection produces wants one more message:
- * answer with comet_answer(c, channel, pull, ...), now or later. */
+ * answer with comet_answer(c, channel, pull, ...), now or later. After a reconnect the daemon may
+ * ask again for a pull it asked before (same id), or forget it and ask a new one (after a crash):
+ * an answer to a pull no longer outstanding is refused with COMET_E_PULL_NOT_REQUESTED (to the
+ * error handler); give that message at the next pull instead (PROTOCOL.md §6.13). */
 typedef void (*comet_pull_handler)(comet *c, uint64_t channel, uint64_t pull, void *userdata);
 
 /* Called when something this connection sent without waiting failed (a comet_push() refused by

@@ -196,9 +196,10 @@ extension Broker {
         pullIfReady(channel)
     }
 
-    /// Asks the producer of an unlimited channel for one more message when its reader is ready.
+    /// Asks the producer of an unlimited channel for one more message when its reader is ready,
+    /// or again for the outstanding one when the channel changed hands (`PrivateChannel.pullToAsk`).
     func pullIfReady(_ channel: PrivateChannel<ByteRing>) {
-        guard let pull = channel.pullIfReady(), let owner = connections[channel.owner] else { return }
+        guard let owner = connections[channel.owner], let pull = channel.pullToAsk() else { return }
         ServerFrame.pull(channel: channel.id, pull: pull).encode(into: &owner.outbox)
         markDirty(owner)
     }
