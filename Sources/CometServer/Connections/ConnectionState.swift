@@ -44,7 +44,8 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     /// Lets a push held for a reader go on (set by the connection's handler; `InputFlow`).
     var holdReleased: (() -> Void)?
     /// The last `queuedOutput` bytes handed to the socket, by reference: what it has not written.
-    var unsent = CircularBuffer<ByteBuffer>()
+    /// Small at first: most connections never have more than a write or two outstanding.
+    var unsent = CircularBuffer<ByteBuffer>(initialCapacity: 2)
     var unsentBytes = 0
     /// Bytes read and not yet handled, as the connection's handler holds them (for an image).
     var pendingInput: (() -> ByteBuffer?)?
