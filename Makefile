@@ -28,7 +28,7 @@ test:
 	$(RELEASE) --product comet-line-producer
 	$(RELEASE) --product comet-bridge
 	.build/release/comet-sim --seed 1 --seeds 10 --steps 100000
-	$(SWIFT) test --skip-build --disable-swift-testing
+	SWIFT=$(SWIFT) scripts/test-swift
 	libcomet/tests/run.sh .build/release/cometd
 	scripts/test-python
 	scripts/test-install
