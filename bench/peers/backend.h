@@ -35,7 +35,7 @@ struct backend {
         void (*sub_close)(struct sub *s);
 };
 
-extern const struct backend comet_backend, comet_socket_backend, redis_backend, zmq_backend, nats_backend, dbus_backend, raw_backend;
+extern const struct backend comet_backend, comet_socket_backend, comet_ring_backend, redis_backend, zmq_backend, nats_backend, dbus_backend, raw_backend;
 
 /* The raw relay's server loop (backend_raw.c): one write() per message per subscriber. */
 int raw_relay_main(const char *path);

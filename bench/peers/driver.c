@@ -354,10 +354,10 @@ int main(int argc, char **argv) {
         if (argc >= 3 && strcmp(argv[1], "relay") == 0)
                 return raw_relay_main(argv[2]);
         if (argc < 4) {
-                fprintf(stderr, "usage: %s comet|redis|zeromq|nats|raw ADDRESS SERVER_PID\n", argv[0]);
+                fprintf(stderr, "usage: %s comet|comet-socket|comet-ring|redis|zeromq|nats|dbus|raw ADDRESS SERVER_PID\n", argv[0]);
                 return 2;
         }
-        const struct backend *all[] = {&comet_backend, &comet_socket_backend, &redis_backend, &zmq_backend, &nats_backend, &dbus_backend, &raw_backend};
+        const struct backend *all[] = {&comet_backend, &comet_socket_backend, &comet_ring_backend, &redis_backend, &zmq_backend, &nats_backend, &dbus_backend, &raw_backend};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
                 if (strcmp(all[i]->name, argv[1]) == 0)
                         b = all[i];

@@ -3,8 +3,9 @@
 figures as ratios to the best peer, against the targets of issue 9."""
 import sys
 
-SYSTEMS = ["comet", "comet-socket", "zeromq", "redis", "nats", "dbus", "raw"]
-TITLES = {"comet": "comet (libcomet, mapped readers)", "comet-socket": "comet (libcomet, socket readers)", "zeromq": "ZeroMQ XPUB_NODROP", "redis": "Redis pub/sub (unix)",
+SYSTEMS = ["comet", "comet-socket", "comet-ring", "zeromq", "redis", "nats", "dbus", "raw"]
+TITLES = {"comet": "comet (libcomet, mapped readers)", "comet-socket": "comet (libcomet, socket readers)",
+          "comet-ring": "comet (libcomet, mapped readers, ring of 65536)", "zeromq": "ZeroMQ XPUB_NODROP", "redis": "Redis pub/sub (unix)",
           "nats": "NATS core", "dbus": "dbus-broker signals", "raw": "raw AF_UNIX relay"}
 PEERS = ["zeromq", "redis", "nats", "dbus"]
 
@@ -110,6 +111,19 @@ def main():
         checks.append((text, mine <= 2048))
     for text, ok in checks:
         print(f"  {'✓' if ok else '✗'} {text}")
+    socket = results.get("comet-socket")
+    if socket:
+        print()
+        print("comet's mapped readers against its socket readers, same run (aims of issue 21):")
+        for system in ("comet", "comet-ring"):
+            for workload, label in (("W1", "W1 1 → 1"), ("W2x100", "W2 1 → 100")):
+                mine, base = value(results, system, workload, "rate"), value(results, "comet-socket", workload, "rate")
+                if mine and base:
+                    ratio = mine / base
+                    print(f"  {'✓' if ratio >= 3 else '✗'} {TITLES[system]}, {label}: {ratio:.2f} × socket readers (aim ≥ 3 ×)")
+            mine, raw = value(results, system, "W3", "p50"), value(results, "raw", "W3", "p50")
+            if mine and raw:
+                print(f"  {'✓' if mine < raw else '✗'} {TITLES[system]}, W3 p50: {mine:.1f} µs vs the raw relay's {raw:.1f} µs (aim: below)")
 
 
 if __name__ == "__main__":
