@@ -62,6 +62,8 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     let holds: ProducerHolds
     /// Tickets of mapped readers for their rings' descriptors.
     var mappedRings = MappedRings()
+    /// Connections' socket descriptors, for passing ring descriptors on them.
+    let socketDescriptors = SocketDescriptors()
 
     // Accounting.
     let accounts: ResourceAccounts
@@ -189,6 +191,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
         }
         conn.subscriptions = [:]
         mappedRings.dropAll(connection: conn.id)
+        if let cookie = conn.socketCookie { socketDescriptors.forget(cookie) }
         for channel in registry.closeAll(ownedBy: conn.id) {
             channelClosed(channel)
         }

@@ -1,5 +1,9 @@
 import XCTest
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 import CometState
 @testable import CometServer
 
@@ -110,5 +114,44 @@ final class PositionPagesTests: XCTestCase {
         kept.removeLast()
         XCTAssertEqual(pages.count(uid: 7), PositionPages.perUser - 1)
         if let (_, fd) = pages.make(uid: 7, start: 1) { close(fd) } else { XCTFail("a page given back makes room") }
+    }
+}
+
+/// Finding a connection's descriptor by its socket's cookie, with real sockets.
+final class SocketDescriptorsTests: XCTestCase {
+    private func socketPair() -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        return (fds[0], fds[1])
+    }
+
+    func testFindsSocketsAndANumberReusedByAnotherSocket() throws {
+        let index = SocketDescriptors()
+        let (a, b) = socketPair()
+        defer { close(b) }
+        let cookieA = try XCTUnwrap(SocketCookies.cookie(ofDescriptor: a))
+        XCTAssertEqual(index.descriptor(for: cookieA), a)
+        XCTAssertEqual(index.descriptor(for: cookieA), a, "known now")
+        // A new socket after the index knows the others.
+        let (c, d) = socketPair()
+        defer { close(d) }
+        let cookieC = try XCTUnwrap(SocketCookies.cookie(ofDescriptor: c))
+        XCTAssertEqual(index.descriptor(for: cookieC), c)
+        // `a` closes without being forgotten, and its number goes to another socket.
+        close(a)
+        let (e, f) = socketPair()
+        defer { close(e); close(f) }
+        let reused = f == a ? f : e  // the lowest free number is reused (if nothing else took it)
+        let cookieReused = try XCTUnwrap(SocketCookies.cookie(ofDescriptor: reused))
+        XCTAssertEqual(index.descriptor(for: cookieReused), reused)
+        XCTAssertNil(index.descriptor(for: cookieA), "the closed socket is gone")
+        // Forgotten on close: the reused number is looked at again.
+        index.forget(cookieC)
+        close(c)
+        let (g, h) = socketPair()
+        defer { close(g); close(h) }
+        let onC = h == c ? h : g
+        XCTAssertEqual(index.descriptor(for: try XCTUnwrap(SocketCookies.cookie(ofDescriptor: onC))), onC)
+        XCTAssertNil(SocketCookies.cookie(ofDescriptor: -1))
     }
 }

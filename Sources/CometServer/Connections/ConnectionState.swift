@@ -6,6 +6,8 @@ import NIOCore
 final class ConnectionState: @unchecked Sendable {  // confined to the broker's loop
     let id: UInt64
     let context: ChannelHandlerContext
+    /// Its socket's SO_COOKIE (nil where there is no socket: the simulator), to find its descriptor.
+    let socketCookie: UInt64?
     /// The peer's credentials (SO_PEERCRED), read when the connection opened.
     var identity = Identity()
     var uid: UInt32 { identity.uid }
@@ -58,6 +60,7 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
         self.lastRequest = now
         self.id = id
         self.context = context
+        self.socketCookie = SocketCookies.cookie(of: context.channel)
         self.outbox = context.channel.allocator.buffer(capacity: 0)
     }
 

@@ -78,7 +78,7 @@ extension Broker {
         }
         defer { close(descriptor) }
         let descriptors = pageDescriptor >= 0 ? [descriptor, pageDescriptor] : [descriptor]
-        guard let cookie = SocketCookies.cookie(of: conn.context.channel), let socket = SocketCookies.descriptor(withCookie: cookie),
+        guard let cookie = conn.socketCookie, let socket = socketDescriptors.descriptor(for: cookie),
             Self.send(frame, with: descriptors, over: socket)
         else {
             fail(conn, WireError(.internalError, "cannot pass a descriptor on this connection"), log: false)

@@ -18,7 +18,7 @@ extension CometServer {
             let cookies = SocketCookies.descriptorsByCookie()
             let listenerFDs = self.listenerChannels.compactMap { SocketCookies.cookie(of: $0).flatMap { cookies[$0] } }
             let image = self.broker.image(listeners: listenerFDs) { conn in
-                guard let cookie = SocketCookies.cookie(of: conn.context.channel), let fd = cookies[cookie] else { return nil }
+                guard let cookie = conn.socketCookie, let fd = cookies[cookie] else { return nil }
                 return (fd, cookie)
             }
             return try body(image)
@@ -124,28 +124,33 @@ enum SocketCookies {
         return result
     }
 
-    /// The descriptor of this process whose socket has `cookie`, if any.
-    static func descriptor(withCookie cookie: UInt64) -> Int32? {
-        var found: Int32?
-        forEachSocket { fd, other in
-            if other == cookie { found = fd }
-            return found == nil
-        }
-        return found
+    /// The cookie of the socket behind `fd`; nil when it is not a socket.
+    static func cookie(ofDescriptor fd: Int32) -> UInt64? {
+        var cookie: UInt64 = 0
+        var length = socklen_t(MemoryLayout<UInt64>.size)
+        return getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0 ? cookie : nil
     }
 
-    /// Calls `body` with each open socket descriptor of this process and its cookie, until it
-    /// returns false.
-    private static func forEachSocket(_ body: (Int32, UInt64) -> Bool) {
+    /// Calls `body` with each open socket descriptor of this process (but those in `skipping`)
+    /// and its cookie, until it returns false.
+    static func forEachSocket(skipping: Set<Int32> = [], _ body: (Int32, UInt64) -> Bool) {
         guard let dir = opendir("/proc/self/fd") else { return }
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd != own else { continue }
-            var cookie: UInt64 = 0
-            var length = socklen_t(MemoryLayout<UInt64>.size)
-            if getsockopt(fd, SOL_SOCKET, option, &cookie, &length) == 0, !body(fd, cookie) { return }
+            let fd = withUnsafeBytes(of: entry.pointee.d_name) { name -> Int32? in
+                var value: Int32 = 0
+                var digits = 0
+                for byte in name {
+                    guard byte != 0 else { break }
+                    guard byte >= 48, byte <= 57, value < Int32.max / 10 - 9 else { return nil }
+                    value = value * 10 + Int32(byte - 48)
+                    digits += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            guard let fd, fd != own, !skipping.contains(fd), let cookie = cookie(ofDescriptor: fd) else { continue }
+            if !body(fd, cookie) { return }
         }
     }
 }
