@@ -51,8 +51,7 @@ struct CometService: Service {
             if let image = image.take() { try await server.restore(image) }
         case .restarted(let restart, ownedPath: _):
             if let restart = restart.take() {
-                for fd in restart.listeners { try await server.adopt(descriptor: fd) }
-                try await server.restore(restart.image, sockets: restart.sockets)
+                try await server.restore(restart.image, sockets: restart.sockets, listeners: restart.listeners)
             }
         }
         notifier.ready(status: "serving; \(try await server.status())")

@@ -35,7 +35,10 @@ final class ConnectionTable: @unchecked Sendable {  // confined to the broker's 
 
     /// Forgets a connection; false if it was not known.
     func remove(_ conn: ConnectionState) -> Bool {
-        byID.removeValue(forKey: conn.id) != nil
+        // Only the connection itself: another under the same id is not this one's to end.
+        guard byID[conn.id] === conn else { return false }
+        byID[conn.id] = nil
+        return true
     }
 
     /// A connection was refused at once.

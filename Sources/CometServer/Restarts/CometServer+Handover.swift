@@ -28,14 +28,16 @@ extension CometServer {
     /// Takes over what a previous process handed over: channels, sessions and subscriptions,
     /// then its listening sockets and connections. Connections handle nothing until all are back.
     /// Returns how many connections were carried over.
-    /// - Parameter sockets: where the connections' sockets are now, by SO_COOKIE (passed back by
-    ///   the service manager); nil: at the numbers the image names, with its listeners (execve).
+    /// - Parameters:
+    ///   - sockets: where the connections' sockets are now, by SO_COOKIE (passed back by the
+    ///     service manager); nil: at the numbers the image names, with its listeners (execve).
+    ///   - listeners: with `sockets`, the listening sockets to serve (the service manager's).
+    ///     They are adopted only once the image's state is back: a connection accepted before
+    ///     would be numbered as one of the carried connections.
     @discardableResult
-    public func restore(_ image: DaemonImage, sockets: [UInt64: Int32]? = nil) async throws -> Int {
+    public func restore(_ image: DaemonImage, sockets: [UInt64: Int32]? = nil, listeners: [Int32] = []) async throws -> Int {
         try await eventLoop.submit { self.broker.restore(image) }.get()
-        if sockets == nil {
-            for fd in image.listeners { try await adopt(descriptor: fd) }
-        }
+        for fd in sockets == nil ? image.listeners : listeners { try await adopt(descriptor: fd) }
         // Every socket is registered at once (one wait for all, not one per connection).
         let started = NIODeadline.now()
         // Made on the loop itself: no hop between threads per connection.
