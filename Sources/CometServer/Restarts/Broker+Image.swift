@@ -36,15 +36,23 @@ extension Broker {
             for (id, sub) in conn.subscriptions.sorted(by: { $0.key < $1.key }) {
                 let source: SubscriptionImage.Source
                 let channel: UInt64
+                var cursor = sub.cursor
                 switch sub.source {
                 case .site(let read):
                     if !Self.isMirror(read.id) { sites[read.id] = read }
                     (source, channel) = (.site, read.id)
+                    if let mapped = sub.mapped {
+                        // The next process serves it over the socket. It may not have read what
+                        // RING_ADVANCED announced (its RING still on the way, which the next
+                        // process cannot answer): it goes on from the first message it is not
+                        // known to have read, and drops by sequence what it has already.
+                        cursor = max(read.ring.firstSequence, min(cursor, mapped.readUpTo(announcedUpTo: cursor)))
+                    }
                 case .clientProcess(let read): (source, channel) = (.clientProcess, read.id)
                 case nil: (source, channel) = (.waiting, 0)
                 }
                 subscriptions.append(SubscriptionImage(
-                    id: id, name: sub.name, source: source, channel: channel, cursor: sub.cursor, pinnedOwner: sub.pinnedOwner))
+                    id: id, name: sub.name, source: source, channel: channel, cursor: cursor, pinnedOwner: sub.pinnedOwner))
             }
             let waits = conn.timeoutWaits.sorted().compactMap { timeoutWaiters[$0] }.map {
                 TimeoutWaitImage(session: $0.session, requestID: $0.requestID, timeout: $0.timeout)
