@@ -82,6 +82,18 @@ extension ReconnectTests {
         try await unlimitedChannelWithAPullOutstanding(across: SIGTERM)
     }
 
+    /// Waits (30 s at most) for `reading` to end with u1…u6.
+    private func expectSixElements(_ reading: Task<[String], Error>, _ what: String, _ supervisor: Supervisor) async {
+        do {
+            let got = try await within(30, what) {
+                try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
+            }
+            XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
+        } catch {
+            XCTFail("\(error)\n\(supervisor.log)")
+        }
+    }
+
     private func unlimitedChannelWithAPullOutstanding(across signal: Int32) async throws {
         let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
@@ -104,14 +116,7 @@ extension ReconnectTests {
         try await Task.sleep(for: .milliseconds(1000))
         for i in 4...6 { feed.yield(Array("u\(i)".utf8)) }
         feed.finish()
-        do {
-            let got = try await within(30, "reading across the restart") {
-                try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
-            }
-            XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
-        } catch {
-            XCTFail("\(error)\n\(supervisor.log)")
-        }
+        await expectSixElements(reading, "reading across the restart", supervisor)
         await readerClient.close()
         await producerClient.close()
         supervisor.stop(SIGTERM)
@@ -138,14 +143,7 @@ extension ReconnectTests {
             for _ in 1...3 { got.append(try await iterator.next()?.string ?? "end") }
             return got
         }
-        do {
-            let got = try await within(30, "reading across the kill -9") {
-                try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
-            }
-            XCTAssertEqual(got, ["u1", "u2", "u3", "u4", "u5", "u6"], supervisor.log)
-        } catch {
-            XCTFail("\(error)\n\(supervisor.log)")
-        }
+        await expectSixElements(reading, "reading across the kill -9", supervisor)
         await readerClient.close()
         await producerClient.close()
         supervisor.stop(SIGTERM)
