@@ -30,13 +30,11 @@ public final class PrivateChannel<Ring: ChannelRing> {
     /// An unlimited channel (Eliom's `create_unlimited`): nothing is buffered ahead; each message is
     /// asked of the producer (a pull) when the reader has acknowledged the previous one.
     public let isUnlimited: Bool
+    /// The pull the producer owes an answer to, and the owner it was sent to (nil: none yet — it
+    /// was restored); another owner is asked for it again.
+    var outstanding: (pull: UInt64, askedOf: UInt64?)?
     /// The pull the producer owes an answer to, if any.
-    public internal(set) var outstandingPull: UInt64? {
-        didSet { pullAskedOf = nil }
-    }
-    /// The owner the outstanding pull was sent to; nil when no owner has been asked yet (it came
-    /// due while the channel had none, or it was restored). Another owner is asked again.
-    var pullAskedOf: UInt64?
+    public var outstandingPull: UInt64? { outstanding?.pull }
     var nextPull: UInt64 = 1
 
     /// Who created it (SO_PEERCRED of the producer), shown to the reader.
@@ -102,15 +100,14 @@ public final class PrivateChannel<Ring: ChannelRing> {
     /// nothing comes due until one takes it (ADOPT).
     public func pullToAsk() -> UInt64? {
         guard isUnlimited, owner != 0, !isClosed else { return nil }
-        if let outstandingPull {
-            guard pullAskedOf != owner else { return nil }
-            pullAskedOf = owner
-            return outstandingPull
+        if let outstanding {
+            guard outstanding.askedOf != owner else { return nil }
+            self.outstanding = (outstanding.pull, owner)
+            return outstanding.pull
         }
         guard reader != nil, unacknowledged == 0 else { return nil }
         defer { nextPull += 1 }
-        outstandingPull = nextPull
-        pullAskedOf = owner
+        outstanding = (nextPull, owner)
         return nextPull
     }
 
@@ -120,7 +117,7 @@ public final class PrivateChannel<Ring: ChannelRing> {
             throw ChannelRefusal(.pullNotRequested, "pull \(pull) of '\(name)' was not asked for, or was answered already")
         }
         guard !isClosed else { throw ChannelRefusal(.channelClosed, "private channel '\(name)' is closed") }
-        outstandingPull = nil
+        outstanding = nil
         return messages.append(payload)
     }
 

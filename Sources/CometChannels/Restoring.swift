@@ -24,9 +24,8 @@ extension PrivateChannel {
         self.acknowledged = acknowledged
         self.isClosed = closed
         self.isFull = full
-        self.outstandingPull = outstandingPull
         // Asked of the owner it had, when that connection was carried over.
-        if outstandingPull != nil, owner != 0 { pullAskedOf = owner }
+        self.outstanding = outstandingPull.map { ($0, owner != 0 ? owner : nil) }
         self.nextPull = max(nextPull, 1)
     }
 

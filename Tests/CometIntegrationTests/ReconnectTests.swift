@@ -153,41 +153,46 @@ extension ReconnectTests {
 /// `comet push` and `comet listen` reconnect by default: a crash of the daemon in the middle of
 /// a stream costs a pause, not a message.
 final class CLIReconnectTests: XCTestCase {
+    /// A `comet` process started with `arguments`, its standard input, output and error in pipes.
+    private struct Started {
+        let process = Process()
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
+        var said: String { String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+    }
+
+    private func startComet(_ arguments: [String]) throws -> Started {
+        let started = Started()
+        started.process.executableURL = Daemon.executable("comet")
+        started.process.arguments = arguments
+        started.process.standardInput = started.input
+        started.process.standardOutput = started.output
+        started.process.standardError = started.errors
+        try started.process.run()
+        return started
+    }
+
     func testPushAndListenCarryOnAcrossKillNine() throws {
         let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
-        let comet = Daemon.executable("comet").path
         let total = 3000
-        let listen = Process()
-        listen.executableURL = URL(fileURLWithPath: comet)
-        listen.arguments = ["listen", "stream", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath]
-        let listened = Pipe()
-        listen.standardOutput = listened
-        let listenErrors = Pipe()
-        listen.standardError = listenErrors
-        try listen.run()
+        let listen = try startComet(["listen", "stream", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath])
         usleep(300_000)
-        let push = Process()
-        push.executableURL = URL(fileURLWithPath: comet)
-        push.arguments = ["push", "stream", "--size", "5000", "--socket", supervisor.socketPath]
-        let input = Pipe()
-        push.standardInput = input
-        let pushErrors = Pipe()
-        push.standardError = pushErrors
-        try push.run()
+        let push = try startComet(["push", "stream", "--size", "5000", "--socket", supervisor.socketPath])
         func lines(_ range: ClosedRange<Int>) -> Data { Data(range.map { "line \($0)\n" }.joined().utf8) }
-        input.fileHandleForWriting.write(lines(1...(total / 2)))
+        push.input.fileHandleForWriting.write(lines(1...(total / 2)))
         usleep(500_000)
         supervisor.stop(SIGKILL)
         try supervisor.start()
-        input.fileHandleForWriting.write(lines((total / 2 + 1)...total))
-        try input.fileHandleForWriting.close()
-        let output = listened.fileHandleForReading.readDataToEndOfFile()
-        listen.waitUntilExit()
-        push.waitUntilExit()
+        push.input.fileHandleForWriting.write(lines((total / 2 + 1)...total))
+        try push.input.fileHandleForWriting.close()
+        let output = listen.output.fileHandleForReading.readDataToEndOfFile()
+        listen.process.waitUntilExit()
+        push.process.waitUntilExit()
         let got = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
-        XCTAssertEqual(listen.terminationStatus, 0, String(decoding: listenErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
-        XCTAssertEqual(push.terminationStatus, 0, String(decoding: pushErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        XCTAssertEqual(listen.process.terminationStatus, 0, listen.said)
+        XCTAssertEqual(push.process.terminationStatus, 0, push.said)
         XCTAssertEqual(got, (1...total).map { "line \($0)" })
         supervisor.stop(SIGTERM)
     }
@@ -198,47 +203,30 @@ final class CLIReconnectTests: XCTestCase {
     func testListenersBehindAChannelClosedBeforeKillNineGetEveryLine() throws {
         let supervisor = try Supervisor(executable: Daemon.releaseDaemon)
         try supervisor.start()
-        let comet = Daemon.executable("comet").path
         let total = 3000
         // About 660 KB: more than a reader's socket takes, so the daemon has a backlog for it.
         let pad = String(repeating: "p", count: 200)
         let expected = (1...total).map { "line \($0) \(pad)" }
-        var listeners: [(Process, Pipe, Pipe)] = []
-        for extra in [[], ["--no-mapped"]] {
-            let listen = Process()
-            listen.executableURL = URL(fileURLWithPath: comet)
-            listen.arguments = ["listen", "closing", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath] + extra
-            let out = Pipe()
-            let errors = Pipe()
-            listen.standardOutput = out
-            listen.standardError = errors
-            try listen.run()
-            listeners.append((listen, out, errors))
+        let listeners = try [[], ["--no-mapped"]].map { extra in
+            try startComet(["listen", "closing", "--wait", "--count", "\(total)", "--socket", supervisor.socketPath] + extra)
         }
         usleep(300_000)
-        for (listen, _, _) in listeners { kill(listen.processIdentifier, SIGSTOP) }
-        let push = Process()
-        push.executableURL = URL(fileURLWithPath: comet)
-        push.arguments = ["push", "closing", "--size", "5000", "--socket", supervisor.socketPath]
-        let input = Pipe()
-        push.standardInput = input
-        let pushErrors = Pipe()
-        push.standardError = pushErrors
-        try push.run()
-        input.fileHandleForWriting.write(Data(expected.map { $0 + "\n" }.joined().utf8))
-        try input.fileHandleForWriting.close()
-        push.waitUntilExit()
-        XCTAssertEqual(push.terminationStatus, 0, String(decoding: pushErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        for listen in listeners { kill(listen.process.processIdentifier, SIGSTOP) }
+        let push = try startComet(["push", "closing", "--size", "5000", "--socket", supervisor.socketPath])
+        push.input.fileHandleForWriting.write(Data(expected.map { $0 + "\n" }.joined().utf8))
+        try push.input.fileHandleForWriting.close()
+        push.process.waitUntilExit()
+        XCTAssertEqual(push.process.terminationStatus, 0, push.said)
         supervisor.stop(SIGKILL)
         try supervisor.start()
-        for (listen, _, _) in listeners { kill(listen.processIdentifier, SIGCONT) }
+        for listen in listeners { kill(listen.process.processIdentifier, SIGCONT) }
         // One after the other: the second waits on its full pipe meanwhile, which costs it nothing.
-        for (index, (listen, out, errors)) in listeners.enumerated() {
-            let output = out.fileHandleForReading.readDataToEndOfFile()
-            listen.waitUntilExit()
+        for (index, listen) in listeners.enumerated() {
+            let output = listen.output.fileHandleForReading.readDataToEndOfFile()
+            listen.process.waitUntilExit()
             let got = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
-            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            XCTAssertEqual(listen.terminationStatus, 0, "reader \(index): \(said)")
+            let said = listen.said
+            XCTAssertEqual(listen.process.terminationStatus, 0, "reader \(index): \(said)")
             XCTAssertEqual(got.count, total, "reader \(index): \(said)")
             XCTAssertTrue(got == expected, "reader \(index): lines out of order or missing")
         }

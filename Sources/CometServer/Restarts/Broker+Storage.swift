@@ -206,7 +206,7 @@ extension Broker {
             channel.transfer(to: conn.id)
             (epoch, last) = (channel.epoch, channel.lastSequence)
             lastNumber = channel.numbering.lastNumber(lastSequence: last)
-            pullIfReady(channel)
+            askPullIfDue(channel)
         } else {
             guard let channel = registry.channel(id: id), !Self.isMirror(id) else {
                 throw ChannelRefusal(.noSuchChannel, "no live channel has id \(id)")

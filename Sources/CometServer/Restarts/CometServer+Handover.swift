@@ -140,18 +140,8 @@ enum SocketCookies {
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
-            let fd = withUnsafeBytes(of: entry.pointee.d_name) { name -> Int32? in
-                var value: Int32 = 0
-                var digits = 0
-                for byte in name {
-                    guard byte != 0 else { break }
-                    guard byte >= 48, byte <= 57, value < Int32.max / 10 - 9 else { return nil }
-                    value = value * 10 + Int32(byte - 48)
-                    digits += 1
-                }
-                return digits > 0 ? value : nil
-            }
-            guard let fd, fd != own, !skipping.contains(fd), let cookie = cookie(ofDescriptor: fd) else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd != own, !skipping.contains(fd), let cookie = cookie(ofDescriptor: fd) else { continue }
             if !body(fd, cookie) { return }
         }
     }
@@ -162,9 +152,7 @@ extension CometServer {
     public static func socketsByCookie(_ descriptors: [Int32]) -> [UInt64: Int32] {
         var result: [UInt64: Int32] = [:]
         for fd in descriptors {
-            var cookie: UInt64 = 0
-            var length = socklen_t(MemoryLayout<UInt64>.size)
-            if getsockopt(fd, SOL_SOCKET, SocketCookies.option, &cookie, &length) == 0 { result[cookie] = fd }
+            if let cookie = SocketCookies.cookie(ofDescriptor: fd) { result[cookie] = fd }
         }
         return result
     }

@@ -193,12 +193,12 @@ extension Broker {
             SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: start, owner: channel.creator.owner)
                 .write(to: &$0)
         }
-        pullIfReady(channel)
+        askPullIfDue(channel)
     }
 
     /// Asks the producer of an unlimited channel for one more message when its reader is ready,
     /// or again for the outstanding one when the channel changed hands (`PrivateChannel.pullToAsk`).
-    func pullIfReady(_ channel: PrivateChannel<ByteRing>) {
+    func askPullIfDue(_ channel: PrivateChannel<ByteRing>) {
         guard let owner = connections[channel.owner], let pull = channel.pullToAsk() else { return }
         ServerFrame.pull(channel: channel.id, pull: pull).encode(into: &owner.outbox)
         markDirty(owner)
@@ -304,7 +304,7 @@ extension Broker {
         storePrivateState(channel)
         touch(channel.session)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
-        pullIfReady(channel)
+        askPullIfDue(channel)
     }
 
 }
