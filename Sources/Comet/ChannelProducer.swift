@@ -97,7 +97,7 @@ public struct ChannelProducer: Sendable {
         let buffers = batch.map { ByteBuffer(bytes: $0) }
         guard !buffers.isEmpty else { throw CometError(code: .invalidArgument, message: "a batch holds at least one message") }
         try checkSize(1 + 4 + 8 + 4 + buffers.reduce(0) { $0 + 4 + $1.readableBytes })
-        let reply = try await client.request(.pushBatch(channel: id, payloads: buffers)) { try PushReply(from: &$0) }
+        let reply = try await client.request(.pushBatch(channel: id, payloads: MessageBatch(buffers))) { try PushReply(from: &$0) }
         return reply.firstSequence...(reply.firstSequence + UInt64(reply.count) - 1)
     }
 

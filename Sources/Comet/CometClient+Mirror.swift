@@ -24,7 +24,7 @@ extension CometClient {
     /// in the order of the calls); the future completes when the daemon applied them.
     public func mirrorPush(_ mirror: UInt64, first: UInt64, _ payloads: [ByteBuffer]) -> EventLoopFuture<Void> {
         let promise = eventLoop.makePromise(of: Void.self)
-        send(.mirrorPush(mirror: mirror, first: first, payloads: payloads), promise: promise) { _ in () }
+        send(.mirrorPush(mirror: mirror, first: first, payloads: MessageBatch(payloads)), promise: promise) { _ in () }
         return promise.futureResult
     }
 

@@ -15,7 +15,7 @@ struct Scenarios {
         var out = ByteBuffer()
         let payload = ByteBuffer(bytes: [UInt8](repeating: 0x6D, count: payloadSize))
         let payloads = Array(repeating: payload, count: count)
-        Request(id: 1_000_000, numbered ? .pushNumbered(channel: channel, number: 1, payloads: payloads) : .pushBatch(channel: channel, payloads: payloads))
+        Request(id: 1_000_000, numbered ? .pushNumbered(channel: channel, number: 1, payloads: MessageBatch(payloads)) : .pushBatch(channel: channel, payloads: MessageBatch(payloads)))
             .encode(into: &out)
         return out
     }

@@ -21,7 +21,8 @@ public protocol ChannelRing {
 
     /// Appends a message (evicting the oldest if full) and returns its sequence number.
     @discardableResult mutating func append(_ payload: Payload) -> UInt64
-    /// Appends `count` messages made in order by `make`; returns the first one's sequence number.
+    /// Appends `count` messages made in order by `make`, called once for each of 0 ..< `count` in
+    /// that order (a caller may read its messages with a cursor); returns the first one's sequence number.
     @discardableResult mutating func append(count: Int, _ make: (Int) -> Payload) -> UInt64
     /// Appends `payload` under `sequence` (> `lastSequence`), given by another daemon; a gap
     /// drops everything kept.
@@ -35,7 +36,15 @@ public protocol ChannelRing {
     func forEach(from start: UInt64, _ body: (borrowing Payload) -> Bool) -> UInt64
     /// The message numbered `sequence`, if kept.
     subscript(sequence: UInt64) -> Payload? { get }
-    /// What `bytes` would be after appending messages weighing `weights` (as `bytes` counts
-    /// them), in order, the oldest evicted as `append` would: a quota check before a push.
-    func bytesAfterAppending(weights: [Int]) -> Int
+    /// What `bytes` would be after appending `count` messages whose last `min(count, capacity)`
+    /// weigh `keptWeight` in all (as `bytes` counts them), the oldest evicted as `append` would:
+    /// a quota check before a push.
+    func bytesAfterAppending(count: Int, keptWeight: Int) -> Int
+}
+
+extension ChannelRing {
+    /// What `bytes` would be after appending messages weighing `weights`, in order.
+    public func bytesAfterAppending(weights: [Int]) -> Int {
+        bytesAfterAppending(count: weights.count, keptWeight: weights.suffix(capacity).reduce(0, +))
+    }
 }

@@ -120,12 +120,12 @@ public struct MessageRing<Payload>: ChannelRing {
         _bytes = 0
     }
 
-    /// What `bytes` would be after appending messages weighing `weights`, in order (the oldest
-    /// are evicted as `append` would): lets a caller check a quota before it pushes.
-    public func bytesAfterAppending(weights: [Int]) -> Int {
+    /// What `bytes` would be after appending `count` messages whose last `min(count, capacity)`
+    /// weigh `keptWeight` (the oldest are evicted as `append` would): lets a caller check a quota
+    /// before it pushes.
+    public func bytesAfterAppending(count: Int, keptWeight: Int) -> Int {
         guard weigh != nil else { return 0 }
-        let adding = weights
-        let evictOld = min(slots.count, max(0, slots.count + adding.count - capacity))
+        let evictOld = min(slots.count, max(0, slots.count + count - capacity))
         var result = _bytes
         var index = head
         for _ in 0..<evictOld {
@@ -133,8 +133,6 @@ public struct MessageRing<Payload>: ChannelRing {
             index += 1
             if index == self.weights.count { index = 0 }
         }
-        let dropNew = max(0, adding.count - capacity)
-        for (i, w) in adding.enumerated() where i >= dropNew { result += w }
-        return result
+        return result + keptWeight
     }
 }

@@ -67,7 +67,7 @@ extension Simulation {
                 payloads.append(payload)
             }
             peer.send(
-                .pushNumbered(channel: channel, number: resend.number, payloads: payloads),
+                .pushNumbered(channel: channel, number: resend.number, payloads: MessageBatch(payloads)),
                 .resend(channel: channel, count: resend.count, expected: resend.first), now: now)
             return
         }
@@ -89,9 +89,9 @@ extension Simulation {
         }
         peer.produced[channel] = produced
         let operation: Request.Operation =
-            if let number { .pushNumbered(channel: channel, number: number, payloads: payloads) }
+            if let number { .pushNumbered(channel: channel, number: number, payloads: MessageBatch(payloads)) }
             else if count == 1 { .push(channel: channel, payload: payloads[0]) }
-            else { .pushBatch(channel: channel, payloads: payloads) }
+            else { .pushBatch(channel: channel, payloads: MessageBatch(payloads)) }
         peer.send(operation, .push(channel: channel, counters: counters, number: number), now: now)
     }
 

@@ -123,16 +123,15 @@ public final class ByteRing: ChannelRing {
         return file.payload(sequence)
     }
 
-    public func bytesAfterAppending(weights: [Int]) -> Int {
-        let evictOld = min(count, max(0, count + weights.count - capacity))
+    public func bytesAfterAppending(count adding: Int, keptWeight: Int) -> Int {
+        let evictOld = min(count, max(0, count + adding - capacity))
         var result = bytes
         var s = firstSequence
         for _ in 0..<evictOld {
             result -= file.length(s) + overhead
             s += 1
         }
-        for w in weights.suffix(capacity) { result += w }
-        return result
+        return result + keptWeight
     }
 
     /// Keeps the producer's numbering in the file (before the numbered messages are published).

@@ -69,10 +69,10 @@ public struct Request: Sendable {
         case hello(versions: [UInt16])
         case create(name: String, kind: ChannelKind, size: UInt32)
         case push(channel: UInt64, payload: ByteBuffer)
-        case pushBatch(channel: UInt64, payloads: [ByteBuffer])
+        case pushBatch(channel: UInt64, payloads: MessageBatch)
         /// PUSH_NUMBERED: `payloads` carry the producer's numbers `number`, `number + 1`, …; the
         /// daemon skips those it applied already (an idempotent resend).
-        case pushNumbered(channel: UInt64, number: UInt64, payloads: [ByteBuffer])
+        case pushNumbered(channel: UInt64, number: UInt64, payloads: MessageBatch)
         case close(channel: UInt64)
         /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid. `mapped`: ask to
         /// read the channel's ring from shared memory (RING_ADVANCED events instead of MESSAGE).
@@ -102,7 +102,7 @@ public struct Request: Sendable {
         /// `epoch` (0: not known yet, the import is only declared), first message `next`.
         case mirror(name: String, epoch: UInt64, next: UInt64, size: UInt32, newest: Bool)
         /// MIRROR_PUSH: messages of a mirror numbered `first`, `first + 1`, … by their origin.
-        case mirrorPush(mirror: UInt64, first: UInt64, payloads: [ByteBuffer])
+        case mirrorPush(mirror: UInt64, first: UInt64, payloads: MessageBatch)
         /// MIRROR_STATE: what the mirror's origin is doing (live, stalled, closed after `last`).
         case mirrorState(mirror: UInt64, state: MirrorState, last: UInt64, reason: String)
         /// BRIDGE_REPORT: a bridge's counters, shown by STATS.
@@ -212,10 +212,10 @@ extension Request {
                 out.writeImmutableBuffer(payload)
             case .pushBatch(let channel, let payloads):
                 out.writeInteger(channel)
-                out.writeBatch(payloads)
+                payloads.write(to: &out)
             case .pushNumbered(let channel, let number, let payloads):
                 out.writeMultipleIntegers(channel, number)
-                out.writeBatch(payloads)
+                payloads.write(to: &out)
             case .close(let channel):
                 out.writeInteger(channel)
             case .subscribe(let name, let position, let epoch, let wait, let scope, let owner, let mapped):
@@ -257,7 +257,7 @@ extension Request {
                 out.writeWireString(name)
             case .mirrorPush(let mirror, let first, let payloads):
                 out.writeMultipleIntegers(mirror, first)
-                out.writeBatch(payloads)
+                payloads.write(to: &out)
             case .mirrorState(let mirror, let state, let last, let reason):
                 out.writeMultipleIntegers(mirror, state.rawValue, last)
                 out.writeWireString(reason)
@@ -297,11 +297,11 @@ extension Request {
             operation = .push(channel: channel, payload: body.readSlice(length: body.readableBytes)!)
         case .pushBatch:
             let channel = try body.readWire(UInt64.self, "channel")
-            operation = .pushBatch(channel: channel, payloads: try body.readBatch())
+            operation = .pushBatch(channel: channel, payloads: try MessageBatch(decoding: &body))
         case .pushNumbered:
             let channel = try body.readWire(UInt64.self, "channel")
             let number = try body.readWire(UInt64.self, "number")
-            let payloads = try body.readBatch()
+            let payloads = try MessageBatch(decoding: &body)
             guard number > 0, !payloads.isEmpty, number <= UInt64.max - UInt64(payloads.count) else {
                 throw WireError(.invalidArgument, "numbered pushes are numbered from 1 and hold at least one message")
             }
@@ -380,7 +380,7 @@ extension Request {
         case .mirrorPush:
             let mirror = try body.readWire(UInt64.self, "mirror")
             let first = try body.readWire(UInt64.self, "first sequence")
-            let payloads = try body.readBatch()
+            let payloads = try MessageBatch(decoding: &body)
             guard first > 0, !payloads.isEmpty, first <= UInt64.max - UInt64(payloads.count) else {
                 throw WireError(.invalidArgument, "mirrored messages are numbered from 1 and a push holds at least one")
             }
@@ -408,31 +408,5 @@ extension Request {
         }
         try body.expectEnd("request")
         return Request(id: id, operation)
-    }
-}
-
-extension ByteBuffer {
-    /// Writes a batch's messages: `u32 count`, then `count` × (`u32 length`, bytes).
-    fileprivate mutating func writeBatch(_ payloads: [ByteBuffer]) {
-        writeInteger(UInt32(payloads.count))
-        for payload in payloads {
-            writeInteger(UInt32(payload.readableBytes))
-            writeImmutableBuffer(payload)
-        }
-    }
-
-    /// A batch's messages: `u32 count`, then `count` × (`u32 length`, bytes).
-    fileprivate mutating func readBatch() throws(WireError) -> [ByteBuffer] {
-        let count = try readWire(UInt32.self, "count")
-        // Each entry takes at least 4 bytes: a count above that is a lie, not an allocation.
-        guard Int(count) <= readableBytes / 4 else { throw WireError.malformed("batch count \(count) exceeds frame") }
-        var payloads: [ByteBuffer] = []
-        payloads.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            let length = try readWire(UInt32.self, "message length")
-            guard let payload = readSlice(length: Int(length)) else { throw WireError.malformed("truncated batch message") }
-            payloads.append(payload)
-        }
-        return payloads
     }
 }

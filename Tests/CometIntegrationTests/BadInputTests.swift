@@ -195,7 +195,7 @@ final class BadInputTests: XCTestCase {
         // reader at most the grace (1 s), then the reader loses messages.
         let payload = ByteBuffer(bytes: [UInt8](repeating: 0x61, count: 1024))
         for _ in 0..<1000 {
-            let id = producer.send(.pushBatch(channel: channel, payloads: Array(repeating: payload, count: 8)))
+            let id = producer.send(.pushBatch(channel: channel, payloads: MessageBatch(Array(repeating: payload, count: 8))))
             _ = try producer.expectOK(id)
         }
         var sequences: [UInt64] = []

@@ -106,7 +106,7 @@ final class FlowControlTests: XCTestCase {
         var read: UInt64 = 0
         for _ in 0..<300 {
             let start = Date()
-            let id = producer.send(.pushBatch(channel: channel, payloads: Array(repeating: payload, count: 16)))
+            let id = producer.send(.pushBatch(channel: channel, payloads: MessageBatch(Array(repeating: payload, count: 16))))
             _ = try producer.expectOK(id)
             longest = max(longest, Date().timeIntervalSince(start))
             // The producer's own reader keeps up.

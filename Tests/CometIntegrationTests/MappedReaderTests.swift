@@ -258,7 +258,7 @@ final class MappedReaderTests: XCTestCase {
         func push(_ connection: RawConnection, _ channel: UInt64, _ range: ClosedRange<Int>) throws {
             for start in stride(from: range.lowerBound, through: range.upperBound, by: 100) {
                 let payloads = (start...min(range.upperBound, start + 99)).map { ByteBuffer(string: "m\($0)") }
-                _ = try connection.expectOK(connection.send(.pushBatch(channel: channel, payloads: payloads)))
+                _ = try connection.expectOK(connection.send(.pushBatch(channel: channel, payloads: MessageBatch(payloads))))
             }
         }
         let reader = try Reader(["read", supervisor.socketPath, "crashy", "2000"])

@@ -18,7 +18,7 @@ final class MirrorTests: XCTestCase {
         daemon = nil
     }
 
-    func payloads(_ texts: String...) -> [ByteBuffer] { texts.map { ByteBuffer(string: $0) } }
+    func payloads(_ texts: String...) -> MessageBatch { MessageBatch(texts.map { ByteBuffer(string: $0) }) }
 
     /// A raw feeder: MIRROR, and the reply's handle and last sequence.
     func mirror(_ feeder: RawConnection, _ name: String, epoch: UInt64, next: UInt64 = 1, size: UInt32 = 100) throws -> MirrorReply {
@@ -27,7 +27,7 @@ final class MirrorTests: XCTestCase {
     }
 
     func push(_ feeder: RawConnection, _ handle: UInt64, _ first: UInt64, _ texts: [String]) throws {
-        _ = try feeder.expectOK(feeder.send(.mirrorPush(mirror: handle, first: first, payloads: texts.map { ByteBuffer(string: $0) })))
+        _ = try feeder.expectOK(feeder.send(.mirrorPush(mirror: handle, first: first, payloads: MessageBatch(texts.map { ByteBuffer(string: $0) }))))
     }
 
     func state(_ feeder: RawConnection, _ handle: UInt64, _ state: MirrorState, last: UInt64 = 0, reason: String = "") throws {

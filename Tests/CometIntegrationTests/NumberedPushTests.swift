@@ -7,7 +7,7 @@ import XCTest
 /// skipped and answered with their first sequence numbers, gaps and bad numbers refused, a
 /// numbered channel refusing unnumbered pushes, and ADOPT's last_number.
 final class NumberedPushTests: XCTestCase {
-    private func payloads(_ texts: String...) -> [ByteBuffer] { texts.map { ByteBuffer(string: $0) } }
+    private func payloads(_ texts: String...) -> MessageBatch { MessageBatch(texts.map { ByteBuffer(string: $0) }) }
 
     /// A daemon, a reader's connection, and a producer's connection that created private
     /// channel `name` for the reader's session.
@@ -32,7 +32,7 @@ final class NumberedPushTests: XCTestCase {
         // Two unnumbered pushes first: numbering starts at 1 at sequence 3.
         _ = try producer.expectOK(producer.send(.pushBatch(channel: channel, payloads: payloads("u1", "u2"))))
         func push(_ number: UInt64, _ texts: [String]) throws -> (UInt64, UInt32) {
-            var body = try producer.expectOK(producer.send(.pushNumbered(channel: channel, number: number, payloads: texts.map { ByteBuffer(string: $0) })))
+            var body = try producer.expectOK(producer.send(.pushNumbered(channel: channel, number: number, payloads: MessageBatch(texts.map { ByteBuffer(string: $0) }))))
             let answer = try PushReply(from: &body)
             return (answer.firstSequence, answer.count)
         }

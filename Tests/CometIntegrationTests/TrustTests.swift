@@ -141,7 +141,7 @@ final class TrustTests: XCTestCase {
         let payload = ByteBuffer(repeating: 0x61, count: 4096)
         // A steady producer (about 50 MB/s), not a single burst: the readers fall behind it.
         for _ in 0..<500 {
-            let id = producer.send(.pushBatch(channel: channel, payloads: Array(repeating: payload, count: 64)))
+            let id = producer.send(.pushBatch(channel: channel, payloads: MessageBatch(Array(repeating: payload, count: 64))))
             _ = try producer.expectOK(id)
             usleep(5_000)
         }
@@ -375,7 +375,7 @@ final class TrustTests: XCTestCase {
         _ = try stuck.hello()
         _ = try stuck.expectOK(stuck.send(.subscribe(name: "news", position: .next, epoch: 0, wait: false)))
         let payload = ByteBuffer(repeating: 0x62, count: 1024)
-        for _ in 0..<100 { _ = try producer.expectOK(producer.send(.pushBatch(channel: channel, payloads: Array(repeating: payload, count: 100)))) }
+        for _ in 0..<100 { _ = try producer.expectOK(producer.send(.pushBatch(channel: channel, payloads: MessageBatch(Array(repeating: payload, count: 100))))) }
         // The good reader takes everything.
         var last: UInt64 = 0
         while last < 10_000, let frame = try good.read() {

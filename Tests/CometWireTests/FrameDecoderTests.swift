@@ -8,7 +8,7 @@ final class FrameDecoderTests: XCTestCase {
         var buffer = ByteBuffer()
         Request(id: 1, .hello(versions: [1, 2])).encode(into: &buffer)
         Request(id: 2, .create(name: "a/b", kind: .buffered, size: 5)).encode(into: &buffer)
-        Request(id: 3, .pushBatch(channel: 7, payloads: (0..<50).map { ByteBuffer(string: "message \($0)") })).encode(into: &buffer)
+        Request(id: 3, .pushBatch(channel: 7, payloads: MessageBatch((0..<50).map { ByteBuffer(string: "message \($0)") }))).encode(into: &buffer)
         Request(id: 4, .push(channel: 7, payload: ByteBuffer())).encode(into: &buffer)
         Request(id: 5, .subscribe(name: "x", position: .last(3), epoch: 0, wait: false)).encode(into: &buffer)
         return buffer
@@ -35,7 +35,7 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertEqual(whole.map(\.id), [1, 2, 3, 4, 5])
         XCTAssertEqual(trickled.map(\.id), whole.map(\.id))
         guard case .pushBatch(7, let payloads) = trickled[2].operation else { return XCTFail() }
-        XCTAssertEqual(payloads.map { String(buffer: $0) }, (0..<50).map { "message \($0)" })
+        XCTAssertEqual(payloads.buffers.map { String(buffer: $0) }, (0..<50).map { "message \($0)" })
         guard case .subscribe("x", .last(3), 0, false, .site, nil, false) = trickled[4].operation else { return XCTFail() }
     }
 

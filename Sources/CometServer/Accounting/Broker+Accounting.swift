@@ -7,9 +7,11 @@ import NIOCore
 extension Broker {
     /// Checks that `uid` may buffer `payloads` in a ring now holding `ring` (with what the ring
     /// would evict taken into account).
-    func checkBuffered(_ payloads: [ByteBuffer], in ring: some ChannelRing, uid: UInt32) throws(ChannelRefusal) {
+    func checkBuffered(_ payloads: MessageBatch, in ring: some ChannelRing, uid: UInt32) throws(ChannelRefusal) {
         let overhead = configuration.messageOverhead
-        let after = ring.bytesAfterAppending(weights: payloads.map { $0.readableBytes + overhead })
+        // Of a batch longer than the ring, only the last `capacity` messages stay.
+        let kept = payloads.dropFirst(payloads.count - ring.capacity)
+        let after = ring.bytesAfterAppending(count: payloads.count, keptWeight: kept.payloadBytes + kept.count * overhead)
         do {
             try accounts.check(.bufferedBytes, after - ring.bytes, uid: uid)
         } catch {

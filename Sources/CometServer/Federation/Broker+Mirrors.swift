@@ -84,13 +84,13 @@ extension Broker {
 
     /// MIRROR_PUSH: messages numbered `first`, `first + 1`, … by the origin. Those the mirror
     /// has are skipped; a jump leaves a gap readers who needed it see as FULL.
-    func mirrorPush(_ requestID: UInt32, handle: UInt64, first: UInt64, _ payloads: [ByteBuffer], _ conn: ConnectionState) throws(ChannelRefusal) {
+    func mirrorPush(_ requestID: UInt32, handle: UInt64, first: UInt64, _ payloads: MessageBatch, _ conn: ConnectionState) throws(ChannelRefusal) {
         let feed = try fedMirror(handle, conn)
         guard let channel = feed.channel, !channel.isClosed else {
             throw ChannelRefusal(.channelClosed, "the import '\(feed.name)' has no open epoch: name it with MIRROR first")
         }
         trimmer.count(payloads.count)
-        appendRelayed(payloads, from: first, into: channel)
+        appendRelayed(payloads.buffers, from: first, into: channel)
         if case .stalled = feed.phase { enterMirrorPhase(feed, feed.afterStall) }
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox)
     }

@@ -74,33 +74,34 @@ extension Broker {
     /// needs, handing readers what they miss between slices. Each message is copied once, from
     /// the read buffer into the channel's ring (a ring never pins a socket's buffers). Returns
     /// the first sequence number.
-    func pushHandingOver(_ payloads: ArraySlice<ByteBuffer>, to channel: SiteChannel<ByteRing>) throws(ChannelRefusal) -> UInt64 {
+    func pushHandingOver(_ payloads: MessageBatch, to channel: SiteChannel<ByteRing>) throws(ChannelRefusal) -> UInt64 {
         let next = channel.lastSequence + 1
         if case .stored(let n) = configuration.crashPoint, n >= next, n + 1 < next + UInt64(payloads.count) {
             // Crash tests: message N is in the ring's file, the rest of its batch is not.
             _ = try pushHandingOver(payloads.prefix(Int(n - next) + 1), to: channel)
             configuration.crashPoint?.crash()
         }
-        // The payloads stay alive (and unchanged) while the ring copies them.
-        let bytes = { (i: Int) in payloads[payloads.startIndex + i].withUnsafeReadableBytes { $0 } }
-        var room = channel.room(above: channel.protectedFloor)
-        if room >= payloads.count { return try channel.push(count: payloads.count, bytes) }
-        var first: UInt64 = 0
-        var start = 0
-        while start < payloads.count {
-            if room <= 0 {
-                handOver(channel, producer: channel.creator.uid)
-                // Nothing protected any more (every reader's queue is full): the rest goes in at once.
-                room = max(1, channel.room(above: channel.protectedFloor))
+        let count = payloads.count
+        // The ring asks for the messages in order, each once.
+        return try payloads.withPayloads { (messages) throws(ChannelRefusal) -> UInt64 in
+            var room = channel.room(above: channel.protectedFloor)
+            if room >= count { return try channel.push(count: count) { _ in messages.next()! } }
+            var first: UInt64 = 0
+            var start = 0
+            while start < count {
+                if room <= 0 {
+                    handOver(channel, producer: channel.creator.uid)
+                    // Nothing protected any more (every reader's queue is full): the rest goes in at once.
+                    room = max(1, channel.room(above: channel.protectedFloor))
+                }
+                let end = start + min(room, count - start)
+                let seq = try channel.push(count: end - start) { _ in messages.next()! }
+                if start == 0 { first = seq }
+                room -= end - start
+                start = end
             }
-            let end = start + min(room, payloads.count - start)
-            let base = start
-            let seq = try channel.push(count: end - start) { bytes(base + $0) }
-            if start == 0 { first = seq }
-            room -= end - start
-            start = end
+            return first
         }
-        return first
     }
 
     /// Appends one relayed message, handing local readers what they miss first.

@@ -26,7 +26,7 @@ extension Broker {
             case .create(let name, let kind, let size):
                 try create(request.id, name: name, kind: kind, size: size, conn)
             case .push(let channelID, let payload):
-                try push(request.id, to: channelID, [payload], conn)
+                try push(request.id, to: channelID, MessageBatch(one: payload), conn)
             case .pushBatch(let channelID, let payloads):
                 try push(request.id, to: channelID, payloads, conn)
             case .pushNumbered(let channelID, let number, let payloads):
@@ -120,12 +120,12 @@ extension Broker {
     /// Handles of private channels have the top bit set; site channels' never do.
     static func isPrivateHandle(_ id: UInt64) -> Bool { id >> 63 == 1 }
 
-    /// PUSH, PUSH_BATCH and PUSH_NUMBERED: appends `payloads` (copied into one block) to a channel
+    /// PUSH, PUSH_BATCH and PUSH_NUMBERED: appends `payloads` (each copied once, into the ring) to a channel
     /// `conn` owns, answers with their sequence numbers and wakes the readers. With a producer
     /// `number` the messages the channel took already are skipped (an idempotent resend) and the
     /// answer gives the sequence numbers they got then.
     private func push(
-        _ requestID: UInt32, to channelID: UInt64, _ payloads: [ByteBuffer], number: UInt64? = nil, _ conn: ConnectionState
+        _ requestID: UInt32, to channelID: UInt64, _ payloads: MessageBatch, number: UInt64? = nil, _ conn: ConnectionState
     ) throws(ChannelRefusal) {
         trimmer.count(payloads.count)
         guard !payloads.isEmpty else { return reply(error: .invalidArgument, "a batch holds at least one message", to: requestID, conn) }
@@ -135,7 +135,7 @@ extension Broker {
             // Before the numbers: an overflowed channel refuses even a resend.
             try channel.checkTakesPushes()
             let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
-            let fresh = skip == 0 ? payloads : Array(payloads[skip...])
+            let fresh = payloads.dropFirst(skip)
             if !fresh.isEmpty {
                 try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
                 defer {
@@ -152,7 +152,7 @@ extension Broker {
         } else {
             let channel = try registry.owned(channelID, by: conn.id)
             let (skip, answer) = try Self.admit(number, payloads.count, channel.numbering, channel.lastSequence, channel.name)
-            let fresh = skip == 0 ? payloads : Array(payloads[skip...])
+            let fresh = payloads.dropFirst(skip)
             if !fresh.isEmpty {
                 try checkBuffered(fresh, in: channel.ring, uid: channel.creator.uid)
                 if number != nil {
@@ -160,9 +160,9 @@ extension Broker {
                     // In the ring's file before the numbered messages are published in it.
                     channel.ring.setNumberedFrom(channel.numbering.origin)
                 }
-                first = try pushHandingOver(fresh[...], to: channel)
+                first = try pushHandingOver(fresh, to: channel)
                 channel.pushedCount &+= UInt64(fresh.count)
-                channel.pushedBytes &+= UInt64(fresh.reduce(0) { $0 + $1.readableBytes })
+                channel.pushedBytes &+= UInt64(fresh.payloadBytes)
                 syncCharge(channel)
                 wakeReaders(of: channel)
                 if case .applied(let n) = configuration.crashPoint, (first..<(first + UInt64(fresh.count))).contains(n) {
@@ -197,15 +197,16 @@ extension Broker {
 
     /// Pushes to a private channel in order and wakes its reader, also when a push overflowed it
     /// (the reader then gets FULL). Returns the first sequence number.
-    private func pushPrivate(_ channel: PrivateChannel<ByteRing>, _ payloads: [ByteBuffer]) throws(ChannelRefusal) -> UInt64 {
+    private func pushPrivate(_ channel: PrivateChannel<ByteRing>, _ payloads: MessageBatch) throws(ChannelRefusal) -> UInt64 {
         defer { wakeReader(of: channel) }
-        var first: UInt64 = 0
-        for payload in payloads {
-            // The payload stays alive (and unchanged) while the ring copies it.
-            let seq = try channel.push(payload.withUnsafeReadableBytes { $0 })
-            if first == 0 { first = seq }
+        return try payloads.withPayloads { (payloads) throws(ChannelRefusal) -> UInt64 in
+            var first: UInt64 = 0
+            while let payload = payloads.next() {
+                let seq = try channel.push(payload)
+                if first == 0 { first = seq }
+            }
+            return first
         }
-        return first
     }
 
     /// Wakes the reader of a private channel, or, when a push overflowed it, ends its subscription.

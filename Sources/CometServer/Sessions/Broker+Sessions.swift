@@ -212,7 +212,7 @@ extension Broker {
         guard channel.owner == conn.id else {
             throw ChannelRefusal(.notOwner, "private channel '\(channel.name)' belongs to another connection")
         }
-        try checkBuffered([payload], in: channel.ring, uid: channel.creator.uid)
+        try checkBuffered(MessageBatch(one: payload), in: channel.ring, uid: channel.creator.uid)
         // The payload stays alive (and unchanged) while the ring copies it.
         let seq = try channel.answer(pull, with: payload.withUnsafeReadableBytes { $0 })
         syncCharge(channel)
