@@ -61,11 +61,7 @@ public final class ByteRing: ChannelRing {
         if first > firstSequence {
             // Uncounted and unreadable before their bytes can be overwritten.
             let gone = min(first, lastSequence + 1)
-            var s = firstSequence
-            while s < gone {
-                payloadBytes -= file.length(s)
-                s += 1
-            }
+            payloadBytes -= file.totalLength(from: firstSequence, count: Int(gone - firstSequence))
             file.evict(before: first)
         }
         var batch = file.beginBatch(from: max(start, first), first: first)
@@ -125,13 +121,7 @@ public final class ByteRing: ChannelRing {
 
     public func bytesAfterAppending(count adding: Int, keptWeight: Int) -> Int {
         let evictOld = min(count, max(0, count + adding - capacity))
-        var result = bytes
-        var s = firstSequence
-        for _ in 0..<evictOld {
-            result -= file.length(s) + overhead
-            s += 1
-        }
-        return result + keptWeight
+        return bytes - file.totalLength(from: firstSequence, count: evictOld) - evictOld * overhead + keptWeight
     }
 
     /// Keeps the producer's numbering in the file (before the numbered messages are published).

@@ -104,6 +104,20 @@ extension RingFile {
     @inline(__always)
     public func length(_ sequence: UInt64) -> Int { entry(sequence).length }
 
+    /// The lengths of `count` messages from `start` on (all kept), added up: one slot after the
+    /// other, without a division per message.
+    public func totalLength(from start: UInt64, count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        let index = UnsafeRawPointer(base + indexOffset)
+        var slot = Int((start - 1) % UInt64(capacity))
+        var total = 0
+        for _ in 0..<count {
+            total += Int(index.load(fromByteOffset: slot * Self.entrySize + 8, as: UInt32.self))
+            slot = slot + 1 == capacity ? 0 : slot + 1
+        }
+        return total
+    }
+
     /// Whether the area still holds all of `e`'s bytes (no overflow on a damaged entry).
     func whole(_ e: Entry, head: UInt64) -> Bool {
         e.offset <= head && UInt64(e.length) <= head - e.offset && head - e.offset <= UInt64(dataSize) && e.length <= dataSize
