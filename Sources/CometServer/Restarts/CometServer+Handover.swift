@@ -93,8 +93,7 @@ extension CometServer {
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: watermark)
             .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            .channelOption(
-                ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            .channelOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker, carrying: saved))
