@@ -154,10 +154,17 @@ static int append_push(comet *c, uint64_t channel, const void *data, size_t size
         struct produced *pr = numbering(c, channel);
         if (c->batch_open && c->batch_channel == channel && c->batch_count < UINT32_MAX &&
             buf_len(&c->out) - c->batch_mark + 4 + size <= BATCH_LIMIT) {
-                if ((r = put_u32(&c->out, (uint32_t)size)) < 0 || (r = buf_append(&c->out, data, size)) < 0)
+                /* The common case, once per message: one reservation, no division. */
+                if ((r = buf_reserve(&c->out, 4 + size)) < 0)
                         return r;
+                uint8_t *p = c->out.data + c->out.end;
+                p[0] = (uint8_t)(size >> 24), p[1] = (uint8_t)(size >> 16), p[2] = (uint8_t)(size >> 8), p[3] = (uint8_t)size;
+                if (size > 0)
+                        memcpy(p + 4, data, size);
+                c->out.end += 4 + size;
                 c->batch_count++;
-                c->pending[(c->pending_head + c->pending_count - 1) % c->pending_capacity].count++;
+                size_t newest = c->pending_head + c->pending_count - 1;
+                c->pending[newest >= c->pending_capacity ? newest - c->pending_capacity : newest].count++;
                 if (pr)
                         pr->next_number++;
                 return 0;
