@@ -1,4 +1,5 @@
 import NIOCore
+import Glibc
 import Synchronization
 
 /// Writing and reading a ring file's messages: batches of pushes, eviction, the messages kept,
@@ -184,6 +185,10 @@ extension RingFile {
         bigger.setAcknowledged(acknowledged)
         bigger.restart(at: first)
         guard first <= last else { return bigger }
+        // The copy writes the first `live` bytes of the new area: their pages are made in one
+        // call instead of one fault each (a ring of 100 MiB is 25,000 faults, which a virtual
+        // machine takes tens of milliseconds over, while every client waits).
+        bigger.prefault(dataBytes: live)
         var batch = bigger.beginBatch(from: first, first: first)
         var sequence = first
         while sequence <= last {
@@ -194,5 +199,20 @@ extension RingFile {
         }
         bigger.publish(batch)
         return bigger
+    }
+}
+
+extension RingFile {
+    /// MADV_POPULATE_WRITE (Linux 5.14): prefaults a range writable.
+    private static let populateWrite: Int32 = 23
+
+    /// Makes the pages of the header, the index and the first `dataBytes` of the data area
+    /// present and writable at once (best effort: an older kernel leaves them to fault in).
+    func prefault(dataBytes: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: base) + dataOffset + min(dataBytes, dataSize)) & ~(page - 1)
+        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(address, end - start, Self.populateWrite)
     }
 }
