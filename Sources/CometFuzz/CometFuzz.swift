@@ -11,7 +11,8 @@ import Glibc
 ///
 /// Each input is split into frames as the daemon splits a connection's bytes; every frame body
 /// is decoded as a request and as a server frame. A decoded request must encode back to bytes
-/// that decode to the same encoding (no value the decoder accepts may be lost or changed).
+/// that decode to the same encoding (no value the decoder accepts may be lost or changed), and
+/// the messages of a decoded batch are read in place, whole, as the daemon reads them.
 @main
 enum CometFuzz {
     static func main() {
@@ -41,6 +42,10 @@ enum CometFuzz {
                 return
             }
             if let request = try? Request.decode(body: body) {
+                switch request.operation {
+                case .pushBatch(_, let batch), .pushNumbered(_, _, let batch), .mirrorPush(_, _, let batch): checkBatch(batch)
+                default: break
+                }
                 var encoded = ByteBuffer()
                 request.encode(into: &encoded)
                 var again = encoded
@@ -53,5 +58,22 @@ enum CometFuzz {
             }
             _ = try? ServerFrame.decode(body: body)
         }
+    }
+
+    /// Every message of `batch` is read in place within its bytes, and the parts add up.
+    static func checkBatch(_ batch: MessageBatch) {
+        let (count, bytes) = batch.withPayloads { payloads in
+            var count = 0, bytes = 0
+            while let payload = payloads.next() {
+                count += 1
+                bytes += payload.count
+            }
+            return (count, bytes)
+        }
+        precondition(count == batch.count && bytes == batch.payloadBytes, "a decoded batch does not read back whole")
+        let half = batch.count / 2
+        let head = batch.prefix(half), rest = batch.dropFirst(half)
+        precondition(head.count + rest.count == batch.count, "a batch's parts do not add up")
+        precondition(head.payloadBytes + rest.payloadBytes == batch.payloadBytes, "a batch's parts do not add up")
     }
 }
