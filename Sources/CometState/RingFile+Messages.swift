@@ -173,8 +173,10 @@ extension RingFile {
         while size < 2 * (live + need) { size *= 2 }
         // The ring keeps `capacity` messages whatever they weigh (eviction is by count): a file
         // that fills up is made big enough for all of them at once, at the average size so far
-        // and a quarter more, instead of doubling (and copying) again and again — up to 64 MiB
-        // at once (a ring of a million large messages is reached by doubling, as the quota lets it).
+        // and a quarter more, instead of doubling (and copying, in one turn of the loop) again
+        // and again — up to 1 GiB at once (beyond, by doubling, as the quota lets it). A page of
+        // the file is only made when a message lands on it: a guess too big costs address
+        // space, not memory.
         let count = first <= last ? Int(last - first + 1) : 0
         if count > 0, count < capacity {
             let average = (live + count - 1) / count

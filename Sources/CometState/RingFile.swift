@@ -70,7 +70,7 @@ public final class RingFile {
     static let sealGrow: Int32 = 0x4
     static let sealFutureWrite: Int32 = 0x10
     /// The largest data area a growing file jumps to at once (beyond it, it doubles).
-    static let largestEstimate = 64 << 20
+    static let largestEstimate = 1 << 30
     @usableFromInline static let entrySize = 16
 
     enum Field: Int {
