@@ -25,6 +25,17 @@ public struct FrameDecoder: Sendable {
         buffer.moveReaderIndex(forwardBy: CometProtocol.lengthPrefixSize)
         return buffer.readSlice(length: Int(length))!
     }
+
+    /// How many more bytes complete the frame `buffer` begins with, when it holds its length
+    /// prefix, a valid length and not the whole frame yet; nil otherwise (a whole frame, a length
+    /// still cut, or one `nextFrame` refuses).
+    public func bytesMissing(in buffer: ByteBuffer) -> Int? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self), length > 0, length <= maxFrameSize else {
+            return nil
+        }
+        let whole = CometProtocol.lengthPrefixSize + Int(length)
+        return buffer.readableBytes < whole ? whole - buffer.readableBytes : nil
+    }
 }
 
 extension ByteBuffer {

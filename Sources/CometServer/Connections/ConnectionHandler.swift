@@ -127,6 +127,24 @@ package final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         guard let conn = state, !conn.isClosing else { return }
         var input = unwrapInboundIn(data)
         if var carried = pending {
+            if flow.isHandling, let missing = decoder.bytesMissing(in: carried), missing < input.readableBytes {
+                // The last read cut a frame: it takes only the bytes it lacks, and the rest of
+                // this read is decoded where it lies (not copied behind it).
+                var tail = input.readSlice(length: missing)!
+                carried.writeBuffer(&tail)
+                pending = carried
+                process(context, conn)
+                guard !conn.isClosing else { return }
+                if var stopped = pending {
+                    // Stopped before that frame was handled: the read waits behind it.
+                    stopped.writeBuffer(&input)
+                    pending = stopped
+                    return
+                }
+                pending = input
+                if flow.isHandling { process(context, conn) }
+                return
+            }
             carried.writeBuffer(&input)
             input = carried
         }
