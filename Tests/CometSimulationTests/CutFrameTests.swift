@@ -13,9 +13,11 @@ import XCTest
 /// and in order (the path where a cut frame takes only the bytes it lacks).
 final class CutFrameTests: XCTestCase {
     func testPipelinedFramesCutAnywhereAreAllAnsweredInOrder() throws {
-        for readSize in [1, 7, 37, 100, 150, 333, 4096] {
-            let answers = try answersToPipelinedPushes(readSize: readSize, pushes: 40)
-            XCTAssertEqual(answers.map(\.id), Array(1...42), "reads of \(readSize) bytes")
+        // Also with a socket that takes a few answers at a time: input stops (output blocked)
+        // with a cut frame completed and not handled yet, and the rest of the read waits behind it.
+        for (readSize, slowPeer) in [1, 7, 37, 100, 150, 333, 4096].flatMap({ [($0, false), ($0, true)] }) {
+            let answers = try answersToPipelinedPushes(readSize: readSize, slowPeer: slowPeer, pushes: 40)
+            XCTAssertEqual(answers.map(\.id), Array(1...42), "reads of \(readSize) bytes, slow peer: \(slowPeer)")
             // Push i holds i % 3 + 1 messages: each answer gives the first of its own.
             var firsts: [UInt64] = []
             var next: UInt64 = 1
@@ -30,7 +32,7 @@ final class CutFrameTests: XCTestCase {
     /// HELLO, CREATE and `pushes` PUSH_BATCH frames of different sizes, all sent before the
     /// daemon reads; it reads `readSize` bytes at a time. Returns each answer's request id and,
     /// for pushes, the first sequence number.
-    private func answersToPipelinedPushes(readSize: Int, pushes: Int) throws -> [(id: UInt32, sequence: UInt64)] {
+    private func answersToPipelinedPushes(readSize: Int, slowPeer: Bool, pushes: Int) throws -> [(id: UInt32, sequence: UInt64)] {
         let loop = EmbeddedEventLoop()
         let broker = Broker(
             eventLoop: loop, configuration: ServerConfiguration(), logger: Logger(label: "cut") { _ in SwiftLogNoOpLogHandler() })
@@ -39,8 +41,8 @@ final class CutFrameTests: XCTestCase {
         loop.run()
         let configuration = ServerConfiguration()
         let socket = SimulatedSocket(
-            kernelCapacity: 1 << 20, highWatermark: configuration.outboundHighWatermark,
-            lowWatermark: configuration.outboundLowWatermark, readSize: readSize)
+            kernelCapacity: slowPeer ? 8 : 1 << 20, highWatermark: slowPeer ? 48 : configuration.outboundHighWatermark,
+            lowWatermark: slowPeer ? 16 : configuration.outboundLowWatermark, readSize: readSize)
         let handler = ConnectionHandler(broker: broker, identity: Identity(pid: 1, uid: 1000, gid: 1000), socketQueue: { socket.queued })
         let channel = EmbeddedChannel(handlers: [], loop: loop)
         try channel.pipeline.syncOperations.addHandlers([socket, handler])
@@ -56,17 +58,33 @@ final class CutFrameTests: XCTestCase {
             Request(id: UInt32(3 + i), .pushBatch(channel: 1, payloads: batch)).encode(into: &out)
         }
         socket.peerSends(out)
+        var received = ByteBuffer()
+        var idle = 0
         while socket.daemonHasInput {
-            guard socket.deliverToDaemon() else {
-                XCTFail("reads of \(readSize) bytes: the daemon stopped reading with input left")
-                break
+            if socket.deliverToDaemon() {
+                idle = 0
+            } else {
+                // Input waits for output: the peer reads what it was sent.
+                idle += 1
+                guard idle < 3 else {
+                    XCTFail("reads of \(readSize) bytes: the daemon stopped reading with input left")
+                    break
+                }
+                socket.peerReads(upTo: .max, into: &received)
             }
             loop.run()
             _ = broker.tickEnded()
             loop.run()
         }
-        var received = ByteBuffer()
-        socket.peerReads(upTo: .max, into: &received)
+        // All read: the peer reads until no more answers come (requests that waited for output).
+        var before = -1
+        while received.readableBytes != before {
+            before = received.readableBytes
+            socket.peerReads(upTo: .max, into: &received)
+            loop.run()
+            _ = broker.tickEnded()
+            loop.run()
+        }
         var answers: [(id: UInt32, sequence: UInt64)] = []
         let decoder = FrameDecoder(maxFrameSize: .max)
         while let body = try decoder.nextFrame(from: &received) {
