@@ -140,6 +140,11 @@ public final class Simulation {
                     continue
                 }
                 act(peer)
+                // Now and then a burst: several requests before the daemon reads, so that a
+                // read holds the end of one frame and the start of the next (pipelining).
+                if rng.chance(0.05) {
+                    for _ in 0..<(1 + rng.next() % 3) where !peer.ended && !peer.doneSending { act(peer) }
+                }
                 break
             }
         }
