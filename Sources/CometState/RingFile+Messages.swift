@@ -1,5 +1,5 @@
-import NIOCore
 import Glibc
+import NIOCore
 import Synchronization
 
 /// Writing and reading a ring file's messages: batches of pushes, eviction, the messages kept,
@@ -100,10 +100,6 @@ extension RingFile {
         let e = entry(sequence)
         return UnsafeRawBufferPointer(start: base + dataOffset + Int(e.offset & UInt64(dataSize - 1)), count: e.length)
     }
-
-    /// Message `sequence`'s length in bytes.
-    @inline(__always)
-    public func length(_ sequence: UInt64) -> Int { entry(sequence).length }
 
     /// The lengths of `count` messages from `start` on (all kept), added up: one slot after the
     /// other, without a division per message.

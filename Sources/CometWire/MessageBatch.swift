@@ -111,18 +111,13 @@ public struct MessageBatch: Sendable, ExpressibleByArrayLiteral {
 
     /// Calls `body` with the messages in order, in place (pointers valid only inside `body`).
     public func withPayloads<R, E: Error>(_ body: (inout Payloads) throws(E) -> R) throws(E) -> R {
-        let outcome: Result<R, E>
-        switch layout {
-        case .entries(let entries):
-            outcome = entries.withUnsafeReadableBytes { raw in
-                var payloads = Payloads(raw, framed: true, count: count)
-                do throws(E) { return .success(try body(&payloads)) } catch { return .failure(error) }
-            }
-        case .one(let payload):
-            outcome = payload.withUnsafeReadableBytes { raw in
-                var payloads = Payloads(raw, framed: false, count: count)
-                do throws(E) { return .success(try body(&payloads)) } catch { return .failure(error) }
-            }
+        let (buffer, framed) = switch layout {
+        case .entries(let entries): (entries, true)
+        case .one(let payload): (payload, false)
+        }
+        let outcome: Result<R, E> = buffer.withUnsafeReadableBytes { raw in
+            var payloads = Payloads(raw, framed: framed, count: count)
+            do throws(E) { return .success(try body(&payloads)) } catch { return .failure(error) }
         }
         return try outcome.get()
     }

@@ -58,7 +58,8 @@ int put_u16(struct buf *b, uint16_t v) {
 }
 
 int put_u32(struct buf *b, uint32_t v) {
-        uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+        uint8_t x[4];
+        set_be32(x, v);
         return buf_append(b, x, 4);
 }
 
@@ -134,9 +135,5 @@ int frame_begin(struct buf *b, size_t *mark) {
 
 void frame_end(struct buf *b, size_t mark) {
         size_t at = b->start + mark;
-        uint32_t n = (uint32_t)(b->end - at - 4);
-        b->data[at] = (uint8_t)(n >> 24);
-        b->data[at + 1] = (uint8_t)(n >> 16);
-        b->data[at + 2] = (uint8_t)(n >> 8);
-        b->data[at + 3] = (uint8_t)n;
+        set_be32(b->data + at, (uint32_t)(b->end - at - 4));
 }

@@ -20,6 +20,11 @@ static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->start
 void buf_consume(struct buf *b, size_t n);
 static inline void buf_clear(struct buf *b) { b->start = b->end = 0; }
 
+/* Stores `v` big-endian at `p` (4 bytes). */
+static inline void set_be32(uint8_t *p, uint32_t v) {
+        p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
 int put_u8(struct buf *b, uint8_t v);
 int put_u16(struct buf *b, uint16_t v);
 int put_u32(struct buf *b, uint32_t v);

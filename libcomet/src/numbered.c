@@ -112,8 +112,7 @@ int journal_resend(comet *c) {
                 uint32_t id = new_id(c);
                 if ((r = buf_append(&kept, frame, p->frame_len)) < 0 || (r = buf_append(&c->out, frame, p->frame_len)) < 0)
                         break;
-                uint8_t *sent = c->out.data + c->out.end - p->frame_len + ID_AT;
-                sent[0] = (uint8_t)(id >> 24), sent[1] = (uint8_t)(id >> 16), sent[2] = (uint8_t)(id >> 8), sent[3] = (uint8_t)id;
+                set_be32(c->out.data + c->out.end - p->frame_len + ID_AT, id);
                 p->id = id;
         }
         if (r < 0) {

@@ -118,9 +118,7 @@ COMET_PUBLIC int comet_create_unlimited(comet *c, const char *name, uint64_t ses
 void batch_close(comet *c) {
         if (!c->batch_open)
                 return;
-        uint8_t *p = c->out.data + c->out.start + c->batch_mark + c->batch_count_at;
-        uint32_t n = c->batch_count;
-        p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+        set_be32(c->out.data + c->out.start + c->batch_mark + c->batch_count_at, c->batch_count);
         frame_end(&c->out, c->batch_mark);
         c->batch_open = 0;
         /* The batch's request is the newest pending one (any other request closes it first). */
@@ -157,10 +155,9 @@ static int append_push(comet *c, uint64_t channel, const void *data, size_t size
                 /* The common case, once per message: one reservation, no division. */
                 if ((r = buf_reserve(&c->out, 4 + size)) < 0)
                         return r;
-                uint8_t *p = c->out.data + c->out.end;
-                p[0] = (uint8_t)(size >> 24), p[1] = (uint8_t)(size >> 16), p[2] = (uint8_t)(size >> 8), p[3] = (uint8_t)size;
+                set_be32(c->out.data + c->out.end, (uint32_t)size);
                 if (size > 0)
-                        memcpy(p + 4, data, size);
+                        memcpy(c->out.data + c->out.end + 4, data, size);
                 c->out.end += 4 + size;
                 c->batch_count++;
                 size_t newest = c->pending_head + c->pending_count - 1;

@@ -85,7 +85,6 @@ extension Broker {
         // The ring asks for the messages in order, each once.
         return try payloads.withPayloads { (messages) throws(ChannelRefusal) -> UInt64 in
             var room = channel.room(above: channel.protectedFloor)
-            if room >= count { return try channel.push(count: count) { _ in messages.next()! } }
             var first: UInt64 = 0
             var start = 0
             while start < count {
