@@ -143,6 +143,13 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
     sid, cursor = sub
     ring, position, acked, got, ok = None, None, 0, [], True
     result = {"tickets": 0, "socket_messages": 0, "full": None, "closed": None}
+
+    def pause_at(cursor):
+        """Stops reading for `pause` seconds once, after `pause_after` messages, wherever they came from."""
+        if len(got) == pause_after and not result.get("paused"):
+            print(json.dumps({"paused": cursor}), flush=True)
+            result["paused"] = cursor
+            time.sleep(pause)
     while len(got) < count:
         try:
             body = c.read_frame()
@@ -169,10 +176,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                     if position:
                         result["position_page"] = True
             while cursor <= last and len(got) < count:
-                if len(got) == pause_after and not result.get("paused"):
-                    print(json.dumps({"paused": cursor}), flush=True)
-                    result["paused"] = cursor  # once
-                    time.sleep(pause)
+                pause_at(cursor)
                 data, full = ring.read(cursor)
                 if data is None and full is not None and newest:
                     cursor = full  # a newest channel moved on: skip to its latest value
@@ -202,6 +206,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             seq = struct.unpack(">Q", body[5:13])[0]
             if seq < cursor:
                 continue  # read from the ring already
+            pause_at(cursor)
             ok = ok and seq == cursor and body[13:] == b"m%d" % seq
             got.append(seq)
             cursor = seq + 1

@@ -35,9 +35,9 @@ extern "C" {
 
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
-#define COMET_VERSION_MINOR 8
-#define COMET_VERSION_PATCH 0
-#define COMET_VERSION_STRING "0.9.0"
+#define COMET_VERSION_MINOR 9
+#define COMET_VERSION_PATCH 1
+#define COMET_VERSION_STRING "0.9.1"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -114,13 +114,15 @@ typedef enum comet_position {
 /* (0.9) By default a site channel is read from shared memory when the daemon offers it (a mapped
  * reader, docs/PROTOCOL.md §6.23): the handler gets the same messages, in the same order, copied
  * out of a read-only mapping of the channel's ring, and the same end events, with the same
- * guarantees (docs/SEMANTICS.md): a reader of the producer's user says how far it read in a page
- * shared with the daemon, and the producer waits for it when it falls a ring behind (for at most
- * the daemon's reader grace; then the daemon moves it back to the socket before it could lose a
- * message; on a ring of fewer than 4096 messages it is moved at once) — its ring is its only
- * buffer, so a channel read this way by the producer's own user wants a ring sized for its
- * bursts; a reader of another user that is overtaken ends with
- * COMET_END_FULL at the oldest message the ring keeps. The mapping needs a second, brief
+ * guarantees (docs/SEMANTICS.md): the reader says how far it read in a page shared with the
+ * daemon, and before the ring could move past a message it has not read, the daemon moves it
+ * back to the socket, where it is handed messages up to its queue as a socket reader is (it ends
+ * with COMET_END_FULL only where a socket reader would). A reader of the producer's user first
+ * makes the producer wait when it falls a ring behind (for at most the daemon's reader grace; on
+ * a ring of fewer than 4096 messages it is moved at once) — its ring is its only buffer, so a
+ * channel read this way by the producer's own user wants a ring sized for its bursts; a reader of
+ * another user never makes anyone wait and is moved a quarter ring before it would be overtaken.
+ * The mapping needs a second, brief
  * connection to the daemon's socket per ring (RING). With this flag the subscription reads
  * MESSAGE frames from the socket instead. Private channels are never mapped. */
 #define COMET_SUBSCRIBE_SOCKET 0x200u

@@ -30,10 +30,11 @@ struct Subscription {
 struct MappedReading {
     /// The generation of the ring file it was last given a ticket for (0: none yet).
     var generation: UInt64 = 0
-    /// Whether it is protected (it may hold the producer: same user, a channel with a producer).
-    /// A push that would evict a message a protected reader has not said it read waits for its
-    /// ACK, for at most the reader grace; then the reader is detached from the ring and served
-    /// over the socket from there (docs/SEMANTICS.md).
+    /// Whether it is protected (RING_ADVANCED `HELD`; every mapped reader but a newest channel's):
+    /// before a push evicts a message it has not said it read, it is detached from the ring and
+    /// handed what it misses over the socket, as a socket reader would be. A reader that may hold
+    /// the producer (`ProducerHolds`) is first waited for, for at most the reader grace, on a
+    /// ring of `mappedHoldMinimumRing` messages or more (docs/SEMANTICS.md).
     let held: Bool
     /// The first message it has not said it read (ACK).
     var read: UInt64

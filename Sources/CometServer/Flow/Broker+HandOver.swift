@@ -104,9 +104,13 @@ extension Broker {
     }
 
     /// Appends one relayed message, handing local readers what they miss first.
+    /// After a jump (a gap the origin left), protected mapped readers that miss messages of the
+    /// gap are detached: FULL reaches them over the socket, as it reaches socket readers.
     func pushRelayedHandingOver(_ payload: ByteBuffer, sequence: UInt64, to channel: SiteChannel<ByteRing>) {
-        if sequence == channel.lastSequence + 1, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel, producer: nil) }
+        let jump = sequence > channel.lastSequence + 1
+        if !jump, channel.room(above: channel.protectedFloor) <= 0 { handOver(channel, producer: nil) }
         payload.withUnsafeReadableBytes { channel.pushRelayed($0, sequence: sequence) }
+        if jump, channel.protectedFloor < channel.ring.firstSequence { handOver(channel, producer: nil) }
     }
 
     /// A mapped reader detached from its ring: served over the socket from `next` on
@@ -120,6 +124,11 @@ extension Broker {
         ServerFrame.ringDetached(subscription: sub.id, nextSequence: next).encode(into: &conn.outbox)
         return detached
     }
+
+    /// How close to being overtaken a mapped reader that may not hold the producer comes before
+    /// it is detached: a quarter of the ring (at least one message), so that a reader keeping up
+    /// a little behind costs a hand-over pass only every quarter ring.
+    static func mappedMargin(_ channel: SiteChannel<ByteRing>) -> Int { max(1, channel.size / 4) }
 
     /// What one hand-over pass found.
     struct HandOverPass {
@@ -168,11 +177,13 @@ extension Broker {
     /// may hold `producer`, and those whose queue still has room). A reader of another user
     /// whose queue is full is not protected: the ring moves past it and it gets FULL.
     ///
-    /// A protected mapped reader that has not said it read what the push would evict holds the
-    /// producer like a socket reader whose queue is full, and is asked to say how far it read;
-    /// once the producer may wait no longer (`detaching`: the push goes in now), or at once on a
-    /// ring smaller than `mappedHoldMinimumRing`, it is detached from the ring and handed what it
-    /// misses over the socket instead.
+    /// A protected mapped reader that may hold `producer` and has not said it read what the push
+    /// would evict holds the producer like a socket reader whose queue is full, and is asked to
+    /// say how far it read; once the producer may wait no longer (`detaching`: the push goes in
+    /// now), or at once on a ring smaller than `mappedHoldMinimumRing`, it is detached from the
+    /// ring and handed what it misses over the socket instead. Any other protected mapped reader
+    /// is detached once it is within `mappedMargin` of being overtaken: it never waits for it,
+    /// but loses nothing a socket reader of its user would not.
     @discardableResult
     func handOver(_ channel: SiteChannel<ByteRing>, producer: UInt32?, budget: Int = .max, detaching: Bool = true) -> HandOverPass {
         // A ring too small to be a mapped reader's only buffer: its readers go to the socket at once.
@@ -193,19 +204,25 @@ extension Broker {
                 var sub = found
                 if let mapped = sub.mapped {
                     // A mapped reader has what the ring holds. A protected one that has not said it
-                    // read the oldest messages holds the producer until it does (asked now if need
-                    // be); when the producer may wait no longer, it is detached from the ring: from
-                    // there it is handed messages (and holds the producer) as any socket reader.
-                    guard mayHold, mapped.held else { continue }
+                    // read the oldest messages is detached from the ring before they go: from there
+                    // it is handed messages as any socket reader. One that may hold the producer
+                    // holds it first, until it says it read them (asked now if need be) or the
+                    // producer may wait no longer.
+                    guard mapped.held else { continue }
                     let cursor = mapped.readUpTo(announcedUpTo: sub.cursor)
                     if cursor != mapped.read { conn.subscriptions[id]?.mapped?.read = cursor }
-                    guard cursor >= first else { continue }
                     guard cursor <= last else {
                         mapped.position?.settle()
                         floor = min(floor, cursor)
                         continue
                     }
-                    if !detaching {
+                    if cursor >= first, !mayHold, channel.room(above: cursor) >= Self.mappedMargin(channel) {
+                        // Never waited for, and not about to be overtaken: it stays on the ring
+                        // (looked at again once the ring has moved on by the margin).
+                        floor = min(floor, cursor)
+                        continue
+                    }
+                    if cursor >= first, mayHold, !detaching {
                         if mapped.position != nil {
                             // Asked to say how far it read only if the producer would wait for it.
                             pass.positions.append((conn, id, cursor))
@@ -220,8 +237,10 @@ extension Broker {
                         pass.holding.append(conn)
                         continue
                     }
+                    // Detached (overtaken already by a gap in an import: FULL comes over the socket).
                     let announced = sub.cursor
                     sub = moveToSocket(sub, of: conn, from: cursor)
+                    if cursor < first { markDirty(conn) }
                     // Counted as delivered when announced; written again over the socket, they
                     // are counted there once more.
                     if announced > cursor { channel.deliveredCount -= min(channel.deliveredCount, announced - cursor) }

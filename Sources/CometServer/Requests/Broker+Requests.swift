@@ -336,9 +336,9 @@ extension Broker {
             let id = conn.allocateSubscriptionID()
             // A mapped reader reads the ring itself (a ring in the heap moves into a memfd for it).
             let mapped = mapped && channel.ring.share()
-            // Protected as a socket reader would be: a reader of the producer's user, on a channel
-            // with a producer (not a relay's or an import's).
-            let held = mapped && !Self.isMirror(channel.id) && ProducerHolds.mayHold(readerUID: conn.uid, producerUID: channel.creator.uid)
+            // Protected as a socket reader would be (handed what it misses before an eviction),
+            // except on a newest channel, whose readers skip to the latest value.
+            let held = mapped && !channel.keepsNewestOnly
             conn.subscriptions[id] = Subscription(
                 id: id, name: name, source: .site(channel), cursor: seq, mapped: mapped ? MappedReading(held: held, read: seq) : nil)
             channel.addReader(conn.id, at: !mapped || held ? seq : .max)

@@ -136,7 +136,7 @@ async def test_listings_are_paged_for_the_caller() -> None:
             sessions = await client.sessions()
             assert {s.id for s in sessions} >= {c.session.id for c in others if c.session}
             stats = await client.stats()
-            assert stats.version == "0.9.0" and stats.channels == 600
+            assert stats.version == "0.9.1" and stats.channels == 600
             assert len(stats.channel_stats) + (1 if stats.truncated else 0) > 0
             assert any(u.resource == "channels" and u.used == 600 for u in stats.usage[os.getuid()])
             for c in others:
