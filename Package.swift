@@ -159,7 +159,7 @@ let package = Package(
         .target(
             name: "CometSimulation",
             dependencies: [
-                "CometServer", "CometWire", "CometChannels",
+                "CometServer", "CometWire", "CometChannels", "Comet",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -10,7 +10,7 @@ import Synchronization
 
 /// A channel's ring file mapped read-only (docs/PROTOCOL.md §6.23, docs/RESTARTS.md "Ring file"):
 /// messages are copied out of it with the check that makes a torn copy impossible.
-final class MappedRing: @unchecked Sendable {  // immutable after init; the mapping is read-only
+package final class MappedRing: @unchecked Sendable {  // immutable after init; the mapping is read-only
     private let base: UnsafeRawPointer
     private let length: Int
     private let capacity: UInt64
@@ -28,7 +28,7 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
     /// Maps `descriptor` (closed by the caller), and `positionDescriptor` when the daemon gave
     /// one; nil when the file is not a ring this client understands. Nothing in the file is
     /// trusted before it is checked.
-    init?(descriptor: Int32, positionDescriptor: Int32 = -1) {
+    package init?(descriptor: Int32, positionDescriptor: Int32 = -1) {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { return nil }
         let length = Int(info.st_size)
@@ -72,7 +72,7 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
     /// Says in the position page that every message before `next` was read; true when the daemon
     /// also wants an ACK (a producer waits). The fence pairs with the daemon's between its request
     /// and its second look: one of the two sees the other. False without a page.
-    func say(readUpTo next: UInt64) -> Bool {
+    package func say(readUpTo next: UInt64) -> Bool {
         guard let position else { return false }
         atomicMemoryFence(ordering: .releasing)
         position.storeBytes(of: next, toByteOffset: Self.atRead, as: UInt64.self)
@@ -81,7 +81,7 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
     }
 
     /// What reading one message found.
-    enum Read {
+    package enum Read {
         case message([UInt8])
         /// The message was evicted (or could have been while it was copied): `first` is the
         /// oldest one the ring keeps.
@@ -99,7 +99,7 @@ final class MappedRing: @unchecked Sendable {  // immutable after init; the mapp
     }
 
     /// Message `sequence`: copied, then checked against `first` again.
-    func read(_ sequence: UInt64) -> Read {
+    package func read(_ sequence: UInt64) -> Read {
         guard sequence <= load(Self.atLast) else { return .notHere }
         var first = load(Self.atFirst)
         guard sequence >= first else { return .overtaken(first: first) }

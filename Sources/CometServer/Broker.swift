@@ -64,6 +64,9 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     var mappedRings = MappedRings()
     /// Connections' socket descriptors, for passing ring descriptors on them.
     let socketDescriptors = SocketDescriptors()
+    /// Set by the simulator, whose connections have no socket: takes RING's answer and the
+    /// descriptors passed with it (they are closed after the call: duplicate those kept).
+    package var passDescriptors: ((ByteBuffer, [Int32]) -> Bool)?
 
     // Accounting.
     let accounts: ResourceAccounts

@@ -29,7 +29,15 @@ extension Simulation {
         for pair in pairs where pair.producer != pair.reader {
             throw fail("a producer of uid \(pair.producer) waits for a reader of uid \(pair.reader)")
         }
-        // 3. Quotas: what is charged with `charge` never passes them.
+        // 3. A protected mapped reader overtaken in its ring is detached (RING_DETACHED) or told
+        // FULL: it is never left waiting.
+        for peer in peers where peer.alwaysReads && !peer.ended {
+            for (sub, reading) in peer.readings where !reading.cutOff {
+                guard let since = reading.ring?.overtakenSince, now - since > answerBound(peer) else { continue }
+                throw fail("peer \(peer.id) (\(peer.readMode), uid \(peer.uid)) subscription \(sub) ('\(reading.name)'): overtaken in its ring \((now - since) / 1_000_000) ms ago, neither detached nor told FULL")
+            }
+        }
+        // 4. Quotas: what is charged with `charge` never passes them.
         for (uid, usage) in broker.usageByUser {
             for resource in [Resource.connections, .channels, .subscriptions, .sessions, .timeoutWaits, .unfinishedFrameBytes] {
                 let used = usage[resource] ?? 0

@@ -50,7 +50,7 @@ extension Simulation {
             peer.send(.close(channel: channel), .close(channel), now: now)
         case 75..<77:
             // A request with a bad value (answered with an error, the connection goes on).
-            peer.send(.subscribe(name: "bad name!", position: .next, epoch: 0, wait: false), .subscribe(name: "bad name!"), now: now)
+            peer.send(.subscribe(name: "bad name!", position: .next, epoch: 0, wait: false), .subscribe(name: "bad name!", mapped: false), now: now)
         default:
             peer.send(.ping, .ping, now: now)
         }
@@ -114,7 +114,11 @@ extension Simulation {
         default: position = .last(rng.next() % 30)
         }
         let owner: UInt32? = rng.chance(0.1) ? Self.uids.randomElement(using: &rng)! : nil
-        peer.send(.subscribe(name: name, position: position, epoch: 0, wait: rng.chance(0.4), owner: owner), .subscribe(name: name), now: now)
+        // Two in five read the ring mapped (docs/PROTOCOL.md §6.23), as the clients do by default.
+        let mapped = rng.chance(0.4)
+        peer.send(
+            .subscribe(name: name, position: position, epoch: 0, wait: rng.chance(0.4), owner: owner, mapped: mapped),
+            .subscribe(name: name, mapped: mapped), now: now)
     }
 
     func garbage(_ peer: SimPeer) {

@@ -29,6 +29,7 @@ extension Simulation {
             }
             try handle(frame, peer)
         }
+        try readRings(peer)
         if !peer.socket.isOpen, peer.socket.toPeerBytes == 0, !peer.ended {
             peer.ended = true
             if let unanswered = peer.outstanding.first(where: { $0.key != 0 }), peer.alwaysReads, !peer.sentGarbage {
@@ -48,6 +49,16 @@ extension Simulation {
             return
         }
         switch frame {
+        // A subscription cut off from its ring (its RING refused): how it ends is not checked.
+        case .full(let sub, _) where peer.readings[sub]?.cutOff == true,
+            .closed(let sub, _) where peer.readings[sub]?.cutOff == true,
+            .reset(let sub, _) where peer.readings[sub]?.cutOff == true,
+            .failed(let sub, _, _) where peer.readings[sub]?.cutOff == true:
+            peer.readings[sub] = nil
+        case .ringAdvanced(let sub, _, _, _, _, _) where peer.readings[sub]?.cutOff == true,
+            .ringDetached(let sub, _) where peer.readings[sub]?.cutOff == true,
+            .message(let sub, _, _) where peer.readings[sub]?.cutOff == true:
+            break
         case .ok(let id, var body):
             guard let sent = peer.outstanding.removeValue(forKey: id) else {
                 if peer.sentGarbage { return }
@@ -71,33 +82,18 @@ extension Simulation {
                 peer.produced[channel]?.nextNumber = number
             }
             report.requestsAnswered += 1
-        case .message(let sub, let sequence, var payload):
-            guard var reading = peer.readings[sub] else {
+        case .message(let sub, let sequence, let payload):
+            guard let reading = peer.readings[sub] else {
                 throw fail("peer \(peer.id) got message \(sequence) for subscription \(sub), which it does not hold")
             }
-            guard let expected = reading.expected else {
-                throw fail("peer \(peer.id) got message \(sequence) on subscription \(sub) before it started")
+            guard reading.ring == nil else {
+                throw fail("peer \(peer.id) got MESSAGE \(sequence) on subscription \(sub), which reads its ring (no RING_DETACHED)\(reading.mappedState)")
             }
-            guard let (instance, counter) = payload.readMultipleIntegers(as: (UInt64, UInt64).self) else {
-                throw fail("peer \(peer.id) got a payload the simulator did not push")
-            }
-            // A newest channel's reader may skip to the latest value; any other reads every one.
-            guard sequence == expected || (sequence > expected && newestInstances.contains(instance)) else {
-                throw fail("peer \(peer.id) subscription \(sub) ('\(reading.name)'): got \(sequence), expected \(expected) (a gap or a repeat)")
-            }
-            if let seen = reading.instance, seen != instance {
-                throw fail("peer \(peer.id) subscription \(sub): messages of two incarnations of '\(reading.name)'")
-            }
-            guard counter > reading.lastCounter else {
-                throw fail("peer \(peer.id) subscription \(sub): message \(sequence) out of push order")
-            }
-            try verify(instance: instance, sequence: sequence, counter: counter)
-            reading.instance = instance
-            reading.lastCounter = counter
-            reading.expected = sequence + 1
-            peer.readings[sub] = reading
-            report.messagesRead += 1
+            // Detached from its ring: what it read there may come again over the socket.
+            if reading.wasMapped, let expected = reading.expected, sequence < expected { return }
+            try accept(sequence, payload, sub, peer)
         case .full(let sub, let first):
+            try drainRing(sub, peer)
             guard let reading = peer.readings.removeValue(forKey: sub) else {
                 throw fail("peer \(peer.id) got FULL for subscription \(sub), which it does not hold")
             }
@@ -106,11 +102,12 @@ extension Simulation {
             }
             report.fulls += 1
         case .closed(let sub, let last):
+            try drainRing(sub, peer)
             guard let reading = peer.readings.removeValue(forKey: sub) else {
                 throw fail("peer \(peer.id) got CLOSED for subscription \(sub), which it does not hold")
             }
             if let expected = reading.expected, expected != last + 1 {
-                throw fail("peer \(peer.id) subscription \(sub): CLOSED after \(last) but it read up to \(expected - 1)")
+                throw fail("peer \(peer.id) subscription \(sub): CLOSED after \(last) but it read up to \(expected - 1)\(reading.mappedState)")
             }
         case .started(let sub, _, let next, _):
             guard var reading = peer.readings[sub], reading.expected == nil else {
@@ -126,9 +123,41 @@ extension Simulation {
             peer.produced[channel]?.closed = true
         case .offer, .pull:
             break
-        case .ringAdvanced(let sub, _, _, _, _, _), .ringDetached(let sub, _):
-            throw fail("peer \(peer.id) got RING_ADVANCED for subscription \(sub), which it reads from the socket")
+        case .ringAdvanced(let sub, let last, let ticket, let report, let held, let newest):
+            try ringAdvanced(sub, last: last, ticket: ticket, report: report, held: held, newest: newest, peer)
+        case .ringDetached(let sub, let next):
+            try ringDetached(sub, next: next, peer)
         }
+    }
+
+    /// Message `sequence` of `sub`, from the socket or the ring: checked against what was pushed.
+    func accept(_ sequence: UInt64, _ payload: ByteBuffer, _ sub: UInt32, _ peer: SimPeer) throws(SimulationFailure) {
+        var payload = payload
+        guard var reading = peer.readings[sub] else {
+            throw fail("peer \(peer.id) got message \(sequence) for subscription \(sub), which it does not hold")
+        }
+        guard let expected = reading.expected else {
+            throw fail("peer \(peer.id) got message \(sequence) on subscription \(sub) before it started")
+        }
+        guard let (instance, counter) = payload.readMultipleIntegers(as: (UInt64, UInt64).self) else {
+            throw fail("peer \(peer.id) got a payload the simulator did not push")
+        }
+        // A newest channel's reader may skip to the latest value; any other reads every one.
+        guard sequence == expected || (sequence > expected && newestInstances.contains(instance)) else {
+            throw fail("peer \(peer.id) subscription \(sub) ('\(reading.name)'): got \(sequence), expected \(expected) (a gap or a repeat)")
+        }
+        if let seen = reading.instance, seen != instance {
+            throw fail("peer \(peer.id) subscription \(sub): messages of two incarnations of '\(reading.name)'")
+        }
+        guard counter > reading.lastCounter else {
+            throw fail("peer \(peer.id) subscription \(sub): message \(sequence) out of push order")
+        }
+        try verify(instance: instance, sequence: sequence, counter: counter)
+        reading.instance = instance
+        reading.lastCounter = counter
+        reading.expected = sequence + 1
+        peer.readings[sub] = reading
+        report.messagesRead += 1
     }
 
     func answered(_ kind: Outstanding.Kind, body: inout ByteBuffer, _ peer: SimPeer) throws(SimulationFailure) {
@@ -159,9 +188,9 @@ extension Simulation {
                     throw fail("peer \(peer.id): a resend to channel \(channel) was answered \(reply.firstSequence)+\(reply.count), expected \(expected)+\(count)")
                 }
                 report.resendsSkipped += 1
-            case .subscribe(let name):
+            case .subscribe(let name, let mapped):
                 let reply = try SubscribeReply(from: &body)
-                peer.readings[reply.subscription] = Reading(name: name, expected: reply.waiting ? nil : reply.nextSequence)
+                peer.readings[reply.subscription] = Reading(name: name, expected: reply.waiting ? nil : reply.nextSequence, askedMapped: mapped)
             case .unsubscribe(let sub):
                 peer.readings[sub] = nil
             case .close(let channel):
@@ -171,7 +200,7 @@ extension Simulation {
                 if reply.more, let last = reply.channels.last, peer.outstanding.count < 16, !peer.doneSending {
                     peer.send(.listFrom(name: last.name, scope: last.scope), .listFrom, now: now)
                 }
-            case .sessions, .stats, .ping, .garbage:
+            case .sessions, .stats, .ping, .garbage, .ack:
                 break
             }
         } catch {

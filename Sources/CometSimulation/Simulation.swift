@@ -1,9 +1,14 @@
+import Comet
 import CometChannels
 import CometServer
 import CometWire
 import Logging
 import NIOCore
 import NIOEmbedded
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A deterministic simulation of the daemon core: everything above the socket (framing,
 /// dispatch, broker, delivery, accounting, flow control, sessions, timers) on one
@@ -36,6 +41,10 @@ public final class Simulation {
         /// Numbered pushes sent again and skipped by the daemon (answered with their first numbers).
         public var resendsSkipped = 0
         public var holds = 0
+        /// Messages mapped readers read from their rings, rings they mapped, and detaches.
+        public var ringMessages = 0
+        public var ringsMapped = 0
+        public var detaches = 0
         public var invariantChecks = 0
         public var drainChecks = 0
         public var virtualSeconds = 0.0
@@ -43,7 +52,8 @@ public final class Simulation {
         public var description: String {
             let simulated = Int(virtualSeconds)
             return "seed \(seed): \(steps) steps, \(peers) peers, \(requestsAnswered) answers, \(messagesRead) messages read, "
-                + "\(fulls) FULL, \(resendsSkipped) resends skipped, \(holds) steps with a held producer, \(invariantChecks) invariant checks, "
+                + "\(fulls) FULL, \(resendsSkipped) resends skipped, \(holds) steps with a held producer, "
+                + "\(ringsMapped) rings mapped, \(ringMessages) read from them, \(detaches) detached, \(invariantChecks) invariant checks, "
                 + "\(drainChecks) drain checks, \(simulated) s simulated"
         }
     }
@@ -63,6 +73,8 @@ public final class Simulation {
     var unverified: [UInt64: [UInt64: UInt64]] = [:]
     /// Incarnations of newest channels (their readers may skip).
     var newestInstances: Set<UInt64> = []
+    /// RING's answer and descriptors (duplicates, the simulator's to close) as the daemon passed them.
+    var passedRing: (ByteBuffer, [Int32])?
     var report = Report()
     /// Set by the watchdog's caller: the step in progress.
     public var onStep: ((Int) -> Void)?
@@ -98,6 +110,11 @@ public final class Simulation {
         // As in cometd: work put off to the next turn waits until the loop has polled its sockets
         // (here: until the peers' bytes of this round were handed over).
         broker.wakeForNextTurn = { [loop] in loop.execute($0) }
+        // The simulated connections have no socket to pass descriptors on: RING's come here.
+        broker.passDescriptors = { [unowned self] frame, descriptors in
+            self.passedRing = (frame, descriptors.map { dup($0) })
+            return true
+        }
         broker.start()
         loop.run()
         report.seed = options.seed

@@ -78,9 +78,15 @@ extension Broker {
         }
         defer { close(descriptor) }
         let descriptors = pageDescriptor >= 0 ? [descriptor, pageDescriptor] : [descriptor]
-        guard let cookie = conn.socketCookie, let socket = socketDescriptors.descriptor(for: cookie),
-            Self.send(frame, with: descriptors, over: socket)
-        else {
+        let passed: Bool
+        if let passDescriptors {
+            passed = passDescriptors(frame, descriptors)
+        } else if let cookie = conn.socketCookie, let socket = socketDescriptors.descriptor(for: cookie) {
+            passed = Self.send(frame, with: descriptors, over: socket)
+        } else {
+            passed = false
+        }
+        guard passed else {
             fail(conn, WireError(.internalError, "cannot pass a descriptor on this connection"), log: false)
             return
         }
