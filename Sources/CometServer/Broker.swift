@@ -64,6 +64,8 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     var mappedRings = MappedRings()
     /// Connections' socket descriptors, for passing ring descriptors on them.
     let socketDescriptors = SocketDescriptors()
+    /// Connections over their user's quota let in for one RING each.
+    let overQuotaRings = OverQuotaRings()
     /// Set by the simulator, whose connections have no socket: takes RING's answer and the
     /// descriptors passed with it (they are closed after the call: duplicate those kept).
     package var passDescriptors: ((ByteBuffer, [Int32]) -> Bool)?
@@ -167,15 +169,20 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
     }
 
     /// Charges a new connection to its user's connection quota, or ends it (QUOTA_EXCEEDED).
-    /// Called once the handler holds the connection, so that a close at once still reaches
-    /// `connectionClosed`.
+    /// Over the quota, a few are let in for one RING each (`OverQuotaRings`): a mapped reader
+    /// redeems its ticket on a connection of its own. Called once the handler holds the
+    /// connection, so that a close at once still reaches `connectionClosed`.
     func admit(_ conn: ConnectionState) {
         do throws(ChannelRefusal) {
             try accounts.charge(.connections, uid: conn.uid)
-            conn.counted = true
+            conn.admission = .counted
         } catch {
             connections.countRefusal()
             refused(error, uid: conn.uid)
+            if overQuotaRings.admit(uid: conn.uid) {
+                conn.admission = .ringOnly(refusal: error.message)
+                return
+            }
             fail(conn, WireError(.quotaExceeded, error.message), log: false)
         }
     }
@@ -208,7 +215,11 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
             conn.session = nil
             leave(session, conn)
         }
-        if conn.counted { accounts.release(.connections, uid: conn.uid) }
+        switch conn.admission {
+        case .counted: accounts.release(.connections, uid: conn.uid)
+        case .ringOnly: overQuotaRings.release(uid: conn.uid)
+        case .pending: break
+        }
         accounts.release(.unfinishedFrameBytes, conn.unfinishedFrameBytes, uid: conn.uid)
         conn.unfinishedFrameBytes = 0
         starved.forget(conn)

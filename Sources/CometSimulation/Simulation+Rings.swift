@@ -18,12 +18,11 @@ extension Simulation {
         case ring(MappedRing)
         /// Spent or superseded (the ring moved again, or the reader was detached): read on.
         case badToken
-        /// The user holds all the connections its quota allows: the RING connection was refused.
-        case overQuota
         case failed(String)
     }
 
-    /// RING for `ticket` as a peer of `uid` sends it: a new connection, RING as its only request.
+    /// RING for `ticket` as a peer of `uid` sends it: a new connection, RING as its only request
+    /// (served even when the user holds all the connections its quota allows).
     func fetchRing(_ ticket: UInt64, uid: UInt32) -> RingFetch {
         passedRing = nil
         let socket = SimulatedSocket(
@@ -66,7 +65,6 @@ extension Simulation {
             let frame = try? ServerFrame.decode(body: body)
         else { return .failed("no answer to RING") }
         if case .error(_, .badToken, _) = frame { return .badToken }
-        if case .error(_, .quotaExceeded, _) = frame { return .overQuota }
         return .failed("RING answered \(frame)")
     }
 
@@ -145,11 +143,6 @@ extension Simulation {
                 // cannot be had, as a client would find before it reconnects.
                 reading.cutOff = true
             case .badToken: break
-            case .overQuota:
-                // As the clients do: the subscription ends with the error (UNSUBSCRIBE); what
-                // comes for it meanwhile is not checked.
-                reading.cutOff = true
-                if !peer.doneSending, !peer.ended { peer.send(.unsubscribe(subscription: sub), .unsubscribe(sub), now: now) }
             case .failed(let why): throw fail("peer \(peer.id) could not map the ring of subscription \(sub): \(why)")
             }
         }

@@ -240,6 +240,34 @@ final class MappedReaderTests: XCTestCase {
         await client.close()
     }
 
+    /// A user that holds every connection its quota allows still maps its rings: RING comes on a
+    /// connection of its own, let in over the quota for that request alone (four at once per
+    /// user). Anything else on such a connection is refused as before, and beyond four the
+    /// daemon ends new connections at once.
+    func testARingIsHadAtTheConnectionQuota() async throws {
+        let daemon = try Daemon(arguments: ["--user-quota", "connections=1"], executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        chmod(daemon.directory.path, 0o755)
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let channel = try await client.create("quota", size: 5000)
+        try await pushNumbered(channel, 1...3000)
+        // The reader's one connection is all uid 4242 may hold; its ring comes all the same.
+        let result = try Reader(["read", daemon.socketPath, "quota", "3000", "1"], uid: Hostile.uid).finish()
+        XCTAssertNil(result["error"], "\(result)")
+        assertEverything(result, 3000)
+        XCTAssertGreaterThanOrEqual(result["tickets"] as? Int ?? 0, 1, "read from its ring: \(result)")
+        XCTAssertEqual(result["socket_messages"] as? Int, 0, "\(result)")
+        // Seven connections at once (the reader's is gone): one within the quota, four let in for
+        // RING (served: a ticket never given is BAD_TOKEN; HELLO is refused), two ended at once.
+        try await Task.sleep(for: .milliseconds(300))
+        let crowd = try Reader(["crowd", daemon.socketPath, "-", "7"], uid: Hostile.uid).finish()
+        XCTAssertEqual(crowd["at_once"] as? [String], ["QUOTA_EXCEEDED", "QUOTA_EXCEEDED"], "\(crowd)")
+        XCTAssertEqual(
+            (crowd["answers"] as? [String])?.sorted(), ["BAD_TOKEN", "OK", "QUOTA_EXCEEDED", "QUOTA_EXCEEDED", "QUOTA_EXCEEDED"].sorted(),
+            "\(crowd)")
+        await client.close()
+    }
+
     /// Only a reader the policy lets subscribe is given a ticket, and only its own user can
     /// redeem it, once.
     func testOnlyAllowedReadersGetTheRing() async throws {

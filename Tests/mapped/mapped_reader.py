@@ -7,11 +7,13 @@ Modes:
   read SOCKET NAME COUNT [FROM] [PAUSE_AFTER PAUSE_SECONDS]  read COUNT messages (or to CLOSED/FULL)
   tamper SOCKET NAME                                          try to write through the descriptor
   steal SOCKET NAME UID                                       another uid redeems this reader's ticket
+  crowd SOCKET NAME COUNT                                     COUNT connections at once (over the quota?)
 """
 import ctypes, errno, json, mmap, os, socket, struct, sys, time
 
 HEADER_FIRST, HEADER_LAST, HEADER_CAPACITY, HEADER_DATA_SIZE = 104, 112, 16, 24
-ERRORS = {20: "BAD_TOKEN", 30: "PERMISSION_DENIED", 9: "NO_SUCH_CHANNEL", 7: "INVALID_ARGUMENT", 17: "UNSUPPORTED"}
+ERRORS = {20: "BAD_TOKEN", 30: "PERMISSION_DENIED", 9: "NO_SUCH_CHANNEL", 7: "INVALID_ARGUMENT", 17: "UNSUPPORTED",
+          29: "QUOTA_EXCEEDED"}
 
 
 def frame(op, rid, body=b""):
@@ -323,6 +325,39 @@ def steal(path, name, uid):
             "owner_got_descriptor": fd is not None, "second_use": again_error}
 
 
+def crowd(path, count):
+    """`count` connections opened at once, sending nothing: which the daemon ends at once; then the
+    last of the others sends RING with a ticket it was never given, the rest HELLO."""
+    socks = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        socks.append(s)
+    time.sleep(0.3)
+
+    def answer(s, timeout):
+        s.settimeout(timeout)
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            return None
+        if len(data) < 11:
+            return "closed"
+        if data[4] == 0x80:
+            return "OK"
+        return ERRORS.get(struct.unpack(">H", data[9:11])[0], "error %d" % struct.unpack(">H", data[9:11])[0])
+    at_once = [answer(s, 0.05) for s in socks]
+    waiting = [s for s, got in zip(socks, at_once) if got is None]
+    answers = []
+    for i, s in enumerate(waiting):
+        last = i == len(waiting) - 1
+        s.sendall(frame(0x1A, 1, struct.pack(">Q", 12345)) if last else frame(0x01, 1, b"\x01\x00\x01"))
+        answers.append(answer(s, 5))
+    for s in socks:
+        s.close()
+    return {"at_once": [got for got in at_once if got is not None], "answers": answers}
+
+
 if __name__ == "__main__":
     mode, path, name = sys.argv[1], sys.argv[2], sys.argv[3]
     if mode == "read":
@@ -330,5 +365,7 @@ if __name__ == "__main__":
         print(json.dumps(read(path, name, int(sys.argv[4]), *rest)), flush=True)
     elif mode == "tamper":
         print(json.dumps(tamper(path, name)), flush=True)
+    elif mode == "crowd":
+        print(json.dumps(crowd(path, int(sys.argv[4]))), flush=True)
     elif mode == "steal":
         print(json.dumps(steal(path, name, int(sys.argv[4]))), flush=True)

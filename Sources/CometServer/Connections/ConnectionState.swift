@@ -21,8 +21,13 @@ final class ConnectionState: @unchecked Sendable {  // confined to the broker's 
     var socketQueue: (() -> Int)?
     /// Bytes of an unfinished frame charged to the peer's user.
     var unfinishedFrameBytes = 0
+    /// How it stands against its user's connection quota.
+    var admission = Admission.pending
     /// Whether the connection was counted against its user's connection quota.
-    var counted = false
+    var counted: Bool {
+        if case .counted = admission { return true }
+        return false
+    }
     /// Whether delivery to it waits for its user's queued output to go down.
     var starved = false
     /// Pending WAIT_TIMEOUTs of this connection, by waiter id.

@@ -206,7 +206,7 @@ extension Broker {
         conn.session = saved.session.flatMap { sessions.session($0) }
         connections.insert(conn)
         if saved.counted {
-            conn.counted = true
+            conn.admission = .counted
             accounts.force(.connections, 1, uid: conn.uid)
         }
         var owed = context.channel.allocator.buffer(capacity: saved.output.readableBytes)
