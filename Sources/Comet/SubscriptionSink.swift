@@ -67,19 +67,21 @@ enum ReadPath {
 }
 
 /// A mapped subscription's reading: the ring (nil until its first ticket is redeemed) and what
-/// RING_ADVANCED said.
-struct MappedReading {
-    var ring: MappedRing?
+/// RING_ADVANCED said. (The daemon's simulator reads rings with it too.)
+package struct MappedReading {
+    package var ring: MappedRing?
     /// The newest message announced: the reader copies no further.
-    var announced: UInt64 = 0
+    package var announced: UInt64 = 0
     /// The daemon protects this reader: overtaken in the ring, it waits for RING_DETACHED or FULL.
-    var held = false
+    package var held = false
     /// A newest channel: overtaken, skip to the latest value.
-    var newest = false
+    package var newest = false
     /// Say (ACK) how far it read once it has read through `announced`.
-    var reportWanted = false
+    package var reportWanted = false
     /// The last sequence an ACK said was read.
-    var acknowledged: UInt64 = 0
+    package var acknowledged: UInt64 = 0
+
+    package init() {}
 }
 
 /// What a subscription asked for, to ask again after a reconnect.

@@ -33,7 +33,7 @@ extension Simulation {
         // FULL: it is never left waiting.
         for peer in peers where peer.alwaysReads && !peer.ended {
             for (sub, reading) in peer.readings where !reading.cutOff {
-                guard let since = reading.ring?.overtakenSince, now - since > answerBound(peer) else { continue }
+                guard reading.ring != nil, let since = reading.overtakenSince, now - since > answerBound(peer) else { continue }
                 throw fail("peer \(peer.id) (\(peer.readMode), uid \(peer.uid)) subscription \(sub) ('\(reading.name)'): overtaken in its ring \((now - since) / 1_000_000) ms ago, neither detached nor told FULL")
             }
         }

@@ -69,8 +69,10 @@ struct Reading {
     var lastCounter: UInt64 = 0
     /// It asked to read the ring mapped (the daemon may still serve it over the socket).
     var askedMapped = false
-    /// While it reads a mapped ring: the ring and what RING_ADVANCED said.
-    var ring: RingReading?
+    /// While it reads a mapped ring: the ring and what RING_ADVANCED said, as the Swift client keeps them.
+    var ring: MappedReading?
+    /// Since when (virtual nanoseconds) it finds itself overtaken in its ring, not yet detached.
+    var overtakenSince: UInt64?
     /// It read from a ring before RING_DETACHED: MESSAGE frames below `expected` were read there.
     var wasMapped = false
     /// Its connection closed before it could map its ring: how it ends is not checked.
@@ -83,24 +85,8 @@ extension Reading {
         guard askedMapped else { return "" }
         guard let ring else { return " (asked mapped; \(wasMapped ? "detached" : "never mapped"))" }
         return " (mapped: file \(ring.ring == nil ? "none" : "mapped"), announced \(ring.announced), held \(ring.held), "
-            + "acknowledged \(ring.acknowledged), overtaken since \(ring.overtakenSince.map(String.init) ?? "-"))"
+            + "acknowledged \(ring.acknowledged), overtaken since \(overtakenSince.map(String.init) ?? "-"))"
     }
-}
-
-/// A mapped subscription's side (docs/PROTOCOL.md §6.23), read as the Swift client reads it.
-struct RingReading {
-    /// The ring's current file, once its ticket was redeemed.
-    var ring: MappedRing?
-    /// The last message RING_ADVANCED announced: nothing beyond it is read.
-    var announced: UInt64 = 0
-    var held = false
-    var newest = false
-    /// RING_ADVANCED asked for an ACK once everything announced is read (no position page).
-    var reportWanted = false
-    /// The last sequence an ACK said was read.
-    var acknowledged: UInt64 = 0
-    /// Since when (virtual nanoseconds) a held reader finds itself overtaken, not yet detached.
-    var overtakenSince: UInt64?
 }
 
 /// One simulated client: its socket, what it asked and what it reads.

@@ -89,7 +89,7 @@ extension Simulation {
         reading: while used < budget, let expected = peer.readings[sub]?.expected, expected <= view.announced {
             switch ring.read(expected) {
             case .message(let bytes):
-                view.overtakenSince = nil
+                peer.readings[sub]?.overtakenSince = nil
                 try accept(expected, ByteBuffer(bytes: bytes), sub, peer)
                 report.ringMessages += 1
                 used += 1
@@ -98,7 +98,7 @@ extension Simulation {
                 peer.readings[sub]?.expected = first
             case .overtaken:
                 // Protected: RING_DETACHED or FULL is on its way (checked: it comes).
-                if view.overtakenSince == nil { view.overtakenSince = now }
+                if peer.readings[sub]?.overtakenSince == nil { peer.readings[sub]?.overtakenSince = now }
                 break reading
             case .notHere:
                 break reading  // the ring moved to another file: its ticket follows
@@ -128,7 +128,7 @@ extension Simulation {
         guard held || newest else {
             throw fail("peer \(peer.id) subscription \(sub) ('\(reading.name)'): a mapped reader of a buffered channel is not protected (no HELD)")
         }
-        var view = reading.ring ?? RingReading()
+        var view = reading.ring ?? MappedReading()
         view.announced = max(view.announced, last)
         view.held = held
         view.newest = newest
@@ -162,6 +162,7 @@ extension Simulation {
             throw fail("peer \(peer.id) subscription \(sub) ('\(reading.name)'): detached at \(next) though it read only up to \(expected - 1)")
         }
         reading.ring = nil
+        reading.overtakenSince = nil
         reading.wasMapped = true
         peer.readings[sub] = reading
         report.detaches += 1
