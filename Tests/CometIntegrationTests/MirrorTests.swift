@@ -122,6 +122,7 @@ final class MirrorTests: XCTestCase {
         XCTAssertTrue(rest.map(\.sequence) == Array(11...UInt64(total)), "every message once, in order")
         XCTAssertTrue(rest.allSatisfy { $0.string == "p\($0.sequence)" })
         XCTAssertFalse(reader.subscription.info.mapped, "detached from the ring, served over the socket")
+        XCTAssertTrue(daemon.log.contains("a mapped reader fell behind its ring"), "the daemon says so: \(daemon.log)")
         await client.close()
     }
 

@@ -122,6 +122,11 @@ extension Broker {
         conn.subscriptions[sub.id] = detached
         mappedRings.drop(connection: conn.id, subscription: sub.id)
         ServerFrame.ringDetached(subscription: sub.id, nextSequence: next).encode(into: &conn.outbox)
+        // Worth an administrator's eye: readers that keep falling behind a small ring lose the
+        // mapped path (a bigger ring keeps them on it).
+        logLimiter.log(logger, .info, kind: "detached", "a mapped reader fell behind its ring; served over the socket from here", metadata: [
+            "uid": "\(conn.uid)", "channel": "\(sub.name)", "next": "\(next)",
+        ])
         return detached
     }
 
