@@ -15,7 +15,8 @@ public struct SubscriptionInfo: Sendable, Hashable {
     /// Set when the channel closed: the last message it had (iteration then simply ends).
     public var closedAfter: UInt64? = nil
     /// Whether messages are read now from the channel's ring, mapped from shared memory
-    /// (docs/PROTOCOL.md §6.23), rather than from the socket.
+    /// (docs/PROTOCOL.md §6.23), rather than from the socket. It turns false for good when the
+    /// daemon detaches a reader that fell behind its ring (the same messages follow from the socket).
     public var mapped = false
 }
 

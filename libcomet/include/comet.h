@@ -372,10 +372,12 @@ COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, u
 
 /* (0.9) 1 if `subscription` reads its channel's ring from shared memory now (a mapped reader,
  * COMET_SUBSCRIBE_SOCKET), 0 if it reads the socket (a private channel, a daemon that does not
- * map rings, a subscription not started yet, or after the daemon's live upgrade until the next
+ * map rings, a subscription not started yet, one the daemon detached from the ring because it
+ * fell behind — it stays on the socket —, or after the daemon's live upgrade until the next
  * reconnect). -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking.
  * A mapped reader's fetch of the ring needs a second connection to the daemon's socket for a
- * moment (RING); if that fails the subscription ends with COMET_END_FAILED and the error. */
+ * moment (RING; a 0.9.1 daemon serves it even when the user holds every connection its quota
+ * allows); if that fails the subscription ends with COMET_END_FAILED and the error. */
 COMET_PUBLIC int comet_subscription_is_mapped(comet *c, uint32_t subscription);
 
 /* Ends a subscription; its handlers are not called again. Blocking. */
