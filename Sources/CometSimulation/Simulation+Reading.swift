@@ -49,7 +49,7 @@ extension Simulation {
             return
         }
         switch frame {
-        // A subscription cut off from its ring (its RING refused): how it ends is not checked.
+        // A subscription whose connection closed before it could map its ring: how it ends is not checked.
         case .full(let sub, _) where peer.readings[sub]?.cutOff == true,
             .closed(let sub, _) where peer.readings[sub]?.cutOff == true,
             .reset(let sub, _) where peer.readings[sub]?.cutOff == true,

@@ -1,5 +1,4 @@
 import Comet
-import CometChannels
 import CometServer
 import CometWire
 import NIOCore
@@ -25,15 +24,7 @@ extension Simulation {
     /// (served even when the user holds all the connections its quota allows).
     func fetchRing(_ ticket: UInt64, uid: UInt32) -> RingFetch {
         passedRing = nil
-        let socket = SimulatedSocket(
-            kernelCapacity: 65536, highWatermark: configuration.outboundHighWatermark, lowWatermark: configuration.outboundLowWatermark,
-            readSize: 65536)
-        let handler = ConnectionHandler(
-            broker: broker, identity: Identity(pid: 1_000_000, uid: uid, gid: uid), socketQueue: { [unowned socket] in socket.queued })
-        let channel = EmbeddedChannel(handlers: [], loop: loop)
-        try! channel.pipeline.syncOperations.addHandlers([socket, handler])
-        channel.connect(to: try! SocketAddress(unixDomainSocketPath: "/sim/comet.sock"), promise: nil)
-        channel.pipeline.read()
+        let (channel, socket) = connect(uid: uid, pid: 1_000_000, kernelCapacity: 65536, readSize: 65536)
         var request = channel.allocator.buffer(capacity: 16)
         Request(id: 1, .ring(ticket: ticket)).encode(into: &request)
         socket.peerSends(request)

@@ -211,16 +211,9 @@ public final class Simulation {
         case 14..<17: mode = .stalled(until: step + 100 + Int(rng.next() % 5000))
         default: mode = .never
         }
-        let socket = SimulatedSocket(
-            kernelCapacity: [1024, 4096, 16384].randomElement(using: &rng)!,
-            highWatermark: configuration.outboundHighWatermark, lowWatermark: configuration.outboundLowWatermark,
-            readSize: [512, 4096, 65536].randomElement(using: &rng)!)
-        let handler = ConnectionHandler(
-            broker: broker, identity: Identity(pid: Int32(nextPeerID), uid: uid, gid: uid), socketQueue: { [unowned socket] in socket.queued })
-        let channel = EmbeddedChannel(handlers: [], loop: loop)
-        try! channel.pipeline.syncOperations.addHandlers([socket, handler])
-        channel.connect(to: try! SocketAddress(unixDomainSocketPath: "/sim/comet.sock"), promise: nil)
-        channel.pipeline.read()
+        let kernelCapacity = [1024, 4096, 16384].randomElement(using: &rng)!
+        let readSize = [512, 4096, 65536].randomElement(using: &rng)!
+        let (channel, socket) = connect(uid: uid, pid: Int32(nextPeerID), kernelCapacity: kernelCapacity, readSize: readSize)
         let peer = SimPeer(id: nextPeerID, uid: uid, readMode: mode, channel: channel, socket: socket)
         peer.leavesAt = step + 200 + Int(rng.next() % 20_000)
         nextPeerID += 1
@@ -233,6 +226,23 @@ public final class Simulation {
         } else {
             garbage(peer)
         }
+    }
+}
+
+extension Simulation {
+    /// A new connection to the daemon: an `EmbeddedChannel` whose first handler is a simulated
+    /// socket, then the daemon's `ConnectionHandler` for a peer of `uid`.
+    func connect(uid: UInt32, pid: Int32, kernelCapacity: Int, readSize: Int) -> (EmbeddedChannel, SimulatedSocket) {
+        let socket = SimulatedSocket(
+            kernelCapacity: kernelCapacity, highWatermark: configuration.outboundHighWatermark,
+            lowWatermark: configuration.outboundLowWatermark, readSize: readSize)
+        let handler = ConnectionHandler(
+            broker: broker, identity: Identity(pid: pid, uid: uid, gid: uid), socketQueue: { [unowned socket] in socket.queued })
+        let channel = EmbeddedChannel(handlers: [], loop: loop)
+        try! channel.pipeline.syncOperations.addHandlers([socket, handler])
+        channel.connect(to: try! SocketAddress(unixDomainSocketPath: "/sim/comet.sock"), promise: nil)
+        channel.pipeline.read()
+        return (channel, socket)
     }
 }
 

@@ -221,13 +221,15 @@ extension Broker {
                         floor = min(floor, cursor)
                         continue
                     }
-                    if cursor >= first, !mayHold, channel.room(above: cursor) >= Self.mappedMargin(channel) {
-                        // Never waited for, and not about to be overtaken: it stays on the ring
-                        // (looked at again once the ring has moved on by the margin).
-                        floor = min(floor, cursor)
-                        continue
-                    }
-                    if cursor >= first, mayHold, !detaching {
+                    if cursor >= first, !mayHold {
+                        // Never waited for. Not about to be overtaken, it stays on the ring (looked
+                        // at again once the ring has moved on by the margin); else it is detached.
+                        if channel.room(above: cursor) >= Self.mappedMargin(channel) {
+                            floor = min(floor, cursor)
+                            continue
+                        }
+                    } else if cursor >= first, !detaching {
+                        // May hold the producer, which may still wait: it holds it.
                         if mapped.position != nil {
                             // Asked to say how far it read only if the producer would wait for it.
                             pass.positions.append((conn, id, cursor))

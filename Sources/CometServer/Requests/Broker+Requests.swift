@@ -9,16 +9,13 @@ extension Broker {
         guard !conn.isClosing else { return }
         conn.lastRequest = uptime()
         trimmer.count(1)
-        if case .ringOnly(let refusal) = conn.admission {
-            // Over the user's connection quota: RING, or the refusal it was spared.
-            guard case .ring(let ticket) = request.operation else {
+        guard conn.handshaken else {
+            if case .ring(let ticket) = request.operation { return handOverRing(request.id, ticket: ticket, conn) }
+            if case .ringOnly(let refusal) = conn.admission {
+                // Over the user's connection quota, let in for RING only: the refusal it was spared.
                 fail(conn, WireError(.quotaExceeded, refusal), log: false)
                 return
             }
-            return handOverRing(request.id, ticket: ticket, conn)
-        }
-        guard conn.handshaken else {
-            if case .ring(let ticket) = request.operation { return handOverRing(request.id, ticket: ticket, conn) }
             guard case .hello(let versions) = request.operation else {
                 fail(conn, WireError(.handshakeRequired, "the first frame must be HELLO"))
                 return
