@@ -15,6 +15,9 @@ struct CometBench: ParsableCommand {
     @Option(help: "Messages for the 1→1 run.")
     var messages: Int = 4_000_000
 
+    @Option(help: "Runs of each kind (store off, store on, taking turns) in the store comparison.")
+    var storeRounds: Int = 5
+
     @Option(help: "Messages for the 1→N run (each delivered to every consumer).")
     var fanoutMessages: Int = 200_000
 
@@ -144,17 +147,23 @@ struct CometBench: ParsableCommand {
         if socket == nil {
             let restarts = RestartBench(cometd: cometd, pin: pin)
             if selected.contains("store") {
-                // Alternately, twice: the cost of keeping every ring in a memfd at every push.
-                var without: [(Double, Double)] = []
-                var with: [(Double, Double)] = []
-                for _ in 0..<2 {
+                // Alternately, five times each: the cost of keeping every ring in a memfd. Medians,
+                // and the daemon's CPU time per message beside the rates.
+                var without: [RestartBench.StoreRun] = []
+                var with: [RestartBench.StoreRun] = []
+                for _ in 0..<storeRounds {
                     without.append(try restarts.storeCost(messages: messages, fanoutMessages: fanoutMessages, consumers: consumers, store: false))
                     with.append(try restarts.storeCost(messages: messages, fanoutMessages: fanoutMessages, consumers: consumers, store: true))
                 }
-                func best(_ runs: [(Double, Double)]) -> (Double, Double) { (runs.map(\.0).max()!, runs.map(\.1).max()!) }
-                let (w0, f0) = best(without)
-                let (w1, f1) = best(with)
-                print(String(format: "store off → on, 1 → 1:          %10.0f → %10.0f msgs/s (%+.1f %%)  (best of 2 each, under the test supervisor)", w0, w1, (w1 / w0 - 1) * 100))
+                func median(_ values: [Double]) -> Double {
+                    let sorted = values.sorted()
+                    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+                }
+                let (w0, w1) = (median(without.map(\.one)), median(with.map(\.one)))
+                let (f0, f1) = (median(without.map(\.fan)), median(with.map(\.fan)))
+                let (c0, c1) = (median(without.map(\.cpuPerMessage)), median(with.map(\.cpuPerMessage)))
+                print(String(format: "store off → on, 1 → 1:          %10.0f → %10.0f msgs/s (%+.1f %%)  (medians of %d runs each, alternating, under the test supervisor)", w0, w1, (w1 / w0 - 1) * 100, storeRounds))
+                print(String(format: "  daemon CPU per message:       %10.0f → %10.0f ns (%+.1f %%)", c0, c1, (c1 / c0 - 1) * 100))
                 print(String(format: "store off → on, 1 → %d:       %10.0f → %10.0f delivered msgs/s (%+.1f %%)", consumers, f0, f1, (f1 / f0 - 1) * 100))
             }
             if selected.contains("upgrade") {

@@ -163,15 +163,39 @@ struct RestartBench {
         }
     }
 
+    /// One run of `storeCost`: rates, and the daemon's CPU time per message of the 1 → 1 run
+    /// (every thread of it, from /proc: steadier than a rate on a small, shared machine).
+    struct StoreRun {
+        var one: Double
+        var fan: Double
+        var cpuPerMessage: Double
+    }
+
     /// 1 → 1 and 1 → N through a daemon started by the test supervisor, with its
     /// file-descriptor store on (rings kept in memfds) or off.
-    func storeCost(messages: Int, fanoutMessages: Int, consumers: Int, store: Bool) throws -> (one: Double, fan: Double) {
+    func storeCost(messages: Int, fanoutMessages: Int, consumers: Int, store: Bool) throws -> StoreRun {
         let supervisor = try Supervisor(
             arguments: ["--log-level", "warning", "--fd-store", store ? "on" : "off"], executable: URL(fileURLWithPath: cometd),
             launcher: launcher())
         try supervisor.start()
         defer { supervisor.stop(SIGTERM) }
         let scenarios = Scenarios(socket: supervisor.socketPath)
-        return (try scenarios.oneToOne(total: messages), try scenarios.fanOut(total: fanoutMessages, consumers: consumers))
+        let before = Self.cpuNanoseconds(supervisor.pid)
+        let one = try scenarios.oneToOne(total: messages)
+        let cpu = Self.cpuNanoseconds(supervisor.pid) - before
+        let fan = try scenarios.fanOut(total: fanoutMessages, consumers: consumers)
+        return StoreRun(one: one, fan: fan, cpuPerMessage: Double(cpu) / Double(messages))
+    }
+
+    /// A process's user and system time so far, every thread of it (0 when unreadable).
+    static func cpuNanoseconds(_ pid: pid_t) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after the command's closing parenthesis start at the third (state); utime and
+        // stime are the 14th and 15th.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return (user + system) * 1_000_000_000 / sysconf(Int32(_SC_CLK_TCK))
     }
 }

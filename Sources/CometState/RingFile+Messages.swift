@@ -63,6 +63,7 @@ extension RingFile {
         store(.first, batch.first)
         atomicMemoryFence(ordering: .releasing)
         store(.last, batch.sequence - 1)
+        keepPagesAhead(of: batch.head)
     }
 
     /// Makes messages before `first` unreadable before their bytes may be overwritten: a reader
@@ -171,7 +172,8 @@ extension RingFile {
         // that fills up is made big enough for all of them at once, at the average size so far
         // and a quarter more, instead of doubling (and copying, in one turn of the loop) again
         // and again — up to 1 GiB at once (beyond, by doubling, as the quota lets it). A page of
-        // the file is only made when a message lands on it: a guess too big costs address
+        // the file is only made when a message lands on it or the writer comes near it (at most
+        // as far ahead as it has written: `keepPagesAhead`): a guess too big costs address
         // space, not memory.
         let count = first <= last ? Int(last - first + 1) : 0
         if count > 0, count < capacity {
@@ -202,7 +204,7 @@ extension RingFile {
 
 extension RingFile {
     /// MADV_POPULATE_WRITE (Linux 5.14): prefaults a range writable.
-    private static let populateWrite: Int32 = 23
+    static let populateWrite: Int32 = 23
 
     /// Makes the pages of the header, the index and the first `dataBytes` of the data area
     /// present and writable at once (best effort: an older kernel leaves them to fault in).
@@ -212,5 +214,6 @@ extension RingFile {
         let end = (Int(bitPattern: base) + dataOffset + min(dataBytes, dataSize)) & ~(page - 1)
         guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
         _ = madvise(address, end - start, Self.populateWrite)
+        presentData = max(presentData, min(dataBytes, dataSize))
     }
 }

@@ -88,6 +88,10 @@ public final class RingFile {
     @usableFromInline let base: UnsafeMutableRawPointer
     /// The file's size in bytes (what a reader maps).
     public let length: Int
+    /// The data bytes made present ahead of the writer, or asked for, and the head at which the
+    /// writer next looks ahead (`keepPagesAhead`); a small data area is left alone.
+    var presentData = 0
+    var nextPagesAhead: UInt64 = 0
     public let capacity: Int
     public let dataSize: Int
     @usableFromInline let indexOffset: Int
@@ -181,6 +185,7 @@ public final class RingFile {
         self.indexOffset = Self.headerSize
         self.dataOffset = Self.headerSize + ((capacity * Self.entrySize + 4095) & ~4095)
         self.backing = .heap
+        self.nextPagesAhead = dataSize <= Self.aheadSmallest ? .max : UInt64(Self.aheadRun / 2)
     }
 
     /// Maps an existing file read-only (one passed back by the store, or handed to a reader),
@@ -215,6 +220,7 @@ public final class RingFile {
         self.indexOffset = Self.headerSize
         self.dataOffset = dataOffset
         self.backing = .memfd
+        self.nextPagesAhead = dataSize <= Self.aheadSmallest || !writable ? .max : UInt64(Self.aheadRun / 2)
     }
 
     deinit {

@@ -1,0 +1,87 @@
+@testable import CometState
+import Glibc
+import XCTest
+
+/// The pages of a filling ring are made present ahead of its writer, off its thread, never
+/// further ahead than it has written (so an estimate too big costs no memory), and without
+/// touching a byte.
+final class RingPrefaulterTests: XCTestCase {
+    private let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Whole pages within the data area `range` that are resident (mincore).
+    private func resident(_ file: RingFile, data range: Range<Int>) -> Int {
+        let start = (Int(bitPattern: file.base) + file.dataOffset + range.lowerBound + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: file.base) + file.dataOffset + range.upperBound) & ~(page - 1)
+        let count = (end - start) / page
+        var vector = [UInt8](repeating: 0, count: count)
+        XCTAssertEqual(mincore(UnsafeMutableRawPointer(bitPattern: start), count * page, &vector), 0, "mincore: errno \(errno)")
+        return vector.filter { $0 & 1 == 1 }.count
+    }
+
+    /// Writes messages of 1000 bytes (each with its number) until `bytes` are written.
+    private func write(through bytes: Int, into file: RingFile, capacity: Int) {
+        var payload = [UInt8](repeating: 0x5a, count: 1000)
+        while Int(file.value(.head, UInt64.self)) < bytes {
+            let sequence = file.last + 1
+            let first = sequence > UInt64(capacity) ? sequence - UInt64(capacity) + 1 : file.first
+            var batch = file.beginBatch(from: sequence, first: first)
+            for _ in 0..<16 {
+                withUnsafeBytes(of: batch.sequence) { payload.replaceSubrange(0..<8, with: $0) }
+                XCTAssertTrue(payload.withUnsafeBytes { file.write($0, into: &batch) })
+            }
+            file.publish(batch)
+        }
+    }
+
+    private func waitUntil(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<500 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
+    func testPagesAheadOfTheWriterArePresentAndNoFurther() throws {
+        for backing in [RingFile.Backing.memfd, .heap] {
+            let capacity = 100_000
+            let file = try RingFile.create(
+                RingMeta(kind: .buffered, id: 1, name: "big", epoch: 1, capacity: capacity, creator: PeerImage(pid: 1, uid: 0, gid: 0),
+                    tokenHigh: 0, tokenLow: 0),
+                dataSize: 64 << 20, created: 1, backing: backing)
+            XCTAssertEqual(resident(file, data: 0..<(64 << 20)), 0, "\(backing): nothing is made before a write")
+            write(through: 3 << 20, into: file, capacity: capacity)
+            let head = Int(file.value(.head, UInt64.self))
+            // Ahead of the head, pages come without a write (as far ahead as was written, asked
+            // for a MiB at a time: at least the next MiB by now).
+            let ahead = head + page
+            let wanted = (1 << 20) / page - 1
+            XCTAssertTrue(
+                waitUntil { resident(file, data: ahead..<(ahead + (1 << 20))) >= wanted },
+                "\(backing): the MiB after the head is present (\(resident(file, data: ahead..<(ahead + (1 << 20)))) pages)")
+            XCTAssertEqual(resident(file, data: (16 << 20)..<(64 << 20)), 0, "\(backing): nothing far ahead of the writer")
+            // Nothing written was changed, and what lies ahead is still zero.
+            var expected: UInt64 = 1
+            _ = file.forEach(from: file.first, through: file.last) { bytes in
+                XCTAssertEqual(bytes.load(as: UInt64.self), expected)
+                XCTAssertTrue(bytes.dropFirst(8).allSatisfy { $0 == 0x5a })
+                expected += 1
+                return true
+            }
+            XCTAssertEqual(expected, file.last + 1)
+            let zeros = UnsafeRawBufferPointer(start: file.base + file.dataOffset + head, count: 2 << 20)
+            XCTAssertTrue(zeros.allSatisfy { $0 == 0 })
+        }
+    }
+
+    func testASmallRingIsLeftToFaultIn() throws {
+        let file = try RingFile.create(
+            RingMeta(kind: .buffered, id: 1, name: "small", epoch: 1, capacity: 1000, creator: PeerImage(pid: 1, uid: 0, gid: 0),
+                tokenHigh: 0, tokenLow: 0),
+            dataSize: 1 << 20, created: 1)
+        write(through: 600_000, into: file, capacity: 1000)
+        usleep(100_000)
+        let head = Int(file.value(.head, UInt64.self))
+        let from = (head + page - 1) / page * page + page
+        XCTAssertEqual(resident(file, data: from..<(1 << 20)), 0)
+    }
+}
