@@ -12,6 +12,11 @@ extension ClientHandler {
 
     func ringAdvanced(_ subscription: UInt32, last: UInt64, ticket: UInt64, report: Bool, held: Bool, newest: Bool) {
         guard let sink = sinks[subscription] else { return }
+        if case .socket = sink.path, sink.returnsToRing, ticket != 0 {
+            // Detached before, caught up since: back to the ring, from the message after the last
+            // one the socket brought (every MESSAGE sent before this event has been read).
+            sink.path = .mapped(MappedReading())
+        }
         guard case .mapped(var reading) = sink.path else {
             end(subscription, CometError(code: .unsupported, message: "the daemon sent RING_ADVANCED for a subscription read from the socket"))
             send(.unsubscribe(subscription: subscription)) { _ in }

@@ -66,15 +66,19 @@ extension CometClient {
         let mapping = mapped && scope == .site && server.servesMappedRings
         return try await subscribe(
             name,
-            operation: .subscribe(name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner, mapped: mapping),
+            operation: .subscribe(
+                name: name, position: position, epoch: epoch ?? 0, wait: wait, scope: scope, owner: owner, mapped: mapping,
+                returning: mapping && server.returnsToRings),
             acknowledges: scope == .clientProcess, again: Resubscription(scope: scope, wait: wait, owner: owner, mapped: mapped && scope == .site))
     }
 
     private func subscribe(
         _ name: String, operation: Request.Operation, acknowledges: Bool, again: Resubscription? = nil
     ) async throws -> CometSubscription {
-        let mapping: Bool
-        if case .subscribe(_, _, _, _, _, _, let mapped) = operation { mapping = mapped } else { mapping = false }
+        let (mapping, returning): (Bool, Bool)
+        if case .subscribe(_, _, _, _, _, _, let mapped, let returns) = operation { (mapping, returning) = (mapped, returns) } else {
+            (mapping, returning) = (false, false)
+        }
         let handler = self.handler
         let loop = eventLoop
         let client = self
@@ -89,6 +93,7 @@ extension CometClient {
             let sink = SubscriptionSink(
                 id: reply.subscription, name: name, source: made.source, info: info, again: again,
                 path: mapping ? .mapped(MappedReading()) : .socket)
+            sink.returnsToRing = returning
             // A mapped reader reads from the ring itself, from the first message the daemon named.
             if mapping, reply.nextSequence > 0 { sink.last = reply.nextSequence - 1 }
             handler.addSink(sink)

@@ -175,22 +175,25 @@ final class Reconnection: @unchecked Sendable {  // confined to the connection's
             let info = sink.info.withLockedValue { $0 }
             let operation: Request.Operation
             let mapped = again.mapped && server.withLockedValue({ $0 }).servesMappedRings
+            let returning = mapped && server.withLockedValue({ $0 }).returnsToRings
             if again.scope == .clientProcess {
                 operation = .subscribe(name: sink.name, position: .next, epoch: 0, wait: false, scope: .clientProcess, owner: again.owner)
             } else if info.waiting && sink.last == 0 {
                 operation = .subscribe(
-                    name: sink.name, position: .next, epoch: 0, wait: again.wait, scope: .site, owner: again.owner, mapped: mapped)
+                    name: sink.name, position: .next, epoch: 0, wait: again.wait, scope: .site, owner: again.owner, mapped: mapped,
+                    returning: returning)
             } else {
                 let next = sink.last > 0 ? sink.last + 1 : info.nextSequence
                 operation = .subscribe(
                     name: sink.name, position: .from(max(1, next)), epoch: info.epoch, wait: false, scope: .site, owner: again.owner,
-                    mapped: mapped)
+                    mapped: mapped, returning: returning)
             }
             handler.sendNow(completion: { result in
                 switch result {
                 case .success(var body):
                     guard let reply = try? SubscribeReply(from: &body), handler.byLocalID[sink.id] === sink else { return }
                     sink.serverID = reply.subscription
+                    sink.returnsToRing = returning
                     if mapped {
                         sink.path = .mapped(MappedReading())
                         if reply.nextSequence > 0 { sink.last = max(sink.last, reply.nextSequence - 1) }

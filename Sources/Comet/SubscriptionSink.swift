@@ -15,8 +15,10 @@ public struct SubscriptionInfo: Sendable, Hashable {
     /// Set when the channel closed: the last message it had (iteration then simply ends).
     public var closedAfter: UInt64? = nil
     /// Whether messages are read now from the channel's ring, mapped from shared memory
-    /// (docs/PROTOCOL.md §6.23), rather than from the socket. It turns false for good when the
-    /// daemon detaches a reader that fell behind its ring (the same messages follow from the socket).
+    /// (docs/PROTOCOL.md §6.23), rather than from the socket. It turns false when the daemon
+    /// detaches a reader that fell behind its ring (the same messages follow from the socket), and
+    /// true again when a daemon of comet 0.9.2 or later gives the reader its ring back once it
+    /// caught up.
     public var mapped = false
 }
 
@@ -44,6 +46,8 @@ final class SubscriptionSink: @unchecked Sendable {  // used on the connection's
     let again: Resubscription?
     /// Where its messages come from now.
     var path: ReadPath
+    /// Subscribed with RETURN: detached from its ring, it takes it back when the daemon offers it.
+    var returnsToRing = false
 
     init(
         id: UInt32, name: String, source: MessageSequence.Source, info: NIOLockedValueBox<SubscriptionInfo>, again: Resubscription?,

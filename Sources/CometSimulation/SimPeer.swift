@@ -35,8 +35,9 @@ struct Outstanding {
         /// Numbers the channel has already (answered before), sent again: skipped, answered
         /// with the sequence numbers they got, `expected` the first.
         case resend(channel: UInt64, count: Int, expected: UInt64)
-        /// `mapped`: SUBSCRIBE asked to read the ring from shared memory.
-        case subscribe(name: String, mapped: Bool)
+        /// `mapped`: SUBSCRIBE asked to read the ring from shared memory; `returning`: to be given
+        /// it back after a detach (RETURN).
+        case subscribe(name: String, mapped: Bool, returning: Bool = false)
         case ack
     }
 
@@ -69,6 +70,8 @@ struct Reading {
     var lastCounter: UInt64 = 0
     /// It asked to read the ring mapped (the daemon may still serve it over the socket).
     var askedMapped = false
+    /// It asked to be given its ring back after a detach (SUBSCRIBE RETURN).
+    var askedReturn = false
     /// While it reads a mapped ring: the ring and what RING_ADVANCED said, as the Swift client keeps them.
     var ring: MappedReading?
     /// Since when (virtual nanoseconds) it finds itself overtaken in its ring, not yet detached.

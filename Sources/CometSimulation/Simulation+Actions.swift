@@ -116,9 +116,11 @@ extension Simulation {
         let owner: UInt32? = rng.chance(0.1) ? Self.uids.randomElement(using: &rng)! : nil
         // Two in five read the ring mapped (docs/PROTOCOL.md §6.23), as the clients do by default.
         let mapped = rng.chance(0.4)
+        // Most of them take their ring back after a detach, as the clients of 0.9.2 do.
+        let returning = mapped && rng.chance(0.75)
         peer.send(
-            .subscribe(name: name, position: position, epoch: 0, wait: rng.chance(0.4), owner: owner, mapped: mapped),
-            .subscribe(name: name, mapped: mapped), now: now)
+            .subscribe(name: name, position: position, epoch: 0, wait: rng.chance(0.4), owner: owner, mapped: mapped, returning: returning),
+            .subscribe(name: name, mapped: mapped, returning: returning), now: now)
     }
 
     func garbage(_ peer: SimPeer) {

@@ -188,9 +188,10 @@ extension Simulation {
                     throw fail("peer \(peer.id): a resend to channel \(channel) was answered \(reply.firstSequence)+\(reply.count), expected \(expected)+\(count)")
                 }
                 report.resendsSkipped += 1
-            case .subscribe(let name, let mapped):
+            case .subscribe(let name, let mapped, let returning):
                 let reply = try SubscribeReply(from: &body)
-                peer.readings[reply.subscription] = Reading(name: name, expected: reply.waiting ? nil : reply.nextSequence, askedMapped: mapped)
+                peer.readings[reply.subscription] = Reading(
+                    name: name, expected: reply.waiting ? nil : reply.nextSequence, askedMapped: mapped, askedReturn: returning)
             case .unsubscribe(let sub):
                 peer.readings[sub] = nil
             case .close(let channel):

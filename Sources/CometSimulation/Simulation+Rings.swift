@@ -119,6 +119,15 @@ extension Simulation {
         guard held || newest else {
             throw fail("peer \(peer.id) subscription \(sub) ('\(reading.name)'): a mapped reader of a buffered channel is not protected (no HELD)")
         }
+        if reading.ring == nil, reading.wasMapped {
+            // Detached before: only a reader that asked for it is given its ring back, with a ticket.
+            guard reading.askedReturn, ticket != 0 else {
+                throw fail(
+                    "peer \(peer.id) subscription \(sub) ('\(reading.name)'): RING_ADVANCED after RING_DETACHED "
+                        + (reading.askedReturn ? "without a ticket" : "though it did not ask RETURN"))
+            }
+            self.report.returns += 1
+        }
         var view = reading.ring ?? MappedReading()
         view.announced = max(view.announced, last)
         view.held = held

@@ -45,6 +45,8 @@ public final class Simulation {
         public var ringMessages = 0
         public var ringsMapped = 0
         public var detaches = 0
+        /// Detached readers given their ring back (RETURN).
+        public var returns = 0
         public var invariantChecks = 0
         public var drainChecks = 0
         public var virtualSeconds = 0.0
@@ -53,7 +55,7 @@ public final class Simulation {
             let simulated = Int(virtualSeconds)
             return "seed \(seed): \(steps) steps, \(peers) peers, \(requestsAnswered) answers, \(messagesRead) messages read, "
                 + "\(fulls) FULL, \(resendsSkipped) resends skipped, \(holds) steps with a held producer, "
-                + "\(ringsMapped) rings mapped, \(ringMessages) read from them, \(detaches) detached, \(invariantChecks) invariant checks, "
+                + "\(ringsMapped) rings mapped, \(ringMessages) read from them, \(detaches) detached, \(returns) returned, \(invariantChecks) invariant checks, "
                 + "\(drainChecks) drain checks, \(simulated) s simulated"
         }
     }

@@ -37,11 +37,15 @@ public struct HelloReply: Reply, Hashable {
         public static let mirrors: UInt64 = 2
         /// SUBSCRIBE's MAPPED, RING and RING_ADVANCED: readers of shared-memory rings (comet 0.9).
         public static let mappedRings: UInt64 = 4
+        /// SUBSCRIBE's RETURN: a detached mapped reader is given its ring back once it caught up
+        /// (comet 0.9.2).
+        public static let ringReturn: UInt64 = 8
     }
 
     public var servesNumberedPushes: Bool { features & Features.numberedPushes != 0 }
     public var servesMirrors: Bool { features & Features.mirrors != 0 }
     public var servesMappedRings: Bool { features & Features.mappedRings != 0 }
+    public var returnsToRings: Bool { features & Features.ringReturn != 0 }
 
     public init(
         version: UInt16, maxFrameSize: UInt32, maxChannelSize: UInt32, maxNameLength: UInt16, sessionID: UInt64,

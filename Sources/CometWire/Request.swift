@@ -75,10 +75,11 @@ public struct Request: Sendable {
         case pushNumbered(channel: UInt64, number: UInt64, payloads: MessageBatch)
         case close(channel: UInt64)
         /// `owner`: refuse (OWNER_MISMATCH) a channel created by any other uid. `mapped`: ask to
-        /// read the channel's ring from shared memory (RING_ADVANCED events instead of MESSAGE).
+        /// read the channel's ring from shared memory (RING_ADVANCED events instead of MESSAGE);
+        /// `returning` (with `mapped`): take the ring back after a detach (RETURN).
         case subscribe(
             name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, scope: Scope = .site, owner: UInt32? = nil,
-            mapped: Bool = false)
+            mapped: Bool = false, returning: Bool = false)
         case resume(session: UInt64, tokenHigh: UInt64, tokenLow: UInt64)
         case createPrivate(name: String, kind: ChannelKind, size: UInt32, session: UInt64)
         case ack(subscription: UInt32, sequence: UInt64)
@@ -193,6 +194,7 @@ extension Request {
     static let subscribePrivateFlag: UInt8 = 0x02
     static let subscribeOwnerFlag: UInt8 = 0x04
     static let subscribeMappedFlag: UInt8 = 0x08
+    static let subscribeReturnFlag: UInt8 = 0x10
 
     /// Appends this request as one frame.
     public func encode(into buffer: inout ByteBuffer) {
@@ -218,10 +220,11 @@ extension Request {
                 payloads.write(to: &out)
             case .close(let channel):
                 out.writeInteger(channel)
-            case .subscribe(let name, let position, let epoch, let wait, let scope, let owner, let mapped):
+            case .subscribe(let name, let position, let epoch, let wait, let scope, let owner, let mapped, let returning):
                 out.writeInteger(
                     (wait ? Request.subscribeWaitFlag : 0) | (scope == .clientProcess ? Request.subscribePrivateFlag : 0)
-                        | (owner != nil ? Request.subscribeOwnerFlag : 0) | (mapped ? Request.subscribeMappedFlag : 0))
+                        | (owner != nil ? Request.subscribeOwnerFlag : 0) | (mapped ? Request.subscribeMappedFlag : 0)
+                        | (returning ? Request.subscribeReturnFlag : 0))
                 out.writeInteger(position.wireKind)
                 out.writeInteger(position.wireArgument)
                 out.writeInteger(epoch)
@@ -315,9 +318,14 @@ extension Request {
             let epoch = try body.readWire(UInt64.self, "epoch")
             let name = try body.readWireString()
             let owner = flags & Request.subscribeOwnerFlag != 0 ? try body.readWire(UInt32.self, "owner uid") : nil
-            let known = Request.subscribeWaitFlag | Request.subscribePrivateFlag | Request.subscribeOwnerFlag | Request.subscribeMappedFlag
+            let known =
+                Request.subscribeWaitFlag | Request.subscribePrivateFlag | Request.subscribeOwnerFlag | Request.subscribeMappedFlag
+                | Request.subscribeReturnFlag
             guard flags & ~known == 0 else {
                 throw WireError(.invalidArgument, "unknown subscribe flags 0x\(String(flags, radix: 16))")
+            }
+            guard flags & Request.subscribeReturnFlag == 0 || flags & Request.subscribeMappedFlag != 0 else {
+                throw WireError(.invalidArgument, "RETURN is for mapped readers: RETURN without MAPPED")
             }
             guard flags & (Request.subscribeMappedFlag | Request.subscribePrivateFlag) != Request.subscribeMappedFlag | Request.subscribePrivateFlag else {
                 throw WireError(.invalidArgument, "private channels are never mapped: MAPPED with PRIVATE")
@@ -326,7 +334,7 @@ extension Request {
                 name: name, position: try SubscribePosition(kind: kind, argument: argument), epoch: epoch,
                 wait: flags & Request.subscribeWaitFlag != 0,
                 scope: flags & Request.subscribePrivateFlag != 0 ? .clientProcess : .site, owner: owner,
-                mapped: flags & Request.subscribeMappedFlag != 0)
+                mapped: flags & Request.subscribeMappedFlag != 0, returning: flags & Request.subscribeReturnFlag != 0)
         case .resume:
             operation = .resume(
                 session: try body.readWire(UInt64.self, "session"), tokenHigh: try body.readWire(UInt64.self, "token"),

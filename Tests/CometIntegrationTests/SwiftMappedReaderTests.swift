@@ -122,6 +122,55 @@ final class SwiftMappedReaderTests: XCTestCase {
         await client.close()
     }
 
+    /// A Swift reader detached from its 100-message ring (it did not read while 2,000 went in)
+    /// reads them from the socket, and once it has caught up the daemon gives it its ring back
+    /// (SUBSCRIBE `RETURN`): `info.mapped` turns true again and the rest comes from the mapping,
+    /// every message once, in order, CLOSED at the end.
+    func testADetachedSwiftReaderGoesBackToItsRingOnceCaughtUp() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let channel = try await client.create("back", size: 100)
+        let reader = try await CometClient.connect(to: daemon.socketPath)
+        XCTAssertTrue(reader.server.returnsToRings)
+        let subscription = try await reader.subscribe("back")
+        try await pushNumbered(channel, 1...2000, batch: 100)
+        var iterator = subscription.makeAsyncIterator()
+        var sequences: [UInt64] = []
+        var payloads = true
+        var path: [Bool] = []
+        func take(through last: UInt64) async throws {
+            while sequences.last ?? 0 < last, let message = try await iterator.next() {
+                sequences.append(message.sequence)
+                payloads = payloads && message.payload == Array("m\(message.sequence)".utf8)
+                if path.last != subscription.info.mapped { path.append(subscription.info.mapped) }
+            }
+        }
+        try await take(through: 2000)
+        XCTAssertEqual(path.last, false, "detached: the burst came from the socket")
+        // Caught up: the next pushes find nothing waiting for its socket, and it goes back.
+        var next = 2001
+        while next <= 2300 {
+            try await pushNumbered(channel, next...next)
+            try await take(through: UInt64(next))
+            if path.last == true, next >= 2100 { break }
+            try await Task.sleep(for: .milliseconds(2))
+            next += 1
+        }
+        XCTAssertEqual(path.last, true, "back on its ring after the burst (path \(path))")
+        try await pushNumbered(channel, (next + 1)...(next + 500), batch: 10)
+        try await channel.close()
+        while let message = try await iterator.next() {
+            sequences.append(message.sequence)
+            payloads = payloads && message.payload == Array("m\(message.sequence)".utf8)
+        }
+        assertWhole(sequences, next + 500)
+        XCTAssertTrue(payloads)
+        XCTAssertEqual(subscription.info.closedAfter, UInt64(next + 500))
+        await reader.close()
+        await client.close()
+    }
+
     /// A newest channel read from the ring skips to the latest value, as from the socket.
     func testASwiftReaderOfANewestChannelSkipsToTheLatestValue() async throws {
         let daemon = try Daemon(executable: Daemon.releaseDaemon)

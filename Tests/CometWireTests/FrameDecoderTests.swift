@@ -36,7 +36,7 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertEqual(trickled.map(\.id), whole.map(\.id))
         guard case .pushBatch(7, let payloads) = trickled[2].operation else { return XCTFail() }
         XCTAssertEqual(payloads.buffers.map { String(buffer: $0) }, (0..<50).map { "message \($0)" })
-        guard case .subscribe("x", .last(3), 0, false, .site, nil, false) = trickled[4].operation else { return XCTFail() }
+        guard case .subscribe("x", .last(3), 0, false, .site, nil, false, false) = trickled[4].operation else { return XCTFail() }
     }
 
     func testIncompleteFrameConsumesNothing() throws {

@@ -60,13 +60,16 @@ static int implied_owner(const char *name, uint32_t *uid) {
 
 /* SUBSCRIBE's wire flags and owner for comet_subscribe()'s `flags`: the implied owner is pinned
  * unless COMET_SUBSCRIBE_ANY_OWNER; the ring is mapped when the daemon offers it, unless
- * COMET_SUBSCRIBE_SOCKET. */
+ * COMET_SUBSCRIBE_SOCKET, and taken back after a detach when the daemon offers that. */
 static uint8_t wire_flags(const comet *c, const char *name, unsigned flags, uint32_t *owner_uid) {
         uint8_t wire = (uint8_t)(flags & COMET_SUBSCRIBE_WAIT);
         if (!(flags & COMET_SUBSCRIBE_ANY_OWNER) && name && implied_owner(name, owner_uid))
                 wire |= 0x4;
         if (!(flags & COMET_SUBSCRIBE_SOCKET) && c && (c->features & FEATURE_MAPPED_RINGS))
                 wire |= SUBSCRIBE_MAPPED;
+        /* Detached from its ring, the reader takes it back once it caught up (mapped.c). */
+        if ((wire & SUBSCRIBE_MAPPED) && (c->features & FEATURE_RING_RETURN))
+                wire |= SUBSCRIBE_RETURN;
         return wire;
 }
 

@@ -25,8 +25,12 @@ enum {
 
 /* HELLO feature bits. */
 #define FEATURE_MAPPED_RINGS 0x4u
+/* HELLO feature bit 3 (0.9.2): SUBSCRIBE's RETURN, a detached mapped reader is given its ring back. */
+#define FEATURE_RING_RETURN 0x8u
 /* SUBSCRIBE's MAPPED flag. */
 #define SUBSCRIBE_MAPPED 0x8u
+/* SUBSCRIBE's RETURN flag (with MAPPED). */
+#define SUBSCRIBE_RETURN 0x10u
 
 /* A ring file mapped read-only (mapped.c); `base` NULL when the subscription reads the socket. */
 struct mapped_ring {
@@ -44,7 +48,7 @@ struct subscription {
         /* To subscribe again after a reconnect (reconnect.c): the request, the epoch and the last
          * sequence number handed on (anything at or below it that comes again is dropped). */
         char *name;         /* NULL: not made again (an external channel) */
-        uint8_t flags;      /* SUBSCRIBE flags: 0x1 wait, 0x2 private, 0x4 owner, 0x8 mapped */
+        uint8_t flags;      /* SUBSCRIBE flags: 0x1 wait, 0x2 private, 0x4 owner, 0x8 mapped, 0x10 return */
         uint32_t pinned_owner;
         uint64_t epoch;
         uint64_t last;
@@ -146,7 +150,7 @@ struct comet {
         int reconnect, reconnecting, reconnected;
         struct produced *produced;
         size_t produced_count, produced_capacity;
-        uint64_t features; /* HELLO's features: bit 0, numbered pushes; bit 2, mapped rings */
+        uint64_t features; /* HELLO's features: bit 0, numbered pushes; bit 2, mapped rings; bit 3, ring return */
         uint8_t *ring_copy; /* where a mapped message is copied before its handler sees it */
         size_t ring_copy_capacity;
         /* The frames of numbered pushes without an answer, in order: sent again after a reconnect. */

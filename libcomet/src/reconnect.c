@@ -109,10 +109,15 @@ static int restore(comet *c) {
                 uint8_t fields[2 + 8 + 8 + 2 + 255 + 4];
                 size_t n = 0;
                 int waiting = s->last == 0 && s->epoch == 0;
-                uint8_t flags = (uint8_t)(s->flags & (waiting ? 0xF : 0xE));
-                /* Mapped again if this daemon maps rings (the old mapping is replaced when it says so). */
+                uint8_t flags = (uint8_t)(s->flags & (waiting ? 0x1F : 0x1E));
+                /* Mapped again if this daemon maps rings (the old mapping is replaced when it says so),
+                 * and given back after a detach if it does that. */
                 if (!(c->features & FEATURE_MAPPED_RINGS) || s->is_private)
-                        flags &= (uint8_t)~SUBSCRIBE_MAPPED;
+                        flags &= (uint8_t)~(SUBSCRIBE_MAPPED | SUBSCRIBE_RETURN);
+                if ((flags & SUBSCRIBE_MAPPED) && (c->features & FEATURE_RING_RETURN))
+                        flags |= SUBSCRIBE_RETURN;
+                else
+                        flags &= (uint8_t)~SUBSCRIBE_RETURN;
                 fields[n++] = flags;
                 if (s->is_private || waiting) {
                         fields[n++] = COMET_FROM_NEXT;

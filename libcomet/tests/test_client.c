@@ -206,6 +206,49 @@ static void test_mapped_readers(void) {
         comet_unref(consumer);
 }
 
+/* A mapped reader that falls behind its small ring is detached to the socket (nothing lost), and
+ * once it has caught up the daemon gives it its ring back (SUBSCRIBE RETURN, comet 0.9.2): the
+ * messages after that come from the mapping again, every one once, in order. */
+static void test_mapped_reader_returns(void) {
+        comet *producer = connect_or_die(), *consumer = connect_or_die();
+        uint64_t ch = 0;
+        check(comet_create(producer, "c.back", 50, &ch) == 0, "create a 50-message ring");
+        struct inbox in = {0};
+        uint32_t sub = 0;
+        check(comet_subscribe(consumer, "c.back", COMET_FROM_OLDEST, 0, 0, 0, on_message, on_end, &in, &sub) == 0, "subscribe");
+        pump(consumer, NULL, 0, NULL);
+        check(comet_subscription_is_mapped(consumer, sub) == 1, "it starts on the ring");
+        char text[32];
+        /* The reader does not read while 500 go in: it is detached, and handed them over the socket. */
+        for (int i = 1; i <= 500; i++) {
+                snprintf(text, sizeof text, "m%d", i);
+                check(comet_push(producer, ch, text, strlen(text)) >= 0, "push %d", i);
+        }
+        check(comet_flush(producer) == 0, "every push applied");
+        pump(consumer, &in.count, 500, NULL);
+        check(in.count == 500 && comet_subscription_is_mapped(consumer, sub) == 0, "detached, it read all 500 from the socket (%zu)",
+              in.count);
+        /* Caught up: the next pushes find it with nothing waiting, and it goes back to the ring. */
+        int back = 0;
+        for (int i = 501; i <= 700; i++) {
+                snprintf(text, sizeof text, "m%d", i);
+                check(comet_push(producer, ch, text, strlen(text)) >= 0 && comet_flush(producer) == 0, "push %d", i);
+                usleep(2000);
+                pump(consumer, &in.count, (size_t)i, NULL);
+                back = back || comet_subscription_is_mapped(consumer, sub) == 1;
+        }
+        check(back && comet_subscription_is_mapped(consumer, sub) == 1, "back on its ring once caught up");
+        int ordered = in.count == 700;
+        for (size_t i = 0; ordered && i < 700; i++)
+                ordered = in.sequences[i] == i + 1;
+        check(ordered && strcmp(in.last, "m700") == 0, "700 messages once each, in order (%zu)", in.count);
+        check(comet_close_channel(producer, ch) == 0, "close");
+        pump(consumer, NULL, 0, &in.end);
+        check(in.end == COMET_END_CLOSED && in.end_sequence == 700, "CLOSED from the ring");
+        comet_unref(producer);
+        comet_unref(consumer);
+}
+
 static int async_error_seen;
 static void record_error(comet *c, uint64_t channel, int error, void *userdata) {
         (void)c, (void)channel, (void)userdata;
@@ -629,6 +672,7 @@ int main(int argc, char **argv) {
         test_connect_errors();
         test_site_channel_in_a_poll_loop();
         test_mapped_readers();
+        test_mapped_reader_returns();
         test_async_errors_and_backpressure();
         test_batch_ping_list_sessions();
         test_async_calls();

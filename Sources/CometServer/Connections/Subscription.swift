@@ -24,6 +24,8 @@ struct Subscription {
     /// A mapped reader's state (SUBSCRIBE MAPPED); its cursor is then the first message it was
     /// not told of. nil: it reads from the socket.
     var mapped: MappedReading? = nil
+    /// A detached mapped reader that takes its ring back once it caught up (SUBSCRIBE `RETURN`).
+    var ringReturn: RingReturn? = nil
 }
 
 /// What the daemon knows of a reader that maps its channel's ring.
@@ -38,6 +40,11 @@ struct MappedReading {
     let held: Bool
     /// The first message it has not said it read (ACK).
     var read: UInt64
+    /// Detached, it takes its ring back once it caught up (SUBSCRIBE `RETURN`, protected readers).
+    var returns = false
+    /// When it was (last) given its ring, and how many detaches in a row came before (`RingReturn`).
+    var attachedAt: UInt64 = 0
+    var detachesBefore = 0
     /// A producer waits for its ACK: the next RING_ADVANCED asks for one (REPORT), even if it
     /// announces nothing new.
     var reportNow = false

@@ -70,6 +70,12 @@ extension Broker {
                         let reading: MappedReading
                         (cursor, reading) = announceRing(of: channel, to: id, mapped, from: start, conn, into: &out)
                         remapped.append((id, reading))
+                    } else if let back = sub.ringReturn, back.isDue(now: uptime(), cursor: sub.cursor, unwritten: conn.queuedOutput, of: channel) {
+                        // Caught up after a detach: back to its ring (a ticket for it comes first).
+                        start = sub.cursor
+                        let reading: MappedReading
+                        (cursor, reading) = announceRing(of: channel, to: id, giveRingBack(channel, to: sub, back), from: start, conn, into: &out)
+                        remapped.append((id, reading))
                     } else {
                         start = channel.catchUp(sub.cursor)
                         (cursor, more) = Self.copyMessages(subscription: id, from: start, of: channel.ring, into: &out, limit: limit)
@@ -116,7 +122,10 @@ extension Broker {
             }
             conn.outbox = out
             for (id, cursor) in advanced { conn.subscriptions[id]?.cursor = cursor }
-            for (id, reading) in remapped { conn.subscriptions[id]?.mapped = reading }
+            for (id, reading) in remapped {
+                conn.subscriptions[id]?.mapped = reading
+                conn.subscriptions[id]?.ringReturn = nil
+            }
             for id in ended {
                 if let sub = conn.subscriptions.removeValue(forKey: id) { detach(sub, of: conn) }
             }

@@ -41,6 +41,16 @@ extension Broker {
         return (max(cursor, last + 1), reading)
     }
 
+    /// A detached reader that caught up takes its ring back (`RingReturn`), from its cursor: it is
+    /// protected from there as when it subscribed, and counts its detaches on.
+    func giveRingBack(_ channel: SiteChannel<ByteRing>, to sub: Subscription, _ back: RingReturn) -> MappedReading {
+        channel.protectedFloor = min(channel.protectedFloor, sub.cursor)
+        logger.debug("a detached mapped reader caught up: back to its ring", metadata: [
+            "channel": "\(sub.name)", "next": "\(sub.cursor)", "detaches": "\(back.detaches)",
+        ])
+        return MappedReading(held: true, read: sub.cursor, returns: true, attachedAt: uptime(), detachesBefore: back.detaches)
+    }
+
     /// RING: the descriptor a ticket stands for (and, for a protected reader, a new position page,
     /// read-write), then the connection closes.
     func handOverRing(_ requestID: UInt32, ticket: UInt64, _ conn: ConnectionState) {

@@ -114,11 +114,15 @@ extension Broker {
     }
 
     /// A mapped reader detached from its ring: served over the socket from `next` on
-    /// (RING_DETACHED, then MESSAGE frames).
+    /// (RING_DETACHED, then MESSAGE frames), until it is given its ring back (`RingReturn`) if
+    /// it asked for that.
     func moveToSocket(_ sub: Subscription, of conn: ConnectionState, from next: UInt64) -> Subscription {
         var detached = sub
         detached.mapped = nil
         detached.cursor = next
+        if let mapped = sub.mapped, mapped.returns {
+            detached.ringReturn = RingReturn(detachedAt: uptime(), attachedAt: mapped.attachedAt, before: mapped.detachesBefore)
+        }
         conn.subscriptions[sub.id] = detached
         mappedRings.drop(connection: conn.id, subscription: sub.id)
         ServerFrame.ringDetached(subscription: sub.id, nextSequence: next).encode(into: &conn.outbox)

@@ -50,10 +50,12 @@ extension Broker {
                     CloseReply(lastSequence: channel.lastSequence).write(to: &$0)
                 }
                 channelClosed(channel)
-            case .subscribe(let name, _, _, _, .clientProcess, let owner, _):
+            case .subscribe(let name, _, _, _, .clientProcess, let owner, _, _):
                 try subscribePrivate(request.id, name: name, owner: owner, conn)
-            case .subscribe(let name, let position, let epoch, let wait, .site, let owner, let mapped):
-                try subscribe(request.id, name: name, position: position, epoch: epoch, wait: wait, owner: owner, mapped: mapped, conn)
+            case .subscribe(let name, let position, let epoch, let wait, .site, let owner, let mapped, let returning):
+                try subscribe(
+                    request.id, name: name, position: position, epoch: epoch, wait: wait, owner: owner, mapped: mapped, returning: returning,
+                    conn)
             case .ring:
                 fail(conn, WireError(.invalidArgument, "RING is the first and only request of a connection"))
                 return
@@ -247,7 +249,8 @@ extension Broker {
             version: CometProtocol.version, maxFrameSize: configuration.maxFrameSize,
             maxChannelSize: UInt32(configuration.registry.maxSize), maxNameLength: UInt16(ChannelName.maxLength),
             sessionID: session.id, tokenHigh: session.token.high, tokenLow: session.token.low, instance: instance,
-            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors | HelloReply.Features.mappedRings)
+            features: HelloReply.Features.numberedPushes | HelloReply.Features.mirrors | HelloReply.Features.mappedRings
+                | HelloReply.Features.ringReturn)
         ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) { reply.write(to: &$0) }
         markDirty(conn)
     }
@@ -294,7 +297,7 @@ extension Broker {
 
     func subscribe(
         _ requestID: UInt32, name: String, position: SubscribePosition, epoch: UInt64, wait: Bool, owner pinned: UInt32?,
-        mapped: Bool = false, _ conn: ConnectionState
+        mapped: Bool = false, returning: Bool = false, _ conn: ConnectionState
     ) throws(ChannelRefusal) {
         try ChannelName.validate(name)
         guard conn.subscriptions.count < configuration.maxSubscriptionsPerConnection else {
@@ -344,8 +347,9 @@ extension Broker {
             // Protected as a socket reader would be (handed what it misses before an eviction),
             // except on a newest channel, whose readers skip to the latest value.
             let held = mapped && !channel.keepsNewestOnly
-            conn.subscriptions[id] = Subscription(
-                id: id, name: name, source: .site(channel), cursor: seq, mapped: mapped ? MappedReading(held: held, read: seq) : nil)
+            // A protected reader that asked for it is given its ring back after a detach (RETURN).
+            let reading = MappedReading(held: held, read: seq, returns: held && returning, attachedAt: uptime())
+            conn.subscriptions[id] = Subscription(id: id, name: name, source: .site(channel), cursor: seq, mapped: mapped ? reading : nil)
             channel.addReader(conn.id, at: !mapped || held ? seq : .max)
             ServerFrame.writeOK(requestID: requestID, into: &conn.outbox) {
                 SubscribeReply(subscription: id, waiting: false, epoch: channel.epoch, nextSequence: seq, owner: owner).write(to: &$0)
