@@ -1,7 +1,7 @@
 /// Constants of wire protocol v1 (docs/PROTOCOL.md, "Conventions" and "Framing").
 public enum CometProtocol {
     /// The version of comet (daemon, tools, libraries) this build is; the VERSION file's.
-    public static let softwareVersion = "0.9.1"
+    public static let softwareVersion = "0.9.2"
     /// The protocol version this codec speaks.
     public static let version: UInt16 = 1
     /// Size of the length prefix that starts every frame.

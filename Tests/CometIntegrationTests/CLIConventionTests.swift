@@ -16,9 +16,9 @@ final class CLIConventionTests: XCTestCase {
     func testVersionAndUsageErrors() throws {
         let version = try runTool("comet", ["--version"])
         XCTAssertEqual(version.status, 0)
-        XCTAssertTrue(version.stdout.hasPrefix("comet 0.9.1"), version.stdout)
+        XCTAssertTrue(version.stdout.hasPrefix("comet 0.9.2"), version.stdout)
         let daemonVersion = try runTool("cometd", ["--version"])
-        XCTAssertTrue(daemonVersion.stdout.hasPrefix("cometd 0.9.1"), daemonVersion.stdout)
+        XCTAssertTrue(daemonVersion.stdout.hasPrefix("cometd 0.9.2"), daemonVersion.stdout)
         let badSession = try runTool("comet", ["push", "x", "--session", "not-hex", "-s", daemon.socketPath, "m"])
         XCTAssertEqual(badSession.status, 64, "a usage error, even when found after parsing")
         XCTAssertTrue(badSession.stderr.contains("--session takes a hex session id"), badSession.stderr)

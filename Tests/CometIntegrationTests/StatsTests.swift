@@ -55,7 +55,7 @@ final class StatsTests: XCTestCase {
         XCTAssertEqual(counted.bytes, UInt64(total * payload.count))
         XCTAssertEqual(counted.fullEvents, 1)
         XCTAssertEqual(counted.delivered, UInt64(total + stalledGot), "every message written to each reader, counted once")
-        XCTAssertEqual(stats.version, "0.9.1")
+        XCTAssertEqual(stats.version, "0.9.2")
         XCTAssertGreaterThanOrEqual(stats.connectionsAccepted, 3)
         let mine = try XCTUnwrap(stats.users.first { $0.uid == getuid() })
         XCTAssertEqual(mine.resources.first { $0.resource == "channels" }?.used, 1)

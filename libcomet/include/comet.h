@@ -36,8 +36,8 @@ extern "C" {
 /* Version of this library, and the protocol version it speaks. */
 #define COMET_VERSION_MAJOR 0
 #define COMET_VERSION_MINOR 9
-#define COMET_VERSION_PATCH 1
-#define COMET_VERSION_STRING "0.9.1"
+#define COMET_VERSION_PATCH 2
+#define COMET_VERSION_STRING "0.9.2"
 #define COMET_PROTOCOL_VERSION 1
 
 /* Returns COMET_VERSION_STRING of the library actually loaded. */
@@ -373,8 +373,9 @@ COMET_PUBLIC int comet_get_subscription_owner(comet *c, uint32_t subscription, u
 /* (0.9) 1 if `subscription` reads its channel's ring from shared memory now (a mapped reader,
  * COMET_SUBSCRIBE_SOCKET), 0 if it reads the socket (a private channel, a daemon that does not
  * map rings, a subscription not started yet, one the daemon detached from the ring because it
- * fell behind — it stays on the socket —, or after the daemon's live upgrade until the next
- * reconnect). -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking.
+ * fell behind, or after the daemon's live upgrade until the next reconnect). A detached reader
+ * reads the same messages from the socket; a 0.9.2 daemon gives it its ring back once it has
+ * caught up (the library asks for that), and this returns 1 again from then on. -COMET_E_NO_SUCH_SUBSCRIPTION for an unknown or ended subscription. Non-blocking.
  * A mapped reader's fetch of the ring needs a second connection to the daemon's socket for a
  * moment (RING; a 0.9.1 daemon serves it even when the user holds every connection its quota
  * allows); if that fails the subscription ends with COMET_END_FAILED and the error. */
