@@ -276,14 +276,20 @@ public struct SubscriptionImage: Equatable, Sendable {
     public var channel: UInt64
     public var cursor: UInt64
     public var pinnedOwner: UInt32?
+    /// A mapped reader that asked (SUBSCRIBE RETURN) to be given its ring back: the next process
+    /// serves it over the socket and gives it its ring again once it caught up (format 3).
+    public var returnsToRing: Bool
 
-    public init(id: UInt32, name: String, source: Source, channel: UInt64, cursor: UInt64, pinnedOwner: UInt32?) {
+    public init(
+        id: UInt32, name: String, source: Source, channel: UInt64, cursor: UInt64, pinnedOwner: UInt32?, returnsToRing: Bool = false
+    ) {
         self.id = id
         self.name = name
         self.source = source
         self.channel = channel
         self.cursor = cursor
         self.pinnedOwner = pinnedOwner
+        self.returnsToRing = returnsToRing
     }
 }
 

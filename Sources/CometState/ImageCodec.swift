@@ -11,15 +11,17 @@ import NIOCore
 public enum ImageCodec {
     public static let magic: [UInt8] = Array("COMETIMG".utf8)
     /// The format this binary writes.
-    public static let formatVersion: UInt16 = 2
-    /// The formats this binary reads (2 added the channels' producer numbering).
-    public static let readableFormats: ClosedRange<UInt16> = 1...2
+    public static let formatVersion: UInt16 = 3
+    /// The formats this binary reads and writes (2 added the channels' producer numbering, 3 the
+    /// mapped readers that take their ring back).
+    public static let readableFormats: ClosedRange<UInt16> = 1...3
     static let headerSize = 8 + 2 + 2 + 8 + 8
 
     public static func encode(_ image: DaemonImage) -> ByteBuffer { encode(image, format: formatVersion) }
 
-    /// Writes `format` (an older one only for tests of reading it).
-    static func encode(_ image: DaemonImage, format: UInt16) -> ByteBuffer {
+    /// Writes `format`, one of `readableFormats` (an older one for a next binary that reads no
+    /// newer: what only the newer formats hold is left out).
+    public static func encode(_ image: DaemonImage, format: UInt16) -> ByteBuffer {
         var body = ByteBufferAllocator().buffer(capacity: 4096)
         image.write(to: &body, format: format)
         var out = ByteBufferAllocator().buffer(capacity: headerSize + body.readableBytes)
@@ -137,7 +139,7 @@ extension DaemonImage {
         out.put(list: channels) { $1.write(to: &$0, format: format) }
         out.put(list: privateChannels) { $1.write(to: &$0, format: format) }
         out.put(list: sessions) { $1.write(to: &$0) }
-        out.put(list: connections) { $1.write(to: &$0) }
+        out.put(list: connections) { $1.write(to: &$0, format: format) }
         out.put(list: storedNames) { $0.put($1) }
     }
 
@@ -151,7 +153,7 @@ extension DaemonImage {
         channels = try input.takeList("channels") { (b: inout ByteBuffer) throws(StateError) in try SiteChannelImage(from: &b, format: format) }
         privateChannels = try input.takeList("private channels") { (b: inout ByteBuffer) throws(StateError) in try PrivateChannelImage(from: &b, format: format) }
         sessions = try input.takeList("sessions") { (b: inout ByteBuffer) throws(StateError) in try SessionImage(from: &b) }
-        connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(StateError) in try ConnectionImage(from: &b) }
+        connections = try input.takeList("connections") { (b: inout ByteBuffer) throws(StateError) in try ConnectionImage(from: &b, format: format) }
         storedNames = try input.takeList("stored names") { (b: inout ByteBuffer) throws(StateError) in try b.takeString("name") }
     }
 }
@@ -300,7 +302,7 @@ extension SessionImage {
 }
 
 extension ConnectionImage {
-    func write(to out: inout ByteBuffer) {
+    func write(to out: inout ByteBuffer, format: UInt16) {
         out.put(id)
         out.put(descriptor)
         out.put(cookie)
@@ -313,7 +315,7 @@ extension ConnectionImage {
         out.put(optional: session)
         out.put(UInt32(ownedChannels))
         out.put(nextSubscriptionID)
-        out.put(list: subscriptions) { $1.write(to: &$0) }
+        out.put(list: subscriptions) { $1.write(to: &$0, format: format) }
         out.put(list: timeoutWaits) {
             $0.put($1.session)
             $0.put($1.requestID)
@@ -323,7 +325,7 @@ extension ConnectionImage {
         out.put(bytes: output)
     }
 
-    init(from input: inout ByteBuffer) throws(StateError) {
+    init(from input: inout ByteBuffer, format: UInt16) throws(StateError) {
         id = try input.take(UInt64.self, "connection id")
         descriptor = try input.take(Int32.self, "descriptor")
         cookie = try input.take(UInt64.self, "cookie")
@@ -336,7 +338,9 @@ extension ConnectionImage {
         session = try input.takeOptional(UInt64.self, "session")
         ownedChannels = Int(try input.take(UInt32.self, "owned channels"))
         nextSubscriptionID = try input.take(UInt32.self, "next subscription id")
-        subscriptions = try input.takeList("subscriptions") { (b: inout ByteBuffer) throws(StateError) in try SubscriptionImage(from: &b) }
+        subscriptions = try input.takeList("subscriptions") { (b: inout ByteBuffer) throws(StateError) in
+            try SubscriptionImage(from: &b, format: format)
+        }
         timeoutWaits = try input.takeList("timeout waits") { (b: inout ByteBuffer) throws(StateError) in
             TimeoutWaitImage(
                 session: try b.take(UInt64.self, "session"), requestID: try b.take(UInt32.self, "request id"),
@@ -348,16 +352,17 @@ extension ConnectionImage {
 }
 
 extension SubscriptionImage {
-    func write(to out: inout ByteBuffer) {
+    func write(to out: inout ByteBuffer, format: UInt16) {
         out.put(id)
         out.put(name)
         out.put(source.rawValue)
         out.put(channel)
         out.put(cursor)
         out.put(optional: pinnedOwner)
+        if format >= 3 { out.put(returnsToRing) }
     }
 
-    init(from input: inout ByteBuffer) throws(StateError) {
+    init(from input: inout ByteBuffer, format: UInt16) throws(StateError) {
         id = try input.take(UInt32.self, "subscription id")
         name = try input.takeString("subscription name")
         let tag = try input.take(UInt8.self, "source")
@@ -366,5 +371,6 @@ extension SubscriptionImage {
         channel = try input.take(UInt64.self, "channel")
         cursor = try input.take(UInt64.self, "cursor")
         pinnedOwner = try input.takeOptional(UInt32.self, "pinned owner")
+        returnsToRing = format >= 3 ? try input.takeBool("returns to ring") : false
     }
 }

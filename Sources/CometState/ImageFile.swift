@@ -7,9 +7,9 @@ import Glibc
 /// An image in a memfd: how one process hands it to the next (by inheritance across `execve`,
 /// or through the service manager's file-descriptor store).
 public enum ImageFile {
-    /// A close-on-exec memfd holding `image`, positioned at its start.
-    public static func write(_ image: DaemonImage, named name: String) throws(StateError) -> Int32 {
-        let bytes = ImageCodec.encode(image)
+    /// A close-on-exec memfd holding `image` in `format`, positioned at its start.
+    public static func write(_ image: DaemonImage, named name: String, format: UInt16 = ImageCodec.formatVersion) throws(StateError) -> Int32 {
+        let bytes = ImageCodec.encode(image, format: format)
         let fd = Int32(memfdCreate(name))
         guard fd >= 0 else { throw StateError(.system, "memfd_create: \(String(cString: strerror(errno)))") }
         var written = 0

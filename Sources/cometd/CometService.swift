@@ -149,8 +149,8 @@ struct CometService: Service {
     /// Returns only if it did not happen.
     private func upgrade() async throws {
         guard let path = LiveUpgrade.executablePath() else { throw LiveUpgrade.Refused(description: "cannot tell which binary to execute") }
-        try LiveUpgrade.probe(path)
-        logger.notice("live upgrade: handing over to \(path)")
+        let format = try LiveUpgrade.probe(path)
+        logger.notice("live upgrade: handing over to \(path)", metadata: ["image-format": "\(format)"])
         notifier.reloading()
         // From here the next process's "handed over" log line counts the pause.
         setenv("COMET_HANDOVER_STARTED", "\(NIODeadline.now().uptimeNanoseconds)", 1)
@@ -159,7 +159,7 @@ struct CometService: Service {
         try await server.withImage { image in
             if let owned { setenv(LiveUpgrade.ownedSocketVariable, owned, 1) }
             defer { unsetenv(LiveUpgrade.ownedSocketVariable) }
-            try LiveUpgrade.execute(path, image: image)
+            try LiveUpgrade.execute(path, image: image, format: format)
         }
     }
 

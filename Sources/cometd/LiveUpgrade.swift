@@ -37,9 +37,10 @@ enum LiveUpgrade {
         return path
     }
 
-    /// Asks `path` (with this process's arguments) which image formats it reads; refuses unless
-    /// it reads the one this process writes. Waits at most `timeout` seconds.
-    static func probe(_ path: String, timeout: Double = 10) throws(Refused) {
+    /// Asks `path` (with this process's arguments) which image formats it reads, and returns the
+    /// newest of them this process writes too (an older binary, rolled back to, gets the format it
+    /// reads); refuses when there is none. Waits at most `timeout` seconds.
+    static func probe(_ path: String, timeout: Double = 10) throws(Refused) -> UInt16 {
         let arguments = [path, "--handover-probe"] + CommandLine.arguments.dropFirst()
         var pipeFDs: [Int32] = [-1, -1]
         guard comet_pipe_cloexec(&pipeFDs) == 0 else { throw Refused(description: "pipe: errno \(errno)") }
@@ -93,9 +94,11 @@ enum LiveUpgrade {
         guard words.count >= 3, words[0] == "comet-handover-formats", let low = UInt16(words[1]), let high = UInt16(words[2]) else {
             throw Refused(description: "\(path) does not know live upgrades (it answered '\(text.prefix(80))')")
         }
-        guard low <= ImageCodec.formatVersion, ImageCodec.formatVersion <= high else {
-            throw Refused(description: "\(path) reads image formats \(low)...\(high), not \(ImageCodec.formatVersion)")
+        let format = min(high, ImageCodec.formatVersion)
+        guard low <= high, ImageCodec.readableFormats.contains(format), format >= low else {
+            throw Refused(description: "\(path) reads image formats \(low)...\(high), none of \(ImageCodec.readableFormats)")
         }
+        return format
     }
 
     /// What `--handover-probe` prints.
@@ -105,10 +108,10 @@ enum LiveUpgrade {
 
     /// Writes `image` into a memfd, lets it and the image's sockets be inherited, and executes
     /// `path` with this process's arguments. Returns only if that fails; everything is then as it was.
-    static func execute(_ path: String, image: DaemonImage) throws(Refused) {
+    static func execute(_ path: String, image: DaemonImage, format: UInt16 = ImageCodec.formatVersion) throws(Refused) {
         let fd: Int32
         do {
-            fd = try ImageFile.write(image, named: "cometd-image")
+            fd = try ImageFile.write(image, named: "cometd-image", format: format)
         } catch {
             throw Refused(description: error.message)
         }

@@ -66,7 +66,21 @@ final class ImageCodecTests: XCTestCase {
         let old = ImageCodec.encode(image, format: 1)
         XCTAssertEqual(old.getInteger(at: 8, as: UInt16.self), 1)
         XCTAssertEqual(try ImageCodec.decode(old), expected)
-        XCTAssertEqual(ImageCodec.encode(image).readableBytes, old.readableBytes + 3 * 8)
+        XCTAssertEqual(ImageCodec.encode(image, format: 2).readableBytes, old.readableBytes + 3 * 8)
+    }
+
+    /// Format 3 keeps which mapped readers take their ring back (RETURN); written for a binary
+    /// that reads only format 2 (a roll-back), it leaves that out and the rest is whole.
+    func testFormatThreeKeepsRingReturnsAndFormatTwoLeavesThemOut() throws {
+        var image = sample()
+        image.connections[0].subscriptions[0].returnsToRing = true
+        XCTAssertEqual(try ImageCodec.decode(ImageCodec.encode(image)).connections[0].subscriptions[0].returnsToRing, true)
+        let older = ImageCodec.encode(image, format: 2)
+        XCTAssertEqual(older.getInteger(at: 8, as: UInt16.self), 2)
+        var expected = image
+        expected.connections[0].subscriptions[0].returnsToRing = false
+        XCTAssertEqual(try ImageCodec.decode(older), expected)
+        XCTAssertEqual(ImageCodec.encode(image).readableBytes, older.readableBytes + 2, "a byte per subscription")
     }
 
     func testRefusesOtherFormatsAndDamage() {

@@ -37,6 +37,8 @@ extension Broker {
                 let source: SubscriptionImage.Source
                 let channel: UInt64
                 var cursor = sub.cursor
+                // Mapped with RETURN (on its ring or detached from it): the next process gives it its ring back.
+                let returns = sub.mapped?.returns ?? (sub.ringReturn != nil)
                 switch sub.source {
                 case .site(let read):
                     if !Self.isMirror(read.id) { sites[read.id] = read }
@@ -52,7 +54,8 @@ extension Broker {
                 case nil: (source, channel) = (.waiting, 0)
                 }
                 subscriptions.append(SubscriptionImage(
-                    id: id, name: sub.name, source: source, channel: channel, cursor: cursor, pinnedOwner: sub.pinnedOwner))
+                    id: id, name: sub.name, source: source, channel: channel, cursor: cursor, pinnedOwner: sub.pinnedOwner,
+                    returnsToRing: returns && source == .site))
             }
             let waits = conn.timeoutWaits.sorted().compactMap { timeoutWaiters[$0] }.map {
                 TimeoutWaitImage(session: $0.session, requestID: $0.requestID, timeout: $0.timeout)
@@ -226,6 +229,11 @@ extension Broker {
                 }
                 restored.source = .site(channel)
                 channel.addReader(conn.id, at: sub.cursor)
+                // It reads the socket now (MESSAGE frames from its cursor) and, having asked for it,
+                // is given its ring back once it caught up, as after a detach.
+                if sub.returnsToRing, channel.ring.share() {
+                    restored.ringReturn = RingReturn(detachedAt: uptime(), attachedAt: uptime(), before: 0)
+                }
             case .clientProcess:
                 guard let channel = privateChannels[sub.channel] else { continue }
                 restored.source = .clientProcess(channel)
