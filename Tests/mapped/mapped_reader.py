@@ -51,7 +51,9 @@ class Conn:
     def subscribe_mapped(self, name, start, epoch=0):
         position, argument = (2, start) if start else (1, 0)  # from N, or oldest
         n = name.encode()
-        self.sock.sendall(frame(0x06, 2, bytes([0x08, position]) + struct.pack(">QQH", argument, epoch, len(n)) + n))
+        # MAPPED, and RETURN where the daemon offers it (HELLO feature bit 3): detached, take the ring back.
+        flags = 0x08 | (0x10 if self.features & 8 else 0)
+        self.sock.sendall(frame(0x06, 2, bytes([flags, position]) + struct.pack(">QQH", argument, epoch, len(n)) + n))
         while True:
             body = self.read_frame()
             if body[0] == 0x81:
@@ -167,6 +169,8 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             _, last, ticket = struct.unpack(">IQQ", body[1:21])
             flags = body[21] if len(body) > 21 else 0
             report, held, newest = flags & 1, flags & 2, flags & 4
+            if ticket and ring is None and (result.get("detached") or result["socket_messages"]):
+                result["returns"] = result.get("returns", 0) + 1  # given the ring back (RETURN)
             if ticket:
                 fds, error = fetch(path, ticket)
                 if error and error != "BAD_TOKEN":  # BAD_TOKEN: superseded, the next ticket follows
@@ -177,7 +181,9 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                     result["tickets"] += 1
                     if position:
                         result["position_page"] = True
-            while cursor <= last and len(got) < count:
+            # No file (its ticket was superseded, or it was detached again before it fetched it):
+            # the next ticket, or RING_DETACHED, follows.
+            while ring is not None and cursor <= last and len(got) < count:
                 pause_at(cursor)
                 data, full = ring.read(cursor)
                 if data is None and full is not None and newest:
@@ -191,6 +197,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
                 got.append(cursor)
                 ok = ok and data == b"m%d" % cursor
                 cursor += 1
+                result["last_from"] = "ring"
             if result["full"] is not None:
                 break
             if ring is not None and position is not None and position.say(cursor) and cursor - 1 > acked:
@@ -205,6 +212,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             ring = None
             result["detached"] = struct.unpack(">Q", body[5:13])[0]
         elif op == 0x90:  # detached, or after a live upgrade: served over the socket
+            ring = None
             seq = struct.unpack(">Q", body[5:13])[0]
             if seq < cursor:
                 continue  # read from the ring already
@@ -213,6 +221,7 @@ def read(path, name, count, start=0, pause_after=-1, pause=0.0):
             got.append(seq)
             cursor = seq + 1
             result["socket_messages"] += 1
+            result["last_from"] = "socket"
         elif op == 0x91:
             result["full"] = struct.unpack(">Q", body[5:13])[0]
             break

@@ -109,6 +109,10 @@ static int dispatch(comet *c, struct reader *r) {
                 struct subscription *s = find_sub(c, sub);
                 if (!s)
                         return 0;
+                /* MESSAGE for a mapped subscription: a new daemon process (live upgrade, planned
+                 * restart) serves it over the socket; what the ring announced was read already. */
+                if (s->ring.base)
+                        ring_release(&s->ring);
                 /* Anything at or below the last sequence handed on came again after a reconnect:
                  * dropped (a private one acknowledged again, as it was handled before). */
                 if (a <= s->last) {
