@@ -58,14 +58,6 @@ extension RingFile {
         RingPrefaulter.shared.populate(self, data: from..<target)
     }
 
-    /// Makes the pages that hold the data bytes `range` present and writable (those wholly
-    /// inside the file's memory: a ring in the heap need not start or end on a page).
-    func populate(data range: Range<Int>) {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let memory = Int(bitPattern: base)
-        let start = max((memory + dataOffset + range.lowerBound) & ~(page - 1), (memory + page - 1) & ~(page - 1))
-        let end = min((memory + dataOffset + range.upperBound + page - 1) & ~(page - 1), (memory + length) & ~(page - 1))
-        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
-        _ = madvise(address, end - start, Self.populateWrite)
-    }
+    /// Makes the pages that hold the data bytes `range` present and writable.
+    func populate(data range: Range<Int>) { populate(bytes: (dataOffset + range.lowerBound)..<(dataOffset + range.upperBound)) }
 }

@@ -10,8 +10,13 @@ final class RingPrefaulterTests: XCTestCase {
 
     /// Whole pages within the data area `range` that are resident (mincore).
     private func resident(_ file: RingFile, data range: Range<Int>) -> Int {
-        let start = (Int(bitPattern: file.base) + file.dataOffset + range.lowerBound + page - 1) & ~(page - 1)
-        let end = (Int(bitPattern: file.base) + file.dataOffset + range.upperBound) & ~(page - 1)
+        resident(file, bytes: (file.dataOffset + range.lowerBound)..<(file.dataOffset + range.upperBound))
+    }
+
+    /// Whole pages within the file's bytes `range` that are resident.
+    private func resident(_ file: RingFile, bytes range: Range<Int>) -> Int {
+        let start = (Int(bitPattern: file.base) + range.lowerBound + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: file.base) + range.upperBound) & ~(page - 1)
         let count = (end - start) / page
         var vector = [UInt8](repeating: 0, count: count)
         XCTAssertEqual(mincore(UnsafeMutableRawPointer(bitPattern: start), count * page, &vector), 0, "mincore: errno \(errno)")
@@ -70,6 +75,35 @@ final class RingPrefaulterTests: XCTestCase {
             XCTAssertEqual(expected, file.last + 1)
             let zeros = UnsafeRawBufferPointer(start: file.base + file.dataOffset + head, count: 2 << 20)
             XCTAssertTrue(zeros.allSatisfy { $0 == 0 })
+        }
+    }
+
+    /// A ring of a million messages that holds a hundred moves to a file sized for them all (the
+    /// estimate) when its first 4 KiB fill up: the copy makes the pages it writes, not the 16 MiB
+    /// index nor the data area (a user's many big, nearly empty channels cost what they hold).
+    func testAGrownRingMakesOnlyWhatItHolds() throws {
+        for backing in [RingFile.Backing.memfd, .heap] {
+            let capacity = 1_000_000
+            var file = try RingFile.create(
+                RingMeta(kind: .buffered, id: 1, name: "wide", epoch: 1, capacity: capacity, creator: PeerImage(pid: 1, uid: 0, gid: 0),
+                    tokenHigh: 0, tokenLow: 0),
+                dataSize: 4096, created: 1, backing: backing)
+            let payload = [UInt8](repeating: 7, count: 100)
+            for _ in 0..<100 {
+                let sequence = file.last + 1
+                var batch = file.beginBatch(from: sequence, first: file.first)
+                if !payload.withUnsafeBytes({ file.write($0, into: &batch) }) {
+                    file = try file.grown(need: payload.count, created: 2)
+                    batch = file.beginBatch(from: sequence, first: file.first)
+                    XCTAssertTrue(payload.withUnsafeBytes { file.write($0, into: &batch) })
+                }
+                file.publish(batch)
+            }
+            XCTAssertEqual(file.last, 100)
+            XCTAssertGreaterThan(file.dataSize, 64 << 20, "\(backing): sized for the capacity")
+            let index = file.indexOffset..<(file.indexOffset + capacity * RingFile.entrySize)
+            XCTAssertLessThanOrEqual(resident(file, bytes: index), 2, "\(backing): the index of 100 messages, not 16 MiB")
+            XCTAssertLessThanOrEqual(resident(file, data: 0..<file.dataSize), 4, "\(backing): 10 KB of messages")
         }
     }
 
