@@ -81,6 +81,9 @@ final class FrameDecoderTests: XCTestCase {
         expectDecodeError([0x90, 0, 0, 0, 1], .unknownOperation)  // a server opcode from a client
         expectDecodeError([0x06, 0, 0, 0, 1, 0x80, 0] + [UInt8](repeating: 0, count: 16) + [0, 1, 0x61], .invalidArgument)
         expectDecodeError([0x06, 0, 0, 0, 1, 0, 9] + [UInt8](repeating: 0, count: 16) + [0, 1, 0x61], .invalidArgument)
+        // RETURN without MAPPED; MAPPED and RETURN with PRIVATE.
+        expectDecodeError([0x06, 0, 0, 0, 1, 0x10, 1] + [UInt8](repeating: 0, count: 16) + [0, 1, 0x61], .invalidArgument)
+        expectDecodeError([0x06, 0, 0, 0, 1, 0x1A, 0] + [UInt8](repeating: 0, count: 16) + [0, 1, 0x61], .invalidArgument)
     }
 
     func testRandomGarbageNeverCrashesTheDecoders() {

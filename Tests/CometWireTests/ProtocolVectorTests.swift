@@ -36,6 +36,8 @@ final class ProtocolVectorTests: XCTestCase {
         "mirror-state": Request(id: 0x1a, .mirrorState(mirror: 0x4000_0000_0000_0001, state: .stalled, last: 5, reason: "no stream!")),
         "subscribe-mapped": Request(id: 0x1b, .subscribe(name: "news", position: .oldest, epoch: 0, wait: false, mapped: true)),
         "ring": Request(id: 0x1c, .ring(ticket: 0x0102_0304_0506_0708)),
+        "subscribe-mapped-return": Request(
+            id: 0x1d, .subscribe(name: "news", position: .oldest, epoch: 0, wait: false, mapped: true, returning: true)),
     ]
     static let owner = Owner(uid: 1000, gid: 100)
 
