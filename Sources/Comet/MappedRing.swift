@@ -121,7 +121,7 @@ extension MappedRing {
     /// Blocking, for at most `timeout` seconds: call it off the event loop.
     /// - Throws: `CometError` (`.badToken`: the ticket is spent or superseded) or
     ///   `ConnectionError` when the socket fails or the answer is not a ring.
-    static func fetch(path: String, ticket: UInt64, timeout: Int32 = 5) throws -> MappedRing {
+    package static func fetch(path: String, ticket: UInt64, timeout: Int32 = 5) throws -> MappedRing {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ConnectionError(.lost, "no socket for RING: \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -200,7 +200,7 @@ package final class Broker: @unchecked Sendable {  // confined to its event loop
             detach(sub, of: conn)
         }
         conn.subscriptions = [:]
-        mappedRings.dropAll(connection: conn.id)
+        mappedRings.closed(connection: conn.id, at: uptime())
         if let cookie = conn.socketCookie { socketDescriptors.forget(cookie) }
         for channel in registry.closeAll(ownedBy: conn.id) {
             channelClosed(channel)

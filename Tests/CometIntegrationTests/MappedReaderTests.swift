@@ -323,6 +323,35 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(result["tickets"] as? Int ?? 0, 2, "mapped again after the crash: \(result)")
     }
 
+    /// A reader that half-closes its connection after RING_ADVANCED (it sends nothing more) has
+    /// the daemon close that connection; the ticket still gets it the ring for a while, so it can
+    /// read what was announced — as a socket reader gets the MESSAGE frames flushed before the close.
+    func testATicketOutlivesItsConnectionForAWhile() async throws {
+        let daemon = try Daemon(executable: Daemon.releaseDaemon)
+        defer { XCTAssertEqual(daemon.stop(), 0, daemon.log) }
+        let client = try await CometClient.connect(to: daemon.socketPath)
+        let news = try await client.create("news", size: 100_000)
+        try await pushNumbered(news, 1...10)
+        let reader = try RawConnection(daemon.socketPath)
+        _ = try reader.hello()
+        _ = try reader.expectOK(reader.send(.subscribe(name: "news", position: .oldest, epoch: 0, wait: false, mapped: true)))
+        var ticket: UInt64 = 0
+        var last: UInt64 = 0
+        while ticket == 0, let frame = try reader.read() {
+            if case .ringAdvanced(_, let announced, let given, _, _, _) = frame { (ticket, last) = (given, announced) }
+        }
+        XCTAssertNotEqual(ticket, 0)
+        XCTAssertEqual(last, 10)
+        shutdown(reader.fd, Int32(SHUT_WR))
+        XCTAssertTrue(try reader.closedByServer(), "the daemon closes a connection that sends no more")
+        let ring = try MappedRing.fetch(path: daemon.socketPath, ticket: ticket)
+        for sequence in UInt64(1)...last {
+            guard case .message(let payload) = ring.read(sequence) else { return XCTFail("message \(sequence) is not in the ring") }
+            XCTAssertEqual(payload, Array("m\(sequence)".utf8))
+        }
+        await client.close()
+    }
+
     /// A live upgrade keeps a mapped reader's subscription: the new process serves it from the
     /// first message the reader was not known to have read — nothing lost, nothing twice — and, as
     /// it subscribed with RETURN, from its ring as soon as it is ready for it. (The reader pauses

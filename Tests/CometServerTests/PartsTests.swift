@@ -52,7 +52,8 @@ final class PartsTests: XCTestCase {
 }
 
 /// Ring tickets (docs/PROTOCOL.md §6.23): once, by their uid; still redeemable after their
-/// subscription ended, until their connection closes; not after a detach or a newer ticket.
+/// subscription ended, and for `MappedRings.lingering` after their connection closed; not after a
+/// detach or a newer ticket.
 final class MappedRingTicketTests: XCTestCase {
     func ring() -> RingFile {
         let meta = RingMeta(
@@ -65,16 +66,16 @@ final class MappedRingTicketTests: XCTestCase {
         let file = ring()
         let first = rings.issue(file, uid: 1000, connection: 1, subscription: 1)
         let newer = rings.issue(file, uid: 1000, connection: 1, subscription: 1)
-        XCTAssertNil(rings.redeem(first, uid: 1000), "superseded by the subscription's newer ticket")
-        XCTAssertNil(rings.redeem(newer, uid: 1001), "another user")
+        XCTAssertNil(rings.redeem(first, uid: 1000, now: 0), "superseded by the subscription's newer ticket")
+        XCTAssertNil(rings.redeem(newer, uid: 1001, now: 0), "another user")
         rings.ended(connection: 1, subscription: 1)
-        XCTAssertTrue(rings.redeem(newer, uid: 1000)?.file === file, "the end came before the RING: still redeemable")
-        XCTAssertNil(rings.redeem(newer, uid: 1000), "once")
+        XCTAssertTrue(rings.redeem(newer, uid: 1000, now: 0)?.file === file, "the end came before the RING: still redeemable")
+        XCTAssertNil(rings.redeem(newer, uid: 1000, now: 0), "once")
         let named = rings.issue(file, uid: 1000, connection: 1, subscription: 3)
-        XCTAssertEqual(rings.redeem(named, uid: 1000)?.holder, MappedRings.Holder(connection: 1, subscription: 3), "says whose it was")
+        XCTAssertEqual(rings.redeem(named, uid: 1000, now: 0)?.holder, MappedRings.Holder(connection: 1, subscription: 3), "says whose it was")
         let detached = rings.issue(file, uid: 1000, connection: 1, subscription: 2)
         rings.drop(connection: 1, subscription: 2)
-        XCTAssertNil(rings.redeem(detached, uid: 1000), "a detached subscription's ticket goes")
+        XCTAssertNil(rings.redeem(detached, uid: 1000, now: 0), "a detached subscription's ticket goes")
         XCTAssertEqual(rings.count, 0)
     }
 
@@ -89,12 +90,28 @@ final class MappedRingTicketTests: XCTestCase {
         let live = rings.issue(file, uid: 0, connection: 7, subscription: 21)
         let other = rings.issue(file, uid: 0, connection: 8, subscription: 1)
         XCTAssertEqual(rings.count, MappedRings.orphansPerConnection + 2)
-        XCTAssertNil(rings.redeem(tickets[0], uid: 0), "the oldest ended ones went")
-        XCTAssertTrue(rings.redeem(tickets[19], uid: 0)?.file === file)
-        rings.dropAll(connection: 7)
-        XCTAssertNil(rings.redeem(tickets[18], uid: 0))
-        XCTAssertNil(rings.redeem(live, uid: 0))
-        XCTAssertTrue(rings.redeem(other, uid: 0)?.file === file, "another connection's tickets stay")
+        XCTAssertNil(rings.redeem(tickets[0], uid: 0, now: 0), "the oldest ended ones went")
+        XCTAssertTrue(rings.redeem(tickets[19], uid: 0, now: 0)?.file === file)
+        // The connection closes: its tickets linger for a while, then go.
+        rings.closed(connection: 7, at: 1_000)
+        XCTAssertTrue(rings.redeem(live, uid: 0, now: 1_000 + MappedRings.lingering - 1)?.file === file, "a live subscription's, just before")
+        XCTAssertNil(rings.redeem(tickets[18], uid: 0, now: 1_000 + MappedRings.lingering), "an ended one's, once the time is up")
+        XCTAssertTrue(rings.redeem(other, uid: 0, now: 1_000 + MappedRings.lingering)?.file === file, "another connection's tickets stay")
+        XCTAssertEqual(rings.count, 0)
+    }
+
+    func testAtMostSoManyTicketsLingerAfterTheirConnectionsClosed() {
+        var rings = MappedRings()
+        let file = ring()
+        var tickets: [UInt64] = []
+        for connection in UInt64(1)...UInt64(MappedRings.lingeringMost + 10) {
+            tickets.append(rings.issue(file, uid: 0, connection: connection, subscription: 1))
+            rings.closed(connection: connection, at: 5)
+        }
+        XCTAssertEqual(rings.count, MappedRings.lingeringMost)
+        XCTAssertNil(rings.redeem(tickets[9], uid: 0, now: 5), "the oldest went")
+        XCTAssertTrue(rings.redeem(tickets[10], uid: 0, now: 5)?.file === file)
+        XCTAssertNil(rings.redeem(tickets[11], uid: 0, now: 5 + MappedRings.lingering), "all go in time")
         XCTAssertEqual(rings.count, 0)
     }
 }

@@ -54,7 +54,7 @@ extension Broker {
     /// RING: the descriptor a ticket stands for (and, for a protected reader, a new position page,
     /// read-write), then the connection closes.
     func handOverRing(_ requestID: UInt32, ticket: UInt64, _ conn: ConnectionState) {
-        guard let (file, holder) = mappedRings.redeem(ticket, uid: conn.uid) else {
+        guard let (file, holder) = mappedRings.redeem(ticket, uid: conn.uid, now: uptime()) else {
             logLimiter.log(logger, .notice, kind: "ring", "RING with a ticket this user was not given", metadata: ["uid": "\(conn.uid)"])
             fail(conn, WireError(.badToken, "no ring descriptor waits under ticket \(ticket) for uid \(conn.uid)"), log: false)
             return

@@ -3,8 +3,10 @@ import CometState
 /// Tickets for ring descriptors (docs/PROTOCOL.md, "Mapped readers"): a mapped subscription is
 /// told a ticket in RING_ADVANCED; a new connection of the same user redeems it once (RING) for
 /// a read-only descriptor of that ring file. A subscription holds at most one ticket (a newer one
-/// replaces it); a ticket stays redeemable after its subscription ended, until its connection
-/// closes (at most `orphansPerConnection` such per connection).
+/// replaces it); a ticket stays redeemable after its subscription ended (at most
+/// `orphansPerConnection` such per connection), and for `lingering` after its connection closed
+/// (at most `lingeringMost` such in all), so that a reader whose connection the daemon closed
+/// (it half-closed its own) can still read what the last RING_ADVANCED announced.
 struct MappedRings {
     struct Holder: Hashable {
         let connection: UInt64
@@ -37,8 +39,9 @@ struct MappedRings {
     }
 
     /// The file `ticket` stands for and the subscription it was issued to, if it was issued to
-    /// `uid` and not redeemed yet (it is then used up).
-    mutating func redeem(_ ticket: UInt64, uid: UInt32) -> (file: RingFile, holder: Holder)? {
+    /// `uid` and not redeemed yet (it is then used up), nor left to linger longer than `lingering`.
+    mutating func redeem(_ ticket: UInt64, uid: UInt32, now: UInt64) -> (file: RingFile, holder: Holder)? {
+        forgetLingering(before: now)
         guard let found = tickets[ticket], found.uid == uid else { return nil }
         tickets[ticket] = nil
         if byHolder[found.holder] == ticket { byHolder[found.holder] = nil }
@@ -72,12 +75,46 @@ struct MappedRings {
         orphans[connection] = kept
     }
 
-    /// The connection closed: every ticket issued on it goes.
-    mutating func dropAll(connection: UInt64) {
-        for ticket in orphans.removeValue(forKey: connection) ?? [] { tickets[ticket] = nil }
+    /// Tickets of closed connections, oldest first, with when they stop being redeemable.
+    private var lingeringTickets: [(ticket: UInt64, until: UInt64)] = []
+    private var lingeringStart = 0
+    /// How long a closed connection's tickets stay redeemable (ns), and how many may at once.
+    static let lingering: UInt64 = 10_000_000_000
+    static let lingeringMost = 1024
+
+    /// The connection closed at `now`: its tickets (its subscriptions ended first) stay
+    /// redeemable for `lingering`, the oldest of more than `lingeringMost` going at once.
+    mutating func closed(connection: UInt64, at now: UInt64) {
+        forgetLingering(before: now)
+        var kept = orphans.removeValue(forKey: connection) ?? []
         for (holder, ticket) in byHolder where holder.connection == connection {
             byHolder[holder] = nil
-            tickets[ticket] = nil
+            kept.append(ticket)
+        }
+        for ticket in kept { lingeringTickets.append((ticket, now &+ Self.lingering)) }
+        while lingeringTickets.count - lingeringStart > Self.lingeringMost {
+            tickets[lingeringTickets[lingeringStart].ticket] = nil
+            lingeringStart += 1
+        }
+        compactLingering()
+    }
+
+    /// Tickets that lingered past their time go.
+    private mutating func forgetLingering(before now: UInt64) {
+        while lingeringStart < lingeringTickets.count, lingeringTickets[lingeringStart].until <= now {
+            tickets[lingeringTickets[lingeringStart].ticket] = nil
+            lingeringStart += 1
+        }
+        compactLingering()
+    }
+
+    private mutating func compactLingering() {
+        if lingeringStart == lingeringTickets.count {
+            lingeringTickets.removeAll(keepingCapacity: false)
+            lingeringStart = 0
+        } else if lingeringStart > 256, lingeringStart * 2 > lingeringTickets.count {
+            lingeringTickets.removeFirst(lingeringStart)
+            lingeringStart = 0
         }
     }
 }
