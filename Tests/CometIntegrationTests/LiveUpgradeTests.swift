@@ -16,6 +16,14 @@ final class LiveUpgradeTests: XCTestCase {
         return (daemon, directory)
     }
 
+    /// Replaces the daemon's binary on disk (in `directory`) with the shell script `script`.
+    func replaceBinary(in directory: URL, with script: String) throws {
+        let binary = directory.appendingPathComponent("cometd")
+        try FileManager.default.removeItem(at: binary)
+        try script.write(to: binary, atomically: true, encoding: .utf8)
+        chmod(binary.path, 0o755)
+    }
+
     private static func takeOvers(_ daemon: Daemon) -> Int { daemon.log.components(separatedBy: "state taken over").count - 1 }
 
     func waitForTakeOvers(_ daemon: Daemon, _ count: Int, timeout: TimeInterval = 20) throws {
@@ -201,16 +209,12 @@ extension LiveUpgradeTests {
             XCTAssertEqual(daemon.stop(), 0, daemon.log)
             try? FileManager.default.removeItem(at: directory)
         }
-        let binary = directory.appendingPathComponent("cometd")
-        try FileManager.default.removeItem(at: binary)
-        let script = """
+        try replaceBinary(in: directory, with: """
             #!/bin/sh
             case " $* " in *" --handover-probe "*) echo comet-handover-formats 1 2; exit 0;; esac
             exec '\(Daemon.releaseDaemon.path)' "$@"
 
-            """
-        try script.write(to: binary, atomically: true, encoding: .utf8)
-        chmod(binary.path, 0o755)
+            """)
         let producer = try await CometClient.connect(to: daemon.socketPath)
         let news = try await producer.create("news", size: 100_000)
         let reader = try await CometClient.connect(to: daemon.socketPath)
@@ -247,10 +251,7 @@ extension LiveUpgradeTests {
             XCTAssertEqual(daemon.stop(), 0, daemon.log)
             try? FileManager.default.removeItem(at: directory)
         }
-        let binary = directory.appendingPathComponent("cometd")
-        try FileManager.default.removeItem(at: binary)
-        try "#!/bin/sh\necho comet-handover-formats 9 9\n".write(to: binary, atomically: true, encoding: .utf8)
-        chmod(binary.path, 0o755)
+        try replaceBinary(in: directory, with: "#!/bin/sh\necho comet-handover-formats 9 9\n")
         let client = try await CometClient.connect(to: daemon.socketPath)
         kill(daemon.process.processIdentifier, SIGHUP)
         let deadline = Date().addingTimeInterval(20)

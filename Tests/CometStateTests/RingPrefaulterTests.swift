@@ -8,6 +8,14 @@ import XCTest
 final class RingPrefaulterTests: XCTestCase {
     private let page = Int(sysconf(Int32(_SC_PAGESIZE)))
 
+    /// A new buffered ring file of `capacity` messages and a data area of `dataSize` bytes.
+    private func ringFile(_ name: String, capacity: Int, dataSize: Int, backing: RingFile.Backing = .memfd) throws -> RingFile {
+        try RingFile.create(
+            RingMeta(kind: .buffered, id: 1, name: name, epoch: 1, capacity: capacity, creator: PeerImage(pid: 1, uid: 0, gid: 0),
+                tokenHigh: 0, tokenLow: 0),
+            dataSize: dataSize, created: 1, backing: backing)
+    }
+
     /// Whole pages within the data area `range` that are resident (mincore).
     private func resident(_ file: RingFile, data range: Range<Int>) -> Int {
         resident(file, bytes: (file.dataOffset + range.lowerBound)..<(file.dataOffset + range.upperBound))
@@ -49,10 +57,7 @@ final class RingPrefaulterTests: XCTestCase {
     func testPagesAheadOfTheWriterArePresentAndNoFurther() throws {
         for backing in [RingFile.Backing.memfd, .heap] {
             let capacity = 100_000
-            let file = try RingFile.create(
-                RingMeta(kind: .buffered, id: 1, name: "big", epoch: 1, capacity: capacity, creator: PeerImage(pid: 1, uid: 0, gid: 0),
-                    tokenHigh: 0, tokenLow: 0),
-                dataSize: 64 << 20, created: 1, backing: backing)
+            let file = try ringFile("big", capacity: capacity, dataSize: 64 << 20, backing: backing)
             XCTAssertEqual(resident(file, data: 0..<(64 << 20)), 0, "\(backing): nothing is made before a write")
             write(through: 3 << 20, into: file, capacity: capacity)
             let head = Int(file.value(.head, UInt64.self))
@@ -84,10 +89,7 @@ final class RingPrefaulterTests: XCTestCase {
     func testAGrownRingMakesOnlyWhatItHolds() throws {
         for backing in [RingFile.Backing.memfd, .heap] {
             let capacity = 1_000_000
-            var file = try RingFile.create(
-                RingMeta(kind: .buffered, id: 1, name: "wide", epoch: 1, capacity: capacity, creator: PeerImage(pid: 1, uid: 0, gid: 0),
-                    tokenHigh: 0, tokenLow: 0),
-                dataSize: 4096, created: 1, backing: backing)
+            var file = try ringFile("wide", capacity: capacity, dataSize: 4096, backing: backing)
             let payload = [UInt8](repeating: 7, count: 100)
             for _ in 0..<100 {
                 let sequence = file.last + 1
@@ -108,10 +110,7 @@ final class RingPrefaulterTests: XCTestCase {
     }
 
     func testASmallRingIsLeftToFaultIn() throws {
-        let file = try RingFile.create(
-            RingMeta(kind: .buffered, id: 1, name: "small", epoch: 1, capacity: 1000, creator: PeerImage(pid: 1, uid: 0, gid: 0),
-                tokenHigh: 0, tokenLow: 0),
-            dataSize: 1 << 20, created: 1)
+        let file = try ringFile("small", capacity: 1000, dataSize: 1 << 20)
         write(through: 600_000, into: file, capacity: 1000)
         usleep(100_000)
         let head = Int(file.value(.head, UInt64.self))
