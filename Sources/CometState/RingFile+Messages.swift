@@ -63,7 +63,7 @@ extension RingFile {
         store(.first, batch.first)
         atomicMemoryFence(ordering: .releasing)
         store(.last, batch.sequence - 1)
-        keepPagesAhead(of: batch.head)
+        keepPagesAhead(of: batch.head, next: batch.sequence)
     }
 
     /// Makes messages before `first` unreadable before their bytes may be overwritten: a reader
@@ -218,6 +218,7 @@ extension RingFile {
         if end > capacity { populate(bytes: indexOffset..<(indexOffset + (end - capacity) * Self.entrySize)) }
         populate(bytes: dataOffset..<(dataOffset + min(dataBytes, dataSize)))
         presentData = max(presentData, min(dataBytes, dataSize))
+        presentIndex = max(presentIndex, count * Self.entrySize)
     }
 
     /// Makes the pages that hold the file's bytes `range` present and writable (those wholly

@@ -89,9 +89,12 @@ public final class RingFile {
     /// The file's size in bytes (what a reader maps).
     public let length: Int
     /// The data bytes made present ahead of the writer, or asked for, and the head at which the
-    /// writer next looks ahead (`keepPagesAhead`); a small data area is left alone.
+    /// writer next looks ahead (`keepPagesAhead`); a small data area is left alone. The index is
+    /// followed the same way from the slot of message `indexFrom` (the first the file got).
     var presentData = 0
     var nextPagesAhead: UInt64 = 0
+    var indexFrom: UInt64 = 1
+    var presentIndex = 0
     public let capacity: Int
     public let dataSize: Int
     @usableFromInline let indexOffset: Int
@@ -282,6 +285,8 @@ public final class RingFile {
 
     /// Empties the ring so that the next message is `next` (what the ring in memory did).
     public func restart(at next: UInt64) {
+        indexFrom = next
+        presentIndex = 0
         store(.first, next)
         atomicMemoryFence(ordering: .releasing)
         store(.last, next - 1)

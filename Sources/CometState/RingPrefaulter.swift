@@ -1,8 +1,8 @@
 import Dispatch
 import Glibc
 
-/// Makes the pages of a ring file's data area present ahead of its writer, on a thread of its
-/// own. A page's first write costs the kernel a fault and the zeroing of the page (2–4 µs in a
+/// Makes the pages of a ring file's data area and index present ahead of its writer, on a
+/// thread of its own. A page's first write costs the kernel a fault and the zeroing of the page (2–4 µs in a
 /// virtual machine, more for a memfd than for the heap); a ring that fills up for the first time
 /// would otherwise pay it on the event loop, once every fifty 64-byte pushes, while every client
 /// of that loop waits. Populating does not change a byte of the file (MADV_POPULATE_WRITE only
@@ -12,12 +12,13 @@ final class RingPrefaulter: Sendable {
 
     private let queue = DispatchQueue(label: "comet.ring-prefault", qos: .utility)
 
-    /// Makes `file`'s data bytes `range` present (best effort: an older kernel leaves them to fault in).
-    func populate(_ file: RingFile, data range: Range<Int>) {
+    /// Makes the pages of `file`'s bytes `ranges` present (best effort: an older kernel leaves
+    /// them to fault in).
+    func populate(_ file: RingFile, bytes ranges: [Range<Int>]) {
         let target = Target(file)
         queue.async {
             guard let file = target.file else { return }
-            file.populate(data: range)
+            for range in ranges { file.populate(bytes: range) }
         }
     }
 
@@ -39,23 +40,38 @@ extension RingFile {
     /// Data areas up to this size are left to fault in as they are written.
     static let aheadSmallest = 1 << 20
 
-    /// Asks for the pages ahead of `head` (bytes ever written), every half run it writes, until
-    /// the whole data area has been present once.
+    /// Asks for the pages ahead of `head` (bytes ever written) and of the index slot of message
+    /// `next`, every half run of data it writes, until the whole data area has been present once.
     @inline(__always)
-    func keepPagesAhead(of head: UInt64) {
+    func keepPagesAhead(of head: UInt64, next: UInt64) {
         guard head >= nextPagesAhead else { return }
-        askForPagesAhead(of: head)
+        askForPagesAhead(of: head, next: next)
     }
 
     @inline(never)
-    private func askForPagesAhead(of head: UInt64) {
+    private func askForPagesAhead(of head: UInt64, next: UInt64) {
+        var ranges: [Range<Int>] = []
         let written = Int(min(head, UInt64(dataSize)))
         let target = min(dataSize, written + min(Self.aheadMost, written))
         let from = max(presentData, written)
         nextPagesAhead = target == dataSize ? .max : head + UInt64(Self.aheadRun / 2)
-        guard target > from, target - from >= Self.aheadRun || target == dataSize else { return }
-        presentData = target
-        RingPrefaulter.shared.populate(self, data: from..<target)
+        if target > from, target - from >= Self.aheadRun || target == dataSize {
+            presentData = target
+            ranges.append((dataOffset + from)..<(dataOffset + target))
+        }
+        // The index is written slot after slot from the one of `indexFrom`, going round.
+        let indexSize = capacity * Self.entrySize
+        let indexWritten = next > indexFrom ? Int(min(next - indexFrom, UInt64(capacity))) * Self.entrySize : 0
+        let indexTarget = min(indexSize, indexWritten + min(Self.aheadMost, indexWritten))
+        let indexStart = max(presentIndex, indexWritten)
+        if indexTarget > indexStart, indexTarget - indexStart >= Self.aheadRun || indexTarget == indexSize {
+            presentIndex = indexTarget
+            let origin = Int((indexFrom &- 1) % UInt64(capacity)) * Self.entrySize
+            let (start, end) = (origin + indexStart, origin + indexTarget)
+            if start < indexSize { ranges.append((indexOffset + start)..<(indexOffset + min(end, indexSize))) }
+            if end > indexSize { ranges.append((indexOffset + max(start, indexSize) - indexSize)..<(indexOffset + end - indexSize)) }
+        }
+        if !ranges.isEmpty { RingPrefaulter.shared.populate(self, bytes: ranges) }
     }
 
     /// Makes the pages that hold the data bytes `range` present and writable.

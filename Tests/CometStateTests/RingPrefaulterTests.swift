@@ -83,6 +83,44 @@ final class RingPrefaulterTests: XCTestCase {
         }
     }
 
+    /// The index is followed the same way: 300,000 messages of 16 bytes into a million-message
+    /// ring find the next MiB of index slots present, and nothing 12 MiB or more into it; from a
+    /// first slot near the end of the index, the slots ahead are at its start.
+    func testIndexSlotsAheadOfTheWriterArePresentAndNoFurther() throws {
+        for backing in [RingFile.Backing.memfd, .heap] {
+            let capacity = 1_000_000
+            let file = try ringFile("slots", capacity: capacity, dataSize: 64 << 20, backing: backing)
+            let payload = [UInt8](repeating: 3, count: 16)
+            while file.last < 300_000 {
+                var batch = file.beginBatch(from: file.last + 1, first: file.first)
+                for _ in 0..<256 { XCTAssertTrue(payload.withUnsafeBytes { file.write($0, into: &batch) }) }
+                file.publish(batch)
+            }
+            let next = Int(file.last) * RingFile.entrySize + page
+            let ahead = (file.indexOffset + next)..<(file.indexOffset + next + (1 << 20))
+            XCTAssertTrue(
+                waitUntil { resident(file, bytes: ahead) >= (1 << 20) / page - 1 },
+                "\(backing): the MiB of slots after the last written is present (\(resident(file, bytes: ahead)) pages)")
+            let far = (file.indexOffset + (12 << 20))..<(file.indexOffset + capacity * RingFile.entrySize)
+            XCTAssertEqual(resident(file, bytes: far), 0, "\(backing): nothing far ahead in the index")
+        }
+        // A file whose first message's slot is near the end of the index goes round to its start.
+        let file = try ringFile("round", capacity: 1_000_000, dataSize: 64 << 20)
+        file.restart(at: 900_001)
+        let payload = [UInt8](repeating: 4, count: 16)
+        while file.last < 1_200_000 {
+            var batch = file.beginBatch(from: file.last + 1, first: file.first)
+            for _ in 0..<256 { XCTAssertTrue(payload.withUnsafeBytes { file.write($0, into: &batch) }) }
+            file.publish(batch)
+        }
+        let next = Int((file.last) % 1_000_000) * RingFile.entrySize + page
+        let ahead = (file.indexOffset + next)..<(file.indexOffset + next + (1 << 20))
+        XCTAssertTrue(waitUntil { resident(file, bytes: ahead) >= (1 << 20) / page - 1 }, "past the end of the index, at its start")
+        let far = (file.indexOffset + 500_000 * RingFile.entrySize)..<(file.indexOffset + 850_000 * RingFile.entrySize)
+        XCTAssertEqual(resident(file, bytes: far), 0, "nothing between")
+    }
+
+
     /// A ring of a million messages that holds a hundred moves to a file sized for them all (the
     /// estimate) when its first 4 KiB fill up: the copy makes the pages it writes, not the 16 MiB
     /// index nor the data area (a user's many big, nearly empty channels cost what they hold).
